@@ -1,0 +1,98 @@
+"""Fields every config shares. Dataset configs start from `base()`.
+
+Plain Python returning a ConfigDict (big_vision style). Fields whose default
+is "unset" use `placeholder(type)` so that they can still be overridden from
+the command line.
+"""
+
+from ml_collections import config_dict
+from ml_collections.config_dict import placeholder
+
+
+def base() -> config_dict.ConfigDict:
+  c = config_dict.ConfigDict()
+  c.seed = 0
+  c.num_trials = 1
+  c.resume = True  # rerunning on a workdir continues from its last finished cycle
+
+  # ---- data -------------------------------------------------------------
+  c.data = config_dict.ConfigDict()
+  c.data.source = "digits"       # digits | folder | tfds
+  c.data.name = ""               # tfds dataset name, e.g. "cifar10"
+  c.data.path = ""               # folder source: directory or .tar/.tar.gz of split/class/image
+  c.data.data_dir = ""           # tfds data_dir ("" = TFDS default)
+  c.data.cache_dir = ""          # decoded-array cache ("" = ~/.cache/jax_al)
+  c.data.train_split = "train"
+  c.data.test_split = "test"
+  c.data.image_size = placeholder(int)  # resize to this square size; unset = keep (all must match)
+  c.data.channels = 3            # 3 converts grayscale to RGB, 1 keeps one channel
+  c.data.num_test = 500          # digits only: images held out for testing
+  c.data.max_image_bytes = 64 * 2**20  # folder/tar: larger images are rejected unread
+  c.data.mean = (0.5, 0.5, 0.5)
+  c.data.std = (0.25, 0.25, 0.25)
+
+  c.augment = config_dict.ConfigDict()
+  c.augment.flip = False         # random horizontal flip (wrong for digits)
+  c.augment.crop_pad = 0         # random crop after zero padding by this many pixels; 0 = off
+
+  # ---- model ------------------------------------------------------------
+  c.model = config_dict.ConfigDict()
+  c.model.name = "cnn"           # resnet18 | cnn
+  c.model.width = 1.0            # width multiplier (tiny networks for tests)
+
+  # ---- training -----------------------------------------------------------
+  c.train = config_dict.ConfigDict()
+  c.train.epochs = 200
+  c.train.batch_size = 128
+  c.train.lr = 0.1
+  c.train.momentum = 0.9
+  c.train.weight_decay = 5e-4
+  c.train.milestones = (160,)    # epochs at which the learning rate is multiplied by gamma
+  c.train.gamma = 0.1
+  c.train.eval_every = 20        # test accuracy every N epochs and at the last one
+  c.train.reinit_each_cycle = False  # False = warm start, as the users do
+  c.train.dtype = "float32"      # compute dtype: float32 | bfloat16 (params stay float32)
+  c.train.eval_batch_size = 500
+  c.train.steps_per_call = 0     # steps fused in one lax.scan call; 0 = a whole epoch
+
+  # ---- active learning ------------------------------------------------------
+  c.al = config_dict.ConfigDict()
+  c.al.initial = 5000
+  c.al.budget = 2500
+  c.al.cycles = 7                # number of trained label-set sizes
+  c.al.subset = 10000            # random unlabeled candidates scored per cycle; 0 = whole pool
+  c.al.strategy = "random"
+  # The users' method (strategy "uncertainty_mmd") and its variants.
+  c.al.batch = 128               # minibatch size of per-batch scopes, in the users' order
+  c.al.k = placeholder(int)      # k-means clusters; unset = number of classes
+  c.al.transform = "inverse"     # inverse: 10/|d1-d2| | neg_gap: -(d2-d1)
+  c.al.u_scope = "batch"         # batch | global
+  c.al.mmd_scope = "batch"       # batch | global
+  c.al.term = "per_sample"       # per_sample | witness | decrease
+  c.al.sign = 1                  # +1 picks large MMD (users), -1 picks small
+  c.al.lam = 1.0
+  c.al.normalize = "none"        # none | minmax | zscore | rank
+  c.al.mode = "topk"             # topk | greedy
+  c.al.use_mmd = True            # False = uncertainty only
+  c.al.repeats = 5               # R random draws of the labeled set for the per-sample term
+  c.al.draw_size = 128           # size of each labeled draw
+  c.al.sigma = 0.0               # kernel bandwidth; 0 = median heuristic
+  c.al.estimator = "biased"      # biased | unbiased
+  c.al.block = 4096              # largest kernel block materialised is block x block
+  c.al.approx = "exact"          # exact | rff (random Fourier features)
+  c.al.rff_dim = 2048
+  c.al.greedy_weight = 1.0       # greedy mode: weight of normalised uncertainty per pick
+  c.al.kmeans = config_dict.ConfigDict()
+  c.al.kmeans.init = "random"    # random (users: centres drawn from the batch) | k-means++
+  c.al.kmeans.n_init = 1
+  c.al.kmeans.max_iter = 100
+  c.al.kmeans.tol = 1e-4
+
+  # ---- comparisons / devices --------------------------------------------------
+  c.compare = config_dict.ConfigDict()
+  c.compare.strategies = ""      # comma-separated; non-empty runs strategies x trials, paired
+  c.compare.parallel = "none"    # none | vmap
+  c.mesh = config_dict.ConfigDict()
+  c.mesh.data = 1                # devices on the data axis; -1 = all
+  c.mesh.distributed = False     # call jax.distributed.initialize()
+  return c

@@ -1,0 +1,32 @@
+"""Datasets as uint8 numpy arrays: `load_dataset(config.data)`.
+
+Sources (data.source): "digits" (scikit-learn, offline), "folder" (a
+directory or tar of split/class/image files, decoded once and cached) and
+"tfds" (TensorFlow Datasets, imported only when used).
+"""
+
+from __future__ import annotations
+
+from jax_al.data.dataset import (Dataset, check_channels_field,
+                                 check_image_size_field, validate)
+from jax_al.data.digits import load_digits
+from jax_al.data.folder import load_folder
+from jax_al.data.tfds_source import load_tfds
+from jax_al.errors import ConfigError, suggest
+
+_LOADERS = {"digits": load_digits, "folder": load_folder, "tfds": load_tfds}
+SOURCES = tuple(_LOADERS)
+
+
+def load_dataset(data_cfg) -> Dataset:
+  """Loads and validates the dataset that `data_cfg` (config.data) names."""
+  source = data_cfg.source
+  if source not in _LOADERS:
+    raise ConfigError("data.source", source, suggest(str(source), SOURCES))
+  channels = check_channels_field(data_cfg.channels)
+  image_size = check_image_size_field(data_cfg.image_size)
+  ds = _LOADERS[source](data_cfg, image_size=image_size, channels=channels)
+  return validate(ds, channels)
+
+
+__all__ = ["Dataset", "SOURCES", "load_dataset"]

@@ -1,0 +1,24 @@
+"""Models, looked up by name. Each returns (logits, features) from `__call__`."""
+
+from __future__ import annotations
+
+from flax import nnx
+import jax.numpy as jnp
+
+from jax_al.errors import ConfigError, suggest
+from jax_al.models.cnn import SmallCNN
+from jax_al.models.resnet import ResNet18
+
+_MODELS = {"resnet18": ResNet18, "cnn": SmallCNN}
+
+
+def create_model(model_cfg, num_classes: int, in_channels: int, dtype: str,
+                 rngs: nnx.Rngs) -> nnx.Module:
+  """Builds the model named `model_cfg.name` with float32 parameters."""
+  if model_cfg.name not in _MODELS:
+    raise ConfigError("model.name", model_cfg.name, suggest(model_cfg.name, _MODELS))
+  if not model_cfg.width > 0:
+    raise ConfigError("model.width", model_cfg.width, "use a positive width multiplier, e.g. 1.0")
+  return _MODELS[model_cfg.name](
+      num_classes=num_classes, in_channels=in_channels, width=model_cfg.width,
+      dtype=jnp.dtype(dtype), rngs=rngs)

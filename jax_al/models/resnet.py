@@ -1,0 +1,65 @@
+"""ResNet-18, CIFAR variant, as in the users' PyTorch code.
+
+3x3 stem conv, no max-pool, BasicBlocks [2, 2, 2, 2] at widths 64/128/256/512
+(times `width`), global average pool (the 4x4 pool at 32x32 input), linear head.
+`__call__` returns (logits, features) where features are the 512-d
+penultimate activations after pooling.
+"""
+
+from __future__ import annotations
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+
+from jax_al.models.layers import batch_norm, masked_bn
+
+
+def _conv(cin, cout, k, stride, dtype, rngs):
+  return nnx.Conv(cin, cout, (k, k), strides=(stride, stride), padding=((k // 2, k // 2),) * 2,
+                  use_bias=False, dtype=dtype, rngs=rngs,
+                  kernel_init=nnx.initializers.variance_scaling(2.0, "fan_out", "normal"))
+
+
+class BasicBlock(nnx.Module):
+
+  def __init__(self, cin: int, cout: int, stride: int, dtype, rngs: nnx.Rngs):
+    self.conv1 = _conv(cin, cout, 3, stride, dtype, rngs)
+    self.bn1 = batch_norm(cout, dtype, rngs)
+    self.conv2 = _conv(cout, cout, 3, 1, dtype, rngs)
+    self.bn2 = batch_norm(cout, dtype, rngs)
+    self.has_shortcut = stride != 1 or cin != cout
+    if self.has_shortcut:
+      self.shortcut = _conv(cin, cout, 1, stride, dtype, rngs)
+      self.shortcut_bn = batch_norm(cout, dtype, rngs)
+
+  def __call__(self, x, train: bool = False, mask=None):
+    y = jax.nn.relu(masked_bn(self.bn1, self.conv1(x), train, mask))
+    y = masked_bn(self.bn2, self.conv2(y), train, mask)
+    if self.has_shortcut:
+      x = masked_bn(self.shortcut_bn, self.shortcut(x), train, mask)
+    return jax.nn.relu(x + y)
+
+
+class ResNet18(nnx.Module):
+
+  def __init__(self, num_classes: int, in_channels: int = 3, width: float = 1.0,
+               dtype=jnp.float32, *, rngs: nnx.Rngs):
+    widths = [max(1, int(round(w * width))) for w in (64, 128, 256, 512)]
+    self.stem = _conv(in_channels, widths[0], 3, 1, dtype, rngs)
+    self.stem_bn = batch_norm(widths[0], dtype, rngs)
+    blocks, cin = [], widths[0]
+    for i, cout in enumerate(widths):
+      for j in range(2):
+        blocks.append(BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1, dtype, rngs))
+        cin = cout
+    self.blocks = nnx.List(blocks)
+    self.head = nnx.Linear(cin, num_classes, dtype=dtype, rngs=rngs)
+    self.feature_dim = cin
+
+  def __call__(self, x, train: bool = False, mask=None):
+    x = jax.nn.relu(masked_bn(self.stem_bn, self.stem(x), train, mask))
+    for block in self.blocks:
+      x = block(x, train, mask)
+    feats = jnp.mean(x, axis=(1, 2))
+    return self.head(feats).astype(jnp.float32), feats.astype(jnp.float32)

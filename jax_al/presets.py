@@ -1,0 +1,51 @@
+"""Named variants of the users' method.
+
+Selected with `--config configs/X.py:NAME`, or listed in
+`--config.compare.strategies=random,users,rank`.
+
+`users` reproduces their current setting exactly: per-batch clustering,
+10/|d1-d2|, per-sample MMD to 5 labeled draws, sign +1, lam 1, raw scores.
+Any other strategy name in the registry (random, entropy, coreset, ...) is a
+preset too: it only sets `al.strategy`.
+"""
+
+from jax_al.errors import ConfigError, suggest
+
+PRESETS = {
+    # The users' current method.
+    "users": dict(strategy="uncertainty_mmd"),
+    # Uncertainty only, whole-pool clustering (their 94.3 % run).
+    "global_uncertainty": dict(strategy="uncertainty_mmd", use_mmd=False, u_scope="global"),
+    # Uncertainty only, per-batch clustering.
+    "batch_uncertainty": dict(strategy="uncertainty_mmd", use_mmd=False, u_scope="batch"),
+    # Both terms rank-normalised, so lam means what it says.
+    "rank": dict(strategy="uncertainty_mmd", normalize="rank"),
+    # Their proposal: global clustering for uncertainty, per-batch MMD.
+    "global_u_batch_mmd": dict(strategy="uncertainty_mmd", u_scope="global",
+                               mmd_scope="batch", normalize="rank"),
+    # Distribution matching: the witness of MMD(L, U), large where the pool is
+    # dense and the labeled set thin.
+    "witness": dict(strategy="uncertainty_mmd", term="witness", normalize="rank"),
+    # Greedy set-level batch minimising MMD^2(L + Q, U), traded against uncertainty.
+    "greedy": dict(strategy="uncertainty_mmd", mode="greedy", term="decrease",
+                   normalize="rank", u_scope="global"),
+}
+
+
+def names() -> list[str]:
+  """Every valid preset: the names above and every registered strategy."""
+  from jax_al import strategies
+  return sorted(set(PRESETS) | set(strategies.names()))
+
+
+def apply(c, preset: str, field: str = "--config preset") -> None:
+  """Sets `c.al` fields for `preset` (a name above or a registered strategy)."""
+  from jax_al import strategies
+
+  if preset in PRESETS:
+    for k, v in PRESETS[preset].items():
+      c.al[k] = v
+  elif preset in strategies.names():
+    c.al.strategy = preset
+  else:
+    raise ConfigError(field, preset, suggest(preset, names()))

@@ -1,0 +1,103 @@
+"""Consecutive minibatches of the scored candidates, the users' per-batch scope.
+
+The users score the candidates in DataLoader order, 128 at a time, and
+compute some statistics (k-means, MMD references) inside each minibatch.
+Here the full minibatches share one shape and run under one `vmap`; the last,
+partial minibatch (the "tail") has its own shape and runs as one more call.
+There is no padding, so no padded point can ever influence a real one or be
+selected (ott-jax's k-means can re-seed an empty cluster at a zero-weight
+point, see NOTES.md).
+
+A tail smaller than `min_size` (for k-means: fewer points than clusters) is
+merged into the minibatch before it, which is then up to
+`batch + min_size - 1` points long. The users' code would have failed there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def layout(n: int, batch: int, min_size: int = 1) -> tuple[int, int]:
+  """How n points split into minibatches.
+
+  Args:
+    n: number of points (> 0).
+    batch: minibatch size (> 0).
+    min_size: smallest allowed tail; a smaller tail joins the minibatch
+      before it.
+
+  Returns:
+    (num_full, tail): `num_full` minibatches of `batch` points cover
+    [0, num_full * batch); the remaining `tail` points (0 or >= min_size,
+    possibly more than `batch` after a merge) form one more minibatch.
+  """
+  if n <= 0 or batch <= 0:
+    raise ValueError(f"need n > 0 and batch > 0, got n={n}, batch={batch}")
+  num_full, tail = divmod(n, batch)
+  if 0 < tail < min_size and num_full > 0:
+    num_full, tail = num_full - 1, tail + batch
+  return num_full, tail
+
+
+def batch_ids(n: int, batch: int, min_size: int = 1) -> np.ndarray:
+  """[n] int32 minibatch id of every point, in the order of `layout`."""
+  num_full, tail = layout(n, batch, min_size)
+  ids = np.repeat(np.arange(num_full, dtype=np.int32), batch)
+  return np.concatenate([ids, np.full((tail,), num_full, np.int32)])
+
+
+def num_batches(n: int, batch: int, min_size: int = 1) -> int:
+  num_full, tail = layout(n, batch, min_size)
+  return num_full + (tail > 0)
+
+
+def map_batches(fn: Callable[..., tuple[Any, Any]],
+                arrays: tuple[jax.Array, ...], rng: jax.Array, batch: int,
+                min_size: int = 1, chunk: int | None = None) -> tuple[Any, Any]:
+  """Applies `fn(key, *minibatch_arrays)` to every minibatch, in order.
+
+  Args:
+    fn: maps (key, [b, ...] slices of each array) to a pair
+      (per_point, per_batch) of pytrees (either may be None): per_point
+      leaves have a leading axis of b, per_batch leaves are one value per
+      minibatch.
+    arrays: arrays sharing the leading axis n, split along it.
+    rng: key; minibatch i gets `jax.random.split(rng, num_batches)[i]`, so a
+      Python loop over the minibatches with those keys gives the same
+      result (tested).
+    batch: minibatch size (static).
+    min_size: see `layout` (static).
+    chunk: if set, full minibatches run `chunk` at a time (`lax.map` with
+      `batch_size`) instead of all at once, to bound memory.
+
+  Returns:
+    (per_point, per_batch): the per-point outputs concatenated back to
+    leading axis n, and the per-minibatch outputs stacked along a new
+    leading axis of `num_batches(n, batch, min_size)`.
+  """
+  n = arrays[0].shape[0]
+  num_full, tail = layout(n, batch, min_size)
+  keys = jax.random.split(rng, num_full + (tail > 0))
+  points, batches = [], []
+  if num_full:
+    full = tuple(a[:num_full * batch].reshape(num_full, batch, *a.shape[1:])
+                 for a in arrays)
+    if chunk is None:
+      p, b = jax.vmap(fn)(keys[:num_full], *full)
+    else:
+      p, b = jax.lax.map(lambda a: fn(*a), (keys[:num_full], *full),
+                         batch_size=chunk)
+    points.append(jax.tree.map(
+        lambda o: o.reshape(num_full * batch, *o.shape[2:]), p))
+    batches.append(b)
+  if tail:
+    p, b = fn(keys[num_full], *(a[num_full * batch:] for a in arrays))
+    points.append(p)
+    batches.append(jax.tree.map(lambda o: o[None], b))
+  cat = lambda *o: jnp.concatenate(o, axis=0)
+  return jax.tree.map(cat, *points), jax.tree.map(cat, *batches)

@@ -1,0 +1,120 @@
+"""The shared signature of every selection strategy, and the registry.
+
+A strategy is a class registered under a name. It is built once per run from
+`config.al` and then called once per cycle:
+
+    strategy = get_strategy("entropy", config.al)
+    sel = strategy.select(pool, budget, rng)
+
+`pool` holds what the features pass produced for the scored subset of the
+unlabeled pool and for the labeled set. `sel.indices` are positions into
+`pool.features` (not dataset indices): the loop maps them back.
+
+Adding a strategy means adding one file to this package that defines a
+subclass decorated with `@register("name")`; `jax_al.strategies` imports
+every module of the package, so nothing else needs editing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import jax
+import numpy as np
+
+from jax_al.errors import ConfigError, suggest
+
+
+@dataclasses.dataclass(frozen=True)
+class Pool:
+  """Inputs of a selection step. All arrays live on the device.
+
+  Attributes:
+    features: [N, d] float32 penultimate features of the scored candidates.
+    logits: [N, C] float32 logits of the scored candidates.
+    labeled_features: [M, d] float32 features of the labeled set.
+    labeled_logits: [M, C] float32 logits of the labeled set.
+    num_classes: C.
+  """
+
+  features: jax.Array
+  logits: jax.Array
+  labeled_features: jax.Array
+  labeled_logits: jax.Array
+  num_classes: int
+
+  @property
+  def size(self) -> int:
+    return int(self.features.shape[0])
+
+
+@dataclasses.dataclass
+class Selection:
+  """Output of a selection step.
+
+  Attributes:
+    indices: [budget] int64 NumPy array of unique positions into the pool.
+    stats: flat dict of floats logged to metrics.jsonl (raw score statistics
+      such as `u_min`, `u_median`, `u_max`); may be empty.
+  """
+
+  indices: np.ndarray
+  stats: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+class Strategy:
+  """Base class. Subclasses set `name` (via `register`) and define `select`."""
+
+  name: ClassVar[str] = ""
+
+  def __init__(self, cfg: Any):
+    """`cfg` is `config.al`; a strategy reads the fields it needs."""
+    self.cfg = cfg
+
+  def check(self, num_candidates: int, budget: int, num_classes: int) -> None:
+    """Raises ConfigError for settings that cannot work at these sizes.
+
+    Called by the loop before any training. The default checks the budget.
+    """
+    if budget > num_candidates:
+      raise ConfigError(
+          "al.budget", budget,
+          f"the strategy scores only {num_candidates} candidates; lower "
+          "al.budget or raise al.subset")
+
+  def select(self, pool: Pool, budget: int, rng: jax.Array) -> Selection:
+    raise NotImplementedError
+
+
+_REGISTRY: dict[str, type[Strategy]] = {}
+
+
+def register(name: str):
+  """Class decorator that adds a Strategy subclass to the registry."""
+
+  def wrap(cls: type[Strategy]) -> type[Strategy]:
+    if name in _REGISTRY:
+      raise ValueError(f"strategy {name!r} is registered twice")
+    cls.name = name
+    _REGISTRY[name] = cls
+    return cls
+
+  return wrap
+
+
+def names() -> list[str]:
+  return sorted(_REGISTRY)
+
+
+def get_strategy(name: str, cfg: Any) -> Strategy:
+  """Builds the strategy registered as `name`, or raises ConfigError."""
+  if name not in _REGISTRY:
+    raise ConfigError("al.strategy", name, suggest(name, _REGISTRY))
+  return _REGISTRY[name](cfg)
+
+
+def top_k_indices(scores: jax.Array, k: int) -> np.ndarray:
+  """Positions of the k largest scores, ties broken by the lower index."""
+  _, idx = jax.lax.top_k(scores, k)
+  return np.asarray(idx, dtype=np.int64)

@@ -1,0 +1,80 @@
+"""`coreset`: k-center greedy over features (Sener & Savarese, 2018).
+
+Each pick is the candidate farthest from everything labeled or already picked,
+which greedily shrinks the covering radius (the largest distance from a
+candidate to its nearest labeled-or-picked point) within a factor 2 of the
+optimum.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_al.scores import distances
+from jax_al.strategies.base import Pool, Selection, Strategy, register
+
+
+@functools.partial(jax.jit, static_argnames=("budget", "block"))
+def k_center_greedy(features: jax.Array, labeled: jax.Array, budget: int,
+                    block: int, rng: jax.Array
+                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Greedy k-center selection.
+
+  Args:
+    features: [N, d] candidates.
+    labeled: [M, d] labeled points; M may be 0.
+    budget: static number of picks, <= N.
+    block: static block size for the initial candidate-to-labeled distances.
+    rng: used only when M == 0, to draw the first centre (there is nothing
+      to be far from yet).
+
+  Returns:
+    ([budget] picked positions in order, covering radius before, covering
+    radius after), radii as Euclidean distances over the candidates.
+  """
+  n = features.shape[0]
+  x = features.astype(jnp.float32)
+  x_sq = distances.sq_norms(x)
+
+  def add_centre(t, i, min_d, picks):
+    min_d = jnp.minimum(min_d, distances.sq_dists_to(x, x_sq, x[i]))
+    # -1 (not the computed ~0) so that rounding can never make a picked
+    # point the argmax again, e.g. when all features are equal.
+    return min_d.at[i].set(-1.0), picks.at[t].set(i)
+
+  def pick(t, carry):
+    min_d, picks = carry
+    return add_centre(t, jnp.argmax(min_d), min_d, picks)
+
+  picks = jnp.zeros((budget,), jnp.int32)
+  if labeled.shape[0] > 0:
+    min_d = distances.min_sq_dists(x, labeled.astype(jnp.float32), block)
+    radius_before = jnp.sqrt(jnp.max(min_d))
+    start = 0
+  else:
+    # With nothing labeled every distance is +inf and argmax would start at
+    # position 0 every time; draw the first centre at random instead.
+    radius_before = jnp.array(jnp.inf, jnp.float32)
+    first = jax.random.randint(rng, (), 0, n)
+    min_d, picks = add_centre(0, first, jnp.full((n,), jnp.inf), picks)
+    start = 1
+  min_d, picks = jax.lax.fori_loop(start, budget, pick, (min_d, picks))
+  radius_after = jnp.sqrt(jnp.maximum(jnp.max(min_d), 0.0))
+  return picks, radius_before, radius_after
+
+
+@register("coreset")
+class Coreset(Strategy):
+  """Reads `cfg.block`: the largest distance block materialised."""
+
+  def select(self, pool: Pool, budget: int, rng: jax.Array) -> Selection:
+    picks, before, after = k_center_greedy(
+        pool.features, pool.labeled_features, budget, int(self.cfg.block), rng)
+    stats = {"radius_after": float(after)}
+    if pool.labeled_features.shape[0] > 0:  # else +inf, which JSON lacks
+      stats["radius_before"] = float(before)
+    return Selection(np.asarray(picks, dtype=np.int64), stats)

@@ -1,0 +1,314 @@
+"""`uncertainty_mmd`: the users' cluster-margin uncertainty + MMD method.
+
+Per selection, over the N scored candidates (U = `pool.features`) and the
+labeled set (L = `pool.labeled_features`):
+
+  u = cluster-margin uncertainty (scores/cluster_margin.py): k-means with
+      K = `al.k` (unset: number of classes) clusters, inside each
+      consecutive minibatch of `al.batch` candidates (`al.u_scope="batch"`,
+      the users') or over all candidates ("global"); `al.transform`.
+  t = an MMD term (scores/mmd.py), `al.term`:
+      per_sample  the users' (1/R) sum_r MMD^2({x}, L_r), R = `al.repeats`
+                  draws of `al.draw_size` labeled points;
+      witness     mean_u k(x, u) - mean_l k(x, l);
+      decrease    MMD^2(L, U) - MMD^2(L + {x}, U) (> 0: x brings L closer
+                  to U).
+      `al.mmd_scope="batch"` takes U to be the candidate's own minibatch
+      (witness, decrease) or draws fresh L_r per minibatch (per_sample);
+      "global" uses all candidates / one set of draws. The kernel bandwidth
+      is shared by all minibatches (`al.sigma`, or the median heuristic over
+      U and L once per selection), so scores of different minibatches are
+      comparable in the global top-k.
+
+  mode "topk":   score = norm(u) + lam * sign * norm(t), the `budget`
+                 largest are picked (`al.normalize`, `al.lam`, `al.sign`).
+  mode "greedy": picks one at a time, maximising the normalised decrease of
+                 MMD^2(L + Q, U) over all candidates plus `al.greedy_weight`
+                 * norm(u) (scores/greedy.py). `al.term`, `al.lam` and
+                 `al.sign` do not apply; `al.mmd_scope` must be "global".
+  `al.use_mmd=False`: score = u.
+
+Candidates and labeled points are centred on the candidates' mean first:
+every quantity here is translation invariant, and smaller norms mean less
+cancellation in |a|^2 + |b|^2 - 2 a.b.
+
+Compilation. The whole selection is one jitted function, compiled once per
+(N, labeled bucket, budget, settings). The labeled features are zero-padded
+to a bucket (a power of two up to `al.block`, then a multiple of it) and
+masked, so the growing labeled set recompiles only when it crosses a bucket.
+`al.lam`, `al.sigma` and `al.greedy_weight` are traced, so sweeping them
+does not recompile.
+
+Stats logged per selection: raw (before normalisation and sign) u_min,
+u_median, u_max, mmd_min, mmd_median, mmd_max, the sigma used, and in
+greedy mode mmd2_before = MMD^2(L, U) and mmd2_after = MMD^2(L + Q, U).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_al.errors import ConfigError, suggest
+from jax_al.scores import cluster_margin
+from jax_al.scores import greedy
+from jax_al.scores import kmeans
+from jax_al.scores import mmd
+from jax_al.scores import normalize as norm_lib
+from jax_al.strategies.base import Pool, Selection, Strategy, register
+
+SCOPES = ("batch", "global")
+MODES = ("topk", "greedy")
+APPROX = ("exact", "rff")
+
+
+class Settings(NamedTuple):
+  """The static (hashable) part of `config.al` a selection compiles for."""
+
+  batch: int
+  k: int
+  transform: str
+  u_scope: str
+  mmd_scope: str
+  term: str
+  sign: int
+  normalize: str
+  mode: str
+  use_mmd: bool
+  repeats: int
+  draw_size: int
+  median_sigma: bool
+  unbiased: bool
+  block: int
+  approx: str
+  rff_dim: int
+  km_init: str
+  km_n_init: int
+  km_max_iter: int
+  km_tol: float
+
+
+def _choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
+  if value not in choices:
+    raise ConfigError(field, value, suggest(str(value), choices))
+
+
+def _int_at_least(field: str, value: Any, low: int) -> None:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+      or value < low:
+    raise ConfigError(field, value, f"use an integer >= {low}")
+
+
+def _float_at_least(field: str, value: Any, low: float, what: str) -> None:
+  ok = (isinstance(value, (int, float, np.number))
+        and not isinstance(value, bool) and math.isfinite(value)
+        and value >= low)
+  if not ok:
+    raise ConfigError(field, value, f"use a finite number >= {low} ({what})")
+
+
+def labeled_bucket(m: int, block: int) -> int:
+  """Rows the labeled features are padded to: fewer distinct shapes."""
+  if m <= block:
+    return min(block, 1 << max(m - 1, 1).bit_length())
+  return -(-m // block) * block
+
+
+def uncertainty(x: jax.Array, rng: jax.Array, s: Settings) -> jax.Array:
+  """[N] raw cluster-margin uncertainty under the settings' scope."""
+  kw = dict(k=s.k, transform=s.transform, init=s.km_init,
+            n_init=s.km_n_init, max_iter=s.km_max_iter, tol=s.km_tol)
+  if s.u_scope == "global":
+    return cluster_margin.kmeans_margin(x, rng, **kw)
+  return cluster_margin.minibatch_kmeans_margin(x, rng, batch=s.batch, **kw)
+
+
+def mmd_term(x: jax.Array, l: jax.Array, l_count: jax.Array,
+             sigma: jax.Array, rng: jax.Array, freqs: jax.Array | None,
+             s: Settings) -> jax.Array:
+  """[N] raw MMD term `s.term` under the settings' scope."""
+  kw = dict(l_count=l_count, batch=s.batch if s.mmd_scope == "batch" else None,
+            min_size=s.k, block=s.block, freqs=freqs)
+  if s.term == "per_sample":
+    return mmd.per_sample_mmd2(x, l, sigma, rng, repeats=s.repeats,
+                               draw_size=s.draw_size, unbiased=s.unbiased,
+                               **kw)
+  if s.term == "witness":
+    return mmd.witness(x, l, sigma, **kw)
+  return mmd.mmd2_decrease(x, l, sigma, unbiased=s.unbiased, **kw)
+
+
+def _summary(prefix: str, v: jax.Array) -> dict[str, jax.Array]:
+  return {f"{prefix}_min": jnp.min(v), f"{prefix}_median": jnp.median(v),
+          f"{prefix}_max": jnp.max(v)}
+
+
+@functools.partial(jax.jit, static_argnames=("s", "budget"))
+def select_indices(features: jax.Array, labeled: jax.Array,
+                   l_count: jax.Array, rng: jax.Array, lam: jax.Array,
+                   sigma: jax.Array, greedy_weight: jax.Array, *, s: Settings,
+                   budget: int) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The whole selection, jitted.
+
+  Args:
+    features: [N, d] candidates.
+    labeled: [Mb, d] labeled features, the first `l_count` real.
+    l_count: int32 number of real labeled rows.
+    rng: key.
+    lam, sigma, greedy_weight: traced `al.lam`, `al.sigma` (ignored when
+      `s.median_sigma`), `al.greedy_weight`.
+    s: static settings.
+    budget: static number of picks.
+
+  Returns:
+    ([budget] int32 distinct indices into features, dict of scalar stats).
+  """
+  centre = jnp.mean(features, axis=0)
+  x, l = features - centre, labeled - centre
+  k_u, k_sigma, k_rff, k_mmd = jax.random.split(rng, 4)
+  u = uncertainty(x, k_u, s)
+  stats = _summary("u", u)
+  if not s.use_mmd:
+    return jax.lax.top_k(u, budget)[1], stats
+
+  if s.median_sigma:
+    weights = jnp.concatenate(
+        [jnp.ones(x.shape[0]), (jnp.arange(l.shape[0]) < l_count) * 1.0])
+    sigma = mmd.median_sigma(jnp.concatenate([x, l]), k_sigma, weights=weights)
+  freqs = (mmd.rff_frequencies(k_rff, x.shape[1], s.rff_dim, sigma)
+           if s.approx == "rff" else None)
+  u_norm = norm_lib.normalize(u, s.normalize)
+  if s.mode == "greedy":
+    res = greedy.greedy_mmd(
+        x, l, sigma, budget, l_count=l_count, utility=u_norm,
+        weight=greedy_weight, normalize=s.normalize, unbiased=s.unbiased,
+        block=s.block, freqs=freqs)
+    t, idx = res.first_gain, res.indices
+    stats.update(mmd2_before=res.mmd2_before, mmd2_after=res.mmd2_after)
+  else:
+    t = mmd_term(x, l, l_count, sigma, k_mmd, freqs, s)
+    score = u_norm + lam * s.sign * norm_lib.normalize(t, s.normalize)
+    idx = jax.lax.top_k(score, budget)[1]
+  stats.update(_summary("mmd", t), sigma=sigma)
+  return idx, stats
+
+
+@register("uncertainty_mmd")
+class UncertaintyMMD(Strategy):
+  """Cluster-margin uncertainty plus an MMD term; see the module docstring."""
+
+  use_mmd_field = True  # False in subclasses that score uncertainty only.
+
+  def _k(self, num_classes: int) -> int:
+    k = self.cfg.k
+    return num_classes if k is None else k
+
+  def _check_uncertainty(self, num_candidates: int, num_classes: int) -> None:
+    c = self.cfg
+    _int_at_least("al.batch", c.batch, 1)
+    _choice("al.transform", c.transform, cluster_margin.TRANSFORMS)
+    _choice("al.u_scope", c.u_scope, SCOPES)
+    _choice("al.kmeans.init", c.kmeans.init, kmeans.INITS)
+    _int_at_least("al.kmeans.n_init", c.kmeans.n_init, 1)
+    _int_at_least("al.kmeans.max_iter", c.kmeans.max_iter, 1)
+    _float_at_least("al.kmeans.tol", c.kmeans.tol, 0.0, "0 = run to max_iter")
+    k = self._k(num_classes)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+      raise ConfigError("al.k", k, "the cluster margin needs two nearest "
+                        "centres: use an integer >= 2, or leave al.k unset "
+                        "for the number of classes")
+    if k > num_candidates:
+      raise ConfigError("al.k", k, f"only {num_candidates} candidates are "
+                        "scored; lower al.k or raise al.subset")
+    if c.u_scope == "batch" and k > c.batch:
+      raise ConfigError("al.k", k, f"per-batch k-means clusters minibatches "
+                        f"of al.batch={c.batch} points; lower al.k, raise "
+                        "al.batch or set al.u_scope='global'")
+
+  def _check_mmd(self) -> None:
+    c = self.cfg
+    _choice("al.mmd_scope", c.mmd_scope, SCOPES)
+    _choice("al.term", c.term, mmd.TERMS)
+    if c.sign not in (1, -1) or isinstance(c.sign, bool):
+      raise ConfigError("al.sign", c.sign, "use 1 (pick large MMD terms) or "
+                        "-1 (pick small ones)")
+    _float_at_least("al.lam", c.lam, 0.0, "flip the direction with al.sign")
+    _choice("al.normalize", c.normalize, norm_lib.METHODS)
+    _choice("al.mode", c.mode, MODES)
+    if not isinstance(c.use_mmd, bool):
+      raise ConfigError("al.use_mmd", c.use_mmd, "use True or False")
+    _int_at_least("al.repeats", c.repeats, 1)
+    _choice("al.estimator", c.estimator, mmd.ESTIMATORS)
+    low = 2 if c.estimator == "unbiased" else 1
+    _int_at_least("al.draw_size", c.draw_size, low)
+    _float_at_least("al.sigma", c.sigma, 0.0, "0 = median heuristic")
+    _int_at_least("al.block", c.block, 1)
+    _choice("al.approx", c.approx, APPROX)
+    if isinstance(c.rff_dim, bool) or not isinstance(
+        c.rff_dim, (int, np.integer)) or c.rff_dim < 2 or c.rff_dim % 2:
+      raise ConfigError("al.rff_dim", c.rff_dim, "use an even integer >= 2 "
+                        "(cos and sin features come in pairs)")
+    _float_at_least("al.greedy_weight", c.greedy_weight, 0.0,
+                    "0 = pure distribution matching")
+    if c.mode == "greedy":
+      if not c.use_mmd:
+        raise ConfigError("al.mode", c.mode, "greedy mode minimises an MMD; "
+                          "set al.use_mmd=True or al.mode='topk'")
+      if c.mmd_scope != "global":
+        raise ConfigError("al.mmd_scope", c.mmd_scope, "greedy mode matches "
+                          "L + Q to all candidates; set al.mmd_scope='global'")
+      if c.normalize == "none" and c.greedy_weight > 0:
+        raise ConfigError("al.normalize", c.normalize, "greedy mode adds "
+                          "al.greedy_weight * uncertainty to MMD^2 decreases "
+                          "~1e4 times smaller; choose minmax, zscore or rank, "
+                          "or set al.greedy_weight=0")
+
+  def check(self, num_candidates: int, budget: int, num_classes: int) -> None:
+    super().check(num_candidates, budget, num_classes)
+    self._check_uncertainty(num_candidates, num_classes)
+    if self.use_mmd_field:
+      self._check_mmd()
+
+  def settings(self, num_classes: int) -> Settings:
+    """The static settings for `config.al` (call `check` first)."""
+    c = self.cfg
+    use_mmd = bool(c.use_mmd) and self.use_mmd_field
+    return Settings(
+        batch=int(c.batch), k=int(self._k(num_classes)),
+        transform=c.transform, u_scope=c.u_scope, mmd_scope=c.mmd_scope,
+        term=c.term, sign=int(c.sign), normalize=c.normalize,
+        mode=c.mode if use_mmd else "topk", use_mmd=use_mmd,
+        repeats=int(c.repeats), draw_size=int(c.draw_size),
+        median_sigma=float(c.sigma) <= 0.0,
+        unbiased=c.estimator == "unbiased", block=int(c.block),
+        approx=c.approx, rff_dim=int(c.rff_dim), km_init=c.kmeans.init,
+        km_n_init=int(c.kmeans.n_init), km_max_iter=int(c.kmeans.max_iter),
+        km_tol=float(c.kmeans.tol))
+
+  def select(self, pool: Pool, budget: int, rng: jax.Array) -> Selection:
+    self.check(pool.size, budget, pool.num_classes)
+    s = self.settings(pool.num_classes)
+    m, d = pool.labeled_features.shape
+    if s.use_mmd:
+      need = 2 if s.unbiased and s.term != "per_sample" else 1
+      if m < need:
+        raise ConfigError("al.initial", m, f"the MMD term needs at least "
+                          f"{need} labeled points; raise al.initial")
+      rows = labeled_bucket(m, s.block)
+      labeled = jnp.zeros((rows, d), pool.features.dtype)
+      labeled = labeled.at[:m].set(pool.labeled_features)
+    else:
+      # Unused; a fixed dummy keeps the compiled shape independent of M.
+      labeled = jnp.zeros((1, d), pool.features.dtype)
+    c = self.cfg
+    idx, stats = select_indices(
+        pool.features, labeled, jnp.int32(m), rng, jnp.float32(c.lam),
+        jnp.float32(c.sigma), jnp.float32(c.greedy_weight), s=s,
+        budget=int(budget))
+    return Selection(np.asarray(idx, dtype=np.int64),
+                     {k: float(v) for k, v in stats.items()})

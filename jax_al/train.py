@@ -1,0 +1,252 @@
+"""Training and evaluation: small pure functions, jitted once per run.
+
+The model is split once (`nnx.split`) into a graph definition and plain
+pytrees (params, batch statistics); the jitted functions merge them inside.
+The whole dataset sits on the device as uint8 and each step gathers its batch
+by index, so no host-to-device copy happens per step.
+
+Every step has one fixed shape: the epoch order is a [rows, batch] index
+array over the *whole* training set with a validity mask, the last partial
+batch is padded and masked (it is trained, not dropped), and steps without a
+valid row are skipped. So labeled-set growth never triggers a recompilation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from typing import Any, Callable, NamedTuple
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jax_al import augment
+from jax_al.errors import TrainingError
+from jax_al.models import create_model
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  """Static settings of the jitted steps (hashable)."""
+
+  batch_size: int
+  steps_per_call: int
+  eval_batch_size: int
+  flip: bool
+  crop_pad: int
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  dtype: str
+  momentum: float
+  weight_decay: float
+
+  @classmethod
+  def from_config(cls, config, num_train: int) -> "StepConfig":
+    t = config.train
+    rows = math.ceil(num_train / t.batch_size)
+    spc = t.steps_per_call if t.steps_per_call > 0 else rows
+    return cls(batch_size=t.batch_size, steps_per_call=min(spc, rows),
+               eval_batch_size=t.eval_batch_size, flip=bool(config.augment.flip),
+               crop_pad=int(config.augment.crop_pad), mean=tuple(config.data.mean),
+               std=tuple(config.data.std), dtype=t.dtype, momentum=t.momentum,
+               weight_decay=t.weight_decay)
+
+
+class TrainState(NamedTuple):
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+
+def init_model(config, num_classes: int, in_channels: int, rng: jax.Array):
+  """Returns (graphdef, params, batch_stats) of a freshly initialised model."""
+  seed = int(jax.random.randint(rng, (), 0, 2**31 - 1))
+  model = create_model(config.model, num_classes, in_channels, config.train.dtype,
+                       nnx.Rngs(seed))
+  return nnx.split(model, nnx.Param, nnx.BatchStat)
+
+
+def make_optimizer(sc: StepConfig) -> optax.GradientTransformation:
+  """PyTorch-style SGD: the decay joins the gradient before momentum.
+
+  The learning rate is applied outside (`lr` argument of the steps), so one
+  compiled step serves every epoch of the multistep schedule.
+  """
+  return optax.chain(optax.add_decayed_weights(sc.weight_decay),
+                     optax.sgd(learning_rate=1.0, momentum=sc.momentum))
+
+
+def learning_rate(train_cfg, epoch: int) -> float:
+  """Multistep schedule: lr * gamma^(number of milestones <= epoch), epoch 0-based."""
+  sched = optax.piecewise_constant_schedule(
+      train_cfg.lr, {int(m): train_cfg.gamma for m in train_cfg.milestones})
+  return float(sched(epoch))
+
+
+def loss_fn(graphdef, params, batch_stats, x, y, mask):
+  """Masked mean cross-entropy; returns (loss, new batch statistics)."""
+  model = nnx.merge(graphdef, params, batch_stats, copy=True)
+  logits, _ = model(x, train=True, mask=mask)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+  m = mask.astype(jnp.float32)
+  loss = jnp.sum(ce * m) / jnp.maximum(jnp.sum(m), 1.0)
+  return loss, nnx.state(model, nnx.BatchStat)
+
+
+def train_step(graphdef, tx, sc: StepConfig, state: TrainState, images, labels,
+               idx, mask, rng, lr):
+  """One SGD step on the batch `images[idx]` (rows with mask False are padding)."""
+  x = augment.train_view(rng, images[idx], flip=sc.flip, crop_pad=sc.crop_pad,
+                         mean=sc.mean, std=sc.std, dtype=jnp.dtype(sc.dtype))
+  (loss, bs), grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
+      graphdef, state.params, state.batch_stats, x, labels[idx], mask)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = jax.tree.map(lambda p, u: p + lr * u.astype(p.dtype), state.params, updates)
+  return TrainState(params, bs, opt_state), loss
+
+
+def train_steps(graphdef, tx, sc: StepConfig, state: TrainState, images, labels,
+                order, valid, start, rng, lr):
+  """`sc.steps_per_call` steps fused in one `lax.scan`, rows start..start+S.
+
+  A step whose rows are all padding leaves the state untouched (no momentum
+  or batch-statistics update) and reports a NaN loss, which callers ignore.
+  """
+  s = sc.steps_per_call
+  rows = jax.lax.dynamic_slice_in_dim(order, start, s)
+  masks = jax.lax.dynamic_slice_in_dim(valid, start, s)
+
+  def body(st, xs):
+    i, idx, m = xs
+    run = lambda st: train_step(graphdef, tx, sc, st, images, labels, idx, m,
+                                jax.random.fold_in(rng, start + i), lr)
+    skip = lambda st: (st, jnp.float32(jnp.nan))
+    return jax.lax.cond(jnp.any(m), run, skip, st)
+
+  return jax.lax.scan(body, state, (jnp.arange(s), rows, masks))
+
+
+def epoch_order(key, labeled_mask, batch_size: int, rows: int):
+  """A random order of the labeled examples as [rows, batch] indices + validity.
+
+  Works on the fixed-size mask over the whole training set, so its shape never
+  depends on the labeled-set size: labeled examples get a uniform key in
+  [0, 1), the others 2, and the argsort puts a random permutation of the
+  labeled set first.
+  """
+  n = labeled_mask.shape[0]
+  keys = jnp.where(labeled_mask, jax.random.uniform(key, (n,)), 2.0)
+  order = jnp.argsort(keys).astype(jnp.int32)
+  total = rows * batch_size
+  order = jnp.pad(order, (0, total - n))
+  valid = jnp.arange(total) < jnp.sum(labeled_mask)
+  return order.reshape(rows, batch_size), valid.reshape(rows, batch_size)
+
+
+def eval_chunk(graphdef, sc: StepConfig, params, batch_stats, images, idx):
+  """Logits and features (float32) of `images[idx]` in inference mode."""
+  model = nnx.merge(graphdef, params, batch_stats)
+  x = augment.normalize(images[idx], sc.mean, sc.std, jnp.dtype(sc.dtype))
+  return model(x, train=False)
+
+
+class Trainer:
+  """Holds the jitted functions of one run. Build it once: it compiles once.
+
+  Usage per cycle: `state = trainer.new_state(params, bs)` (the optimizer is
+  re-created every cycle), then `state, hist = trainer.fit(...)`.
+  """
+
+  def __init__(self, graphdef, sc: StepConfig, num_train: int):
+    self.graphdef, self.sc = graphdef, sc
+    self.tx = make_optimizer(sc)
+    steps = math.ceil(num_train / sc.batch_size)
+    # Rows padded to whole calls, so dynamic_slice never clamps the start.
+    self.rows = math.ceil(steps / sc.steps_per_call) * sc.steps_per_call
+    self._train = jax.jit(functools.partial(train_steps, graphdef, self.tx, sc),
+                          donate_argnums=(0,))
+    self._order = jax.jit(epoch_order, static_argnums=(2, 3))
+    self._eval = jax.jit(functools.partial(eval_chunk, graphdef, sc))
+
+  def new_state(self, params, batch_stats) -> TrainState:
+    """A fresh optimizer around copies of the weights (the steps donate their state)."""
+    params, batch_stats = jax.tree.map(jnp.copy, (params, batch_stats))
+    return TrainState(params, batch_stats, self.tx.init(params))
+
+  def run_epoch(self, state, images, labels, labeled_mask, num_labeled: int,
+                order_key, aug_key, lr: float):
+    """One epoch over the labeled set; returns (state, mean loss as a device scalar)."""
+    order, valid = self._order(order_key, labeled_mask, self.sc.batch_size, self.rows)
+    steps = math.ceil(num_labeled / self.sc.batch_size)
+    losses = []
+    for c in range(math.ceil(steps / self.sc.steps_per_call)):
+      state, l = self._train(state, images, labels, order, valid,
+                             jnp.int32(c * self.sc.steps_per_call), aug_key,
+                             jnp.float32(lr))
+      losses.append(l)
+    losses = jnp.concatenate(losses)
+    return state, jnp.nanmean(losses)
+
+  def predict(self, params, batch_stats, images, idx: np.ndarray):
+    """(logits, features) for `images[idx]`, in fixed-size chunks, on device."""
+    b = self.sc.eval_batch_size
+    n = len(idx)
+    padded = np.zeros(math.ceil(n / b) * b, np.int32)
+    padded[:n] = idx
+    outs = [self._eval(params, batch_stats, images, jnp.asarray(padded[i:i + b]))
+            for i in range(0, len(padded), b)]
+    logits = jnp.concatenate([o[0] for o in outs])[:n]
+    feats = jnp.concatenate([o[1] for o in outs])[:n]
+    return logits, feats
+
+  def evaluate(self, params, batch_stats, images, labels, idx: np.ndarray):
+    """(accuracy in %, mean cross-entropy) on `images[idx]`."""
+    logits, _ = self.predict(params, batch_stats, images, idx)
+    y = labels[jnp.asarray(idx)]
+    acc = 100.0 * jnp.mean(jnp.argmax(logits, -1) == y)
+    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+    return float(acc), float(loss)
+
+  def fit(self, state: TrainState, images, labels, labeled_idx: np.ndarray,
+          test_idx: np.ndarray, test_images, test_labels, train_cfg,
+          order_key, aug_key, on_eval: Callable[[dict], None] | None = None,
+          progress: Callable[[int], None] | None = None):
+    """Trains `train_cfg.epochs` epochs on the labeled set.
+
+    Evaluates on the test set every `eval_every` epochs and after the last,
+    calling `on_eval(record)` with epoch (1-based), accuracy, loss, best
+    accuracy and seconds. Raises TrainingError on a non-finite loss.
+    """
+    n_train = labels.shape[0]
+    mask_np = np.zeros(n_train, bool)
+    mask_np[labeled_idx] = True
+    labeled_mask = jnp.asarray(mask_np)
+    best, history, t0 = 0.0, [], time.perf_counter()
+    for epoch in range(train_cfg.epochs):
+      lr = learning_rate(train_cfg, epoch)
+      state, loss = self.run_epoch(
+          state, images, labels, labeled_mask, len(labeled_idx),
+          jax.random.fold_in(order_key, epoch), jax.random.fold_in(aug_key, epoch), lr)
+      last = epoch + 1 == train_cfg.epochs
+      if (epoch + 1) % train_cfg.eval_every == 0 or last:
+        loss = float(loss)
+        if not math.isfinite(loss):
+          raise TrainingError(
+              f"training loss became {loss} at epoch {epoch + 1} (lr {lr}); lower "
+              "train.lr or use train.dtype=float32")
+        acc, test_loss = self.evaluate(state.params, state.batch_stats, test_images,
+                                       test_labels, test_idx)
+        best = max(best, acc)
+        rec = dict(epoch=epoch + 1, train_loss=loss, test_acc=acc, test_loss=test_loss,
+                   best_acc=best, lr=lr, seconds=time.perf_counter() - t0)
+        history.append(rec)
+        if on_eval:
+          on_eval(rec)
+      if progress:
+        progress(epoch + 1)
+    return state, history

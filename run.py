@@ -1,0 +1,52 @@
+"""Entry point: parses flags and calls the library.
+
+    python run.py --config configs/digits.py
+    python run.py --config configs/cifar10.py:rank --config.al.lam=0.5 --workdir runs/x
+    python run.py --config configs/digits.py --config.compare.strategies=random,entropy
+"""
+
+import datetime
+import os
+from pathlib import Path
+
+from absl import app
+from absl import logging
+from absl import flags
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/cifar10.py[:preset].",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Output folder; default runs/<config>-<time>.")
+flags.DEFINE_bool("overwrite", False, "Replace the outputs of an existing run in --workdir.")
+flags.mark_flags_as_required(["config"])
+FLAGS = flags.FLAGS
+
+
+def default_workdir(config_arg: str) -> str:
+  name = Path(config_arg.split(":")[0]).stem
+  preset = config_arg.split(":")[1] if ":" in config_arg else ""
+  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  return os.path.join("runs", f"{name}{'-' + preset if preset else ''}-{stamp}")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not FLAGS["verbosity"].present:  # orbax logs every checkpoint step at INFO
+    logging.set_verbosity(logging.WARNING)
+  from jax_al import compare, loop
+  from jax_al.errors import JaxALError
+
+  config = FLAGS.config
+  workdir = FLAGS.workdir or default_workdir(config_flags.get_config_filename(FLAGS["config"]))
+  try:
+    if compare.strategies_of(config):
+      compare.run(config, workdir, overwrite=FLAGS.overwrite)
+    else:
+      loop.run(config, workdir, overwrite=FLAGS.overwrite)
+  except JaxALError as e:
+    raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,148 @@
+"""Models, augmentation and the jitted training steps."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import common
+from jax_al import augment, train
+from jax_al.models.cnn import SmallCNN
+from jax_al.models.resnet import ResNet18
+
+
+def _digits(n=400):
+  from sklearn.datasets import load_digits
+  d = load_digits()
+  x = (d.images[:n] * 255 / 16).astype(np.uint8)[..., None]
+  return x, d.target[:n].astype(np.int32)
+
+
+def test_resnet18_shapes_and_size():
+  m = ResNet18(10, width=1.0, rngs=nnx.Rngs(0))
+  n_params = sum(p.size for p in jax.tree.leaves(nnx.state(m, nnx.Param)))
+  assert 11.1e6 < n_params < 11.2e6  # the CIFAR ResNet-18 has 11.17 M parameters
+  tiny = ResNet18(7, in_channels=3, width=0.125, rngs=nnx.Rngs(0))
+  logits, feats = tiny(jnp.zeros((2, 32, 32, 3)))
+  assert logits.shape == (2, 7) and feats.shape == (2, 64)
+  assert logits.dtype == feats.dtype == jnp.float32
+
+
+def test_cnn_shapes_any_size_and_bf16():
+  m = SmallCNN(10, in_channels=1, width=0.5, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+  for hw in (8, 13, 32):
+    logits, feats = m(jnp.zeros((3, hw, hw, 1)))
+    assert logits.shape == (3, 10) and feats.shape == (3, 64)
+    assert logits.dtype == jnp.float32
+
+
+def test_flip_really_flips_and_crop_keeps_shape():
+  x = jnp.arange(2 * 4 * 5 * 3, dtype=jnp.uint8).reshape(2, 4, 5, 3)
+  # Find a key that flips the first image and not the second.
+  for s in range(50):
+    k = jax.random.key(s)
+    f = jax.random.bernoulli(k, 0.5, (2,))
+    if bool(f[0]) and not bool(f[1]):
+      break
+  y = augment.random_flip(k, x)
+  np.testing.assert_array_equal(y[0], x[0, :, ::-1])
+  np.testing.assert_array_equal(y[1], x[1])
+  c = augment.random_crop(jax.random.key(1), x, 2)
+  assert c.shape == x.shape and c.dtype == jnp.uint8
+  v = augment.train_view(jax.random.key(0), x, flip=True, crop_pad=2, mean=(0.5,) * 3,
+                         std=(0.25,) * 3, dtype=jnp.float32)
+  assert v.shape == x.shape and v.dtype == jnp.float32
+
+
+def test_crop_offsets_cover_both_extremes():
+  # pad 1 on a 1x1 image of value 255: offsets 0..2 in each axis; only offset
+  # (1, 1) keeps the pixel, and all 9 offsets must occur.
+  x = jnp.full((4000, 1, 1, 1), 255, jnp.uint8)
+  c = augment.random_crop(jax.random.key(0), x, 1)
+  frac = float(jnp.mean(c > 0))
+  assert 0.08 < frac < 0.14  # 1/9 of crops keep the pixel
+
+
+def test_normalize_matches_numpy():
+  x = np.random.default_rng(0).integers(0, 256, (3, 4, 4, 3)).astype(np.uint8)
+  mean, std = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+  ref = (x / 255.0 - np.array(mean)) / np.array(std)
+  np.testing.assert_allclose(augment.normalize(jnp.asarray(x), mean, std), ref, rtol=1e-5, atol=1e-5)
+
+
+def _setup(batch=32, steps_per_call=0, n=400):
+  c = common.base()
+  c.model.name, c.model.width = "cnn", 0.5
+  c.train.batch_size, c.train.steps_per_call = batch, steps_per_call
+  c.train.lr, c.train.milestones = 0.05, (1000,)
+  c.data.mean, c.data.std = (0.3,), (0.4,)
+  x, y = _digits(n)
+  gd, p, bs = train.init_model(c, 10, 1, jax.random.key(0))
+  sc = train.StepConfig.from_config(c, n)
+  return c, train.Trainer(gd, sc, n), p, bs, jnp.asarray(x), jnp.asarray(y)
+
+
+def test_steps_lower_the_loss_on_a_fixed_batch():
+  c, tr, p, bs, x, y = _setup()
+  state = tr.new_state(p, bs)
+  idx, mask = jnp.arange(32), jnp.ones(32, bool)
+  step = jax.jit(lambda s, r: train.train_step(tr.graphdef, tr.tx, tr.sc, s, x, y, idx, mask, r, 0.05))
+  losses = []
+  for i in range(40):
+    state, loss = step(state, jax.random.key(i))
+    losses.append(float(loss))
+  assert losses[-1] < 0.5 * losses[0]
+
+
+def test_padded_rows_do_not_change_the_step():
+  """A masked (padded) row must not affect the update: the last partial batch is exact."""
+  c, tr, p, bs, x, y = _setup()
+  s0 = tr.new_state(p, bs)
+  idx = jnp.arange(32)
+  mask = jnp.arange(32) < 20
+  idx_other = jnp.where(mask, idx, 399)  # different padding content
+  out = []
+  for ix in (idx, idx_other):
+    s, _ = train.train_step(tr.graphdef, tr.tx, tr.sc, s0, x, y, ix, mask, jax.random.key(0), 0.05)
+    out.append(s)
+  for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 3])
+def test_fused_epoch_matches_per_step_path(steps_per_call):
+  """The lax.scan epoch gives the same parameters as calling the step one by one."""
+  c, tr, p, bs, x, y = _setup(steps_per_call=0)
+  c2, tr2, _, _, _, _ = _setup(steps_per_call=steps_per_call)
+  labeled = np.random.default_rng(0).choice(400, 150, replace=False)  # 5 batches, last partial
+  mask = np.zeros(400, bool)
+  mask[labeled] = True
+  k_order, k_aug = jax.random.key(1), jax.random.key(2)
+  fused, _ = tr.run_epoch(tr.new_state(p, bs), x, y, jnp.asarray(mask), 150, k_order, k_aug, 0.05)
+  chunked, _ = tr2.run_epoch(tr2.new_state(p, bs), x, y, jnp.asarray(mask), 150, k_order, k_aug, 0.05)
+  # The simple path: one jitted step per batch, in the same order with the same keys.
+  order, valid = train.epoch_order(k_order, jnp.asarray(mask), 32, tr.rows)
+  state = tr.new_state(p, bs)
+  for i in range(5):
+    state, _ = train.train_step(tr.graphdef, tr.tx, tr.sc, state, x, y, order[i], valid[i],
+                                jax.random.fold_in(k_aug, i), 0.05)
+  for a, b, d in zip(jax.tree.leaves(fused), jax.tree.leaves(state), jax.tree.leaves(chunked)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(d, b, rtol=2e-4, atol=2e-5)
+
+
+def test_epoch_order_is_a_permutation_of_the_labeled_set():
+  mask = np.zeros(100, bool)
+  mask[[3, 5, 7, 11, 50, 99, 0]] = True
+  order, valid = train.epoch_order(jax.random.key(0), jnp.asarray(mask), 4, 25)
+  got = np.asarray(order)[np.asarray(valid)]
+  assert sorted(got.tolist()) == [0, 3, 5, 7, 11, 50, 99]
+  assert int(valid.sum()) == 7
+
+
+def test_learning_rate_schedule():
+  c = common.base()
+  assert train.learning_rate(c.train, 0) == pytest.approx(0.1)
+  assert train.learning_rate(c.train, 159) == pytest.approx(0.1)
+  assert train.learning_rate(c.train, 160) == pytest.approx(0.01)
