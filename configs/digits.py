@@ -1,11 +1,13 @@
 """CPU default: scikit-learn's digits (1,797 real 8x8 images, no download).
 
 Budgets follow RESEARCH.md ("Budgets that make digits informative"): 20
-initial labels, +20 per cycle, 500 test images. A small CNN trains from
-scratch each cycle in well under a second on 2 cores.
+initial labels, +20 per cycle, 10 cycles, 500 test images. The model is the
+research notes' stand-in, a one-hidden-layer MLP (256 units), retrained from
+scratch each cycle: about 48 % at 20 labels to 92 % at 200 with random picks.
+A whole run takes about 10 s on 2 CPU cores.
 
     python run.py --config configs/digits.py
-    python run.py --config configs/digits.py:uncertainty_mmd --config.al.lam=0.5
+    python run.py --config configs/digits.py:rank --config.al.lam=0.5
 """
 
 from configs import common
@@ -22,14 +24,14 @@ def get_config(preset: str = "users"):
   c.augment.flip = False   # a flipped digit is another glyph
   c.augment.crop_pad = 0
 
-  c.model.name = "cnn"
-  c.model.width = 0.5
+  c.model.name = "mlp"
+  c.model.width = 1.0
 
-  c.train.epochs = 30
+  c.train.epochs = 100
   c.train.batch_size = 32
-  c.train.lr = 0.05
-  c.train.milestones = (24,)
-  c.train.eval_every = 10
+  c.train.lr = 0.1
+  c.train.milestones = (80,)
+  c.train.eval_every = 50
   c.train.eval_batch_size = 512
   c.train.reinit_each_cycle = True  # tiny sets: a fresh start per cycle is fairer and cheap
 

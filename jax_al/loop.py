@@ -115,23 +115,22 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
 
   io.write_json(workdir / "config.json", config.to_dict())
   log = io.TextLog(workdir / "log.txt", quiet=quiet)
-  log(f"{'Resuming' if resuming else 'Starting'} {config.al.strategy} on {ds.description}: "
-      f"{n_train} train / {len(ds.test_labels)} test images, {ds.num_classes} classes; "
-      f"workdir {workdir}")
+  log(f"{'Resuming' if resuming else 'Starting'} {config.al.strategy} on {ds.description}, "
+      f"{ds.num_classes} classes; workdir {workdir}")
 
   images = jax.device_put(ds.train_images)
   labels = jax.device_put(ds.train_labels.astype(np.int32))
   test_images = jax.device_put(ds.test_images)
   test_labels = jax.device_put(ds.test_labels.astype(np.int32))
-  in_ch = ds.train_images.shape[-1]
-  graphdef, _, _ = init_model(config, ds.num_classes, in_ch, rng.stream(config.seed, 0, "init"))
+  image_shape = tuple(ds.train_images.shape[1:])
+  graphdef, _, _ = init_model(config, ds.num_classes, image_shape, rng.stream(config.seed, 0, "init"))
   trainer = Trainer(graphdef, StepConfig.from_config(config, n_train), n_train)
 
   metrics = io.JsonlLog(workdir / "metrics.jsonl")
   selected = io.JsonlLog(workdir / "selected.jsonl")
   ctx = dict(config=config, ds=ds, trainer=trainer, strategy=strategy, images=images,
              labels=labels, test_images=test_images, test_labels=test_labels, log=log,
-             metrics=metrics, selected=selected, workdir=workdir, in_ch=in_ch)
+             metrics=metrics, selected=selected, workdir=workdir, image_shape=image_shape)
   for trial in range(config.num_trials):
     try:
       _run_trial(trial, ctx)
@@ -149,7 +148,7 @@ def _run_trial(trial: int, ctx: dict) -> None:
   al, log, metrics, selected = config.al, ctx["log"], ctx["metrics"], ctx["selected"]
   key = lambda name: rng.stream(config.seed, trial, name)
   n_train = len(ds.train_labels)
-  _, params, bs = init_model(config, ds.num_classes, ctx["in_ch"], key("init"))
+  _, params, bs = init_model(config, ds.num_classes, ctx["image_shape"], key("init"))
   state = trainer.new_state(params, bs)
   labeled = np.asarray(jax.random.permutation(key("initial_set"), n_train)[:al.initial],
                        np.int64)
@@ -172,7 +171,7 @@ def _run_trial(trial: int, ctx: dict) -> None:
   for cycle in range(first, al.cycles + 1):
     t0 = time.perf_counter()
     if config.train.reinit_each_cycle and cycle > 1:
-      _, params, bs = init_model(config, ds.num_classes, ctx["in_ch"],
+      _, params, bs = init_model(config, ds.num_classes, ctx["image_shape"],
                                  jax.random.fold_in(key("init"), cycle))
       state = trainer.new_state(params, bs)
     else:  # the optimizer and its schedule are re-created every cycle

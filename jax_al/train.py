@@ -63,10 +63,10 @@ class TrainState(NamedTuple):
   opt_state: Any
 
 
-def init_model(config, num_classes: int, in_channels: int, rng: jax.Array):
+def init_model(config, num_classes: int, image_shape: tuple[int, int, int], rng: jax.Array):
   """Returns (graphdef, params, batch_stats) of a freshly initialised model."""
   seed = int(jax.random.randint(rng, (), 0, 2**31 - 1))
-  model = create_model(config.model, num_classes, in_channels, config.train.dtype,
+  model = create_model(config.model, num_classes, image_shape, config.train.dtype,
                        nnx.Rngs(seed))
   return nnx.split(model, nnx.Param, nnx.BatchStat)
 

@@ -78,7 +78,7 @@ def _setup(batch=32, steps_per_call=0, n=400):
   c.train.lr, c.train.milestones = 0.05, (1000,)
   c.data.mean, c.data.std = (0.3,), (0.4,)
   x, y = _digits(n)
-  gd, p, bs = train.init_model(c, 10, 1, jax.random.key(0))
+  gd, p, bs = train.init_model(c, 10, (8, 8, 1), jax.random.key(0))
   sc = train.StepConfig.from_config(c, n)
   return c, train.Trainer(gd, sc, n), p, bs, jnp.asarray(x), jnp.asarray(y)
 

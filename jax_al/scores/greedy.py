@@ -58,7 +58,7 @@ class GreedyResult(NamedTuple):
 
 def greedy_mmd(x: jax.Array, l: jax.Array, sigma: jax.Array, budget: int, *,
                l_count=None, utility: jax.Array | None = None,
-               weight: float = 0.0, normalize: str = "none",
+               weight: float = 0.0, normalize: str | jax.Array = "none",
                unbiased: bool = False, block: int = 4096,
                freqs: jax.Array | None = None) -> GreedyResult:
   """Greedily picks `budget` candidates minimising MMD^2(L + Q, U).
@@ -71,7 +71,8 @@ def greedy_mmd(x: jax.Array, l: jax.Array, sigma: jax.Array, budget: int, *,
     l_count: real labeled rows; None = all.
     utility: optional [N] per-candidate utility, already normalised.
     weight: weight of `utility` per pick (traced or Python float).
-    normalize: static name of the per-step normalisation of the gains.
+    normalize: per-step normalisation of the gains: a static name from
+      `normalize.METHODS`, or a traced index into it.
     unbiased: static MMD estimator choice.
     block: static kernel block size for the initial sums.
     freqs: RFF frequencies for the initial sums, or None for exact.
@@ -98,8 +99,12 @@ def greedy_mmd(x: jax.Array, l: jax.Array, sigma: jax.Array, budget: int, *,
   def step(t, state):
     picked, s_l, sum_ll, sum_lu, m, idx = state
     free = ~picked
-    obj = norm_lib.normalize(gain(s_l, sum_ll, sum_lu, m), normalize,
-                             where=free) + bonus
+    g = gain(s_l, sum_ll, sum_lu, m)
+    if isinstance(normalize, str):
+      g = norm_lib.normalize(g, normalize, where=free)
+    else:
+      g = norm_lib.normalize_indexed(g, normalize, where=free)
+    obj = g + bonus
     i = jnp.argmax(jnp.where(free, obj, -jnp.inf))
     row = jnp.exp(-gamma * distances.sq_dists_to(x, x_sq, x[i]))
     return (picked.at[i].set(True), s_l + row, sum_ll + 2.0 * s_l[i] + 1.0,

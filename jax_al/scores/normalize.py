@@ -88,3 +88,15 @@ def normalize(x: jax.Array, method: str,
   if method == "rank":
     return rank(x, where)
   raise ValueError(f"unknown normalisation {method!r}; choose one of {METHODS}")
+
+
+def normalize_indexed(x: jax.Array, index: jax.Array,
+                      where: jax.Array | None = None) -> jax.Array:
+  """`normalize` with the method given as a traced index into `METHODS`.
+
+  Only the selected branch runs (`lax.switch`); one compilation then serves
+  every normalisation, so sweeping `al.normalize` does not recompile.
+  """
+  w = jnp.ones(x.shape, bool) if where is None else where
+  branches = [lambda v, w, m=m: normalize(v, m, w) for m in METHODS]
+  return jax.lax.switch(index, branches, x, w)

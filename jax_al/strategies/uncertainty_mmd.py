@@ -36,8 +36,8 @@ Compilation. The whole selection is one jitted function, compiled once per
 (N, labeled bucket, budget, settings). The labeled features are zero-padded
 to a bucket (a power of two up to `al.block`, then a multiple of it) and
 masked, so the growing labeled set recompiles only when it crosses a bucket.
-`al.lam`, `al.sigma` and `al.greedy_weight` are traced, so sweeping them
-does not recompile.
+`al.lam`, `al.sign`, `al.normalize`, `al.sigma` and `al.greedy_weight` are
+traced, so sweeping them does not recompile.
 
 Stats logged per selection: raw (before normalisation and sign) u_min,
 u_median, u_max, mmd_min, mmd_median, mmd_max, the sigma used, and in
@@ -76,8 +76,6 @@ class Settings(NamedTuple):
   u_scope: str
   mmd_scope: str
   term: str
-  sign: int
-  normalize: str
   mode: str
   use_mmd: bool
   repeats: int
@@ -148,10 +146,20 @@ def _summary(prefix: str, v: jax.Array) -> dict[str, jax.Array]:
           f"{prefix}_max": jnp.max(v)}
 
 
+class Knobs(NamedTuple):
+  """The traced part of `config.al`: changing these does not recompile."""
+
+  lam: jax.Array
+  sign: jax.Array
+  normalize: jax.Array  # int32 index into normalize.METHODS
+  sigma: jax.Array  # ignored when Settings.median_sigma
+  greedy_weight: jax.Array
+
+
 @functools.partial(jax.jit, static_argnames=("s", "budget"))
 def select_indices(features: jax.Array, labeled: jax.Array,
-                   l_count: jax.Array, rng: jax.Array, lam: jax.Array,
-                   sigma: jax.Array, greedy_weight: jax.Array, *, s: Settings,
+                   l_count: jax.Array, rng: jax.Array, knobs: Knobs, *,
+                   s: Settings,
                    budget: int) -> tuple[jax.Array, dict[str, jax.Array]]:
   """The whole selection, jitted.
 
@@ -160,8 +168,7 @@ def select_indices(features: jax.Array, labeled: jax.Array,
     labeled: [Mb, d] labeled features, the first `l_count` real.
     l_count: int32 number of real labeled rows.
     rng: key.
-    lam, sigma, greedy_weight: traced `al.lam`, `al.sigma` (ignored when
-      `s.median_sigma`), `al.greedy_weight`.
+    knobs: traced settings.
     s: static settings.
     budget: static number of picks.
 
@@ -176,23 +183,26 @@ def select_indices(features: jax.Array, labeled: jax.Array,
   if not s.use_mmd:
     return jax.lax.top_k(u, budget)[1], stats
 
+  sigma = knobs.sigma
   if s.median_sigma:
     weights = jnp.concatenate(
         [jnp.ones(x.shape[0]), (jnp.arange(l.shape[0]) < l_count) * 1.0])
     sigma = mmd.median_sigma(jnp.concatenate([x, l]), k_sigma, weights=weights)
   freqs = (mmd.rff_frequencies(k_rff, x.shape[1], s.rff_dim, sigma)
            if s.approx == "rff" else None)
-  u_norm = norm_lib.normalize(u, s.normalize)
+  u_norm = norm_lib.normalize_indexed(u, knobs.normalize)
   if s.mode == "greedy":
     res = greedy.greedy_mmd(
         x, l, sigma, budget, l_count=l_count, utility=u_norm,
-        weight=greedy_weight, normalize=s.normalize, unbiased=s.unbiased,
+        weight=knobs.greedy_weight, normalize=knobs.normalize,
+        unbiased=s.unbiased,
         block=s.block, freqs=freqs)
     t, idx = res.first_gain, res.indices
     stats.update(mmd2_before=res.mmd2_before, mmd2_after=res.mmd2_after)
   else:
     t = mmd_term(x, l, l_count, sigma, k_mmd, freqs, s)
-    score = u_norm + lam * s.sign * norm_lib.normalize(t, s.normalize)
+    score = u_norm + knobs.lam * knobs.sign * norm_lib.normalize_indexed(
+        t, knobs.normalize)
     idx = jax.lax.top_k(score, budget)[1]
   stats.update(_summary("mmd", t), sigma=sigma)
   return idx, stats
@@ -275,20 +285,31 @@ class UncertaintyMMD(Strategy):
       self._check_mmd()
 
   def settings(self, num_classes: int) -> Settings:
-    """The static settings for `config.al` (call `check` first)."""
+    """The static settings for `config.al` (call `check` first).
+
+    Fields a configuration does not use are set to fixed values, so that
+    configurations differing only in unused fields share one compilation.
+    """
     c = self.cfg
     use_mmd = bool(c.use_mmd) and self.use_mmd_field
-    return Settings(
+    s = Settings(
         batch=int(c.batch), k=int(self._k(num_classes)),
         transform=c.transform, u_scope=c.u_scope, mmd_scope=c.mmd_scope,
-        term=c.term, sign=int(c.sign), normalize=c.normalize,
-        mode=c.mode if use_mmd else "topk", use_mmd=use_mmd,
-        repeats=int(c.repeats), draw_size=int(c.draw_size),
-        median_sigma=float(c.sigma) <= 0.0,
+        term=c.term, mode=c.mode, use_mmd=use_mmd, repeats=int(c.repeats),
+        draw_size=int(c.draw_size), median_sigma=float(c.sigma) <= 0.0,
         unbiased=c.estimator == "unbiased", block=int(c.block),
         approx=c.approx, rff_dim=int(c.rff_dim), km_init=c.kmeans.init,
         km_n_init=int(c.kmeans.n_init), km_max_iter=int(c.kmeans.max_iter),
         km_tol=float(c.kmeans.tol))
+    if not use_mmd:
+      s = s._replace(mmd_scope="", term="", mode="topk", repeats=0,
+                     draw_size=0, median_sigma=False, unbiased=False,
+                     block=0, approx="", rff_dim=0)
+    elif s.mode == "greedy":
+      s = s._replace(term="", repeats=0, draw_size=0)
+    if s.approx != "rff":
+      s = s._replace(rff_dim=0)
+    return s
 
   def select(self, pool: Pool, budget: int, rng: jax.Array) -> Selection:
     self.check(pool.size, budget, pool.num_classes)
@@ -306,9 +327,12 @@ class UncertaintyMMD(Strategy):
       # Unused; a fixed dummy keeps the compiled shape independent of M.
       labeled = jnp.zeros((1, d), pool.features.dtype)
     c = self.cfg
-    idx, stats = select_indices(
-        pool.features, labeled, jnp.int32(m), rng, jnp.float32(c.lam),
-        jnp.float32(c.sigma), jnp.float32(c.greedy_weight), s=s,
-        budget=int(budget))
+    knobs = Knobs(
+        lam=jnp.float32(c.lam), sign=jnp.float32(c.sign),
+        normalize=jnp.int32(norm_lib.METHODS.index(c.normalize)
+                            if self.use_mmd_field else 0),
+        sigma=jnp.float32(c.sigma), greedy_weight=jnp.float32(c.greedy_weight))
+    idx, stats = select_indices(pool.features, labeled, jnp.int32(m), rng,
+                                knobs, s=s, budget=int(budget))
     return Selection(np.asarray(idx, dtype=np.int64),
                      {k: float(v) for k, v in stats.items()})
