@@ -2,30 +2,79 @@
 
 A checkpoint holds the model (params + batch statistics) and optimizer state
 after a cycle's training, and a JSON `meta` with the labeled indices for the
-next cycle, the counters and the metrics and selections so far. Random state
-needs no storing: every key is derived from (seed, trial, cycle) by name.
+next cycle, the counters, the random-stream keys and the metrics and
+selections so far. Every key is derived from (seed, trial, name) and folded
+with the cycle, so the stored keys serve to check, on resume, that the run
+would draw the same numbers again.
 
 orbax writes each step into a temporary folder and renames it when complete,
-so an interrupted write never replaces the last good checkpoint.
+so an interrupted write never replaces the last good checkpoint; leftover
+temporary folders are ignored and cleaned up by the next save.
+
+Checkpoints are read only from the run's own workdir: the checkpoint folder
+and everything inside a step must resolve to paths under it (no symlink may
+lead elsewhere), and state is restored only into the known shapes.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from flax import nnx
 import jax
 import orbax.checkpoint as ocp
 
+from jax_al.errors import DataError
 
-def _root(workdir: Path, trial: int) -> Path:
-  return (Path(workdir) / "checkpoints" / f"trial{trial}").resolve()
+_TMP = ".orbax-checkpoint-tmp"
+_FIX = ("checkpoints are read only from inside the run's own workdir; remove the "
+        "link, or pass --overwrite to start the run afresh")
 
 
-def _manager(workdir: Path, trial: int) -> ocp.CheckpointManager:
+def _inside(path: Path, base: Path) -> bool:
+  return path == base or base in path.parents
+
+
+def root(workdir: Path, trial: int) -> Path:
+  """The resolved checkpoint folder of `trial`, guaranteed to be inside `workdir`."""
+  if isinstance(trial, bool) or not isinstance(trial, int) or trial < 0:
+    raise ValueError(f"trial must be an int >= 0, got {trial!r}")
+  base = Path(workdir).resolve()
+  path = (base / "checkpoints" / f"trial{trial}").resolve()
+  if not _inside(path, base):
+    raise DataError(str(base / "checkpoints" / f"trial{trial}"),
+                    f"resolves to {path}, outside the workdir {base}", _FIX)
+  return path
+
+
+def _check_step_dir(step_dir: Path, base: Path) -> None:
+  """Raises DataError if the step folder or anything in it leads outside `base`."""
+  real = step_dir.resolve()
+  if not _inside(real, base):
+    raise DataError(str(step_dir), f"resolves to {real}, outside {base}", _FIX)
+  for dirpath, dirnames, filenames in os.walk(step_dir, followlinks=False):
+    for name in dirnames + filenames:
+      p = Path(dirpath) / name
+      if p.is_symlink():
+        target = p.resolve()
+        if not _inside(target, base):
+          raise DataError(str(p), f"is a symbolic link to {target}, outside {base}", _FIX)
+
+
+def _manager(path: Path) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
-      _root(workdir, trial), item_names=("state", "meta"),
+      path, item_names=("state", "meta"),
       options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+
+
+def _remove_partial_writes(path: Path) -> None:
+  """Deletes the temporary folders of writes that were killed before finishing."""
+  if path.is_dir():
+    for p in path.iterdir():
+      if _TMP in p.name and not p.is_symlink() and p.is_dir():
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def _pure(tree):
@@ -34,35 +83,77 @@ def _pure(tree):
 
 def save(workdir: Path, trial: int, cycle: int, state, meta: dict) -> None:
   """Saves `state` (a TrainState) and `meta` as step `cycle`; waits until written."""
-  mngr = _manager(workdir, trial)
+  path = root(workdir, trial)
+  _remove_partial_writes(path)
+  mngr = _manager(path)
   tree = {"params": _pure(state.params), "batch_stats": _pure(state.batch_stats),
           "opt_state": state.opt_state}
-  mngr.save(cycle, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
-                                           meta=ocp.args.JsonSave(meta)))
-  mngr.wait_until_finished()
-  mngr.close()
+  try:
+    mngr.save(cycle, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
+                                             meta=ocp.args.JsonSave(meta)))
+    mngr.wait_until_finished()
+  finally:
+    mngr.close()
 
 
 def latest(workdir: Path, trial: int) -> int | None:
   """The last completed cycle checkpointed for `trial`, or None."""
-  if not _root(workdir, trial).exists():
+  path = root(workdir, trial)
+  if not path.is_dir():
     return None
-  mngr = _manager(workdir, trial)
-  step = mngr.latest_step()
-  mngr.close()
-  return step
+  mngr = _manager(path)
+  try:
+    return mngr.latest_step()  # finalized steps only: never a half-written one
+  finally:
+    mngr.close()
+
+
+def _step_dir(workdir: Path, trial: int, cycle: int) -> Path:
+  base = root(workdir, trial)
+  step_dir = base / str(cycle)
+  _check_step_dir(step_dir, Path(workdir).resolve())
+  return step_dir
+
+
+def restore_meta(workdir: Path, trial: int, cycle: int) -> dict:
+  """The JSON meta of step `cycle` (cheap: no arrays are read)."""
+  step_dir = _step_dir(workdir, trial, cycle)
+  mngr = _manager(step_dir.parent)
+  try:
+    meta = mngr.restore(cycle, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+  except Exception as e:  # orbax raises many kinds; all mean "unreadable"
+    raise DataError(str(step_dir / "meta"), f"cannot be read ({type(e).__name__}: {e})",
+                    f"delete the folder {step_dir} to resume from the cycle before, or "
+                    "pass --overwrite to start afresh") from None
+  finally:
+    mngr.close()
+  if not isinstance(meta, dict):
+    raise DataError(str(step_dir / "meta"), f"holds a {type(meta).__name__}, not a dict",
+                    "pass --overwrite to start afresh")
+  return meta
 
 
 def restore(workdir: Path, trial: int, cycle: int, like_state):
   """Returns (state, meta) of step `cycle`; `like_state` gives the structure."""
-  mngr = _manager(workdir, trial)
+  step_dir = _step_dir(workdir, trial, cycle)
   like = {"params": _pure(like_state.params), "batch_stats": _pure(like_state.batch_stats),
           "opt_state": like_state.opt_state}
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-  out = mngr.restore(cycle, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                    meta=ocp.args.JsonRestore()))
-  mngr.close()
+  mngr = _manager(step_dir.parent)
+  try:
+    out = mngr.restore(cycle, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                      meta=ocp.args.JsonRestore()))
+  except Exception as e:
+    raise DataError(str(step_dir), f"cannot be restored ({type(e).__name__}: {e})",
+                    f"delete the folder {step_dir} to resume from the cycle before, or "
+                    "pass --overwrite to start afresh") from None
+  finally:
+    mngr.close()
   tree = out.state
+  shapes = jax.tree.map(lambda x: (x.shape, x.dtype), tree)
+  if shapes != jax.tree.map(lambda x: (x.shape, x.dtype), abstract):
+    raise DataError(str(step_dir), "holds arrays of other shapes than this run's model",
+                    "pass --overwrite to start afresh, or use the config it was written with")
   params, bs = like_state.params, like_state.batch_stats
   if isinstance(params, nnx.State):
     params = nnx.State(params)

@@ -14,20 +14,34 @@ class JaxALError(Exception):
   """Base class of every error jax-al raises on purpose."""
 
 
-class ConfigError(JaxALError, ValueError):
-  """A config field has a value that cannot work."""
+_WHOLE = object()  # marks an error built from one finished message
 
-  def __init__(self, field: str, value: Any, fix: str):
+
+class ConfigError(JaxALError, ValueError):
+  """A config field has a value that cannot work.
+
+  Built as ConfigError(field, value, fix). A single argument is taken as the
+  whole message, because some libraries (ml_collections' config_flags) re-raise
+  an exception as `type(e)(message)`.
+  """
+
+  def __init__(self, field: str, value: Any = _WHOLE, fix: str | None = None):
     self.field, self.value, self.fix = field, value, fix
-    super().__init__(f"config field `{field}` = {value!r}: {fix}")
+    if value is _WHOLE:
+      super().__init__(field)
+    else:
+      super().__init__(f"config field `{field}` = {value!r}: {fix}")
 
 
 class DataError(JaxALError, ValueError):
-  """A data source, file or array is missing, corrupt or inconsistent."""
+  """A data source, file or array is missing, corrupt or inconsistent.
 
-  def __init__(self, what: str, problem: str, fix: str):
+  Built as DataError(what, problem, fix); one argument is the whole message.
+  """
+
+  def __init__(self, what: str, problem: str | None = None, fix: str | None = None):
     self.what, self.problem, self.fix = what, problem, fix
-    super().__init__(f"{what}: {problem}. Fix: {fix}")
+    super().__init__(what if problem is None else f"{what}: {problem}. Fix: {fix}")
 
 
 class TrainingError(JaxALError, RuntimeError):

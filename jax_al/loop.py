@@ -5,12 +5,23 @@ flags. Each cycle ends with a checkpoint, so rerunning the same command on
 the same workdir continues after the last finished cycle and reproduces the
 uninterrupted run exactly (every random key is derived by name from
 (seed, trial, cycle)).
+
+Every check (config, workdir, data, sizes, strategy, model, saved
+checkpoints) runs before anything in the workdir is written or deleted, so
+bad input never costs a previous run. Results files are replaced atomically
+(see io.py); a diverged cycle stops the run with an error record in
+metrics.jsonl and leaves the last good checkpoint as it was.
 """
 
 from __future__ import annotations
 
+import fcntl
+import functools
+import hashlib
 import json
+import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,41 +41,98 @@ OUTPUTS = ("config.json", "log.txt", "metrics.jsonl", "selected.jsonl", "summary
            "checkpoints")
 
 
-def prepare_workdir(workdir: Path, config, overwrite: bool) -> bool:
-  """Creates or checks the workdir. Returns True when a previous run is resumed."""
+def check_workdir(workdir: Path) -> list[Path]:
+  """Creates `workdir` if needed and checks that it is writable.
+
+  Returns the folders this call created, deepest first. Writes no file that stays.
+  """
   workdir = Path(workdir)
+  created = [p for p in (workdir, *workdir.parents) if not p.exists()]
   try:
     workdir.mkdir(parents=True, exist_ok=True)
-    probe = workdir / ".write_test"
-    probe.write_text("")
-    probe.unlink()
+    fd, probe = tempfile.mkstemp(dir=workdir, prefix=".write_test")
+    os.close(fd)
+    os.unlink(probe)
   except OSError as e:
+    _remove_empty(created)
     raise ConfigError("--workdir", str(workdir),
-                      f"cannot write there ({e.strerror}); choose a writable folder") from None
+                      f"cannot write there ({e.strerror or e}); choose a writable folder") from None
+  return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+  for p in folders:
+    try:
+      p.rmdir()
+    except OSError:
+      return
+
+
+def existing_run(workdir: Path, config, overwrite: bool) -> bool:
+  """Decides what to do with a previous run in `workdir`; changes nothing.
+
+  Returns True when the run resumes it. Raises ConfigError when it must not
+  be touched (resume=false without --overwrite, or a different config).
+  """
+  workdir = Path(workdir)
   existing = [n for n in OUTPUTS if (workdir / n).exists()]
-  if existing and overwrite:
-    for n in existing:
-      p = workdir / n
-      shutil.rmtree(p) if p.is_dir() else p.unlink()
-    return False
-  if not existing:
+  if not existing or overwrite:
     return False
   if not config.resume:
     raise ConfigError("resume", False,
                       f"{workdir} already holds a run ({', '.join(existing)}); pass --overwrite "
                       "to replace it, --config.resume=true to continue it, or another --workdir")
-  saved = json.loads((workdir / "config.json").read_text()) if (workdir / "config.json").exists() else None
-  if saved is not None and _comparable(saved) != _comparable(config.to_dict()):
-    raise ConfigError("--workdir", str(workdir),
-                      "it holds a run with a different config; pass --overwrite to replace it "
-                      "or choose another --workdir")
+  saved_path = workdir / "config.json"
+  if saved_path.exists():
+    try:
+      saved = json.loads(saved_path.read_text())
+    except (OSError, ValueError) as e:
+      raise DataError(str(saved_path), f"cannot be read ({e})",
+                      "pass --overwrite to replace the run, or choose another --workdir") from None
+    if _comparable(saved) != _comparable(config.to_dict()):
+      diff = _differences(saved, config.to_dict())
+      raise ConfigError("--workdir", str(workdir),
+                        f"it holds a run with a different config ({diff}); pass --overwrite "
+                        "to replace it or choose another --workdir")
   return True
+
+
+def remove_outputs(workdir: Path) -> None:
+  """Deletes this tool's outputs in `workdir` (and nothing else)."""
+  for n in OUTPUTS:
+    p = Path(workdir) / n
+    if p.is_dir() and not p.is_symlink():
+      shutil.rmtree(p)
+    elif p.exists() or p.is_symlink():
+      p.unlink()
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = json.loads(json.dumps(v, default=str))
+  return out
+
+
+def _differences(saved: dict, now: dict, limit: int = 3) -> str:
+  a, b = _flat(saved), _flat(now)
+  keys = sorted(k for k in set(a) | set(b) if k != "resume" and a.get(k) != b.get(k))
+  parts = [f"{k}: {a.get(k)!r} there, {b.get(k)!r} now" for k in keys[:limit]]
+  return "; ".join(parts) + (" ..." if len(keys) > limit else "")
 
 
 def _comparable(d: dict) -> str:
   d = dict(d)
   d.pop("resume", None)
   return json.dumps(d, sort_keys=True, default=str)
+
+
+def config_hash(config) -> str:
+  """A digest of every config field except `resume`."""
+  return hashlib.sha256(_comparable(config.to_dict()).encode()).hexdigest()[:16]
 
 
 def _summary(config, records: list[dict], seconds: float) -> dict:
@@ -101,46 +169,154 @@ class _Progress:
 
 
 def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dict:
-  """Runs `config.num_trials` trials of `config.al.cycles` cycles; returns the summary."""
+  """Runs `config.num_trials` trials of `config.al.cycles` cycles; returns the summary.
+
+  Every check (config, workdir, data, sizes, strategy, saved checkpoints)
+  runs before anything in `workdir` is written or deleted, so bad input never
+  costs a previous run's files.
+  """
   t_start = time.perf_counter()
-  config_lib.check_config(config)
   workdir = Path(workdir)
-  resuming = prepare_workdir(workdir, config, overwrite)
-  ds = load_dataset(config.data)
-  config_lib.check_sizes(config, len(ds.train_labels), ds.num_classes)
-  strategy = strategies.get_strategy(config.al.strategy, config.al)
+  resuming, ds, strategy, done, graphdef = check_run(config, workdir, overwrite)
   n_train = len(ds.train_labels)
-  n_cand = min(config.al.subset or n_train, n_train - config.al.initial)
-  strategy.check(n_cand, config.al.budget, ds.num_classes)
+  lock = _lock(workdir)
+  try:
+    if overwrite:
+      remove_outputs(workdir)
+    for p in workdir.glob(".*.tmp"):  # temporary files of writes that a kill interrupted
+      if any(p.name.startswith(f".{n}.") for n in OUTPUTS):
+        p.unlink(missing_ok=True)
 
-  io.write_json(workdir / "config.json", config.to_dict())
-  log = io.TextLog(workdir / "log.txt", quiet=quiet)
-  log(f"{'Resuming' if resuming else 'Starting'} {config.al.strategy} on {ds.description}, "
-      f"{ds.num_classes} classes; workdir {workdir}")
+    io.write_json(workdir / "config.json", config.to_dict())
+    log = io.TextLog(workdir / "log.txt", quiet=quiet)
+    log(f"{'Resuming' if resuming else 'Starting'} {config.al.strategy} on {ds.description}, "
+        f"{ds.num_classes} classes; workdir {workdir}")
 
-  images = jax.device_put(ds.train_images)
-  labels = jax.device_put(ds.train_labels.astype(np.int32))
-  test_images = jax.device_put(ds.test_images)
-  test_labels = jax.device_put(ds.test_labels.astype(np.int32))
-  image_shape = tuple(ds.train_images.shape[1:])
-  graphdef, _, _ = init_model(config, ds.num_classes, image_shape, rng.stream(config.seed, 0, "init"))
-  trainer = Trainer(graphdef, StepConfig.from_config(config, n_train), n_train)
+    images = jax.device_put(ds.train_images)
+    labels = jax.device_put(ds.train_labels.astype(np.int32))
+    test_images = jax.device_put(ds.test_images)
+    test_labels = jax.device_put(ds.test_labels.astype(np.int32))
+    image_shape = tuple(ds.train_images.shape[1:])
+    trainer = _trainer(graphdef, StepConfig.from_config(config, n_train), n_train)
 
-  metrics = io.JsonlLog(workdir / "metrics.jsonl")
-  selected = io.JsonlLog(workdir / "selected.jsonl")
-  ctx = dict(config=config, ds=ds, trainer=trainer, strategy=strategy, images=images,
-             labels=labels, test_images=test_images, test_labels=test_labels, log=log,
-             metrics=metrics, selected=selected, workdir=workdir, image_shape=image_shape)
-  for trial in range(config.num_trials):
-    try:
+    # Neither log touches its file before its first record: a resumed run
+    # rewrites them from the checkpoints, a failed one leaves them as they were.
+    metrics = io.JsonlLog(workdir / "metrics.jsonl")
+    selected = io.JsonlLog(workdir / "selected.jsonl")
+    ctx = dict(config=config, ds=ds, trainer=trainer, strategy=strategy, images=images,
+               labels=labels, test_images=test_images, test_labels=test_labels, log=log,
+               metrics=metrics, selected=selected, workdir=workdir, image_shape=image_shape,
+               done=done)
+    for trial in range(config.num_trials):
       _run_trial(trial, ctx)
-    except TrainingError as e:
-      metrics.append({"kind": "error", "trial": trial, "error": str(e)})
-      log(f"ERROR: {e}")
-      raise
-  summary = _summary(config, metrics.records, time.perf_counter() - t_start)
-  io.write_json(workdir / "summary.json", summary)
+    summary = _summary(config, metrics.records, time.perf_counter() - t_start)
+    io.write_json(workdir / "summary.json", summary)
+  finally:
+    lock.close()
   return summary
+
+
+@functools.lru_cache(maxsize=4)
+def _trainer(graphdef, sc: StepConfig, num_train: int) -> Trainer:
+  """One Trainer, so one compilation, per model and step settings in a process.
+
+  A Trainer holds only jitted pure functions, so runs may share it: a
+  comparison of strategies, or a resumed run, compiles its steps once.
+  """
+  return Trainer(graphdef, sc, num_train)
+
+
+def _lock(workdir: Path):
+  """An exclusive lock on the workdir, so two processes never write one run."""
+  f = open(workdir / ".lock", "a")
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    f.close()
+    raise ConfigError("--workdir", str(workdir),
+                      "another jax-al process is running in it; wait for it to finish or "
+                      "choose another --workdir") from None
+  return f
+
+
+def check_run(config, workdir: Path, overwrite: bool):
+  """Every check before a run, in order; writes and deletes nothing.
+
+  Returns (resuming, dataset, strategy, {trial: last checkpointed cycle},
+  the model's graph definition).
+  A workdir that did not exist is created for the write probe and removed
+  again if a check fails.
+  """
+  config_lib.check_config(config)
+  created = check_workdir(workdir)
+  try:
+    resuming = existing_run(workdir, config, overwrite)
+    ds = load_dataset(config.data)
+    n_train = len(ds.train_labels)
+    config_lib.check_sizes(config, n_train, ds.num_classes)
+    strategy = strategies.get_strategy(config.al.strategy, config.al)
+    n_cand = min(config.al.subset or n_train, n_train - config.al.initial)
+    strategy.check(n_cand, config.al.budget, ds.num_classes)
+    # Building the model checks the model fields against the data's shape.
+    graphdef, _, _ = init_model(config, ds.num_classes, tuple(ds.train_images.shape[1:]),
+                                rng.stream(config.seed, 0, "init"))
+    done = {}
+    if resuming:
+      for trial in range(config.num_trials):
+        step = checkpoint.latest(workdir, trial)
+        if step is not None:
+          meta = checkpoint.restore_meta(workdir, trial, step)
+          check_meta(meta, config, trial, step, n_train, workdir)
+          done[trial] = step
+  except BaseException:
+    _remove_empty(created)  # made just now and still empty: leave no trace
+    raise
+  return resuming, ds, strategy, done, graphdef
+
+
+def rng_record(seed: int, trial: int) -> dict:
+  """The keys of every named random stream of `trial`, as stored in checkpoints."""
+  return {name: np.asarray(jax.random.key_data(rng.stream(seed, trial, name))).tolist()
+          for name in rng.STREAMS}
+
+
+def check_meta(meta: dict, config, trial: int, step: int, n_train: int, workdir: Path) -> None:
+  """Raises DataError unless a checkpoint's meta is one this run could have written."""
+  where = str(checkpoint.root(workdir, trial) / str(step))
+  fix = "pass --overwrite to start the run afresh, or choose another --workdir"
+
+  def bad(problem):
+    raise DataError(where, problem, fix)
+
+  if not isinstance(meta, dict):
+    bad("its meta is not a JSON object")
+  for key, kind in (("trial", int), ("cycle", int), ("labeled", list), ("metrics", list),
+                    ("selected", list)):
+    if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+      bad(f"its meta lacks {key!r} (or it is not a {kind.__name__})")
+  if meta["trial"] != trial or meta["cycle"] != step:
+    bad(f"it claims trial {meta['trial']} cycle {meta['cycle']}, but is stored as trial "
+        f"{trial} cycle {step}")
+  if not 1 <= step <= config.al.cycles:
+    bad(f"cycle {step} is outside 1..al.cycles = {config.al.cycles}")
+  if "config_hash" in meta and meta["config_hash"] != config_hash(config):
+    bad("it was written by a run with a different config")
+  if "rng" in meta and meta["rng"] != rng_record(config.seed, trial):
+    bad("its random-stream keys differ from this run's (another seed, or another jax "
+        "PRNG implementation); resuming would not reproduce the run")
+  labeled = meta["labeled"]
+  if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n_train
+             for i in labeled):
+    bad(f"its labeled indices are not all integers in [0, {n_train})")
+  if len(set(labeled)) != len(labeled) or len(labeled) < config.al.initial:
+    bad(f"its {len(labeled)} labeled indices are not {config.al.initial}+ distinct ones")
+  picks = []
+  for r in meta["selected"]:
+    if not isinstance(r, dict) or not isinstance(r.get("indices"), list):
+      bad("its selection records are malformed")
+    picks.extend(r["indices"])
+  if picks != labeled:
+    bad("its labeled indices do not match its recorded selections")
 
 
 def _run_trial(trial: int, ctx: dict) -> None:
@@ -153,68 +329,97 @@ def _run_trial(trial: int, ctx: dict) -> None:
   labeled = np.asarray(jax.random.permutation(key("initial_set"), n_train)[:al.initial],
                        np.int64)
   first = 1
-  last_done = checkpoint.latest(ctx["workdir"], trial)
+  last_done = ctx["done"].get(trial)
   if last_done is not None:
     state, meta = checkpoint.restore(ctx["workdir"], trial, last_done, state)
     labeled = np.asarray(meta["labeled"], np.int64)
-    for r in meta["metrics"]:
-      metrics.append(r)
-    for r in meta["selected"]:
-      selected.append(r)
-    first = last_done + 1
+    metrics.extend(meta["metrics"])
+    selected.extend(meta["selected"])
+    first = al.cycles + 1 if meta.get("finished") else last_done + 1
     if first <= al.cycles:
       log(f"Trial {trial + 1}: resuming after cycle {last_done}")
   else:
     selected.append({"trial": trial, "cycle": 0, "indices": labeled.tolist()})
-  test_idx = np.arange(len(ds.test_labels))
 
-  for cycle in range(first, al.cycles + 1):
-    t0 = time.perf_counter()
-    if config.train.reinit_each_cycle and cycle > 1:
-      _, params, bs = init_model(config, ds.num_classes, ctx["image_shape"],
-                                 jax.random.fold_in(key("init"), cycle))
-      state = trainer.new_state(params, bs)
-    else:  # the optimizer and its schedule are re-created every cycle
-      state = trainer.new_state(state.params, state.batch_stats)
-
-    def on_eval(rec, cycle=cycle):
-      log(f"Cycle: {cycle} Epoch: {rec['epoch']} --- Val Acc: {rec['test_acc']:.3f} \t"
-          f"Best Acc: {rec['best_acc']:.3f}")
-      metrics.append({"kind": "eval", "trial": trial, "cycle": cycle, **rec})
-
-    bar = _Progress(config.train.epochs, f"trial {trial + 1} cycle {cycle}")
-    try:
-      state, hist = trainer.fit(
-          state, ctx["images"], ctx["labels"], labeled, test_idx, ctx["test_images"],
-          ctx["test_labels"], config.train, jax.random.fold_in(key("data_order"), cycle),
-          jax.random.fold_in(key("augment"), cycle), on_eval=on_eval, progress=bar)
-    finally:
-      bar.close()
-    t_train = time.perf_counter() - t0
-    acc = hist[-1]["test_acc"]
-    log(f"Trial {trial + 1}/{config.num_trials} || Cycle {cycle}/{al.cycles} || "
-        f"Label set size {len(labeled)}: Test acc {acc:.2f}")
-
-    rec = {"kind": "cycle", "trial": trial, "cycle": cycle, "labeled": len(labeled),
-           "test_acc": acc, "train_s": t_train}
-    if cycle < al.cycles:
-      picks, stats, t_sel = _select(trial, cycle, labeled, state, ctx)
-      if picks is None:
-        log("The unlabeled pool is empty: nothing left to select, stopping the trial.")
-        rec.update(select_s=0.0, total_s=time.perf_counter() - t0)
-        metrics.append(rec)
-        break
-      labeled = np.concatenate([labeled, picks])
-      selected.append({"trial": trial, "cycle": cycle, "indices": picks.tolist()})
-      rec.update(select_s=t_sel, **stats)
-    else:
-      rec.update(select_s=0.0)
-    rec["total_s"] = time.perf_counter() - t0
-    metrics.append(rec)
+  def save(cycle, state, finished=False):
     trial_records = lambda log_: [r for r in log_.records if r.get("trial") == trial]
     checkpoint.save(ctx["workdir"], trial, cycle, state, {
-        "trial": trial, "cycle": cycle, "labeled": labeled.tolist(),
+        "trial": trial, "cycle": cycle, "labeled": labeled.tolist(), "finished": finished,
+        "config_hash": config_hash(config), "rng": rng_record(config.seed, trial),
         "metrics": trial_records(metrics), "selected": trial_records(selected)})
+
+  for cycle in range(first, al.cycles + 1):
+    try:
+      state, rec, picks = _run_cycle(trial, cycle, labeled, state, ctx)
+    except Exception as e:
+      # The checkpoint of the last finished cycle stays as it is.
+      msg = str(e) if isinstance(e, TrainingError) else f"{type(e).__name__}: {e}"
+      metrics.append({"kind": "error", "trial": trial, "cycle": cycle, "error": msg})
+      log(f"ERROR: trial {trial + 1} cycle {cycle}: {msg}")
+      raise
+    if picks is None and cycle < al.cycles:
+      log("The unlabeled pool is empty: nothing left to select, stopping the trial.")
+      metrics.append(rec)
+      save(cycle, state, finished=True)
+      break
+    if picks is not None:
+      labeled = np.concatenate([labeled, picks])
+      selected.append({"trial": trial, "cycle": cycle, "indices": picks.tolist()})
+    metrics.append(rec)
+    save(cycle, state)
+
+
+def _run_cycle(trial: int, cycle: int, labeled: np.ndarray, state, ctx: dict):
+  """Trains on `labeled`, tests, and (before the last cycle) selects.
+
+  Returns (state, cycle record, new dataset indices or None).
+  """
+  config, ds, trainer, log, metrics = (ctx["config"], ctx["ds"], ctx["trainer"], ctx["log"],
+                                       ctx["metrics"])
+  al = config.al
+  key = lambda name: rng.stream(config.seed, trial, name)
+  t0 = time.perf_counter()
+  if config.train.reinit_each_cycle and cycle > 1:
+    _, params, bs = init_model(config, ds.num_classes, ctx["image_shape"],
+                               jax.random.fold_in(key("init"), cycle))
+    state = trainer.new_state(params, bs)
+  else:  # the optimizer and its schedule are re-created every cycle
+    state = trainer.new_state(state.params, state.batch_stats)
+
+  def on_eval(rec):
+    for k in ("train_loss", "test_loss"):
+      if not np.isfinite(rec[k]):
+        raise TrainingError(
+            f"the {k.replace('_', ' ')} became {rec[k]} at epoch {rec['epoch']} "
+            f"(lr {rec['lr']:g}): the network diverged; lower train.lr or use "
+            "train.dtype=float32")
+    log(f"Cycle: {cycle} Epoch: {rec['epoch']} --- Val Acc: {rec['test_acc']:.3f} \t"
+        f"Best Acc: {rec['best_acc']:.3f}")
+    metrics.append({"kind": "eval", "trial": trial, "cycle": cycle, **rec})
+
+  bar = _Progress(config.train.epochs, f"trial {trial + 1} cycle {cycle}")
+  try:
+    state, hist = trainer.fit(
+        state, ctx["images"], ctx["labels"], labeled, np.arange(len(ds.test_labels)),
+        ctx["test_images"], ctx["test_labels"], config.train,
+        jax.random.fold_in(key("data_order"), cycle),
+        jax.random.fold_in(key("augment"), cycle), on_eval=on_eval, progress=bar)
+  finally:
+    bar.close()
+  t_train = time.perf_counter() - t0
+  acc = hist[-1]["test_acc"]
+  log(f"Trial {trial + 1}/{config.num_trials} || Cycle {cycle}/{al.cycles} || "
+      f"Label set size {len(labeled)}: Test acc {acc:.2f}")
+
+  rec = {"kind": "cycle", "trial": trial, "cycle": cycle, "labeled": len(labeled),
+         "test_acc": acc, "train_s": t_train, "select_s": 0.0}
+  picks = None
+  if cycle < al.cycles:
+    picks, stats, t_sel = _select(trial, cycle, labeled, state, ctx)
+    if picks is not None:
+      rec.update(select_s=t_sel, **stats)
+  rec["total_s"] = time.perf_counter() - t0
+  return state, rec, picks
 
 
 def _select(trial: int, cycle: int, labeled: np.ndarray, state, ctx: dict):
@@ -232,9 +437,10 @@ def _select(trial: int, cycle: int, labeled: np.ndarray, state, ctx: dict):
   budget = min(al.budget, n_sub)
   logits, feats = trainer.predict(state.params, state.batch_stats, ctx["images"], subset)
   l_logits, l_feats = trainer.predict(state.params, state.batch_stats, ctx["images"], labeled)
-  if not bool(jnp.all(jnp.isfinite(feats))) or not bool(jnp.all(jnp.isfinite(l_feats))):
-    raise TrainingError(f"cycle {cycle}: the model produced non-finite features; the "
-                        "network diverged. Lower train.lr or use train.dtype=float32")
+  if not all(bool(jnp.all(jnp.isfinite(a))) for a in (feats, logits, l_feats, l_logits)):
+    raise TrainingError(f"cycle {cycle}: the model produced non-finite features or logits, "
+                        "so no strategy can score the pool; the network diverged. Lower "
+                        "train.lr or use train.dtype=float32")
   pool = strategies.Pool(feats, logits, l_feats, l_logits, ds.num_classes)
   t_feat = time.perf_counter() - t0
   t1 = time.perf_counter()

@@ -25,10 +25,11 @@ PRESETS = {
                                mmd_scope="batch", normalize="rank"),
     # Distribution matching: the witness of MMD(L, U), large where the pool is
     # dense and the labeled set thin.
-    "witness": dict(strategy="uncertainty_mmd", term="witness", normalize="rank"),
+    "witness": dict(strategy="uncertainty_mmd", term="witness", mmd_scope="global",
+                    normalize="rank"),
     # Greedy set-level batch minimising MMD^2(L + Q, U), traded against uncertainty.
     "greedy": dict(strategy="uncertainty_mmd", mode="greedy", term="decrease",
-                   normalize="rank", u_scope="global"),
+                   mmd_scope="global", normalize="rank", u_scope="global"),
 }
 
 

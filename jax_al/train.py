@@ -9,6 +9,13 @@ Every step has one fixed shape: the epoch order is a [rows, batch] index
 array over the *whole* training set with a validity mask, the last partial
 batch is padded and masked (it is trained, not dropped), and steps without a
 valid row are skipped. So labeled-set growth never triggers a recompilation.
+
+Data parallelism (optional `mesh`, see `jax_al.sharding`): the same jitted
+functions, with the gathered batch constrained to `NamedSharding(mesh,
+P("data"))` and the state to `P()` (replicated). XLA inserts the all-reduces,
+so the loss, gradients and BatchNorm statistics are those of the global batch
+and the result matches the single-device run within float tolerance. The
+uint8 images stay replicated: each device gathers its own rows locally.
 """
 
 from __future__ import annotations
@@ -25,8 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
 from jax_al import augment
-from jax_al.errors import TrainingError
+from jax_al import sharding as sharding_lib
+from jax_al.errors import ConfigError, TrainingError
 from jax_al.models import create_model
 
 
@@ -98,20 +108,35 @@ def loss_fn(graphdef, params, batch_stats, x, y, mask):
   return loss, nnx.state(model, nnx.BatchStat)
 
 
+def _constrain(tree, mesh: Mesh | None, spec: P):
+  """`with_sharding_constraint` on every leaf, or nothing without a mesh."""
+  if mesh is None:
+    return tree
+  return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, spec))
+
+
 def train_step(graphdef, tx, sc: StepConfig, state: TrainState, images, labels,
-               idx, mask, rng, lr):
-  """One SGD step on the batch `images[idx]` (rows with mask False are padding)."""
-  x = augment.train_view(rng, images[idx], flip=sc.flip, crop_pad=sc.crop_pad,
+               idx, mask, rng, lr, mesh: Mesh | None = None):
+  """One SGD step on the batch `images[idx]` (rows with mask False are padding).
+
+  With a `mesh`, the batch rows are sharded over its "data" axis and the
+  returned state is replicated.
+  """
+  idx, mask = _constrain((idx, mask), mesh, P(sharding_lib.DATA))
+  x = _constrain(images[idx], mesh, P(sharding_lib.DATA))
+  y = _constrain(labels[idx], mesh, P(sharding_lib.DATA))
+  x = augment.train_view(rng, x, flip=sc.flip, crop_pad=sc.crop_pad,
                          mean=sc.mean, std=sc.std, dtype=jnp.dtype(sc.dtype))
+  x = _constrain(x, mesh, P(sharding_lib.DATA))
   (loss, bs), grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
-      graphdef, state.params, state.batch_stats, x, labels[idx], mask)
+      graphdef, state.params, state.batch_stats, x, y, mask)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = jax.tree.map(lambda p, u: p + lr * u.astype(p.dtype), state.params, updates)
-  return TrainState(params, bs, opt_state), loss
+  return _constrain(TrainState(params, bs, opt_state), mesh, P()), loss
 
 
 def train_steps(graphdef, tx, sc: StepConfig, state: TrainState, images, labels,
-                order, valid, start, rng, lr):
+                order, valid, start, rng, lr, mesh: Mesh | None = None):
   """`sc.steps_per_call` steps fused in one `lax.scan`, rows start..start+S.
 
   A step whose rows are all padding leaves the state untouched (no momentum
@@ -124,7 +149,7 @@ def train_steps(graphdef, tx, sc: StepConfig, state: TrainState, images, labels,
   def body(st, xs):
     i, idx, m = xs
     run = lambda st: train_step(graphdef, tx, sc, st, images, labels, idx, m,
-                                jax.random.fold_in(rng, start + i), lr)
+                                jax.random.fold_in(rng, start + i), lr, mesh)
     skip = lambda st: (st, jnp.float32(jnp.nan))
     return jax.lax.cond(jnp.any(m), run, skip, st)
 
@@ -148,11 +173,14 @@ def epoch_order(key, labeled_mask, batch_size: int, rows: int):
   return order.reshape(rows, batch_size), valid.reshape(rows, batch_size)
 
 
-def eval_chunk(graphdef, sc: StepConfig, params, batch_stats, images, idx):
+def eval_chunk(graphdef, sc: StepConfig, params, batch_stats, images, idx,
+               mesh: Mesh | None = None):
   """Logits and features (float32) of `images[idx]` in inference mode."""
   model = nnx.merge(graphdef, params, batch_stats)
-  x = augment.normalize(images[idx], sc.mean, sc.std, jnp.dtype(sc.dtype))
-  return model(x, train=False)
+  idx = _constrain(idx, mesh, P(sharding_lib.DATA))
+  x = _constrain(images[idx], mesh, P(sharding_lib.DATA))
+  x = augment.normalize(x, sc.mean, sc.std, jnp.dtype(sc.dtype))
+  return _constrain(model(x, train=False), mesh, P(sharding_lib.DATA))
 
 
 class Trainer:
@@ -160,45 +188,80 @@ class Trainer:
 
   Usage per cycle: `state = trainer.new_state(params, bs)` (the optimizer is
   re-created every cycle), then `state, hist = trainer.fit(...)`.
+
+  With a `mesh` (from `jax_al.sharding.setup`), training and prediction are
+  data-parallel over its "data" axis; `train.batch_size` must divide by its
+  size. Inputs not yet on the mesh (images, labels, keys) are placed there,
+  replicated; place the images once with `sharding.place` to avoid a copy.
   """
 
-  def __init__(self, graphdef, sc: StepConfig, num_train: int):
-    self.graphdef, self.sc = graphdef, sc
+  def __init__(self, graphdef, sc: StepConfig, num_train: int, mesh: Mesh | None = None):
+    self.graphdef, self.sc, self.mesh = graphdef, sc, mesh
+    n_dev = sharding_lib.mesh_size(mesh)
+    if sc.batch_size % n_dev:
+      raise ConfigError("train.batch_size", sc.batch_size,
+                        f"the batch is split over {n_dev} devices (mesh.data); use a "
+                        f"multiple of {n_dev}")
+    # Prediction chunks are split over the devices too: round them up.
+    self.eval_chunk = -(-sc.eval_batch_size // n_dev) * n_dev
     self.tx = make_optimizer(sc)
     steps = math.ceil(num_train / sc.batch_size)
     # Rows padded to whole calls, so dynamic_slice never clamps the start.
     self.rows = math.ceil(steps / sc.steps_per_call) * sc.steps_per_call
-    self._train = jax.jit(functools.partial(train_steps, graphdef, self.tx, sc),
+    self._train = jax.jit(functools.partial(train_steps, graphdef, self.tx, sc, mesh=mesh),
                           donate_argnums=(0,))
     self._order = jax.jit(epoch_order, static_argnums=(2, 3))
-    self._eval = jax.jit(functools.partial(eval_chunk, graphdef, sc))
+    self._eval = jax.jit(functools.partial(eval_chunk, graphdef, sc, mesh=mesh))
+
+  def _rep(self, tree):
+    """Replicated on the mesh (a no-op without one or when already there)."""
+    if self.mesh is None:
+      return tree
+    target = sharding_lib.replicated(self.mesh)
+
+    def put(x):
+      if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(target, x.ndim):
+        return x
+      return sharding_lib.place(self.mesh, x)
+
+    return jax.tree.map(put, tree)
 
   def new_state(self, params, batch_stats) -> TrainState:
     """A fresh optimizer around copies of the weights (the steps donate their state)."""
     params, batch_stats = jax.tree.map(jnp.copy, (params, batch_stats))
+    if self.mesh is not None:
+      params, batch_stats = sharding_lib.replicate(self.mesh, (params, batch_stats))
+      return sharding_lib.replicate(self.mesh,
+                                    TrainState(params, batch_stats, self.tx.init(params)))
     return TrainState(params, batch_stats, self.tx.init(params))
 
   def run_epoch(self, state, images, labels, labeled_mask, num_labeled: int,
                 order_key, aug_key, lr: float):
     """One epoch over the labeled set; returns (state, mean loss as a device scalar)."""
+    images, labels, labeled_mask, order_key, aug_key = self._rep(
+        (images, labels, labeled_mask, order_key, aug_key))
     order, valid = self._order(order_key, labeled_mask, self.sc.batch_size, self.rows)
     steps = math.ceil(num_labeled / self.sc.batch_size)
     losses = []
     for c in range(math.ceil(steps / self.sc.steps_per_call)):
-      state, l = self._train(state, images, labels, order, valid,
-                             jnp.int32(c * self.sc.steps_per_call), aug_key,
-                             jnp.float32(lr))
+      start, lr_ = np.int32(c * self.sc.steps_per_call), np.float32(lr)
+      if self.mesh is None:
+        start, lr_ = jnp.asarray(start), jnp.asarray(lr_)
+      state, l = self._train(state, images, labels, order, valid, start, aug_key, lr_)
       losses.append(l)
     losses = jnp.concatenate(losses)
     return state, jnp.nanmean(losses)
 
   def predict(self, params, batch_stats, images, idx: np.ndarray):
     """(logits, features) for `images[idx]`, in fixed-size chunks, on device."""
-    b = self.sc.eval_batch_size
+    b = self.eval_chunk
     n = len(idx)
     padded = np.zeros(math.ceil(n / b) * b, np.int32)
     padded[:n] = idx
-    outs = [self._eval(params, batch_stats, images, jnp.asarray(padded[i:i + b]))
+    images = self._rep(images)
+    put = jnp.asarray if self.mesh is None else (
+        lambda a: sharding_lib.place(self.mesh, a, P(sharding_lib.DATA)))
+    outs = [self._eval(params, batch_stats, images, put(padded[i:i + b]))
             for i in range(0, len(padded), b)]
     logits = jnp.concatenate([o[0] for o in outs])[:n]
     feats = jnp.concatenate([o[1] for o in outs])[:n]
@@ -207,7 +270,8 @@ class Trainer:
   def evaluate(self, params, batch_stats, images, labels, idx: np.ndarray):
     """(accuracy in %, mean cross-entropy) on `images[idx]`."""
     logits, _ = self.predict(params, batch_stats, images, idx)
-    y = labels[jnp.asarray(idx)]
+    y = self._rep(labels)[jnp.asarray(idx) if self.mesh is None else self._rep(
+        np.asarray(idx, np.int32))]
     acc = 100.0 * jnp.mean(jnp.argmax(logits, -1) == y)
     loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
     return float(acc), float(loss)
@@ -225,7 +289,7 @@ class Trainer:
     n_train = labels.shape[0]
     mask_np = np.zeros(n_train, bool)
     mask_np[labeled_idx] = True
-    labeled_mask = jnp.asarray(mask_np)
+    labeled_mask = jnp.asarray(mask_np) if self.mesh is None else self._rep(mask_np)
     best, history, t0 = 0.0, [], time.perf_counter()
     for epoch in range(train_cfg.epochs):
       lr = learning_rate(train_cfg, epoch)

@@ -42,8 +42,17 @@ def zscore(x: jax.Array, where: jax.Array | None = None) -> jax.Array:
   n = jnp.maximum(jnp.sum(w), 1)
   mean = jnp.sum(jnp.where(w, x, 0.0)) / n
   dev = jnp.where(w, x - mean, 0.0)
-  std = jnp.sqrt(jnp.sum(dev * dev) / n)
-  return jnp.where(std > 0, dev / jnp.where(std > 0, std, 1.0), 0.0)
+  # Deviations are scaled to at most 1 before squaring, so that neither
+  # tiny (underflowing squares) nor huge (overflowing) scores break it.
+  scale = jnp.max(jnp.abs(dev))
+  unit = dev / jnp.where(scale > 0, scale, 1.0)
+  std_unit = jnp.sqrt(jnp.sum(unit * unit) / n)
+  # Test constancy on the values, not on std: the rounded mean of equal
+  # values can differ from them, leaving a spurious std of one ulp.
+  const = (jnp.max(jnp.where(w, x, -jnp.inf))
+           <= jnp.min(jnp.where(w, x, jnp.inf)))
+  ok = (scale > 0) & ~const
+  return jnp.where(ok, unit / jnp.where(ok, std_unit, 1.0), 0.0)
 
 
 def rank(x: jax.Array, where: jax.Array | None = None) -> jax.Array:

@@ -32,8 +32,9 @@ Candidates and labeled points are centred on the candidates' mean first:
 every quantity here is translation invariant, and smaller norms mean less
 cancellation in |a|^2 + |b|^2 - 2 a.b.
 
-Compilation. The whole selection is one jitted function, compiled once per
-(N, labeled bucket, budget, settings). The labeled features are zero-padded
+Compilation. The selection is two jitted functions, the uncertainty and the
+rest, each compiled once per shape and settings (sharing the k-means
+compilation between MMD variants). The labeled features are zero-padded
 to a bucket (a power of two up to `al.block`, then a multiple of it) and
 masked, so the growing labeled set recompiles only when it crosses a bucket.
 `al.lam`, `al.sign`, `al.normalize`, `al.sigma` and `al.greedy_weight` are
@@ -67,13 +68,23 @@ MODES = ("topk", "greedy")
 APPROX = ("exact", "rff")
 
 
-class Settings(NamedTuple):
-  """The static (hashable) part of `config.al` a selection compiles for."""
+class USettings(NamedTuple):
+  """The static part of `config.al` the uncertainty compiles for."""
 
   batch: int
   k: int
   transform: str
-  u_scope: str
+  scope: str
+  init: str
+  n_init: int
+  max_iter: int
+  tol: float
+
+
+class Settings(NamedTuple):
+  """The static (hashable) part of `config.al` a selection compiles for."""
+
+  u: USettings
   mmd_scope: str
   term: str
   mode: str
@@ -85,10 +96,6 @@ class Settings(NamedTuple):
   block: int
   approx: str
   rff_dim: int
-  km_init: str
-  km_n_init: int
-  km_max_iter: int
-  km_tol: float
 
 
 def _choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -117,11 +124,19 @@ def labeled_bucket(m: int, block: int) -> int:
   return -(-m // block) * block
 
 
-def uncertainty(x: jax.Array, rng: jax.Array, s: Settings) -> jax.Array:
-  """[N] raw cluster-margin uncertainty under the settings' scope."""
-  kw = dict(k=s.k, transform=s.transform, init=s.km_init,
-            n_init=s.km_n_init, max_iter=s.km_max_iter, tol=s.km_tol)
-  if s.u_scope == "global":
+@functools.partial(jax.jit, static_argnames=("s",))
+def uncertainty(features: jax.Array, rng: jax.Array, *,
+                s: USettings) -> jax.Array:
+  """[N] raw cluster-margin uncertainty under the settings' scope.
+
+  Jitted on its own, not inside `select_indices`: the k-means (vmapped over
+  minibatches) is the slowest part to compile, and this way every MMD
+  variant with the same uncertainty settings reuses one compilation.
+  """
+  x = features - jnp.mean(features, axis=0)
+  kw = dict(k=s.k, transform=s.transform, init=s.init, n_init=s.n_init,
+            max_iter=s.max_iter, tol=s.tol)
+  if s.scope == "global":
     return cluster_margin.kmeans_margin(x, rng, **kw)
   return cluster_margin.minibatch_kmeans_margin(x, rng, batch=s.batch, **kw)
 
@@ -130,8 +145,9 @@ def mmd_term(x: jax.Array, l: jax.Array, l_count: jax.Array,
              sigma: jax.Array, rng: jax.Array, freqs: jax.Array | None,
              s: Settings) -> jax.Array:
   """[N] raw MMD term `s.term` under the settings' scope."""
-  kw = dict(l_count=l_count, batch=s.batch if s.mmd_scope == "batch" else None,
-            min_size=s.k, block=s.block, freqs=freqs)
+  kw = dict(l_count=l_count,
+            batch=s.u.batch if s.mmd_scope == "batch" else None,
+            min_size=s.u.k, block=s.block, freqs=freqs)
   if s.term == "per_sample":
     return mmd.per_sample_mmd2(x, l, sigma, rng, repeats=s.repeats,
                                draw_size=s.draw_size, unbiased=s.unbiased,
@@ -157,14 +173,15 @@ class Knobs(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=("s", "budget"))
-def select_indices(features: jax.Array, labeled: jax.Array,
+def select_indices(features: jax.Array, u: jax.Array, labeled: jax.Array,
                    l_count: jax.Array, rng: jax.Array, knobs: Knobs, *,
                    s: Settings,
                    budget: int) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """The whole selection, jitted.
+  """The selection given the uncertainty, jitted.
 
   Args:
     features: [N, d] candidates.
+    u: [N] raw uncertainty (`uncertainty`).
     labeled: [Mb, d] labeled features, the first `l_count` real.
     l_count: int32 number of real labeled rows.
     rng: key.
@@ -177,8 +194,7 @@ def select_indices(features: jax.Array, labeled: jax.Array,
   """
   centre = jnp.mean(features, axis=0)
   x, l = features - centre, labeled - centre
-  k_u, k_sigma, k_rff, k_mmd = jax.random.split(rng, 4)
-  u = uncertainty(x, k_u, s)
+  k_sigma, k_rff, k_mmd = jax.random.split(rng, 3)
   stats = _summary("u", u)
   if not s.use_mmd:
     return jax.lax.top_k(u, budget)[1], stats
@@ -292,15 +308,16 @@ class UncertaintyMMD(Strategy):
     """
     c = self.cfg
     use_mmd = bool(c.use_mmd) and self.use_mmd_field
+    u = USettings(
+        batch=int(c.batch), k=int(self._k(num_classes)), transform=c.transform,
+        scope=c.u_scope, init=c.kmeans.init, n_init=int(c.kmeans.n_init),
+        max_iter=int(c.kmeans.max_iter), tol=float(c.kmeans.tol))
     s = Settings(
-        batch=int(c.batch), k=int(self._k(num_classes)),
-        transform=c.transform, u_scope=c.u_scope, mmd_scope=c.mmd_scope,
-        term=c.term, mode=c.mode, use_mmd=use_mmd, repeats=int(c.repeats),
-        draw_size=int(c.draw_size), median_sigma=float(c.sigma) <= 0.0,
+        u=u, mmd_scope=c.mmd_scope, term=c.term, mode=c.mode, use_mmd=use_mmd,
+        repeats=int(c.repeats), draw_size=int(c.draw_size),
+        median_sigma=float(c.sigma) <= 0.0,
         unbiased=c.estimator == "unbiased", block=int(c.block),
-        approx=c.approx, rff_dim=int(c.rff_dim), km_init=c.kmeans.init,
-        km_n_init=int(c.kmeans.n_init), km_max_iter=int(c.kmeans.max_iter),
-        km_tol=float(c.kmeans.tol))
+        approx=c.approx, rff_dim=int(c.rff_dim))
     if not use_mmd:
       s = s._replace(mmd_scope="", term="", mode="topk", repeats=0,
                      draw_size=0, median_sigma=False, unbiased=False,
@@ -332,7 +349,9 @@ class UncertaintyMMD(Strategy):
         normalize=jnp.int32(norm_lib.METHODS.index(c.normalize)
                             if self.use_mmd_field else 0),
         sigma=jnp.float32(c.sigma), greedy_weight=jnp.float32(c.greedy_weight))
-    idx, stats = select_indices(pool.features, labeled, jnp.int32(m), rng,
-                                knobs, s=s, budget=int(budget))
+    k_u, k_rest = jax.random.split(rng)
+    u = uncertainty(pool.features, k_u, s=s.u)
+    idx, stats = select_indices(pool.features, u, labeled, jnp.int32(m),
+                                k_rest, knobs, s=s, budget=int(budget))
     return Selection(np.asarray(idx, dtype=np.int64),
                      {k: float(v) for k, v in stats.items()})

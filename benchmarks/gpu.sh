@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# All GPU benchmarks in one call, sized for one H200 within the 10-minute
+# per-call limit (hard deadline: GPU_DEADLINE_S, default 570 s from start).
+#
+# Once per checkout (see ../shared/GPU.md):
+#     echo /.device/ >> .git/info/exclude
+#     mkdir -p .device && cp ../shared/wheels/*.whl ../shared/data/cifar10-jpeg.tar.gz .device/
+# Then through the device tool, from the repo root:
+#     run(command="bash benchmarks/gpu.sh", carry=[".device"], timeout_s=600)
+#
+# Order and caps (seconds; every part writes its JSON as it goes, so a part
+# cut by its cap still returns what it measured):
+#   1. train+features, ResNet-18 width 1, batch 128, bf16: jit_step / step /
+#      chunk(40) / epoch variants at 5,000 and 20,000 labeled   (cap 150)
+#   2. train+features fp32, chunk variant only                  (cap 55)
+#   3. selection benchmark (jax_al.bench.selection)             (cap 45)
+#   4. the full 7-cycle protocol on the CIFAR-10 JPEG copy, bf16 (the rest,
+#      at least ~300 s; cut at the deadline, its per-cycle log still returns)
+#   5. PyTorch reference, bf16 eager channels_last, if time is left (cap 45)
+# then a summary table (benchmarks/summarize.py) printed last.
+#
+# Everything lands in $OUT: *.json, *.log, protocol/ (log.txt, metrics.jsonl,
+# summary.json of the run), nvidia-smi.txt, summary.txt.
+set -u
+T0=$(date +%s)
+DEADLINE=$((T0 + ${GPU_DEADLINE_S:-570}))
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+left() { echo $((DEADLINE - $(date +%s))); }
+cap() {  # cap N: min(N, time left - reserve), at least 1
+  local l=$(( $(left) - ${2:-15} )); local c=$1
+  (( l < c )) && c=$l; (( c < 1 )) && c=1; echo "$c"; }
+part() {  # part NAME CAP_S CMD...: runs CMD with a timeout, logs to $OUT/NAME.log
+  local name=$1 t; t=$(cap "$2"); shift 2
+  echo "== $name (cap ${t}s, $(left)s left) =="
+  local s; s=$(date +%s)
+  timeout -k 5 "$t" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "   rc=$rc in $(( $(date +%s) - s ))s$( ((rc == 124 || rc == 137)) && echo ' (cut by cap)')"
+  tail -n 25 "$OUT/$name.log" | grep -v -i warning
+  return 0
+}
+
+# ---- the recipe of ../shared/GPU.md: wheels from .device, no downloads ----
+for f in .device/cifar10-jpeg.tar.gz; do
+  [ -e "$f" ] || { echo "missing $f: copy the wheels and data into .device/ (see header) and pass carry=['.device']"; exit 1; }
+done
+ls .device/*.whl > /dev/null 2>&1 || { echo "missing .device/*.whl (see header)"; exit 1; }
+S=$(mktemp -d) && python3 -m pip install -q --no-index --no-deps --target "$S" .device/*.whl \
+  && export PYTHONPATH="$S:$PWD" PYTHONUNBUFFERED=1 || exit 1
+export TF_CPP_MIN_LOG_LEVEL=2
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+python3 -c "import jax; print('jax', jax.__version__, jax.devices())" 2>&1 | tee "$OUT/env.txt"
+
+# ---- 1-2: training and feature-extraction throughput ----
+part train_bf16 150 python3 -m jax_al.bench train,features --models resnet18 \
+  --dtypes bfloat16 --variants jit_step,step,chunk,epoch --sizes 5000,20000 --repeats 3 \
+  --json "$OUT/train_bf16.json"
+part train_fp32 55 python3 -m jax_al.bench train,features --models resnet18 \
+  --dtypes float32 --variants chunk --sizes 5000,20000 --repeats 3 \
+  --json "$OUT/train_fp32.json"
+
+# ---- 3: selection ----
+part selection 45 python3 -m jax_al.bench selection --json "$OUT/selection.json"
+
+# ---- 4: the full protocol (7 cycles, 200 epochs each, 'users' strategy) ----
+rm -rf /tmp/jax_al_protocol
+part protocol 600 python3 -m jax_al.bench protocol --quiet --workdir /tmp/jax_al_protocol \
+  --config.data.source=folder --config.data.path=.device/cifar10-jpeg.tar.gz \
+  --config.train.dtype=bfloat16 --json "$OUT/protocol.json"
+mkdir -p "$OUT/protocol"
+for f in log.txt metrics.jsonl summary.json config.json selected.jsonl; do
+  [ -e "/tmp/jax_al_protocol/$f" ] && cp "/tmp/jax_al_protocol/$f" "$OUT/protocol/"
+done
+
+# ---- 5: PyTorch reference, if time is left ----
+if (( $(left) > 60 )); then
+  part torch_bf16 45 python3 benchmarks/torch_reference.py --dtype bfloat16 --channels-last \
+    --labeled 20000 --warmup 1 --epochs 3 --json "$OUT/torch_bf16.json"
+fi
+
+python3 benchmarks/summarize.py "$OUT" 2>&1 | tee "$OUT/summary.txt"
+echo "total $(( $(date +%s) - T0 ))s"

@@ -1,0 +1,84 @@
+"""Prints one short table from the JSON files a benchmark run left in a folder.
+
+    python benchmarks/summarize.py OUT_DIR
+
+Reads *.json written by `python -m jax_al.bench` and
+benchmarks/torch_reference.py, and OUT_DIR/protocol/metrics.jsonl when the
+protocol run was cut before it wrote its JSON. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+GOAL_IMAGES_PER_S = 60_000   # ResNet-18, batch 128, bf16
+GOAL_PROTOCOL_S = 300        # the full 7-cycle protocol
+
+
+def _load(p: Path):
+  try:
+    return json.loads(p.read_text())
+  except (OSError, ValueError) as e:
+    print(f"  (unreadable {p.name}: {e})")
+    return None
+
+
+def main(folder: str) -> None:
+  out = Path(folder)
+  docs = {p.stem: d for p in sorted(out.glob("*.json")) if (d := _load(p)) is not None}
+  meta = next((d["meta"] for d in docs.values() if isinstance(d, dict) and "meta" in d), {})
+  print(f"\n===== summary: {meta.get('device_kind', '?')}, jax {meta.get('jax', '?')}, "
+        f"{meta.get('date', '?')} =====")
+  print(f"{'what':48s} {'images/s':>10s} {'epoch s':>8s} {'compile s':>9s}")
+  for name, d in docs.items():
+    for r in d.get("train", []) if isinstance(d, dict) else []:
+      what = f"train {r['model']} {r['dtype']} {r['variant']} L={r['labeled']}"
+      print(f"{what:48s} {r['images_per_s']:10,.0f} {r['epoch_s']:8.3f} {r['compile_s']:9.1f}")
+    for r in d.get("features", []) if isinstance(d, dict) else []:
+      what = f"features {r['model']} {r['dtype']} pool={r['pool']}"
+      print(f"{what:48s} {r['images_per_s']:10,.0f} {r['seconds']:8.3f} {r['compile_s']:9.1f}")
+    if isinstance(d, dict) and d.get("stack") == "pytorch":
+      what = f"torch {d['dtype']} cl={d['channels_last']} compile={d['compile']} L={d['labeled']}"
+      print(f"{what:48s} {d['images_per_s']:10,.0f} {d['epoch_s']:8.3f} {'':>9s}")
+  best = max((r["images_per_s"] for d in docs.values() if isinstance(d, dict)
+              for r in d.get("train", []) if r["model"] == "resnet18"
+              and r["dtype"] == "bfloat16" and r.get("width") == 1.0), default=None)
+  if best is not None:
+    print(f"goal >= {GOAL_IMAGES_PER_S:,} images/s (ResNet-18 bf16 batch 128): best "
+          f"{best:,.0f} -> {'MET' if best >= GOAL_IMAGES_PER_S else 'not met'}")
+  for d in docs.values():
+    if isinstance(d, dict) and d.get("train_protocol_estimates"):
+      for e in d["train_protocol_estimates"]:
+        print(f"protocol training estimate {e['model']} {e['dtype']} {e['variant']}: "
+              f"{e['train_s_est']:,.0f} s (200 epochs x 7 cycles, extrapolated)")
+
+  proto = docs.get("protocol", {}).get("protocol", {}) if isinstance(docs.get("protocol"), dict) else {}
+  cycles = proto.get("cycles")
+  if not cycles and (out / "protocol" / "metrics.jsonl").exists():
+    cycles = [json.loads(l) for l in (out / "protocol" / "metrics.jsonl").read_text().splitlines()
+              if l.strip()]
+    cycles = [c for c in cycles if c.get("kind") == "cycle"]
+  if cycles:
+    print(f"\nprotocol ({proto.get('status', 'cut before the end')}):")
+    print(f"{'cycle':>5s} {'labeled':>8s} {'acc %':>6s} {'train s':>8s} {'select s':>8s} {'total s':>8s}")
+    for c in cycles:
+      print(f"{c['cycle']:5d} {c['labeled']:8d} {c['test_acc']:6.2f} {c['train_s']:8.1f} "
+            f"{c.get('select_s') or 0:8.1f} {c['total_s']:8.1f}")
+    if proto.get("status") == "done":
+      print(f"total {proto['total_s']:.1f} s (goal <= {GOAL_PROTOCOL_S} s -> "
+            f"{'MET' if proto['total_s'] <= GOAL_PROTOCOL_S else 'not met'}); "
+            f"setup {proto['setup_s']:.1f} s")
+    else:
+      print(f"cut after {len(cycles)} of 7 cycles; cycles so far "
+            f"{sum(c['total_s'] for c in cycles):.1f} s")
+  sel = docs.get("selection")
+  if isinstance(sel, dict):
+    print(f"\nselection: keys {sorted(k for k in sel if k != 'meta')[:12]}")
+
+
+if __name__ == "__main__":
+  if len(sys.argv) != 2:
+    raise SystemExit("usage: python benchmarks/summarize.py OUT_DIR")
+  main(sys.argv[1])

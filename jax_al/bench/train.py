@@ -1,0 +1,244 @@
+"""Training and feature-extraction throughput of the real `jax_al.train.Trainer`.
+
+Data are random uint8 images of CIFAR shape held on the device, as the loop
+holds the real ones; the training set always has `n_train` rows (50,000 for
+CIFAR-10) and a labeled mask picks the first `labeled` of them, exactly as
+`Trainer.fit` does in a cycle. Per (model, dtype, variant) one Trainer is
+built and compiled once; every labeled size then reuses the same executable
+(the bench checks that no recompilation happens).
+
+Variants: `step` (steps_per_call=1: one jitted call per batch, still a
+length-1 `lax.scan` + `lax.cond` inside), `chunk` (steps_per_call=40, the
+CIFAR config's setting), `epoch` (steps_per_call=0: the whole epoch over the
+full training set fused in one `lax.scan`; steps without a labeled row are
+skipped by a `lax.cond`) and `jit_step`: NOT the Trainer's epoch loop but
+`jax_al.train.train_step` itself jitted once (no scan, no cond) and called per
+batch on the Trainer's epoch order -- the plain per-step path, measured as a
+reference for the Trainer's own variants.
+
+Times exclude compilation (the first epoch is a warm-up: its compile time,
+summed from jax's own compilation events, is reported apart); each repeat is
+one epoch, waited for with `block_until_ready`, and the median is reported.
+A cycle (200 epochs) is *extrapolated* from the median epoch time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_al.bench import common
+from jax_al.train import StepConfig, Trainer, init_model
+
+VARIANTS = ("step", "chunk", "epoch", "jit_step")
+IMAGE_SHAPE = (32, 32, 3)
+NUM_CLASSES = 10
+
+
+def make_config(model: str, width: float, dtype: str, steps_per_call: int,
+                batch: int, eval_batch: int | None = None):
+  """The CIFAR-10 protocol config with the benchmark's model/dtype/steps."""
+  from configs import cifar10  # the repo's configs package (run from the repo root)
+  c = cifar10.get_config()
+  c.model.name, c.model.width = model, float(width)
+  c.train.dtype = dtype
+  c.train.steps_per_call = int(steps_per_call)
+  c.train.batch_size = int(batch)
+  if eval_batch:
+    c.train.eval_batch_size = int(eval_batch)
+  return c
+
+
+def fake_data(n: int, seed: int = 0):
+  """Random uint8 images and labels, put on the device."""
+  rng = np.random.default_rng(seed)
+  x = rng.integers(0, 256, (n, *IMAGE_SHAPE), dtype=np.uint8)
+  y = rng.integers(0, NUM_CLASSES, n).astype(np.int32)
+  return jax.device_put(x), jax.device_put(y)
+
+
+def _spc(variant: str, chunk: int) -> int:
+  return {"step": 1, "chunk": chunk, "epoch": 0, "jit_step": 1}[variant]
+
+
+class PlainStepEpoch:
+  """The `jit_step` variant: `train.train_step` jitted alone, one call per batch.
+
+  Same order, masks, keys and learning rate as `Trainer.run_epoch`; only the
+  `lax.scan`/`lax.cond` wrapper is gone.
+  """
+
+  def __init__(self, trainer: Trainer):
+    import functools
+    from jax_al import train as train_lib
+    self.trainer = trainer
+    self._step = jax.jit(functools.partial(train_lib.train_step, trainer.graphdef, trainer.tx,
+                                           trainer.sc), donate_argnums=(0,))
+
+  def run_epoch(self, state, images, labels, labeled_mask, num_labeled, order_key, aug_key, lr):
+    tr = self.trainer
+    order, valid = tr._order(order_key, labeled_mask, tr.sc.batch_size, tr.rows)
+    losses = []
+    for i in range(math.ceil(num_labeled / tr.sc.batch_size)):
+      state, l = self._step(state, images, labels, order[i], valid[i],
+                            jax.random.fold_in(aug_key, i), jnp.float32(lr))
+      losses.append(l)
+    return state, jnp.mean(jnp.stack(losses))
+
+
+def model_width(args, model: str) -> float:
+  return args.width if model == "resnet18" else args.cnn_width
+
+
+TRAIN_COLUMNS = [("model", "model"), ("width", "width"), ("dtype", "dtype"),
+                 ("variant", "variant"), ("steps_per_call", "spc"), ("labeled", "labeled"),
+                 ("steps", "steps"), ("compile_s", "compile s"), ("epoch_s", "epoch s"),
+                 ("images_per_s", "images/s"), ("step_ms", "ms/step"),
+                 ("cycle_s_est", "cycle s (200 ep, est.)"),
+                 ("peak_device_bytes", "peak dev mem")]
+
+
+def bench_train(args, results: common.Results) -> list[dict]:
+  """Measures every (model, dtype, variant, labeled size); returns the rows."""
+  images, labels = fake_data(args.n_train, seed=0)
+  rows = []
+  for model in args.models:
+    for dtype in args.dtypes:
+      for variant in args.variants:
+        spc = _spc(variant, args.chunk)
+        c = make_config(model, model_width(args, model), dtype, spc, args.batch)
+        gd, params, bs = init_model(c, NUM_CLASSES, IMAGE_SHAPE, jax.random.key(0))
+        sc = StepConfig.from_config(c, args.n_train)
+        trainer = Trainer(gd, sc, args.n_train)
+        state = trainer.new_state(params, bs)
+        runner = PlainStepEpoch(trainer) if variant == "jit_step" else trainer
+        n_params = int(sum(p.size for p in jax.tree.leaves(params)))
+        compile_s = first_s = None
+        epoch = 0
+        for labeled in args.sizes:
+          mask_np = np.zeros(args.n_train, bool)
+          mask_np[:labeled] = True
+          mask = jnp.asarray(mask_np)
+
+          def one_epoch(state):
+            nonlocal epoch
+            epoch += 1
+            return runner.run_epoch(state, images, labels, mask, labeled,
+                                     jax.random.key(epoch), jax.random.key(10**6 + epoch),
+                                     c.train.lr)
+
+          if compile_s is None:  # warm-up: compiles the order and train functions
+            with common.CompileTimer() as ct:
+              (state, _), first_s = common.timed(lambda: one_epoch(state))
+            compile_s, compile_src = ct.seconds, "jax compile events"
+          times = []
+          with common.CompileTimer() as recompile:
+            for _ in range(args.repeats):
+              (state, loss), t = common.timed(lambda: one_epoch(state))
+              times.append(t)
+          epoch_s = common.median(times)
+          if labeled == args.sizes[0] and not ct.events:  # no events: first minus steady
+            compile_s, compile_src = max(first_s - epoch_s, 0.0), "first epoch - median"
+          steps = math.ceil(labeled / args.batch)
+          row = {
+              "model": model, "width": model_width(args, model), "params": n_params,
+              "dtype": dtype, "variant": variant, "steps_per_call": sc.steps_per_call,
+              "batch": args.batch, "n_train": args.n_train, "labeled": labeled,
+              "steps": steps, "calls_per_epoch": math.ceil(steps / sc.steps_per_call),
+              "scan_steps_per_epoch": math.ceil(steps / sc.steps_per_call) * sc.steps_per_call,
+              "compile_s": compile_s, "compile_source": compile_src, "first_epoch_s": first_s, "epoch_s": epoch_s,
+              "epoch_s_all": times, "repeats": args.repeats,
+              "images_per_s": labeled / epoch_s, "step_ms": 1e3 * epoch_s / steps,
+              "cycle_s_est": args.epochs * epoch_s,
+              "cycle_note": f"extrapolated: {args.epochs} x median epoch; training only "
+                            "(no evaluation, selection or compilation)",
+              "recompiles_after_warmup": recompile.events,
+              "final_loss": float(loss), **common.memory(),
+          }
+          rows.append(row)
+          results.add("train", row)
+          print(f"  train {model} w={row['width']} {dtype} {variant} labeled={labeled}: "
+                f"{row['images_per_s']:,.0f} images/s, epoch {epoch_s:.3f} s, "
+                f"compile {compile_s:.1f} s", flush=True)
+        del state, trainer, runner
+  est = protocol_estimates(rows, args)
+  if est:
+    results.set("train_protocol_estimates", est)
+  return rows
+
+
+def protocol_estimates(rows: list[dict], args) -> list[dict]:
+  """Training time of the 7-cycle protocol (5,000 + 2,500 k, k = 0..6), extrapolated.
+
+  Epoch time is interpolated linearly in the labeled count between the two
+  extreme measured sizes (it is linear in the number of steps), times
+  `args.epochs` epochs per cycle. Training only.
+  """
+  out = []
+  keys = sorted({(r["model"], r["width"], r["dtype"], r["variant"]) for r in rows},
+                key=str)
+  sizes = [5000 + 2500 * k for k in range(7)]
+  for key in keys:
+    rs = sorted((r for r in rows if (r["model"], r["width"], r["dtype"], r["variant"]) == key),
+                key=lambda r: r["labeled"])
+    if len(rs) < 2:
+      continue
+    (n0, t0), (n1, t1) = (rs[0]["labeled"], rs[0]["epoch_s"]), (rs[-1]["labeled"], rs[-1]["epoch_s"])
+    per = lambda n: t0 + (t1 - t0) * (n - n0) / (n1 - n0)
+    total = sum(args.epochs * per(n) for n in sizes)
+    out.append({"model": key[0], "width": key[1], "dtype": key[2], "variant": key[3],
+                "cycles_labeled": sizes, "train_s_est": total,
+                "note": f"extrapolated from measured epochs at {n0} and {n1} labeled: "
+                        f"{args.epochs} epochs per cycle, 7 cycles, training only"})
+  return out
+
+
+FEATURE_COLUMNS = [("model", "model"), ("width", "width"), ("dtype", "dtype"),
+                   ("pool", "pool"), ("eval_batch", "batch"), ("compile_s", "compile s"),
+                   ("seconds", "seconds"), ("images_per_s", "images/s"),
+                   ("peak_device_bytes", "peak dev mem")]
+
+
+def bench_features(args, results: common.Results) -> list[dict]:
+  """Forward passes over a pool of `args.pool` images with `Trainer.predict`."""
+  images, _ = fake_data(max(args.pool, 1), seed=1)
+  idx = np.arange(args.pool)
+  rows = []
+  for model in args.models:
+    for dtype in args.dtypes:
+      c = make_config(model, model_width(args, model), dtype, 0, args.batch, args.eval_batch)
+      gd, params, bs = init_model(c, NUM_CLASSES, IMAGE_SHAPE, jax.random.key(0))
+      trainer = Trainer(gd, StepConfig.from_config(c, args.pool), args.pool)
+      with common.CompileTimer() as ct:
+        (_, feats), first_s = common.timed(lambda: trainer.predict(params, bs, images, idx))
+      times = [common.timed(lambda: trainer.predict(params, bs, images, idx))[1]
+               for _ in range(args.repeats)]
+      sec = common.median(times)
+      row = {"model": model, "width": model_width(args, model), "dtype": dtype,
+             "pool": args.pool, "eval_batch": trainer.sc.eval_batch_size,
+             "feature_dim": int(feats.shape[-1]), "compile_s": ct.seconds,
+             "first_call_s": first_s, "seconds": sec, "seconds_all": times,
+             "images_per_s": args.pool / sec, **common.memory()}
+      rows.append(row)
+      results.add("features", row)
+      print(f"  features {model} {dtype}: {row['images_per_s']:,.0f} images/s "
+            f"({sec:.3f} s for {args.pool}), compile {ct.seconds:.1f} s", flush=True)
+  return rows
+
+
+def print_train(rows: list[dict], est: list[dict] | None = None) -> None:
+  print("\nTraining throughput (median of repeats, compilation excluded)")
+  print(common.table(rows, TRAIN_COLUMNS))
+  if rows:
+    print(f"cycle s = {rows[0]['cycle_note']}")
+  for e in est or []:
+    print(f"protocol training estimate {e['model']} {e['dtype']} {e['variant']}: "
+          f"{e['train_s_est']:,.0f} s ({e['note']})")
+
+
+def print_features(rows: list[dict]) -> None:
+  print("\nFeature extraction (Trainer.predict, median of repeats)")
+  print(common.table(rows, FEATURE_COLUMNS))

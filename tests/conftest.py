@@ -1,0 +1,58 @@
+"""Shared test helpers: tiny digits configs and workdir snapshots."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `configs` is a top-level package of the repo
+  sys.path.insert(0, str(REPO))
+
+
+def set_field(config, dotted: str, value) -> None:
+  """`config.a.b = value` for dotted = "a.b"."""
+  *path, last = dotted.split(".")
+  node = config
+  for part in path:
+    node = node[part]
+  node[last] = value
+
+
+def tiny_digits_config(strategy: str = "random", **fields):
+  """The digits config cut to seconds: 2 cycles of 2 epochs, 20 + 20 labels.
+
+  `fields` are dotted overrides with "__" for ".", e.g. al__cycles=3.
+  """
+  from configs import digits
+
+  c = digits.get_config(strategy)
+  c.al.cycles = 2
+  c.train.epochs = 2
+  c.train.eval_every = 1
+  c.train.milestones = (1,)
+  for k, v in fields.items():
+    set_field(c, k.replace("__", "."), v)
+  return c
+
+
+def snapshot(root: Path) -> dict[str, str]:
+  """{relative path: sha256} of every file under `root` (symlinks by target)."""
+  root = Path(root)
+  out = {}
+  for p in sorted(root.rglob("*")):
+    rel = p.relative_to(root).as_posix()
+    if p.is_symlink():
+      out[rel] = "link:" + str(p.readlink())
+    elif p.is_file():
+      out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+  return out
+
+
+@pytest.fixture
+def tiny_config():
+  """Factory: tiny_config("entropy", al__cycles=3) -> a small digits ConfigDict."""
+  return tiny_digits_config

@@ -1,0 +1,61 @@
+"""Smoke tests of `python -m jax_al.bench` at tiny sizes (in-process)."""
+
+import json
+import math
+
+import pytest
+
+from jax_al.bench.__main__ import main
+
+
+def _positive(x):
+  return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_train_and_features_json(tmp_path):
+  out = tmp_path / "b.json"
+  doc = main(["train,features", "--quick", "--models", "cnn", "--cnn-width", "0.25",
+              "--dtypes", "float32", "--variants", "step,epoch,jit_step", "--batch", "32",
+              "--n-train", "128", "--sizes", "64,128", "--repeats", "1", "--pool", "96",
+              "--eval-batch", "64", "--json", str(out)])
+  saved = json.loads(out.read_text())
+  assert len(saved["train"]) == len(doc["train"])
+  meta = saved["meta"]
+  for k in ("date", "backend", "device_kind", "jax", "flax", "quick", "parts"):
+    assert k in meta
+  assert meta["quick"] is True and meta["parts"] == ["train", "features"]
+  rows = saved["train"]
+  assert {(r["variant"], r["labeled"]) for r in rows} == {
+      (v, n) for v in ("step", "epoch", "jit_step") for n in (64, 128)}
+  for r in rows:
+    for k in ("images_per_s", "epoch_s", "step_ms", "cycle_s_est", "first_epoch_s"):
+      assert _positive(r[k]), (k, r)
+    assert r["compile_s"] >= 0 and r["peak_rss_bytes"] > 0
+    assert "peak_device_bytes" in r  # None on CPU
+    assert r["recompiles_after_warmup"] == 0  # a new labeled size reuses the executable
+    assert r["steps"] == math.ceil(r["labeled"] / 32)
+  assert {r["steps_per_call"] for r in rows if r["variant"] == "epoch"} == {4}
+  est = saved["train_protocol_estimates"]
+  assert len(est) == 3 and all(_positive(e["train_s_est"]) for e in est)
+  (f,) = saved["features"]
+  assert f["pool"] == 96 and _positive(f["images_per_s"]) and f["feature_dim"] == 32
+  assert saved["memory"]["peak_rss_bytes"] > 0
+
+
+def test_protocol_on_digits(tmp_path):
+  doc = main(["protocol", "--config", "configs/digits.py", "--config.al.cycles=2",
+              "--config.train.epochs=2", "--config.train.eval_every=1", "--quiet",
+              "--workdir", str(tmp_path / "run"), "--json", str(tmp_path / "p.json")])
+  p = doc["protocol"]
+  assert p["status"] == "done" and [c["cycle"] for c in p["cycles"]] == [1, 2]
+  assert all(_positive(c["total_s"]) for c in p["cycles"])
+  assert p["total_s"] >= p["cycles_s"] > 0
+  assert json.loads((tmp_path / "p.json").read_text())["protocol"]["status"] == "done"
+
+
+@pytest.mark.parametrize("argv", [["nope"], ["train", "--models", "vgg"],
+                                  ["train", "--config.x=1"], ["train", "--bogus"]])
+def test_bad_arguments_exit_with_a_message(argv):
+  with pytest.raises(SystemExit) as e:
+    main(argv)
+  assert "error" in str(e.value)

@@ -1,0 +1,432 @@
+"""Resume, determinism, atomic results, training guards and checkpoint safety."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import REPO, snapshot, tiny_digits_config
+from jax_al import checkpoint, io, loop, rng, strategies, train
+from jax_al.errors import ConfigError, DataError, TrainingError
+
+
+def records(workdir: Path, name: str = "metrics.jsonl") -> list[dict]:
+  """Every line of a results file, parsed as strict JSON (no NaN)."""
+  def no_constants(c):
+    raise AssertionError(f"{name} holds the non-JSON constant {c}")
+  text = (Path(workdir) / name).read_text()
+  assert text.endswith("\n") or not text
+  return [json.loads(l, parse_constant=no_constants) for l in text.splitlines()]
+
+
+def cycle_accs(workdir: Path) -> list[tuple]:
+  return [(r["trial"], r["cycle"], r["labeled"], r["test_acc"])
+          for r in records(workdir) if r["kind"] == "cycle"]
+
+
+def eval_accs(workdir: Path) -> list[tuple]:
+  return [(r["trial"], r["cycle"], r["epoch"], r["test_acc"], r["train_loss"])
+          for r in records(workdir) if r["kind"] == "eval"]
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+  """Same selections, and the same accuracies within float tolerance."""
+  assert records(a, "selected.jsonl") == records(b, "selected.jsonl")
+  for x, y in zip(cycle_accs(a), cycle_accs(b), strict=True):
+    assert x[:3] == y[:3] and math.isclose(x[3], y[3], abs_tol=1e-4), (x, y)
+  for x, y in zip(eval_accs(a), eval_accs(b), strict=True):
+    assert x[:3] == y[:3] and np.allclose(x[3:], y[3:], rtol=1e-5, atol=1e-4), (x, y)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+  def fail(*args, **kwargs):
+    raise AssertionError("a finished cycle was trained again")
+  monkeypatch.setattr(loop.Trainer, "fit", fail)
+
+
+# -------------------------------------------------------- kill + resume ------
+
+
+KILL_RUN = dict(al__cycles=3, train__epochs=100, train__eval_every=10,
+                train__milestones=(80,), train__reinit_each_cycle=False)
+
+
+def _cli(workdir: Path) -> subprocess.Popen:
+  """`run.py` on digits with entropy and the KILL_RUN settings."""
+  flags = [f"--config.{k.replace('__', '.')}={str(v).lower() if isinstance(v, bool) else v}"
+           for k, v in KILL_RUN.items()]
+  args = [sys.executable, str(REPO / "run.py"), "--config", "configs/digits.py:entropy",
+          f"--workdir={workdir}", *flags]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, pred, proc, timeout=240.0) -> None:
+  t0 = time.monotonic()
+  while time.monotonic() - t0 < timeout:
+    if path.exists():
+      try:
+        recs = [json.loads(l) for l in path.read_text().splitlines()]
+      except ValueError:  # never: every write is atomic
+        raise AssertionError(f"half-written {path}")
+      if any(pred(r) for r in recs):
+        return
+    if proc.poll() is not None:
+      raise AssertionError(f"the run ended before the kill point: {proc.stderr.read()}")
+    time.sleep(0.02)
+  raise AssertionError("timed out waiting for the kill point")
+
+
+def test_sigkill_in_cycle_2_then_resume_matches_uninterrupted(tmp_path):
+  """A real run (entropy, warm start) killed mid cycle 2 resumes to the same result."""
+  ref, killed = tmp_path / "ref", tmp_path / "killed"
+  proc = _cli(killed)
+  _wait_for(killed / "metrics.jsonl",
+            lambda r: r["kind"] == "eval" and r["cycle"] == 2, proc)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  # Killed mid cycle 2: cycle 1 is checkpointed, cycle 2 is not.
+  assert checkpoint.latest(killed, 0) == 1
+  assert not (killed / "summary.json").exists()
+  records(killed, "selected.jsonl")  # whole, strict JSON
+  json.loads((killed / "config.json").read_text())
+  partial = eval_accs(killed)
+
+  proc = _cli(killed)  # the same command again; meanwhile the uninterrupted run here
+  loop.run(tiny_digits_config("entropy", **KILL_RUN), ref, quiet=True)
+  assert proc.wait() == 0, proc.stderr.read()
+  assert_same_run(killed, ref)
+  assert set(partial) <= set(eval_accs(ref))  # the partial cycle was replayed exactly
+  assert "resuming after cycle 1" in (killed / "log.txt").read_text()
+  assert json.loads((killed / "summary.json").read_text())["test_acc"] == \
+      json.loads((ref / "summary.json").read_text())["test_acc"]
+
+
+# ---------------------------------------------- in-process interrupt + resume ------
+
+
+class Interrupt(BaseException):
+  """Stands for a kill: not an Exception, so nothing catches and logs it."""
+
+
+def count_fits(monkeypatch, interrupt_at: int | None = None) -> list:
+  """Counts Trainer.fit calls (one per cycle); raises Interrupt in call `interrupt_at`."""
+  real_fit = loop.Trainer.fit
+  calls = []
+
+  def fit(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == interrupt_at:
+      raise Interrupt()
+    return real_fit(*args, **kwargs)
+
+  monkeypatch.setattr(loop.Trainer, "fit", fit)
+  return calls
+
+
+@pytest.mark.parametrize("reinit", [True, False], ids=["reinit", "warm_start"])
+def test_interrupted_trial_2_resumes_exactly(tmp_path, monkeypatch, reinit):
+  config = tiny_digits_config("random", num_trials=2, al__cycles=3,
+                              train__reinit_each_cycle=reinit)
+  ref = tmp_path / "ref"
+  loop.run(config, ref, quiet=True)
+
+  run = tmp_path / "run"
+  with monkeypatch.context() as m:
+    count_fits(m, interrupt_at=5)  # trial 0: cycles 1-3, trial 1: cycle 1, then cycle 2
+    with pytest.raises(Interrupt):
+      loop.run(config, run, quiet=True)
+  assert checkpoint.latest(run, 0) == 3 and checkpoint.latest(run, 1) == 1
+  # A write killed inside orbax leaves a temporary folder: it must not count.
+  junk = checkpoint.root(run, 1) / "2.orbax-checkpoint-tmp-1234"
+  shutil.copytree(checkpoint.root(run, 1) / "1", junk)
+  (junk / "state" / "_METADATA").write_text("{half")
+  (run / ".metrics.jsonl.abc.tmp").write_text("{half")  # a killed atomic write
+  calls = count_fits(monkeypatch)
+  loop.run(config, run, quiet=True)
+  assert len(calls) == 2  # only trial 1's cycles 2 and 3 were trained
+  assert_same_run(run, ref)
+  assert not junk.exists() and not (run / ".metrics.jsonl.abc.tmp").exists()
+
+
+def test_rerun_of_finished_run_trains_nothing(tmp_path, monkeypatch):
+  config = tiny_digits_config("entropy")
+  run = tmp_path / "run"
+  first = loop.run(config, run, quiet=True)
+  selected = (run / "selected.jsonl").read_text()
+  monkeypatch.setattr(loop.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
+  again = loop.run(config, run, quiet=True)
+  assert again["test_acc"] == first["test_acc"] and again["labeled"] == first["labeled"]
+  assert (run / "selected.jsonl").read_text() == selected
+
+
+def test_second_process_on_same_workdir_is_refused(tmp_path):
+  run = tmp_path / "run"
+  loop.run(tiny_digits_config(), run, quiet=True)
+  holder = loop._lock(run)
+  try:
+    with pytest.raises(ConfigError, match="another jax-al process"):
+      loop.run(tiny_digits_config(), run, quiet=True)
+  finally:
+    holder.close()
+
+
+# ---------------------------------------------------------- determinism ------
+
+
+@pytest.fixture(scope="module")
+def per_strategy(tmp_path_factory):
+  """Two identical tiny runs of every registered strategy."""
+  out = {}
+  for name in strategies.names():
+    dirs = []
+    for i in range(2):
+      d = tmp_path_factory.mktemp(f"{name}{i}") / "run"
+      loop.run(tiny_digits_config(name, train__epochs=1, train__milestones=()), d,
+               quiet=True)
+      dirs.append(d)
+    out[name] = dirs
+  return out
+
+
+def test_same_seed_same_result_for_every_strategy(per_strategy):
+  for name, (a, b) in per_strategy.items():
+    assert records(a, "selected.jsonl") == records(b, "selected.jsonl"), name
+    assert cycle_accs(a) == cycle_accs(b), name  # same backend: bit-identical
+    assert eval_accs(a) == eval_accs(b), name
+
+
+def test_strategy_never_changes_initial_set_or_weights(per_strategy):
+  firsts = {name: (records(a, "selected.jsonl")[0], cycle_accs(a)[0], eval_accs(a)[0])
+            for name, (a, _) in per_strategy.items()}
+  assert len({json.dumps(v) for v in firsts.values()}) == 1, firsts
+  # The picks themselves differ between strategies (it is not all one code path).
+  picks = {json.dumps(records(a, "selected.jsonl")[1]) for a, _ in per_strategy.values()}
+  assert len(picks) > 1
+
+
+def test_different_seeds_give_different_initial_sets(tmp_path):
+  sets = []
+  for seed in (0, 1, 2):
+    d = tmp_path / f"s{seed}"
+    loop.run(tiny_digits_config(seed=seed, al__cycles=1, train__epochs=1), d, quiet=True)
+    sets.append(records(d, "selected.jsonl")[0]["indices"])
+  assert len({tuple(s) for s in sets}) == 3
+  assert all(len(set(s)) == 20 for s in sets)
+
+
+def test_named_streams_are_distinct_and_stable():
+  keys = {n: tuple(np.asarray(jax.random.key_data(rng.stream(0, 0, n))).tolist())
+          for n in rng.STREAMS}
+  assert len(set(keys.values())) == len(rng.STREAMS)
+  assert keys == {n: tuple(np.asarray(jax.random.key_data(rng.stream(0, 0, n))).tolist())
+                  for n in rng.STREAMS}
+  other_trial = jax.random.key_data(rng.stream(0, 1, "init"))
+  assert not np.array_equal(other_trial, jax.random.key_data(rng.stream(0, 0, "init")))
+
+
+# ------------------------------------------------------------ results files ------
+
+
+def test_atomic_json_survives_sigkill(tmp_path):
+  """Kill a writer in a tight loop of large rewrites: the file is always whole."""
+  target = tmp_path / "summary.json"
+  code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+          "from jax_al import io\n"
+          f"big = {{'x': list(range(200000))}}\n"
+          "i = 0\n"
+          "while True:\n"
+          f"  io.write_json({str(target)!r}, dict(big, i=i)); i += 1\n")
+  proc = subprocess.Popen([sys.executable, "-c", code])
+  t0 = time.monotonic()
+  while not target.exists() and time.monotonic() - t0 < 60:
+    time.sleep(0.01)
+  time.sleep(0.3)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  doc = json.loads(target.read_text())
+  assert doc["x"][-1] == 199999 and isinstance(doc["i"], int)
+
+
+def test_results_files_are_strict_json_and_readable(tmp_path):
+  io.write_jsonl(tmp_path / "m.jsonl", [{"a": float("nan"), "b": [np.float32(np.inf)],
+                                         "c": np.int64(3)}])
+  assert records(tmp_path, "m.jsonl") == [{"a": None, "b": [None], "c": 3}]
+  assert oct((tmp_path / "m.jsonl").stat().st_mode & 0o777) != oct(0o600)
+  log = io.JsonlLog(tmp_path / "m.jsonl")  # creating a log truncates nothing
+  assert records(tmp_path, "m.jsonl") == [{"a": None, "b": [None], "c": 3}]
+  log.append({"d": 1})
+  assert records(tmp_path, "m.jsonl") == [{"d": 1}]
+
+
+# ------------------------------------------------------------ training guards ------
+
+
+def test_diverging_model_stops_with_error_record(tmp_path):
+  run = tmp_path / "run"
+  config = tiny_digits_config(train__lr=1e6, train__epochs=4, train__milestones=())
+  with pytest.raises(TrainingError, match="lower train.lr"):
+    loop.run(config, run, quiet=True)
+  last = records(run)[-1]
+  assert last["kind"] == "error" and last["cycle"] == 1 and "diverged" in last["error"]
+  assert checkpoint.latest(run, 0) is None
+  assert "ERROR" in (run / "log.txt").read_text()
+
+
+def test_nonfinite_loss_in_cycle_2_keeps_cycle_1_checkpoint(tmp_path, monkeypatch):
+  config = tiny_digits_config("entropy", al__cycles=3)
+  ref = tmp_path / "ref"
+  loop.run(config, ref, quiet=True)
+  run = tmp_path / "run"
+  real = train.Trainer.run_epoch
+
+  def nan_in_cycle_2(self, state, images, labels, mask, num_labeled, *args):
+    state, loss = real(self, state, images, labels, mask, num_labeled, *args)
+    return state, (loss * np.nan if num_labeled == 40 else loss)
+
+  with monkeypatch.context() as m:
+    m.setattr(train.Trainer, "run_epoch", nan_in_cycle_2)
+    with pytest.raises(TrainingError, match="train.lr") as e:
+      loop.run(config, run, quiet=True)
+  assert "nan" in str(e.value)
+  last = records(run)[-1]
+  assert last == {"kind": "error", "trial": 0, "cycle": 2, "error": str(e.value)}
+  assert checkpoint.latest(run, 0) == 1
+  meta = checkpoint.restore_meta(run, 0, 1)
+  assert meta["cycle"] == 1 and len(meta["labeled"]) == 40
+  loop.run(config, run, quiet=True)  # once fixed, the run resumes after cycle 1
+  assert "resuming after cycle 1" in (run / "log.txt").read_text()
+  assert_same_run(run, ref)
+
+
+def test_nan_features_never_reach_a_strategy(tmp_path, monkeypatch):
+  real = train.Trainer.predict
+
+  def nan_feats(self, params, bs, images, idx):
+    logits, feats = real(self, params, bs, images, idx)
+    return logits, feats.at[0, 0].set(np.nan)
+
+  monkeypatch.setattr(train.Trainer, "predict", nan_feats)
+  monkeypatch.setattr(strategies.get_strategy("random", None).__class__, "select",
+                      lambda *a: pytest.fail("a strategy got NaN features"))
+  run = tmp_path / "run"
+  with pytest.raises(TrainingError, match="non-finite features"):
+    loop.run(tiny_digits_config(), run, quiet=True)
+  last = records(run)[-1]
+  assert last["kind"] == "error" and last["cycle"] == 1
+  assert checkpoint.latest(run, 0) is None
+
+
+def test_empty_pool_ends_the_run_cleanly(tmp_path, monkeypatch, capsys):
+  # The size checks forbid budgets that exhaust the pool; bypass them to reach
+  # the loop's own guard: 1200 + 97 labels use up all 1297 digits after cycle 1.
+  monkeypatch.setattr(loop.config_lib, "check_sizes", lambda *a: None)
+  config = tiny_digits_config(al__initial=1200, al__budget=97, al__cycles=3,
+                              train__epochs=1, train__milestones=())
+  run = tmp_path / "run"
+  summary = loop.run(config, run)
+  assert summary["labeled"] == [1200, 1297]
+  assert "unlabeled pool is empty" in capsys.readouterr().out
+  monkeypatch.setattr(loop.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
+  assert loop.run(config, run, quiet=True)["labeled"] == [1200, 1297]
+
+
+# ------------------------------------------------------- untrusted checkpoints ------
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory):
+  """A 3-cycle run stopped after cycle 1 (cycle 2 never finished)."""
+  run = tmp_path_factory.mktemp("stopped") / "run"
+  config = tiny_digits_config(al__cycles=3)
+  with pytest.MonkeyPatch.context() as m:
+    count_fits(m, interrupt_at=2)
+    with pytest.raises(Interrupt):
+      loop.run(config, run, quiet=True)
+  assert checkpoint.latest(run, 0) == 1
+  return run, config
+
+
+@pytest.fixture
+def stopped_copy(stopped, tmp_path):
+  run, config = stopped
+  dest = tmp_path / "run"
+  shutil.copytree(run, dest, symlinks=True)
+  return dest, config
+
+
+def test_stopped_run_resumes(stopped_copy):
+  run, config = stopped_copy
+  assert loop.run(config, run, quiet=True)["labeled"] == [20, 40, 60]
+
+
+def _expect_refused(run, config, *needles):
+  before = snapshot(run)
+  with pytest.raises(DataError) as e:
+    loop.run(config, run, quiet=True)
+  for needle in needles:
+    assert needle in str(e.value), str(e.value)
+  assert snapshot(run) == before
+  return str(e.value)
+
+
+def test_checkpoint_folder_linking_outside_is_refused(stopped_copy, tmp_path, no_training):
+  run, config = stopped_copy
+  outside = tmp_path / "elsewhere"
+  shutil.move(run / "checkpoints", outside)
+  (run / "checkpoints").symlink_to(outside, target_is_directory=True)
+  _expect_refused(run, config, "outside the workdir", str(outside.resolve()), "--overwrite")
+
+
+def test_checkpoint_step_linking_outside_is_refused(stopped_copy, tmp_path, no_training):
+  run, config = stopped_copy
+  step = checkpoint.root(run, 0) / "1"
+  shutil.move(step, tmp_path / "step1")
+  step.symlink_to(tmp_path / "step1", target_is_directory=True)
+  _expect_refused(run, config, str(step), "outside", "--overwrite")
+
+
+def test_file_linking_outside_a_step_is_refused(stopped_copy, tmp_path, no_training):
+  run, config = stopped_copy
+  meta = checkpoint.root(run, 0) / "1" / "meta" / "metadata"
+  shutil.move(meta, tmp_path / "metadata")
+  meta.symlink_to(tmp_path / "metadata")
+  _expect_refused(run, config, str(meta), "symbolic link", "outside")
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda m: m["labeled"].__setitem__(0, 10**6), "labeled indices"),
+    (lambda m: m["labeled"].append(m["labeled"][0]), "labeled"),
+    (lambda m: m.__setitem__("cycle", 2), "claims trial 0 cycle 2"),
+    (lambda m: m["rng"]["select"].__setitem__(0, 1), "random-stream keys"),
+    (lambda m: m.__setitem__("config_hash", "0" * 16), "different config"),
+    (lambda m: m.pop("metrics"), "metrics"),
+], ids=["index_out_of_range", "duplicate", "wrong_cycle", "rng", "config", "missing"])
+def test_tampered_checkpoint_meta_is_refused(stopped_copy, no_training, edit, needle):
+  run, config = stopped_copy
+  meta_file = checkpoint.root(run, 0) / "1" / "meta" / "metadata"
+  meta = json.loads(meta_file.read_text())
+  edit(meta)
+  meta_file.write_text(json.dumps(meta))
+  _expect_refused(run, config, str(checkpoint.root(run, 0) / "1"), needle, "--overwrite")
+
+
+def test_checkpoint_root_stays_under_workdir(tmp_path):
+  with pytest.raises(ValueError):
+    checkpoint.root(tmp_path, "../../etc")
+  with pytest.raises(ValueError):
+    checkpoint.root(tmp_path, -1)
+  assert checkpoint.root(tmp_path, 3) == (tmp_path / "checkpoints" / "trial3").resolve()
