@@ -53,7 +53,7 @@ def base() -> config_dict.ConfigDict:
   c.train.reinit_each_cycle = False  # False = warm start, as the users do
   c.train.dtype = "float32"      # compute dtype: float32 | bfloat16 (params stay float32)
   c.train.eval_batch_size = 500
-  c.train.steps_per_call = 0     # steps fused in one lax.scan call; 0 = a whole epoch
+  c.train.steps_per_call = 0     # steps fused in one lax.scan call; 0 = auto (1 on CPU, else 40)
 
   # ---- active learning ------------------------------------------------------
   c.al = config_dict.ConfigDict()

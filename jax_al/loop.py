@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_al import checkpoint, io, rng
+from jax_al import checkpoint, io, rng, sharding
 from jax_al import config as config_lib
 from jax_al import strategies
 from jax_al.data import load_dataset
@@ -177,53 +177,57 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
   """
   t_start = time.perf_counter()
   workdir = Path(workdir)
+  mesh = sharding.setup(config)  # first JAX call: jax.distributed.initialize() when asked
+  main = sharding.is_main_process()  # only process 0 writes logs and results
   resuming, ds, strategy, done, graphdef = check_run(config, workdir, overwrite)
   n_train = len(ds.train_labels)
-  lock = _lock(workdir)
+  out = workdir if main else Path(tempfile.mkdtemp(prefix="jax_al_worker_"))
+  lock = _lock(out)
   try:
-    if overwrite:
+    if overwrite and main:
       remove_outputs(workdir)
-    for p in workdir.glob(".*.tmp"):  # temporary files of writes that a kill interrupted
+    sharding.barrier("jax_al_workdir")
+    for p in out.glob(".*.tmp"):  # temporary files of writes that a kill interrupted
       if any(p.name.startswith(f".{n}.") for n in OUTPUTS):
         p.unlink(missing_ok=True)
 
-    io.write_json(workdir / "config.json", config.to_dict())
-    log = io.TextLog(workdir / "log.txt", quiet=quiet)
+    io.write_json(out / "config.json", config.to_dict())
+    log = io.TextLog(out / "log.txt", quiet=quiet or not main)
     log(f"{'Resuming' if resuming else 'Starting'} {config.al.strategy} on {ds.description}, "
         f"{ds.num_classes} classes; workdir {workdir}")
 
-    images = jax.device_put(ds.train_images)
-    labels = jax.device_put(ds.train_labels.astype(np.int32))
-    test_images = jax.device_put(ds.test_images)
-    test_labels = jax.device_put(ds.test_labels.astype(np.int32))
+    images = sharding.place(mesh, ds.train_images)
+    labels = sharding.place(mesh, ds.train_labels.astype(np.int32))
+    test_images = sharding.place(mesh, ds.test_images)
+    test_labels = sharding.place(mesh, ds.test_labels.astype(np.int32))
     image_shape = tuple(ds.train_images.shape[1:])
-    trainer = _trainer(graphdef, StepConfig.from_config(config, n_train), n_train)
+    trainer = _trainer(graphdef, StepConfig.from_config(config, n_train), n_train, mesh)
 
     # Neither log touches its file before its first record: a resumed run
     # rewrites them from the checkpoints, a failed one leaves them as they were.
-    metrics = io.JsonlLog(workdir / "metrics.jsonl")
-    selected = io.JsonlLog(workdir / "selected.jsonl")
-    ctx = dict(config=config, ds=ds, trainer=trainer, strategy=strategy, images=images,
+    metrics = io.JsonlLog(out / "metrics.jsonl")
+    selected = io.JsonlLog(out / "selected.jsonl")
+    ctx = dict(config=config, mesh=mesh, ds=ds, trainer=trainer, strategy=strategy, images=images,
                labels=labels, test_images=test_images, test_labels=test_labels, log=log,
                metrics=metrics, selected=selected, workdir=workdir, image_shape=image_shape,
                done=done)
     for trial in range(config.num_trials):
       _run_trial(trial, ctx)
     summary = _summary(config, metrics.records, time.perf_counter() - t_start)
-    io.write_json(workdir / "summary.json", summary)
+    io.write_json(out / "summary.json", summary)
   finally:
     lock.close()
   return summary
 
 
 @functools.lru_cache(maxsize=4)
-def _trainer(graphdef, sc: StepConfig, num_train: int) -> Trainer:
+def _trainer(graphdef, sc: StepConfig, num_train: int, mesh=None) -> Trainer:
   """One Trainer, so one compilation, per model and step settings in a process.
 
   A Trainer holds only jitted pure functions, so runs may share it: a
   comparison of strategies, or a resumed run, compiles its steps once.
   """
-  return Trainer(graphdef, sc, num_train)
+  return Trainer(graphdef, sc, num_train, mesh=mesh)
 
 
 def _lock(workdir: Path):
@@ -441,7 +445,7 @@ def _select(trial: int, cycle: int, labeled: np.ndarray, state, ctx: dict):
     raise TrainingError(f"cycle {cycle}: the model produced non-finite features or logits, "
                         "so no strategy can score the pool; the network diverged. Lower "
                         "train.lr or use train.dtype=float32")
-  pool = strategies.Pool(feats, logits, l_feats, l_logits, ds.num_classes)
+  pool = sharding.place_pool(ctx["mesh"], strategies.Pool(feats, logits, l_feats, l_logits, ds.num_classes))
   t_feat = time.perf_counter() - t0
   t1 = time.perf_counter()
   sel = ctx["strategy"].select(pool, budget, key("select"))

@@ -59,12 +59,25 @@ class StepConfig:
   def from_config(cls, config, num_train: int) -> "StepConfig":
     t = config.train
     rows = math.ceil(num_train / t.batch_size)
-    spc = t.steps_per_call if t.steps_per_call > 0 else rows
+    spc = t.steps_per_call if t.steps_per_call > 0 else auto_steps_per_call(rows)
     return cls(batch_size=t.batch_size, steps_per_call=min(spc, rows),
                eval_batch_size=t.eval_batch_size, flip=bool(config.augment.flip),
                crop_pad=int(config.augment.crop_pad), mean=tuple(config.data.mean),
                std=tuple(config.data.std), dtype=t.dtype, momentum=t.momentum,
                weight_decay=t.weight_decay)
+
+
+def auto_steps_per_call(rows: int) -> int:
+  """`train.steps_per_call = 0`: 1 on CPU, chunks of up to 40 steps elsewhere.
+
+  XLA:CPU runs convolutions inside a while loop (`lax.scan`) about 14x slower
+  than the same steps outside one (measured here: 4 steps of a tiny
+  ResNet-18, 38 s in a scan vs 2.7 s as separate calls). On a GPU a fused
+  chunk removes per-step dispatch; 40 steps (5,120 images at batch 128) keeps
+  the skipped padding steps of the last chunk few while the labeled set
+  grows from 5,000 to 20,000.
+  """
+  return 1 if jax.default_backend() == "cpu" else min(rows, 40)
 
 
 class TrainState(NamedTuple):
@@ -143,6 +156,10 @@ def train_steps(graphdef, tx, sc: StepConfig, state: TrainState, images, labels,
   or batch-statistics update) and reports a NaN loss, which callers ignore.
   """
   s = sc.steps_per_call
+  if s == 1:  # no loop at all: see `auto_steps_per_call`
+    st, loss = train_step(graphdef, tx, sc, state, images, labels, order[start], valid[start],
+                          jax.random.fold_in(rng, start), lr, mesh)
+    return st, loss[None]
   rows = jax.lax.dynamic_slice_in_dim(order, start, s)
   masks = jax.lax.dynamic_slice_in_dim(valid, start, s)
 

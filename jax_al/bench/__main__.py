@@ -25,12 +25,12 @@ PARTS = ("train", "features", "protocol", "selection")
 DEFAULTS = {
     "models": ("resnet18,cnn", "resnet18,cnn"),
     "dtypes": ("bfloat16,float32", "float32,bfloat16"),
-    "variants": (",".join(("step", "chunk", "epoch")),) * 2,
+    "variants": ("step,chunk,epoch,jit_step",) * 2,
     "width": (1.0, 0.125),
-    "n_train": (50000, 4096),
-    "sizes": ("5000,20000", "512,2048"),
-    "repeats": (5, 3),
-    "pool": (50000, 4096),
+    "n_train": (50000, 1024),
+    "sizes": ("5000,20000", "256,512"),
+    "repeats": (5, 2),
+    "pool": (50000, 2048),
 }
 
 

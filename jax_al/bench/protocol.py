@@ -23,10 +23,10 @@ from jax_al.bench import common
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "cifar10.py"
 
-# CPU-sized protocol: tiny ResNet, 2 epochs per cycle, 3 cycles, small budgets.
+# CPU-sized protocol: tiny ResNet, 2 epochs per cycle, 2 cycles, small budgets.
 QUICK_OVERRIDES = {
-    "model.width": "0.125", "train.epochs": "2", "train.eval_every": "1",
-    "al.initial": "1000", "al.budget": "500", "al.cycles": "3", "al.subset": "2000",
+    "model.width": "0.125", "train.epochs": "2", "train.eval_every": "2",
+    "al.initial": "512", "al.budget": "256", "al.cycles": "2", "al.subset": "1024",
 }
 
 CYCLE_COLUMNS = [("cycle", "cycle"), ("labeled", "labeled"), ("test_acc", "test acc %"),
