@@ -10,14 +10,20 @@
 #
 # Order and caps (seconds; every part writes its JSON as it goes, so a part
 # cut by its cap still returns what it measured):
-#   1. train+features, ResNet-18 width 1, batch 128, bf16: jit_step / step /
-#      chunk(40) / epoch variants at 5,000 and 20,000 labeled   (cap 150)
-#   2. train+features fp32, chunk variant only                  (cap 55)
-#   3. selection benchmark (jax_al.bench.selection)             (cap 45)
-#   4. the full 7-cycle protocol on the CIFAR-10 JPEG copy, bf16 (the rest,
-#      at least ~300 s; cut at the deadline, its per-cycle log still returns)
-#   5. PyTorch reference, bf16 eager channels_last, if time is left (cap 45)
+#   1. train+features, ResNet-18 width 1, batch 128, bf16: step (1) /
+#      chunk (40, the GPU default) / epoch (391) steps per call, at 5,000
+#      and 20,000 labeled                                         (cap 130)
+#   2. train+features fp32, chunk variant only                  (cap 50)
+#   3. the full 7-cycle protocol on the CIFAR-10 JPEG copy, bf16, 'users'
+#      strategy: all the time left but 40 s (at least ~335 s); cut at that
+#      point, its per-cycle log (protocol/metrics.jsonl) still returns
+#   4. selection benchmark (jax_al.bench.selection)             (cap 40)
+#   5. PyTorch reference, bf16 eager channels_last, if > 60 s left (cap 45)
 # then a summary table (benchmarks/summarize.py) printed last.
+#
+# Dry run on a CPU (checks the wiring, not the numbers): GPU_SH_QUICK=1 adds
+# --quick to every part (tiny widths and sizes), e.g. from a copy of the tree
+# with .device/ filled:  OUT=/tmp/gpu-dry GPU_SH_QUICK=1 bash benchmarks/gpu.sh
 #
 # Everything lands in $OUT: *.json, *.log, protocol/ (log.txt, metrics.jsonl,
 # summary.json of the run), nvidia-smi.txt, summary.txt.
@@ -52,20 +58,23 @@ export TF_CPP_MIN_LOG_LEVEL=2
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 python3 -c "import jax; print('jax', jax.__version__, jax.devices())" 2>&1 | tee "$OUT/env.txt"
 
+if [ -n "${GPU_SH_QUICK:-}" ]; then  # CPU dry run
+  Q=(--quick); SIZES=(); TORCH=(--device cpu --width 0.125 --labeled 512 --epochs 2)
+else
+  Q=(); SIZES=(--sizes 5000,20000 --repeats 3); TORCH=(--labeled 20000 --epochs 3)
+fi
+
 # ---- 1-2: training and feature-extraction throughput ----
-part train_bf16 150 python3 -m jax_al.bench train,features --models resnet18 \
-  --dtypes bfloat16 --variants jit_step,step,chunk,epoch --sizes 5000,20000 --repeats 3 \
+part train_bf16 130 python3 -m jax_al.bench train,features --models resnet18 \
+  --dtypes bfloat16 --variants step,chunk,epoch ${Q[@]+"${Q[@]}"} ${SIZES[@]+"${SIZES[@]}"} \
   --json "$OUT/train_bf16.json"
-part train_fp32 55 python3 -m jax_al.bench train,features --models resnet18 \
-  --dtypes float32 --variants chunk --sizes 5000,20000 --repeats 3 \
+part train_fp32 50 python3 -m jax_al.bench train,features --models resnet18 \
+  --dtypes float32 --variants chunk ${Q[@]+"${Q[@]}"} ${SIZES[@]+"${SIZES[@]}"} \
   --json "$OUT/train_fp32.json"
 
-# ---- 3: selection ----
-part selection 45 python3 -m jax_al.bench selection --json "$OUT/selection.json"
-
-# ---- 4: the full protocol (7 cycles, 200 epochs each, 'users' strategy) ----
+# ---- 3: the full protocol (7 cycles, 200 epochs each, 'users' strategy) ----
 rm -rf /tmp/jax_al_protocol
-part protocol 600 python3 -m jax_al.bench protocol --quiet --workdir /tmp/jax_al_protocol \
+part protocol $(( $(left) - 55 )) python3 -m jax_al.bench protocol ${Q[@]+"${Q[@]}"} --quiet --workdir /tmp/jax_al_protocol \
   --config.data.source=folder --config.data.path=.device/cifar10-jpeg.tar.gz \
   --config.train.dtype=bfloat16 --json "$OUT/protocol.json"
 mkdir -p "$OUT/protocol"
@@ -73,10 +82,13 @@ for f in log.txt metrics.jsonl summary.json config.json selected.jsonl; do
   [ -e "/tmp/jax_al_protocol/$f" ] && cp "/tmp/jax_al_protocol/$f" "$OUT/protocol/"
 done
 
+# ---- 4: selection ----
+part selection 40 python3 -m jax_al.bench selection ${Q[@]+"${Q[@]}"} --json "$OUT/selection.json"
+
 # ---- 5: PyTorch reference, if time is left ----
 if (( $(left) > 60 )); then
   part torch_bf16 45 python3 benchmarks/torch_reference.py --dtype bfloat16 --channels-last \
-    --labeled 20000 --warmup 1 --epochs 3 --json "$OUT/torch_bf16.json"
+    --warmup 1 "${TORCH[@]}" --json "$OUT/torch_bf16.json"
 fi
 
 python3 benchmarks/summarize.py "$OUT" 2>&1 | tee "$OUT/summary.txt"

@@ -15,7 +15,7 @@ def _positive(x):
 def test_train_and_features_json(tmp_path):
   out = tmp_path / "b.json"
   doc = main(["train,features", "--quick", "--models", "cnn", "--cnn-width", "0.25",
-              "--dtypes", "float32", "--variants", "step,epoch,jit_step", "--batch", "32",
+              "--dtypes", "float32", "--variants", "step,chunk,epoch", "--batch", "32",
               "--n-train", "128", "--sizes", "64,128", "--repeats", "1", "--pool", "96",
               "--eval-batch", "64", "--json", str(out)])
   saved = json.loads(out.read_text())
@@ -26,15 +26,16 @@ def test_train_and_features_json(tmp_path):
   assert meta["quick"] is True and meta["parts"] == ["train", "features"]
   rows = saved["train"]
   assert {(r["variant"], r["labeled"]) for r in rows} == {
-      (v, n) for v in ("step", "epoch", "jit_step") for n in (64, 128)}
+      (v, n) for v in ("step", "chunk", "epoch") for n in (64, 128)}
   for r in rows:
     for k in ("images_per_s", "epoch_s", "step_ms", "cycle_s_est", "first_epoch_s"):
       assert _positive(r[k]), (k, r)
     assert r["compile_s"] >= 0 and r["peak_rss_bytes"] > 0
     assert "peak_device_bytes" in r  # None on CPU
-    assert r["recompiles_after_warmup"] == 0  # a new labeled size reuses the executable
+    assert r["train_step_executables"] == 1  # a new labeled size reuses the executable
     assert r["steps"] == math.ceil(r["labeled"] / 32)
-  assert {r["steps_per_call"] for r in rows if r["variant"] == "epoch"} == {4}
+  spc = {r["variant"]: r["steps_per_call"] for r in rows}
+  assert spc == {"step": 1, "chunk": 4, "epoch": 4}  # chunk 40 is capped at the 4 rows
   est = saved["train_protocol_estimates"]
   assert len(est) == 3 and all(_positive(e["train_s_est"]) for e in est)
   (f,) = saved["features"]

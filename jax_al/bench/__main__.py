@@ -25,12 +25,13 @@ PARTS = ("train", "features", "protocol", "selection")
 DEFAULTS = {
     "models": ("resnet18,cnn", "resnet18,cnn"),
     "dtypes": ("bfloat16,float32", "float32,bfloat16"),
-    "variants": ("step,chunk,epoch,jit_step",) * 2,
+    "variants": ("step,chunk,epoch",) * 2,
     "width": (1.0, 0.125),
     "n_train": (50000, 1024),
     "sizes": ("5000,20000", "256,512"),
     "repeats": (5, 2),
-    "pool": (50000, 2048),
+    "pool": (50000, 2000),
+    "chunk": (40, 4),  # quick: 4 of the 8 rows, so chunk and epoch differ
 }
 
 
@@ -48,11 +49,13 @@ def parser() -> argparse.ArgumentParser:
   g = p.add_argument_group("train / features")
   g.add_argument("--models", help="comma-separated: resnet18, cnn (default both)")
   g.add_argument("--dtypes", help="comma-separated: float32, bfloat16")
-  g.add_argument("--variants", help="comma-separated: step (steps_per_call=1), chunk "
-                 "(steps_per_call=--chunk), epoch (whole epoch in one lax.scan)")
+  g.add_argument("--variants", help="comma-separated: step (steps_per_call=1, no loop), "
+                 "chunk (steps_per_call=--chunk in a lax.scan), epoch (every row of the "
+                 "training set in one lax.scan)")
   g.add_argument("--width", type=float, help="ResNet-18 width multiplier (1.0; quick 0.125)")
   g.add_argument("--cnn-width", type=float, default=1.0, help="small-CNN width multiplier")
-  g.add_argument("--chunk", type=int, default=40, help="steps per call of the chunk variant")
+  g.add_argument("--chunk", type=int, help="steps per call of the chunk variant (40; "
+                 "quick 4)")
   g.add_argument("--batch", type=int, default=128)
   g.add_argument("--n-train", type=int, help="training-set rows on the device (50,000)")
   g.add_argument("--sizes", help="labeled sizes to time an epoch at (5000,20000)")

@@ -39,11 +39,13 @@ def load_config(config_path: str, overrides: list[str]):
   from absl import flags
   from ml_collections import config_flags
 
+  argv = ["jax_al.bench protocol", f"--config={config_path}", *overrides]
   fv = flags.FlagValues()
+  # sys_argv: the override flags are defined from this list (default: sys.argv).
   config_flags.DEFINE_config_file("config", None, "config file", flag_values=fv,
-                                  lock_config=True)
+                                  lock_config=True, sys_argv=argv)
   try:
-    extra = fv(["jax_al.bench protocol", f"--config={config_path}", *overrides])
+    extra = fv(argv)
   except flags.Error as e:
     raise SystemExit(f"error: protocol: {e}") from None
   if len(extra) > 1:

@@ -5,16 +5,15 @@ holds the real ones; the training set always has `n_train` rows (50,000 for
 CIFAR-10) and a labeled mask picks the first `labeled` of them, exactly as
 `Trainer.fit` does in a cycle. Per (model, dtype, variant) one Trainer is
 built and compiled once; every labeled size then reuses the same executable
-(the bench checks that no recompilation happens).
+(the bench records how many executables the jitted train function holds
+afterwards: 1 means no recompilation).
 
-Variants: `step` (steps_per_call=1: one jitted call per batch, still a
-length-1 `lax.scan` + `lax.cond` inside), `chunk` (steps_per_call=40, the
-CIFAR config's setting), `epoch` (steps_per_call=0: the whole epoch over the
-full training set fused in one `lax.scan`; steps without a labeled row are
-skipped by a `lax.cond`) and `jit_step`: NOT the Trainer's epoch loop but
-`jax_al.train.train_step` itself jitted once (no scan, no cond) and called per
-batch on the Trainer's epoch order -- the plain per-step path, measured as a
-reference for the Trainer's own variants.
+Variants: `step` (steps_per_call=1: one jitted call per batch, no loop --
+what `train.steps_per_call=0` ("auto") picks on CPU), `chunk`
+(steps_per_call=40: 40 steps fused in a `lax.scan`, what "auto" picks on a
+GPU) and `epoch` (steps_per_call = all rows of the training set: the whole
+epoch in one `lax.scan`; steps without a labeled row are skipped by a
+`lax.cond`).
 
 Times exclude compilation (the first epoch is a warm-up: its compile time,
 summed from jax's own compilation events, is reported apart); each repeat is
@@ -33,7 +32,7 @@ import numpy as np
 from jax_al.bench import common
 from jax_al.train import StepConfig, Trainer, init_model
 
-VARIANTS = ("step", "chunk", "epoch", "jit_step")
+VARIANTS = ("step", "chunk", "epoch")
 IMAGE_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
 
@@ -60,33 +59,16 @@ def fake_data(n: int, seed: int = 0):
   return jax.device_put(x), jax.device_put(y)
 
 
-def _spc(variant: str, chunk: int) -> int:
-  return {"step": 1, "chunk": chunk, "epoch": 0, "jit_step": 1}[variant]
+def _spc(variant: str, chunk: int, n_train: int, batch: int) -> int:
+  return {"step": 1, "chunk": chunk, "epoch": math.ceil(n_train / batch)}[variant]
 
 
-class PlainStepEpoch:
-  """The `jit_step` variant: `train.train_step` jitted alone, one call per batch.
-
-  Same order, masks, keys and learning rate as `Trainer.run_epoch`; only the
-  `lax.scan`/`lax.cond` wrapper is gone.
-  """
-
-  def __init__(self, trainer: Trainer):
-    import functools
-    from jax_al import train as train_lib
-    self.trainer = trainer
-    self._step = jax.jit(functools.partial(train_lib.train_step, trainer.graphdef, trainer.tx,
-                                           trainer.sc), donate_argnums=(0,))
-
-  def run_epoch(self, state, images, labels, labeled_mask, num_labeled, order_key, aug_key, lr):
-    tr = self.trainer
-    order, valid = tr._order(order_key, labeled_mask, tr.sc.batch_size, tr.rows)
-    losses = []
-    for i in range(math.ceil(num_labeled / tr.sc.batch_size)):
-      state, l = self._step(state, images, labels, order[i], valid[i],
-                            jax.random.fold_in(aug_key, i), jnp.float32(lr))
-      losses.append(l)
-    return state, jnp.mean(jnp.stack(losses))
+def _cache_size(trainer: Trainer) -> int | None:
+  """Executables compiled for the Trainer's jitted train function (1 = no recompilation)."""
+  try:
+    return int(trainer._train._cache_size())
+  except Exception:  # a private jax API: absent in some version
+    return None
 
 
 def model_width(args, model: str) -> float:
@@ -108,13 +90,12 @@ def bench_train(args, results: common.Results) -> list[dict]:
   for model in args.models:
     for dtype in args.dtypes:
       for variant in args.variants:
-        spc = _spc(variant, args.chunk)
+        spc = _spc(variant, args.chunk, args.n_train, args.batch)
         c = make_config(model, model_width(args, model), dtype, spc, args.batch)
         gd, params, bs = init_model(c, NUM_CLASSES, IMAGE_SHAPE, jax.random.key(0))
         sc = StepConfig.from_config(c, args.n_train)
         trainer = Trainer(gd, sc, args.n_train)
         state = trainer.new_state(params, bs)
-        runner = PlainStepEpoch(trainer) if variant == "jit_step" else trainer
         n_params = int(sum(p.size for p in jax.tree.leaves(params)))
         compile_s = first_s = None
         epoch = 0
@@ -126,7 +107,7 @@ def bench_train(args, results: common.Results) -> list[dict]:
           def one_epoch(state):
             nonlocal epoch
             epoch += 1
-            return runner.run_epoch(state, images, labels, mask, labeled,
+            return trainer.run_epoch(state, images, labels, mask, labeled,
                                      jax.random.key(epoch), jax.random.key(10**6 + epoch),
                                      c.train.lr)
 
@@ -155,7 +136,10 @@ def bench_train(args, results: common.Results) -> list[dict]:
               "cycle_s_est": args.epochs * epoch_s,
               "cycle_note": f"extrapolated: {args.epochs} x median epoch; training only "
                             "(no evaluation, selection or compilation)",
-              "recompiles_after_warmup": recompile.events,
+              # Small eager ops (concatenating a different number of losses)
+              # compile per new step count; the train step itself must not.
+              "compiles_after_warmup_s": recompile.seconds,
+              "train_step_executables": _cache_size(trainer),
               "final_loss": float(loss), **common.memory(),
           }
           rows.append(row)
@@ -163,7 +147,7 @@ def bench_train(args, results: common.Results) -> list[dict]:
           print(f"  train {model} w={row['width']} {dtype} {variant} labeled={labeled}: "
                 f"{row['images_per_s']:,.0f} images/s, epoch {epoch_s:.3f} s, "
                 f"compile {compile_s:.1f} s", flush=True)
-        del state, trainer, runner
+        del state, trainer
   est = protocol_estimates(rows, args)
   if est:
     results.set("train_protocol_estimates", est)

@@ -35,9 +35,10 @@ shared: one set of R draws for all candidates, or fresh draws per minibatch
 (the users' loop draws inside each minibatch).
 
 Block-wise evaluation. Every sum over a kernel matrix goes through
-`kernel_matvec`, which never holds more than one `block x block` kernel
-block; row blocks run one after another (`lax.map`) and each scans its
-column blocks.
+`kernel_matvec` (or `kernel_sum` for a set against itself, which computes
+only the blocks on or above the diagonal), never holding more than one
+`block x block` kernel block; row blocks run one after another (`lax.map`)
+and each scans its column blocks.
 
 Random Fourier features (`freqs` given, from `rff_frequencies`). z(x) =
 sqrt(2/D) [cos(x W), sin(x W)] with W ~ N(0, I / sigma^2) of shape

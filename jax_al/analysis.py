@@ -1,0 +1,454 @@
+"""Helpers for `notebooks/seed_questions.ipynb`: the researchers' four questions.
+
+The notebook runs digits experiments through the project's own API
+(`loop.run`, `report.load_run`, `report.auc`, `report.paired_ci`) and then
+looks inside single selection steps: raw score arrays, selection overlaps and
+PCA pictures of the picks. The logic lives here so that the notebook's cells
+stay short and this module can be tested on its own.
+
+Reproducing a selection step. A run's checkpoints keep only its last two
+cycles, so `state_at` retrains the model of cycle `c` of trial `t` from the
+run's recorded labeled set with the run's own random streams (the same
+initial weights, data order and augmentation keys as `loop._run_cycle`), and
+`pool_at` scores the same random subset of the pool (`loop._select`). Every
+variant is then asked to select from that one model and pool with the same
+key, so differences between their picks come from the strategy alone.
+`tests/test_notebook.py` checks that this reproduces a run's recorded picks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_al import io, loop, report, rng, sharding, strategies
+from jax_al.data import load_dataset
+from jax_al.scores import mmd as mmd_lib
+from jax_al.scores import normalize as norm_lib
+from jax_al.strategies import uncertainty_mmd as umm
+from jax_al.train import StepConfig, init_model
+
+MODE_ENV = "JAX_AL_NOTEBOOK_MODE"
+
+
+# ------------------------------------------------------------------ settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """How much the notebook runs.
+
+  Attributes:
+    mode: "full" (the committed notebook) or "ci" (the test run).
+    trials: trials of every learning-curve run (paired by trial index).
+    sweep_trials: trials of each run of the lam x normalisation sweep.
+    epochs: training epochs per cycle (the digits config has 100).
+    cycles: AL cycles (labeled sizes 20, 40, ..., 20 * cycles).
+    subset: random unlabeled candidates scored per cycle (fixed, so every
+      cycle has the same pool shape and compiles once).
+    lams: the lam sweep; 0 is uncertainty only.
+    norms: the normalisations swept.
+    probe_cycles: cycles whose selection steps are reproduced for overlaps.
+    probe_trials: trials whose selection steps are reproduced for overlaps.
+    pca_cycle: the cycle whose selection step is drawn in the PCA picture.
+  """
+
+  mode: str
+  trials: int
+  sweep_trials: int
+  epochs: int
+  cycles: int
+  subset: int
+  lams: tuple[float, ...]
+  norms: tuple[str, ...]
+  probe_cycles: tuple[int, ...]
+  probe_trials: tuple[int, ...]
+  pca_cycle: int
+
+
+PLANS = {
+    "full": Plan("full", trials=5, sweep_trials=3, epochs=50, cycles=10, subset=1000,
+                 lams=(0.0, 0.1, 0.3, 1.0, 3.0, 10.0),
+                 norms=("none", "minmax", "zscore", "rank"),
+                 probe_cycles=(1, 3, 5, 7, 9), probe_trials=(0, 1, 2), pca_cycle=3),
+    "ci": Plan("ci", trials=2, sweep_trials=2, epochs=8, cycles=3, subset=1000,
+               lams=(0.0, 1.0, 10.0), norms=("none", "rank"),
+               probe_cycles=(1, 2), probe_trials=(0,), pca_cycle=2),
+}
+
+
+def plan(mode: str | None = None) -> Plan:
+  """The Plan for `mode`, or for $JAX_AL_NOTEBOOK_MODE (default "full")."""
+  mode = mode or os.environ.get(MODE_ENV, "full") or "full"
+  if mode not in PLANS:
+    raise ValueError(f"${MODE_ENV}={mode!r}: use one of {sorted(PLANS)}")
+  return PLANS[mode]
+
+
+def digits_config(preset: str, p: Plan, *, trials: int | None = None, **al):
+  """`configs/digits.py:<preset>` sized by the plan, with `config.al` overrides.
+
+  Epochs and the learning-rate milestone scale together (milestone at 80 %
+  of the epochs, as in the digits config); test accuracy is measured only
+  after the last epoch, the one the learning curves use.
+  """
+  from configs import digits
+
+  c = digits.get_config(preset)
+  c.num_trials = p.trials if trials is None else trials
+  c.train.epochs = p.epochs
+  c.train.milestones = (max(1, int(0.8 * p.epochs)),)
+  c.train.eval_every = p.epochs
+  c.al.cycles = p.cycles
+  c.al.subset = p.subset
+  for k, v in al.items():
+    c.al[k] = v
+  return c
+
+
+# ----------------------------------------------------------------------- runs
+
+
+def run_all(configs: dict, root: Path, log=print) -> dict[str, float]:
+  """Runs (or resumes) each named config under `root/<name>`; returns seconds per run.
+
+  A finished run with the same config is reused as it is, so re-executing
+  the notebook only computes what is missing.
+  """
+  root = Path(root)
+  seconds = {}
+  for name, c in configs.items():
+    t = time.perf_counter()
+    loop.run(c, root / name, quiet=True)
+    seconds[name] = time.perf_counter() - t
+    if log:
+      log(f"{name:28s} {seconds[name]:6.1f} s")
+  return seconds
+
+
+def load(root: Path, names: Iterable[str]) -> dict[str, dict]:
+  """`report.load_run` of `root/<name>` for each name, in order."""
+  return {n: report.load_run(Path(root) / n) for n in names}
+
+
+def aucs(runs: dict[str, dict]) -> dict[str, np.ndarray]:
+  """Per-trial normalised AUC (`report.auc`) of each run."""
+  return {n: report.auc(r["labeled"], r["acc"]) for n, r in runs.items()}
+
+
+def paired(a: dict, b: dict) -> dict:
+  """AUC(a) - AUC(b) over the trials both runs finished: mean, 95 % CI, pairs.
+
+  Trial t of every run starts from the same labeled set and weights, so the
+  per-trial differences are paired (`report.paired_ci`, Student t).
+  """
+  common = sorted(set(a["trials"]) & set(b["trials"]))
+  ia = [a["trials"].index(t) for t in common]
+  ib = [b["trials"].index(t) for t in common]
+  d = report.auc(a["labeled"], a["acc"])[ia] - report.auc(b["labeled"], b["acc"])[ib]
+  m, lo, hi = report.paired_ci(d)
+  return {"diff": m, "lo": lo, "hi": hi, "pairs": len(common), "per_trial": d.tolist(),
+          "significant": bool(np.isfinite(lo) and (lo > 0 or hi < 0))}
+
+
+def auc_table(runs: dict[str, dict], against: str | None = None) -> list[dict]:
+  """Rows of name, trials, AUC mean and std, final accuracy, and (optionally)
+  the paired AUC difference against run `against`."""
+  rows = []
+  for n, r in runs.items():
+    a = report.auc(r["labeled"], r["acc"])
+    row = {"name": n, "trials": len(r["trials"]), "auc": float(a.mean()),
+           "auc_std": float(a.std(ddof=1)) if len(a) > 1 else math.nan,
+           "final": float(r["acc"][:, -1].mean())}
+    if against is not None and n != against:
+      row["vs"] = paired(r, runs[against])
+    rows.append(row)
+  return rows
+
+
+def format_table(rows: list[dict], against: str | None = None) -> str:
+  """A fixed-width text table of `auc_table` rows."""
+  head = f"{'variant':28s} {'n':>2s} {'AUC':>6s} {'sd':>5s} {'final':>6s}"
+  if against:
+    head += f"   AUC - {against} [95% CI]"
+  lines = [head]
+  for r in rows:
+    s = f"{r['name']:28s} {r['trials']:2d} {r['auc']:6.2f} {r['auc_std']:5.2f} {r['final']:6.2f}"
+    if "vs" in r:
+      v = r["vs"]
+      s += f"   {v['diff']:+6.2f} [{v['lo']:+.2f}, {v['hi']:+.2f}]" + (" *" if v["significant"] else "")
+    lines.append(s)
+  return "\n".join(lines)
+
+
+def selected_sets(workdir: Path) -> dict[tuple[int, int], np.ndarray]:
+  """{(trial, cycle): dataset indices} from a run's selected.jsonl (cycle 0 = initial)."""
+  return {(r["trial"], r["cycle"]): np.asarray(r["indices"], np.int64)
+          for r in io.read_jsonl(Path(workdir) / "selected.jsonl")}
+
+
+def labeled_before(workdir: Path, trial: int, cycle: int) -> np.ndarray:
+  """The labeled set a run trained on in `cycle` (initial set + picks of earlier cycles)."""
+  sel = selected_sets(workdir)
+  return np.concatenate([sel[(trial, c)] for c in range(cycle)])
+
+
+# ------------------------------------------------------ one selection step
+
+
+@dataclasses.dataclass
+class Step:
+  """A reproduced selection step of a run.
+
+  Attributes:
+    config: the run's config.
+    trial, cycle: which step.
+    labeled: [M] dataset indices of the labeled set trained on.
+    subset: [N] dataset indices of the scored candidates (pool order).
+    pool: the strategies' input (features and logits on the device).
+    key: the selection key the run used.
+    labels: [N] true labels of the candidates (for pictures only).
+    test_acc: the model's test accuracy (%).
+  """
+
+  config: object
+  trial: int
+  cycle: int
+  labeled: np.ndarray
+  subset: np.ndarray
+  pool: strategies.Pool
+  key: jax.Array
+  labels: np.ndarray
+  test_acc: float
+
+
+_DATA_CACHE: dict = {}
+
+
+def _data(config):
+  """Dataset and device arrays of `config.data`, loaded once per process."""
+  k = repr(sorted(config.data.to_dict().items()))
+  if k not in _DATA_CACHE:
+    ds = load_dataset(config.data)
+    mesh = sharding.setup(config)
+    _DATA_CACHE[k] = (ds, mesh, tuple(sharding.place(mesh, a) for a in (
+        ds.train_images, ds.train_labels.astype(np.int32), ds.test_images,
+        ds.test_labels.astype(np.int32))))
+  return _DATA_CACHE[k]
+
+
+def state_at(config, workdir: Path, trial: int, cycle: int) -> Step:
+  """Retrains the model of `cycle` of `trial` of the run in `workdir`; returns its Step.
+
+  Uses the run's labeled set and random streams exactly as the loop does, so
+  the model (and, for the run's own strategy, the picks) are the run's.
+  """
+  ds, mesh, (images, labels, test_images, test_labels) = _data(config)
+  n_train = len(ds.train_labels)
+  key = lambda name: rng.stream(config.seed, trial, name)
+  shape = tuple(ds.train_images.shape[1:])
+  graphdef, params, bs = init_model(config, ds.num_classes, shape, key("init"))
+  if config.train.reinit_each_cycle and cycle > 1:
+    _, params, bs = init_model(config, ds.num_classes, shape,
+                               jax.random.fold_in(key("init"), cycle))
+  elif cycle > 1:
+    raise ValueError("warm-started runs need every earlier cycle; use a run with "
+                     "train.reinit_each_cycle=True (the digits config)")
+  # loop._trainer is cached per model and step settings: the runs' compiled steps.
+  trainer = loop._trainer(graphdef, StepConfig.from_config(config, n_train), n_train, mesh)
+  state = trainer.new_state(params, bs)
+  labeled = labeled_before(workdir, trial, cycle)
+  state, hist = trainer.fit(state, images, labels, labeled, np.arange(len(ds.test_labels)),
+                            test_images, test_labels, config.train,
+                            jax.random.fold_in(key("data_order"), cycle),
+                            jax.random.fold_in(key("augment"), cycle))
+  # The candidates: the same random subset of the unlabeled pool as loop._select.
+  ckey = lambda name: jax.random.fold_in(key(name), cycle)
+  unlabeled = np.setdiff1d(np.arange(n_train), labeled)
+  n_sub = min(config.al.subset or len(unlabeled), len(unlabeled))
+  order = np.asarray(jax.random.permutation(ckey("subset"), len(unlabeled)))
+  subset = unlabeled[order[:n_sub]]
+  logits, feats = trainer.predict(state.params, state.batch_stats, images, subset)
+  l_logits, l_feats = trainer.predict(state.params, state.batch_stats, images, labeled)
+  pool = strategies.Pool(feats, logits, l_feats, l_logits, ds.num_classes)
+  return Step(config, trial, cycle, labeled, subset, pool, ckey("select"),
+              ds.train_labels[subset], hist[-1]["test_acc"])
+
+
+def select(step: Step, preset: str = "users", budget: int | None = None, **al) -> np.ndarray:
+  """Positions (into the step's candidates) that `preset` + `al` overrides pick.
+
+  Same pool, same key: the run's own strategy reproduces the run's picks.
+  """
+  from jax_al import compare
+
+  c = compare.strategy_config(step.config, preset)
+  for k, v in al.items():
+    c.al[k] = v
+  s = strategies.get_strategy(c.al.strategy, c.al)
+  return np.asarray(s.select(step.pool, budget or c.al.budget, step.key).indices)
+
+
+def raw_scores(step: Step, preset: str = "users", **al) -> dict[str, np.ndarray | float]:
+  """The raw uncertainty u and MMD term t (before normalisation and sign) of a step.
+
+  Computed with the strategy's own jitted pieces (`uncertainty_mmd.uncertainty`,
+  `uncertainty_mmd.mmd_term`, `mmd.median_sigma`) and the keys its `select`
+  derives, so `u` is exactly what the selection ranked.
+  """
+  from jax_al import compare
+
+  c = compare.strategy_config(step.config, preset)
+  for k, v in al.items():
+    c.al[k] = v
+  strat = strategies.get_strategy(c.al.strategy, c.al)
+  s = strat.settings(step.pool.num_classes)
+  k_u, k_rest = jax.random.split(step.key)
+  u = umm.uncertainty(step.pool.features, k_u, s=s.u)
+  # The labeled rows padded and masked exactly as `UncertaintyMMD.select` does.
+  feats, lf = step.pool.features, step.pool.labeled_features
+  m, d = lf.shape
+  lab = jnp.zeros((umm.labeled_bucket(m, s.block), d), feats.dtype).at[:m].set(lf)
+  centre = jnp.mean(feats, axis=0)
+  x, l = feats - centre, lab - centre
+  k_sigma, _, k_mmd = jax.random.split(k_rest, 3)
+  if s.median_sigma:
+    w = jnp.concatenate([jnp.ones(x.shape[0]), (jnp.arange(l.shape[0]) < m) * 1.0])
+    sigma = mmd_lib.median_sigma(jnp.concatenate([x, l]), k_sigma, weights=w)
+  else:
+    sigma = jnp.float32(c.al.sigma)
+  t = umm.mmd_term(x, l, jnp.int32(m), sigma, k_mmd, None, s)
+  return {"u": np.asarray(u), "t": np.asarray(t), "sigma": float(sigma)}
+
+
+def normalised(v: np.ndarray, method: str) -> np.ndarray:
+  """`scores.normalize.normalize` on a NumPy vector."""
+  return np.asarray(norm_lib.normalize(jnp.asarray(v), method))
+
+
+def overlap(a: np.ndarray, b: np.ndarray) -> float:
+  """|a & b| / |a|: the fraction of picks two selections share."""
+  a = np.asarray(a)
+  return len(np.intersect1d(a, b)) / max(len(a), 1)
+
+
+def overlap_sweep(steps: list[Step], preset: str, lams, norms, **al) -> np.ndarray:
+  """[norms, lams, steps] overlap of each (normalisation, lam) pick with uncertainty only.
+
+  `lam`, `normalize` and `sign` are traced in the strategy: the sweep
+  compiles once per step shape.
+  """
+  out = np.zeros((len(norms), len(lams), len(steps)))
+  for k, st in enumerate(steps):
+    base = select(st, preset, lam=0.0, **al)
+    for i, nm in enumerate(norms):
+      for j, lam in enumerate(lams):
+        out[i, j, k] = overlap(base, select(st, preset, lam=float(lam), normalize=nm, **al))
+  return out
+
+
+# ---------------------------------------------------------------- pictures
+
+
+def pca_2d(x: np.ndarray, fit_on: np.ndarray | None = None) -> np.ndarray:
+  """[n, 2] projection of x on the two leading principal axes of `fit_on` (default x)."""
+  x = np.asarray(x, np.float64)
+  ref = x if fit_on is None else np.asarray(fit_on, np.float64)
+  mu = ref.mean(0)
+  _, _, vt = np.linalg.svd(ref - mu, full_matrices=False)
+  return (x - mu) @ vt[:2].T
+
+
+def pick_profile(step: Step, picks: np.ndarray) -> dict[str, float]:
+  """Where picks sit: distance to the nearest labeled point, pool density, classes.
+
+  dist_labeled: mean Euclidean distance (features) of a pick to its nearest
+    labeled point, relative to the same mean over all candidates (1 = typical).
+  density_pct: mean percentile (0-100) of the picks' pool density
+    mean_u k(x, u) (Gaussian kernel, median-heuristic sigma) among all
+    candidates: high = a dense region, low = an outlier.
+  classes: distinct true classes among the picks.
+  """
+  x = np.asarray(step.pool.features, np.float64)
+  l = np.asarray(step.pool.labeled_features, np.float64)
+  d2 = (x**2).sum(1)[:, None] + (l**2).sum(1)[None] - 2 * x @ l.T
+  near = np.sqrt(np.maximum(d2.min(1), 0))
+  dxx = np.sqrt(np.maximum((x**2).sum(1)[:, None] + (x**2).sum(1)[None] - 2 * x @ x.T, 0))
+  sigma = np.median(dxx[np.triu_indices(len(x), 1)])
+  dens = np.exp(-dxx**2 / (2 * sigma**2)).mean(1)
+  pct = 100.0 * (np.argsort(np.argsort(dens)) / max(len(x) - 1, 1))
+  picks = np.asarray(picks)
+  return {"dist_labeled": float(near[picks].mean() / near.mean()),
+          "density_pct": float(pct[picks].mean()),
+          "classes": int(len(np.unique(step.labels[picks])))}
+
+
+def plot_curves(ax, runs: dict[str, dict], names: Iterable[str] | None = None,
+                title: str = "") -> None:
+  """Mean learning curves with a band of +-1 std over trials, AUC in the legend."""
+  for n in (names or runs):
+    r = runs[n]
+    x, acc = np.asarray(r["labeled"]), r["acc"]
+    m, sd = acc.mean(0), acc.std(0)
+    a = report.auc(r["labeled"], acc).mean()
+    (line,) = ax.plot(x, m, marker="o", ms=3, label=f"{n} (AUC {a:.1f})")
+    ax.fill_between(x, m - sd, m + sd, alpha=0.15, color=line.get_color())
+  ax.set_xlabel("labeled images")
+  ax.set_ylabel("test accuracy (%)")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  if title:
+    ax.set_title(title, fontsize=10)
+
+
+def plot_paired(ax, rows: list[dict], against: str) -> None:
+  """Paired AUC differences (`auc_table(..., against)`) with 95 % intervals."""
+  rows = [r for r in rows if "vs" in r]
+  y = np.arange(len(rows))
+  d = np.array([r["vs"]["diff"] for r in rows])
+  lo = np.array([r["vs"]["lo"] for r in rows])
+  hi = np.array([r["vs"]["hi"] for r in rows])
+  ok = np.isfinite(lo)
+  ax.errorbar(d[ok], y[ok], xerr=[d[ok] - lo[ok], hi[ok] - d[ok]], fmt="o", capsize=4)
+  ax.plot(d[~ok], y[~ok], "o")
+  ax.axvline(0, color="k", lw=0.8)
+  ax.set_yticks(y, [r["name"] for r in rows])
+  ax.set_xlabel(f"AUC(variant) - AUC({against}), points, 95 % CI")
+  ax.grid(alpha=0.3, axis="x")
+
+
+# ------------------------------------------------------------ CIFAR results
+
+
+def cifar_runs(root: Path = Path("docs/results/cifar10")) -> dict[str, dict]:
+  """Loaded CIFAR-10 runs under `root`: run folders with metrics.jsonl, or report.json files.
+
+  Returns {name: run} in `report.load_run` form (for report.json, only the
+  mean curve, as a single pseudo-trial); empty when nothing is there.
+  """
+  root = Path(root)
+  runs = {}
+  if not root.is_dir():
+    return runs
+  for m in sorted(root.rglob("metrics.jsonl")):
+    r = report.load_run(m.parent)
+    if len(r["trials"]):
+      runs[str(m.parent.relative_to(root))] = r
+  for rep in sorted(root.rglob("report.json")):
+    summ = json.loads(rep.read_text())
+    for name, s in summ.get("strategies", {}).items():
+      key = f"{rep.parent.relative_to(root)}/{name}".lstrip("./")
+      if key not in runs and s.get("labeled") and s.get("mean"):
+        runs[key] = {"name": name, "trials": [0], "labeled": s["labeled"],
+                     "acc": np.asarray([s["mean"]], float),
+                     "select_s": np.zeros((1, len(s["labeled"])))}
+  return runs
