@@ -18,6 +18,7 @@ key, so differences between their picks come from the strategy alone.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -138,6 +139,13 @@ def run_all(configs: dict, root: Path, log=print) -> dict[str, float]:
 def load(root: Path, names: Iterable[str]) -> dict[str, dict]:
   """`report.load_run` of `root/<name>` for each name, in order."""
   return {n: report.load_run(Path(root) / n) for n in names}
+
+
+def first_trials(run: dict, n: int) -> dict:
+  """`run` (a `load_run` dict) restricted to its first `n` trials."""
+  keep = [i for i, t in enumerate(run["trials"]) if t < n]
+  return {**run, "trials": [run["trials"][i] for i in keep], "acc": run["acc"][keep],
+          "select_s": run["select_s"][keep]}
 
 
 def aucs(runs: dict[str, dict]) -> dict[str, np.ndarray]:
@@ -284,34 +292,39 @@ def state_at(config, workdir: Path, trial: int, cycle: int) -> Step:
               ds.train_labels[subset], hist[-1]["test_acc"])
 
 
-def select(step: Step, preset: str = "users", budget: int | None = None, **al) -> np.ndarray:
-  """Positions (into the step's candidates) that `preset` + `al` overrides pick.
+def select(step: Step, config, budget: int | None = None) -> np.ndarray:
+  """Positions (into the step's candidates) that the strategy of `config.al` picks.
 
-  Same pool, same key: the run's own strategy reproduces the run's picks.
+  Same pool, same key for every config: a run's own config reproduces the
+  run's picks, and any other config shows what it would pick instead.
   """
-  from jax_al import compare
+  s = strategies.get_strategy(config.al.strategy, config.al)
+  return np.asarray(s.select(step.pool, budget or config.al.budget, step.key).indices)
 
-  c = compare.strategy_config(step.config, preset)
+
+def with_al(config, **al):
+  """A copy of `config` with `config.al` fields replaced."""
+  c = copy.deepcopy(config)
   for k, v in al.items():
     c.al[k] = v
-  s = strategies.get_strategy(c.al.strategy, c.al)
-  return np.asarray(s.select(step.pool, budget or c.al.budget, step.key).indices)
+  return c
 
 
-def raw_scores(step: Step, preset: str = "users", **al) -> dict[str, np.ndarray | float]:
+def raw_scores(step: Step, config) -> dict[str, np.ndarray | float]:
   """The raw uncertainty u and MMD term t (before normalisation and sign) of a step.
 
+  `config.al` must be an `uncertainty_mmd` top-k variant with the MMD on.
   Computed with the strategy's own jitted pieces (`uncertainty_mmd.uncertainty`,
-  `uncertainty_mmd.mmd_term`, `mmd.median_sigma`) and the keys its `select`
-  derives, so `u` is exactly what the selection ranked.
+  `uncertainty_mmd.mmd_term`, `mmd.median_sigma`), the same padding of the
+  labeled rows and the keys its `select` derives, so `u` and `t` are exactly
+  what that selection ranked (its logged u_/mmd_ statistics match).
   """
-  from jax_al import compare
-
-  c = compare.strategy_config(step.config, preset)
-  for k, v in al.items():
-    c.al[k] = v
-  strat = strategies.get_strategy(c.al.strategy, c.al)
+  strat = strategies.get_strategy(config.al.strategy, config.al)
+  if not isinstance(strat, umm.UncertaintyMMD):
+    raise ValueError(f"{config.al.strategy} has no uncertainty and MMD terms")
   s = strat.settings(step.pool.num_classes)
+  if not s.use_mmd or s.mode != "topk":
+    raise ValueError("raw_scores needs al.use_mmd=True and al.mode='topk'")
   k_u, k_rest = jax.random.split(step.key)
   u = umm.uncertainty(step.pool.features, k_u, s=s.u)
   # The labeled rows padded and masked exactly as `UncertaintyMMD.select` does.
@@ -325,7 +338,7 @@ def raw_scores(step: Step, preset: str = "users", **al) -> dict[str, np.ndarray 
     w = jnp.concatenate([jnp.ones(x.shape[0]), (jnp.arange(l.shape[0]) < m) * 1.0])
     sigma = mmd_lib.median_sigma(jnp.concatenate([x, l]), k_sigma, weights=w)
   else:
-    sigma = jnp.float32(c.al.sigma)
+    sigma = jnp.float32(config.al.sigma)
   t = umm.mmd_term(x, l, jnp.int32(m), sigma, k_mmd, None, s)
   return {"u": np.asarray(u), "t": np.asarray(t), "sigma": float(sigma)}
 
@@ -341,18 +354,19 @@ def overlap(a: np.ndarray, b: np.ndarray) -> float:
   return len(np.intersect1d(a, b)) / max(len(a), 1)
 
 
-def overlap_sweep(steps: list[Step], preset: str, lams, norms, **al) -> np.ndarray:
-  """[norms, lams, steps] overlap of each (normalisation, lam) pick with uncertainty only.
+def overlap_sweep(steps: list[Step], config, lams, norms) -> np.ndarray:
+  """[norms, lams, steps] share of the picks of `config` with al.normalize = norm
+  and al.lam = lam that equal its picks with lam = 0 (uncertainty only).
 
   `lam`, `normalize` and `sign` are traced in the strategy: the sweep
   compiles once per step shape.
   """
   out = np.zeros((len(norms), len(lams), len(steps)))
   for k, st in enumerate(steps):
-    base = select(st, preset, lam=0.0, **al)
+    base = select(st, with_al(config, lam=0.0))
     for i, nm in enumerate(norms):
       for j, lam in enumerate(lams):
-        out[i, j, k] = overlap(base, select(st, preset, lam=float(lam), normalize=nm, **al))
+        out[i, j, k] = overlap(base, select(st, with_al(config, lam=float(lam), normalize=nm)))
   return out
 
 

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_al import checkpoint, io, rng, sharding
+from jax_al import checkpoint, io, parallel, rng, sharding
 from jax_al import config as config_lib
 from jax_al import strategies
 from jax_al.data import load_dataset
@@ -117,9 +117,15 @@ def _flat(d: dict, prefix: str = "") -> dict:
   return out
 
 
+# Fields that change how a run executes, not its results: a run may be resumed
+# with other values (a vmap run by a sequential one, and back).
+_EXECUTION_ONLY = ("resume", "compare.parallel")
+
+
 def _differences(saved: dict, now: dict, limit: int = 3) -> str:
   a, b = _flat(saved), _flat(now)
-  keys = sorted(k for k in set(a) | set(b) if k != "resume" and a.get(k) != b.get(k))
+  keys = sorted(k for k in set(a) | set(b)
+                if k not in _EXECUTION_ONLY and a.get(k) != b.get(k))
   parts = [f"{k}: {a.get(k)!r} there, {b.get(k)!r} now" for k in keys[:limit]]
   return "; ".join(parts) + (" ..." if len(keys) > limit else "")
 
@@ -127,6 +133,8 @@ def _differences(saved: dict, now: dict, limit: int = 3) -> str:
 def _comparable(d: dict) -> str:
   d = dict(d)
   d.pop("resume", None)
+  if isinstance(d.get("compare"), dict) and "parallel" in d["compare"]:
+    d["compare"] = dict(d["compare"], parallel="none")  # hash as a sequential run
   return json.dumps(d, sort_keys=True, default=str)
 
 
@@ -178,6 +186,7 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
   t_start = time.perf_counter()
   workdir = Path(workdir)
   mesh = sharding.setup(config)  # first JAX call: jax.distributed.initialize() when asked
+  check_parallel(config, mesh)
   main = sharding.is_main_process()  # only process 0 writes logs and results
   resuming, ds, strategy, done, graphdef = check_run(config, workdir, overwrite)
   n_train = len(ds.train_labels)
@@ -205,19 +214,42 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
 
     # Neither log touches its file before its first record: a resumed run
     # rewrites them from the checkpoints, a failed one leaves them as they were.
-    metrics = io.JsonlLog(out / "metrics.jsonl")
-    selected = io.JsonlLog(out / "selected.jsonl")
+    metrics = _TrialOrderedLog(out / "metrics.jsonl")
+    selected = _TrialOrderedLog(out / "selected.jsonl")
     ctx = dict(config=config, mesh=mesh, ds=ds, trainer=trainer, strategy=strategy, images=images,
                labels=labels, test_images=test_images, test_labels=test_labels, log=log,
                metrics=metrics, selected=selected, workdir=workdir, image_shape=image_shape,
                done=done)
-    for trial in range(config.num_trials):
-      _run_trial(trial, ctx)
+    if config.compare.parallel == "vmap" and config.num_trials > 1:
+      _run_lockstep(ctx)
+    else:
+      for trial in range(config.num_trials):
+        _run_trial(trial, ctx)
     summary = _summary(config, metrics.records, time.perf_counter() - t_start)
     io.write_json(out / "summary.json", summary)
   finally:
     lock.close()
   return summary
+
+
+def check_parallel(config, mesh) -> None:
+  """`compare.parallel = "vmap"` stacks trials on one device: not with a multi-device mesh."""
+  if config.compare.parallel == "vmap" and config.num_trials > 1 and mesh is not None:
+    raise ConfigError("compare.parallel", "vmap",
+                      f"vmapped trials run on one device, but mesh.data = {config.mesh.data} "
+                      f"spreads each batch over {sharding.mesh_size(mesh)} devices; use "
+                      "--config.compare.parallel=none with the mesh, or --config.mesh.data=1 "
+                      "to train the trials vmapped on one device")
+
+
+class _TrialOrderedLog(io.JsonlLog):
+  """A JsonlLog kept in trial order (stable), so that a vmapped run, whose
+  trials advance in lockstep, writes the same files as a sequential one."""
+
+  def extend(self, records) -> None:
+    self.records.extend(io.jsonable(list(records)))
+    self.records.sort(key=lambda r: r.get("trial", -1))
+    io.write_jsonl(self.path, self.records)
 
 
 @functools.lru_cache(maxsize=4)
@@ -323,7 +355,15 @@ def check_meta(meta: dict, config, trial: int, step: int, n_train: int, workdir:
     bad("its labeled indices do not match its recorded selections")
 
 
-def _run_trial(trial: int, ctx: dict) -> None:
+class _Trial:
+  """One trial between cycles: its state, labeled set and next cycle."""
+
+  def __init__(self, trial: int, state, labeled: np.ndarray, first: int):
+    self.trial, self.state, self.labeled, self.next = trial, state, labeled, first
+
+
+def _start_trial(trial: int, ctx: dict) -> _Trial:
+  """Fresh weights and initial set, or the state of the trial's last checkpoint."""
   config, ds, trainer = ctx["config"], ctx["ds"], ctx["trainer"]
   al, log, metrics, selected = config.al, ctx["log"], ctx["metrics"], ctx["selected"]
   key = lambda name: rng.stream(config.seed, trial, name)
@@ -344,51 +384,87 @@ def _run_trial(trial: int, ctx: dict) -> None:
       log(f"Trial {trial + 1}: resuming after cycle {last_done}")
   else:
     selected.append({"trial": trial, "cycle": 0, "indices": labeled.tolist()})
+  return _Trial(trial, state, labeled, first)
 
-  def save(cycle, state, finished=False):
-    trial_records = lambda log_: [r for r in log_.records if r.get("trial") == trial]
-    checkpoint.save(ctx["workdir"], trial, cycle, state, {
-        "trial": trial, "cycle": cycle, "labeled": labeled.tolist(), "finished": finished,
-        "config_hash": config_hash(config), "rng": rng_record(config.seed, trial),
-        "metrics": trial_records(metrics), "selected": trial_records(selected)})
 
-  for cycle in range(first, al.cycles + 1):
+def _commit(tr: _Trial, cycle: int, state, rec: dict, picks, ctx: dict) -> None:
+  """Records a finished cycle of `tr` and checkpoints it; advances `tr`."""
+  config, log, metrics, selected = ctx["config"], ctx["log"], ctx["metrics"], ctx["selected"]
+  trial, finished = tr.trial, False
+  if picks is None and cycle < config.al.cycles:
+    log("The unlabeled pool is empty: nothing left to select, stopping the trial.")
+    finished = True
+  if picks is not None:
+    tr.labeled = np.concatenate([tr.labeled, picks])
+    selected.append({"trial": trial, "cycle": cycle, "indices": picks.tolist()})
+  metrics.append(rec)
+  trial_records = lambda log_: [r for r in log_.records if r.get("trial") == trial]
+  checkpoint.save(ctx["workdir"], trial, cycle, state, {
+      "trial": trial, "cycle": cycle, "labeled": tr.labeled.tolist(), "finished": finished,
+      "config_hash": config_hash(config), "rng": rng_record(config.seed, trial),
+      "metrics": trial_records(metrics), "selected": trial_records(selected)})
+  tr.state, tr.next = state, (config.al.cycles + 1 if finished else cycle + 1)
+
+
+def _fail(trial: int, cycle: int, e: Exception, ctx: dict) -> None:
+  """Logs a cycle's failure; the checkpoint of the last finished cycle stays as it is."""
+  msg = str(e) if isinstance(e, TrainingError) else f"{type(e).__name__}: {e}"
+  ctx["metrics"].append({"kind": "error", "trial": trial, "cycle": cycle, "error": msg})
+  ctx["log"](f"ERROR: trial {trial + 1} cycle {cycle}: {msg}")
+
+
+def _run_trial(trial: int, ctx: dict) -> None:
+  tr = _start_trial(trial, ctx)
+  while tr.next <= ctx["config"].al.cycles:
+    cycle = tr.next
     try:
-      state, rec, picks = _run_cycle(trial, cycle, labeled, state, ctx)
+      state, rec, picks = _run_cycle(trial, cycle, tr.labeled, tr.state, ctx)
     except Exception as e:
-      # The checkpoint of the last finished cycle stays as it is.
-      msg = str(e) if isinstance(e, TrainingError) else f"{type(e).__name__}: {e}"
-      metrics.append({"kind": "error", "trial": trial, "cycle": cycle, "error": msg})
-      log(f"ERROR: trial {trial + 1} cycle {cycle}: {msg}")
+      _fail(trial, cycle, e, ctx)
       raise
-    if picks is None and cycle < al.cycles:
-      log("The unlabeled pool is empty: nothing left to select, stopping the trial.")
-      metrics.append(rec)
-      save(cycle, state, finished=True)
-      break
-    if picks is not None:
-      labeled = np.concatenate([labeled, picks])
-      selected.append({"trial": trial, "cycle": cycle, "indices": picks.tolist()})
-    metrics.append(rec)
-    save(cycle, state)
+    _commit(tr, cycle, state, rec, picks, ctx)
 
 
-def _run_cycle(trial: int, cycle: int, labeled: np.ndarray, state, ctx: dict):
-  """Trains on `labeled`, tests, and (before the last cycle) selects.
+def _run_lockstep(ctx: dict) -> None:
+  """`compare.parallel = "vmap"`: the trials' cycles in lockstep, trained as one program.
 
-  Returns (state, cycle record, new dataset indices or None).
+  Trials at the same next cycle train together (on a resumed run, trials
+  that lag behind first catch up alone, through the sequential path).
   """
-  config, ds, trainer, log, metrics = (ctx["config"], ctx["ds"], ctx["trainer"], ctx["log"],
-                                       ctx["metrics"])
-  al = config.al
-  key = lambda name: rng.stream(config.seed, trial, name)
-  t0 = time.perf_counter()
+  config = ctx["config"]
+  trials = [_start_trial(t, ctx) for t in range(config.num_trials)]
+  while True:
+    pending = [tr for tr in trials if tr.next <= config.al.cycles]
+    if not pending:
+      return
+    cycle = min(tr.next for tr in pending)
+    group = [tr for tr in pending if tr.next == cycle]
+    if len(group) == 1:
+      tr = group[0]
+      try:
+        state, rec, picks = _run_cycle(tr.trial, cycle, tr.labeled, tr.state, ctx)
+      except Exception as e:
+        _fail(tr.trial, cycle, e, ctx)
+        raise
+      _commit(tr, cycle, state, rec, picks, ctx)
+    else:
+      _run_group_cycle(group, cycle, ctx)
+
+
+def _cycle_state(trial: int, cycle: int, state, ctx: dict):
+  """The state a cycle starts from: re-initialised, or warm with a fresh optimizer."""
+  config, ds, trainer = ctx["config"], ctx["ds"], ctx["trainer"]
   if config.train.reinit_each_cycle and cycle > 1:
     _, params, bs = init_model(config, ds.num_classes, ctx["image_shape"],
-                               jax.random.fold_in(key("init"), cycle))
-    state = trainer.new_state(params, bs)
-  else:  # the optimizer and its schedule are re-created every cycle
-    state = trainer.new_state(state.params, state.batch_stats)
+                               jax.random.fold_in(rng.stream(config.seed, trial, "init"), cycle))
+    return trainer.new_state(params, bs)
+  # the optimizer and its schedule are re-created every cycle
+  return trainer.new_state(state.params, state.batch_stats)
+
+
+def _on_eval(trial: int, cycle: int, ctx: dict):
+  """The per-evaluation callback of a trial's cycle: guard, log line, metrics record."""
+  log, metrics = ctx["log"], ctx["metrics"]
 
   def on_eval(rec):
     for k in ("train_loss", "test_loss"):
@@ -401,20 +477,18 @@ def _run_cycle(trial: int, cycle: int, labeled: np.ndarray, state, ctx: dict):
         f"Best Acc: {rec['best_acc']:.3f}")
     metrics.append({"kind": "eval", "trial": trial, "cycle": cycle, **rec})
 
-  bar = _Progress(config.train.epochs, f"trial {trial + 1} cycle {cycle}")
-  try:
-    state, hist = trainer.fit(
-        state, ctx["images"], ctx["labels"], labeled, np.arange(len(ds.test_labels)),
-        ctx["test_images"], ctx["test_labels"], config.train,
-        jax.random.fold_in(key("data_order"), cycle),
-        jax.random.fold_in(key("augment"), cycle), on_eval=on_eval, progress=bar)
-  finally:
-    bar.close()
-  t_train = time.perf_counter() - t0
+  return on_eval
+
+
+def _end_cycle(trial: int, cycle: int, labeled: np.ndarray, state, hist: list,
+               t_train: float, ctx: dict):
+  """After training: the log line, the cycle record and (before the last cycle) selection."""
+  config, log = ctx["config"], ctx["log"]
+  al = config.al
+  t0 = time.perf_counter()
   acc = hist[-1]["test_acc"]
   log(f"Trial {trial + 1}/{config.num_trials} || Cycle {cycle}/{al.cycles} || "
       f"Label set size {len(labeled)}: Test acc {acc:.2f}")
-
   rec = {"kind": "cycle", "trial": trial, "cycle": cycle, "labeled": len(labeled),
          "test_acc": acc, "train_s": t_train, "select_s": 0.0}
   picks = None
@@ -422,8 +496,80 @@ def _run_cycle(trial: int, cycle: int, labeled: np.ndarray, state, ctx: dict):
     picks, stats, t_sel = _select(trial, cycle, labeled, state, ctx)
     if picks is not None:
       rec.update(select_s=t_sel, **stats)
-  rec["total_s"] = time.perf_counter() - t0
+  rec["total_s"] = t_train + time.perf_counter() - t0
+  return rec, picks
+
+
+def _run_cycle(trial: int, cycle: int, labeled: np.ndarray, state, ctx: dict):
+  """Trains on `labeled`, tests, and (before the last cycle) selects.
+
+  Returns (state, cycle record, new dataset indices or None).
+  """
+  config, ds, trainer = ctx["config"], ctx["ds"], ctx["trainer"]
+  key = lambda name: rng.stream(config.seed, trial, name)
+  t0 = time.perf_counter()
+  state = _cycle_state(trial, cycle, state, ctx)
+  bar = _Progress(config.train.epochs, f"trial {trial + 1} cycle {cycle}")
+  try:
+    state, hist = trainer.fit(
+        state, ctx["images"], ctx["labels"], labeled, np.arange(len(ds.test_labels)),
+        ctx["test_images"], ctx["test_labels"], config.train,
+        jax.random.fold_in(key("data_order"), cycle),
+        jax.random.fold_in(key("augment"), cycle), on_eval=_on_eval(trial, cycle, ctx),
+        progress=bar)
+  finally:
+    bar.close()
+  rec, picks = _end_cycle(trial, cycle, labeled, state, hist, time.perf_counter() - t0, ctx)
   return state, rec, picks
+
+
+def _run_group_cycle(group: list[_Trial], cycle: int, ctx: dict) -> None:
+  """One cycle of several trials: trained as one vmapped program, then tested,
+  selected and checkpointed trial by trial.
+
+  A cycle record's `train_s` is the time of the shared training (all the
+  group's trials together).
+  """
+  config, ds = ctx["config"], ctx["ds"]
+  key = lambda trial, name: jax.random.fold_in(rng.stream(config.seed, trial, name), cycle)
+  current = group[0].trial  # the trial an error is recorded against
+
+  def on_eval(t, rec):
+    nonlocal current
+    current = group[t].trial
+    callbacks[t](rec)
+
+  t0 = time.perf_counter()
+  bar = _Progress(config.train.epochs,
+                  f"trials {group[0].trial + 1}-{group[-1].trial + 1} cycle {cycle}")
+  try:
+    stacked = parallel.stack([_cycle_state(tr.trial, cycle, tr.state, ctx) for tr in group])
+    callbacks = [_on_eval(tr.trial, cycle, ctx) for tr in group]
+    stacked, hists = _stacked_trainer(ctx["trainer"]).fit(
+        stacked, ctx["images"], ctx["labels"], [tr.labeled for tr in group],
+        np.arange(len(ds.test_labels)), ctx["test_images"], ctx["test_labels"], config.train,
+        [key(tr.trial, "data_order") for tr in group],
+        [key(tr.trial, "augment") for tr in group], on_eval=on_eval, progress=bar)
+  except Exception as e:
+    t = getattr(e, "trial", None) if isinstance(e, TrainingError) else None
+    _fail(current if t is None else group[t].trial, cycle, e, ctx)
+    raise
+  finally:
+    bar.close()
+  t_train = time.perf_counter() - t0
+  for tr, state, hist in zip(group, parallel.unstack(stacked, len(group)), hists):
+    try:
+      rec, picks = _end_cycle(tr.trial, cycle, tr.labeled, state, hist, t_train, ctx)
+    except Exception as e:
+      _fail(tr.trial, cycle, e, ctx)
+      raise
+    _commit(tr, cycle, state, rec, picks, ctx)
+
+
+@functools.lru_cache(maxsize=4)
+def _stacked_trainer(trainer: Trainer) -> parallel.StackedTrainer:
+  """The vmapped counterpart of a cached Trainer (compiled once per trial count)."""
+  return parallel.StackedTrainer(trainer)
 
 
 def _select(trial: int, cycle: int, labeled: np.ndarray, state, ctx: dict):

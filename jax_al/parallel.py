@@ -1,0 +1,132 @@
+"""Trials in parallel on one accelerator: `compare.parallel = "vmap"`.
+
+Every trial of a run grows its labeled set by the same budget, so at every
+cycle all trials train on sets of one size. T trials can then train as one
+program: `jax.vmap` of the very step of `jax_al.train` over a leading trial
+axis of the state (params, batch statistics, optimizer state), the epoch
+orders and the augmentation keys. The uint8 images and labels are shared
+(`in_axes=None`), not copied. The validity mask of the padded batches
+depends only on the labeled-set size, so it is shared too: a chunk's
+"skip padding-only steps" `lax.cond` stays a real branch under vmap.
+
+Each trial keeps its own named random streams, folded exactly as in
+`Trainer.fit`, so a vmapped run trains the same models as the sequential
+run; only the arithmetic of the batched kernels may differ in the last bits.
+Evaluation and selection stay per trial (`Trainer.evaluate` / `predict` on
+each trial's slice of the stacked state).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_al import train
+from jax_al.errors import ConfigError, TrainingError
+from jax_al.train import TrainState, Trainer
+
+
+def stack(states: Sequence[Any]):
+  """Per-trial pytrees -> one pytree with a leading trial axis."""
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
+def unstack(stacked, num: int) -> list:
+  """The inverse of `stack`: `num` per-trial pytrees (copies)."""
+  return [jax.tree.map(lambda x, t=t: x[t], stacked) for t in range(num)]
+
+
+_fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
+
+
+class StackedTrainer:
+  """Trains T models of one architecture as one vmapped program.
+
+  Wraps a single-device `Trainer` (same graph, step settings and optimizer)
+  and reuses its `evaluate` per trial. Build it once per Trainer: the vmapped
+  step compiles once per number of trials.
+  """
+
+  def __init__(self, trainer: Trainer):
+    if trainer.mesh is not None:
+      raise ConfigError("compare.parallel", "vmap",
+                        "vmapped trials run on one device, but a multi-device mesh "
+                        "(mesh.data) is set; use --config.compare.parallel=none with the "
+                        "mesh, or --config.mesh.data=1 for vmapped trials")
+    self.base, self.sc = trainer, trainer.sc
+    step = functools.partial(train.train_steps, trainer.graphdef, trainer.tx, trainer.sc)
+    # (state, images, labels, order, valid, start, rng, lr): per trial or shared.
+    self._train = jax.jit(jax.vmap(step, in_axes=(0, None, None, 0, None, None, 0, None)),
+                          donate_argnums=(0,))
+    self._order = jax.jit(jax.vmap(train.epoch_order, in_axes=(0, 0, None, None)),
+                          static_argnums=(2, 3))
+
+  def run_epoch(self, state: TrainState, images, labels, labeled_masks, num_labeled: int,
+                order_keys, aug_keys, lr: float):
+    """One epoch of every trial; returns (state, mean loss per trial [T])."""
+    order, valid = self._order(order_keys, labeled_masks, self.sc.batch_size, self.base.rows)
+    valid = valid[0]  # the same for every trial: it depends on the set size only
+    steps = math.ceil(num_labeled / self.sc.batch_size)
+    lr_, losses = jnp.asarray(np.float32(lr)), []
+    for c in range(math.ceil(steps / self.sc.steps_per_call)):
+      start = jnp.asarray(np.int32(c * self.sc.steps_per_call))
+      state, l = self._train(state, images, labels, order, valid, start, aug_keys, lr_)
+      losses.append(l)
+    return state, jnp.nanmean(jnp.concatenate(losses, axis=1), axis=1)
+
+  def fit(self, state: TrainState, images, labels, labeled_idx: Sequence[np.ndarray],
+          test_idx: np.ndarray, test_images, test_labels, train_cfg,
+          order_keys: Sequence[jax.Array], aug_keys: Sequence[jax.Array],
+          on_eval: Callable[[int, dict], None] | None = None,
+          progress: Callable[[int], None] | None = None):
+    """`Trainer.fit` for stacked trials: trial t trains on `labeled_idx[t]`.
+
+    Every labeled set must have the same size. Calls `on_eval(t, record)` per
+    trial at each evaluation, in trial order. A non-finite training loss
+    raises TrainingError with the attribute `trial` (its index here).
+    Returns (stacked state, [history of each trial]).
+    """
+    num = len(labeled_idx)
+    sizes = sorted({len(l) for l in labeled_idx})
+    if len(sizes) != 1 or len(order_keys) != num or len(aug_keys) != num:
+      raise ValueError(f"stacked trials need labeled sets of one size and one key each; "
+                       f"got sizes {sizes}, {len(order_keys)} order and {len(aug_keys)} "
+                       f"augmentation keys for {num} trials")
+    masks = np.zeros((num, labels.shape[0]), bool)
+    for t, idx in enumerate(labeled_idx):
+      masks[t, idx] = True
+    masks = jnp.asarray(masks)
+    order_keys, aug_keys = jnp.stack(list(order_keys)), jnp.stack(list(aug_keys))
+    best, histories, t0 = [0.0] * num, [[] for _ in range(num)], time.perf_counter()
+    for epoch in range(train_cfg.epochs):
+      lr = train.learning_rate(train_cfg, epoch)
+      state, loss = self.run_epoch(state, images, labels, masks, sizes[0],
+                                   _fold(order_keys, epoch), _fold(aug_keys, epoch), lr)
+      last = epoch + 1 == train_cfg.epochs
+      if (epoch + 1) % train_cfg.eval_every == 0 or last:
+        losses = np.asarray(loss, np.float64)
+        for t in range(num):
+          if not math.isfinite(losses[t]):
+            err = TrainingError(
+                f"training loss became {float(losses[t])} at epoch {epoch + 1} (lr {lr}); "
+                "lower train.lr or use train.dtype=float32")
+            err.trial = t
+            raise err
+        for t, (params, bs) in enumerate(unstack((state.params, state.batch_stats), num)):
+          acc, test_loss = self.base.evaluate(params, bs, test_images, test_labels, test_idx)
+          best[t] = max(best[t], acc)
+          rec = dict(epoch=epoch + 1, train_loss=float(losses[t]), test_acc=acc,
+                     test_loss=test_loss, best_acc=best[t], lr=lr,
+                     seconds=time.perf_counter() - t0)
+          histories[t].append(rec)
+          if on_eval:
+            on_eval(t, rec)
+      if progress:
+        progress(epoch + 1)
+    return state, histories
