@@ -58,6 +58,8 @@ class Plan:
       cycle has the same pool shape and compiles once).
     lams: the lam sweep; 0 is uncertainty only.
     norms: the normalisations swept.
+    sign_lams: lams at which large (+1) and small (-1) rank-normalised MMD
+      are compared (1.0 is the main runs `mmd_large` / `mmd_small`).
     probe_cycles: cycles whose selection steps are reproduced for overlaps.
     probe_trials: trials whose selection steps are reproduced for overlaps.
     pca_cycle: the cycle whose selection step is drawn in the PCA picture.
@@ -71,6 +73,7 @@ class Plan:
   subset: int
   lams: tuple[float, ...]
   norms: tuple[str, ...]
+  sign_lams: tuple[float, ...]
   probe_cycles: tuple[int, ...]
   probe_trials: tuple[int, ...]
   pca_cycle: int
@@ -79,10 +82,10 @@ class Plan:
 PLANS = {
     "full": Plan("full", trials=5, sweep_trials=3, epochs=50, cycles=10, subset=1000,
                  lams=(0.0, 0.1, 0.3, 1.0, 3.0, 10.0),
-                 norms=("none", "minmax", "zscore", "rank"),
+                 norms=("none", "minmax", "zscore", "rank"), sign_lams=(0.1, 0.3, 1.0),
                  probe_cycles=(1, 3, 5, 7, 9), probe_trials=(0, 1, 2), pca_cycle=3),
     "ci": Plan("ci", trials=2, sweep_trials=2, epochs=8, cycles=3, subset=1000,
-               lams=(0.0, 1.0, 10.0), norms=("none", "rank"),
+               lams=(0.0, 1.0, 10.0), norms=("none", "rank"), sign_lams=(1.0, 10.0),
                probe_cycles=(1, 2), probe_trials=(0,), pca_cycle=2),
 }
 
@@ -424,19 +427,22 @@ def plot_curves(ax, runs: dict[str, dict], names: Iterable[str] | None = None,
     ax.set_title(title, fontsize=10)
 
 
-def plot_paired(ax, rows: list[dict], against: str) -> None:
-  """Paired AUC differences (`auc_table(..., against)`) with 95 % intervals."""
-  rows = [r for r in rows if "vs" in r]
-  y = np.arange(len(rows))
-  d = np.array([r["vs"]["diff"] for r in rows])
-  lo = np.array([r["vs"]["lo"] for r in rows])
-  hi = np.array([r["vs"]["hi"] for r in rows])
+def plot_paired(ax, diffs: dict[str, dict], xlabel: str) -> None:
+  """Paired AUC differences ({label: `paired(...)`}) as points with 95 % intervals.
+
+  A difference with a single pair (no interval) is drawn as a bare point.
+  """
+  labels = list(diffs)
+  y = np.arange(len(labels))
+  d = np.array([diffs[k]["diff"] for k in labels])
+  lo = np.array([diffs[k]["lo"] for k in labels])
+  hi = np.array([diffs[k]["hi"] for k in labels])
   ok = np.isfinite(lo)
   ax.errorbar(d[ok], y[ok], xerr=[d[ok] - lo[ok], hi[ok] - d[ok]], fmt="o", capsize=4)
   ax.plot(d[~ok], y[~ok], "o")
   ax.axvline(0, color="k", lw=0.8)
-  ax.set_yticks(y, [r["name"] for r in rows])
-  ax.set_xlabel(f"AUC(variant) - AUC({against}), points, 95 % CI")
+  ax.set_yticks(y, labels)
+  ax.set_xlabel(xlabel)
   ax.grid(alpha=0.3, axis="x")
 
 

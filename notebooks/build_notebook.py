@@ -104,6 +104,7 @@ variant is a preset of `jax_al/presets.py` plus `config.al` overrides:
 | `greedy` | greedy batch minimising MMD^2(L + Q, U), traded against global uncertainty |
 | `random`, `entropy`, `coreset`, `badge` | baselines |
 | `sweep_<norm>_lam<lam>` | the users' terms with normalisation `<norm>` and weight `<lam>` (3 trials) |
+| `sweep_rank_small_lam<lam>` | `mmd_small` with weight `<lam>` (3 trials) |
 """)
 
 code("""
@@ -116,6 +117,9 @@ MAIN["mmd_small"] = A.digits_config("rank", P, sign=-1)
 SAME = {("none", 1.0): "users", ("rank", 1.0): "mmd_large"}
 SWEEP = {f"sweep_{nm}_lam{lam:g}": A.digits_config("users", P, trials=P.sweep_trials, normalize=nm, lam=lam)
          for nm in P.norms for lam in P.lams if lam > 0 and (nm, lam) not in SAME}
+# Question 3 at other weights: small (sign -1) rank-normalised MMD.
+SWEEP.update({f"sweep_rank_small_lam{lam:g}": A.digits_config("rank", P, trials=P.sweep_trials, sign=-1, lam=lam)
+              for lam in P.sign_lams if lam != 1.0})
 seconds = A.run_all({**MAIN, **SWEEP}, ROOT)
 FINDINGS["run_seconds"] = sum(seconds.values())
 print(f"{len(seconds)} runs, {sum(seconds.values()):.0f} s")
@@ -233,7 +237,7 @@ print(A.format_table(rows, "batch_uncertainty"))
 FINDINGS["q2"] = rows
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1.4, 1]})
 A.plot_curves(a1, RUNS, Q2, f"scope ({P.trials} trials)")
-A.plot_paired(a2, rows, "batch_uncertainty")
+A.plot_paired(a2, {r["name"]: r["vs"] for r in rows if "vs" in r}, "AUC - AUC(batch_uncertainty), 95 % CI")
 save(fig, "q2_scope.png")
 """)
 
@@ -257,10 +261,29 @@ Q3 = ["batch_uncertainty", "mmd_large", "mmd_small", "witness", "greedy"]
 rows = A.auc_table({n: RUNS[n] for n in Q3}, against="batch_uncertainty")
 print(A.format_table(rows, "batch_uncertainty"))
 FINDINGS["q3"] = rows
-fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1.4, 1]})
+fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(16, 4), gridspec_kw={"width_ratios": [1.4, 1, 1]})
 A.plot_curves(a1, RUNS, Q3, f"sign ({P.trials} trials)")
-A.plot_paired(a2, rows, "batch_uncertainty")
+A.plot_paired(a2, {r["name"]: r["vs"] for r in rows if "vs" in r}, "AUC - AUC(batch_uncertainty), 95 % CI")
+# Both signs at several weights (rank normalisation), paired over the sweep's trials.
+def signed_run(sign, lam):
+    if lam == 1.0:
+        return A.first_trials(RUNS["mmd_large" if sign > 0 else "mmd_small"], P.sweep_trials)
+    return SWEEP_RUNS[f"sweep_rank_lam{lam:g}" if sign > 0 else f"sweep_rank_small_lam{lam:g}"]
+sign_rows = []
+for sign, label in [(1, "large MMD (+1)"), (-1, "small MMD (-1)")]:
+    d = [A.paired(signed_run(sign, lam), base) for lam in P.sign_lams]
+    m = np.array([r["diff"] for r in d])
+    lo = np.array([r["lo"] if np.isfinite(r["lo"]) else r["diff"] for r in d])
+    hi = np.array([r["hi"] if np.isfinite(r["hi"]) else r["diff"] for r in d])
+    a3.errorbar(np.arange(len(P.sign_lams)) + 0.05 * sign, m, yerr=[m - lo, hi - m], marker="o", capsize=3, label=label)
+    sign_rows += [{"sign": sign, "lam": lam, **r} for lam, r in zip(P.sign_lams, d)]
+a3.axhline(0, color="k", lw=0.8); a3.legend(fontsize=8); a3.grid(alpha=0.3)
+a3.set_xticks(np.arange(len(P.sign_lams)), [f"{l:g}" for l in P.sign_lams]); a3.set_xlabel("lam (rank normalisation)")
+a3.set_ylabel("AUC - AUC(uncertainty only)"); a3.set_title(f"both signs, paired over {P.sweep_trials} trials", fontsize=10)
 save(fig, "q3_sign_curves.png")
+FINDINGS["q3_signs"] = sign_rows
+for r in sign_rows:
+    print(f"sign {r['sign']:+d} lam {r['lam']:g}: {r['diff']:+.2f} [{r['lo']:+.2f}, {r['hi']:+.2f}] vs uncertainty only")
 """)
 
 md("""
@@ -330,7 +353,7 @@ for b, v in vs.items():
 FINDINGS["q4"] = {"best": best, "table": rows, "best_vs": vs}
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1.4, 1]})
 A.plot_curves(a1, RUNS, [best, "users"] + BASE, f"against baselines ({P.trials} trials)")
-A.plot_paired(a2, rows, "random")
+A.plot_paired(a2, {f"{best} - {b}": v for b, v in vs.items()}, "paired AUC difference, 95 % CI")
 save(fig, "q4_baselines.png")
 """)
 

@@ -1,0 +1,176 @@
+"""Trials in parallel on one device (`compare.parallel = "vmap"`): total images/s.
+
+    python -m jax_al.bench.parallel [--quick] [--trials 3] [--json PATH]
+
+Times one training epoch of the sequential path (`Trainer.run_epoch`, one
+trial) and of T trials stacked into one vmapped program
+(`parallel.StackedTrainer.run_epoch`), on `--labeled` of `--n-train` random
+uint8 images of CIFAR shape, each trial with its own labeled set, order and
+augmentation keys, as in the loop. Total images/s = trials x labeled / epoch
+seconds; `speedup` is relative to the sequential path, so T sequential
+trials take T / speedup times longer than T vmapped ones.
+
+Compilation is excluded (a warm-up epoch first, its compile time reported
+apart) and the variants are timed round-robin within each repeat, so load
+from other processes hits them alike. `max_param_diff` checks the results:
+one epoch of every trial from the same start, one step, vmapped vs one by one.
+
+On CPU, stacking does not pay: one trial's convolutions already keep the
+cores busy, and XLA:CPU runs the batched (grouped) convolutions of vmapped
+weights slower than T separate ones. The gain is meant for a GPU, where one
+small model leaves most of the device idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_al import parallel
+from jax_al.bench import common
+from jax_al.bench.train import IMAGE_SHAPE, NUM_CLASSES, fake_data, make_config
+from jax_al.train import StepConfig, Trainer, init_model
+
+# (full, --quick) defaults.
+DEFAULTS = {"width": (1.0, 0.125), "dtype": ("bfloat16", "float32"), "n_train": (50000, 1024),
+            "labeled": (5000, 256), "repeats": (5, 2)}
+COLUMNS = [("mode", "mode"), ("trials", "trials"), ("labeled", "labeled/trial"),
+           ("compile_s", "compile s"), ("epoch_s", "epoch s"),
+           ("images_per_s", "total images/s"), ("speedup", "speedup"),
+           ("peak_device_bytes", "peak dev mem")]
+
+
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="python -m jax_al.bench.parallel", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--quick", action="store_true", help="CPU sizes (tiny width, few images)")
+  p.add_argument("--trials", default="3", help="comma-separated trial counts to stack (3)")
+  p.add_argument("--model", default="resnet18", help="resnet18 | cnn")
+  p.add_argument("--width", type=float, help="width multiplier (1.0; quick 0.125)")
+  p.add_argument("--dtype", help="float32 | bfloat16 (bfloat16; quick float32)")
+  p.add_argument("--batch", type=int, default=128)
+  p.add_argument("--steps-per-call", type=int, default=0, help="0 = auto (1 on CPU, else 40)")
+  p.add_argument("--n-train", type=int, help="training-set rows on the device (50,000)")
+  p.add_argument("--labeled", type=int, help="labeled examples per trial (5,000)")
+  p.add_argument("--repeats", type=int, help="timed epochs per variant (median reported)")
+  p.add_argument("--json", help="write the results here")
+  return p
+
+
+def _args(argv) -> argparse.Namespace:
+  args = parser().parse_args(argv)
+  q = int(bool(args.quick))
+  for name, vals in DEFAULTS.items():
+    if getattr(args, name) is None:
+      setattr(args, name, vals[q])
+  try:
+    args.trials = sorted({int(t) for t in args.trials.split(",") if t.strip()})
+  except ValueError:
+    raise SystemExit(f"error: --trials {args.trials!r}: give integers, e.g. 3") from None
+  if (not args.trials or min(args.trials) < 1 or args.repeats < 1 or args.labeled < 1
+      or args.labeled > args.n_train):
+    raise SystemExit("error: --trials and --repeats must be >= 1 and 1 <= --labeled <= "
+                     "--n-train")
+  if args.model not in ("resnet18", "cnn") or args.dtype not in ("float32", "bfloat16"):
+    raise SystemExit("error: --model is resnet18 or cnn, --dtype float32 or bfloat16")
+  return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+  args = _args(argv)
+  results = common.Results(args.json)
+  m = results.doc["meta"]
+  print(f"jax_al.bench.parallel on {m['device_kind']} ({m['backend']}), jax {m['jax']}: "
+        f"{args.model} w={args.width} {args.dtype}, {args.labeled} of {args.n_train} images "
+        f"labeled per trial, batch {args.batch}", flush=True)
+  images, labels = fake_data(args.n_train, seed=0)
+  c = make_config(args.model, args.width, args.dtype, args.steps_per_call, args.batch)
+  trainer = Trainer(*init_model(c, NUM_CLASSES, IMAGE_SHAPE, jax.random.key(0))[:1],
+                    StepConfig.from_config(c, args.n_train), args.n_train)
+  stacked_trainer = parallel.StackedTrainer(trainer)
+  t_max = max(args.trials)
+  inits = [init_model(c, NUM_CLASSES, IMAGE_SHAPE, jax.random.key(t))[1:] for t in range(t_max)]
+  rng = np.random.default_rng(0)
+  masks = np.zeros((t_max, args.n_train), bool)
+  for t in range(t_max):
+    masks[t, rng.choice(args.n_train, args.labeled, replace=False)] = True
+  masks = jnp.asarray(masks)
+  keys = lambda name, epoch, n: jnp.stack(
+      [jax.random.fold_in(jax.random.key(1000 * (name == "aug") + t), epoch) for t in range(n)])
+  lr = c.train.lr
+
+  # (mode, trials): (a fresh state, one epoch from a state at an epoch number)
+  variants = {("sequential", 1): (
+      lambda: trainer.new_state(*inits[0]),
+      lambda s, e: trainer.run_epoch(s, images, labels, masks[0], args.labeled,
+                                     keys("order", e, 1)[0], keys("aug", e, 1)[0], lr))}
+  for n in args.trials:
+    variants[("vmap", n)] = (
+        lambda n=n: parallel.stack([trainer.new_state(*inits[t]) for t in range(n)]),
+        lambda s, e, n=n: stacked_trainer.run_epoch(s, images, labels, masks[:n], args.labeled,
+                                                    keys("order", e, n), keys("aug", e, n), lr))
+
+  states, times, compile_s = {}, {v: [] for v in variants}, {}
+  for v, (fresh, epoch) in variants.items():  # warm-up: compiles
+    with common.CompileTimer() as ct:
+      (states[v], _), first = common.timed(lambda: epoch(fresh(), 0))
+    compile_s[v] = ct.seconds if ct.events else first
+  for r in range(args.repeats):
+    for v, (_, epoch) in variants.items():  # round-robin
+      (states[v], _), t = common.timed(lambda: epoch(states[v], r + 1))
+      times[v].append(t)
+
+  # Correctness: one step of every trial from the same start, vmapped vs alone.
+  # (One step: over many steps at this lr, on random labels, any float
+  # difference grows chaotically -- a 1e-6 perturbation of the sequential run
+  # itself grows to 1e-2 in 5 steps.)
+  one = np.zeros((t_max, args.n_train), bool)
+  for t in range(t_max):
+    one[t, rng.choice(args.n_train, min(args.batch, args.n_train), replace=False)] = True
+  one, n_one = jnp.asarray(one), min(args.batch, args.n_train)
+  got, _ = stacked_trainer.run_epoch(variants[("vmap", t_max)][0](), images, labels, one, n_one,
+                                     keys("order", 0, t_max), keys("aug", 0, t_max), lr)
+  diff = update = 0.0
+  for t in range(t_max):
+    alone, _ = trainer.run_epoch(trainer.new_state(*inits[t]), images, labels, one[t], n_one,
+                                 keys("order", 0, t_max)[t], keys("aug", 0, t_max)[t], lr)
+    for p0, a, b in zip(*(jax.tree.leaves(x) for x in (inits[t][0], alone.params, got.params))):
+      p0, a, b = (np.asarray(x, np.float32) for x in (p0, a, b[t]))
+      diff, update = max(diff, float(np.abs(a - b).max())), max(update, float(np.abs(a - p0).max()))
+  del states, got
+
+  base = args.labeled / common.median(times[("sequential", 1)])
+  rows = []
+  for (mode, n), ts in times.items():
+    epoch_s = common.median(ts)
+    rows.append({"model": args.model, "width": args.width, "dtype": args.dtype, "mode": mode,
+                 "trials": n, "labeled": args.labeled, "n_train": args.n_train,
+                 "batch": args.batch, "steps_per_call": trainer.sc.steps_per_call,
+                 "steps": math.ceil(args.labeled / args.batch), "compile_s": compile_s[(mode, n)],
+                 "epoch_s": epoch_s, "epoch_s_all": ts, "repeats": args.repeats,
+                 "images_per_s": n * args.labeled / epoch_s,
+                 "speedup": n * args.labeled / epoch_s / base, **common.memory()})
+  check = {"trials": t_max, "max_param_diff": diff, "max_update": update,
+           "relative": diff / update if update else None,
+           "note": "one training step of every trial from the same start: vmapped vs one by "
+                   "one; relative = max |param difference| / max |parameter update|"}
+  out = {"rows": rows, "check": check}
+  if jax.default_backend() == "cpu":
+    out["note"] = ("CPU: one trial's convolutions already use every core, so stacking "
+                   "trials shows no GPU-like speed-up here")
+  results.set("parallel", out)
+  print(common.table(rows, COLUMNS))
+  print(f"vmapped vs sequential, one step: max |param diff| {diff:.3g}, "
+        f"{check['relative'] or 0:.2g} of the largest update ({update:.3g})")
+  if "note" in out:
+    print(out["note"])
+  results.save()
+  return results.doc
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,169 @@
+"""`compare.parallel = "vmap"`: trials trained as one vmapped program match the
+sequential run (same selections, accuracies within float tolerance), write the
+same files, and resume, in either mode, from each other's checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from conftest import tiny_digits_config
+from jax_al import checkpoint, loop, parallel, sharding
+from jax_al.errors import ConfigError, TrainingError
+from test_reliability import Interrupt, assert_same_run, records
+
+# 3 trials x 3 cycles of the digits MLP (re-initialised each cycle), 2 steps
+# per call: the vmapped lax.scan with its skip-padding lax.cond.
+RUN = dict(num_trials=3, al__cycles=3, train__epochs=8, train__eval_every=4,
+           train__milestones=(6,), train__steps_per_call=2)
+
+
+def _config(parallel_mode: str, strategy: str = "entropy", **fields):
+  return tiny_digits_config(strategy, compare__parallel=parallel_mode, **{**RUN, **fields})
+
+
+def count_calls(monkeypatch, cls, name: str, interrupt_at: int | None = None) -> list:
+  real = getattr(cls, name)
+  calls = []
+
+  def wrapper(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == interrupt_at:
+      raise Interrupt()
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(cls, name, wrapper)
+  return calls
+
+
+@pytest.fixture(scope="module")
+def seq_and_vmap(tmp_path_factory):
+  root = tmp_path_factory.mktemp("parallel")
+  loop.run(_config("none"), root / "seq", quiet=True)
+  with pytest.MonkeyPatch.context() as m:
+    seq_fits = count_calls(m, loop.Trainer, "fit")
+    vmap_fits = count_calls(m, parallel.StackedTrainer, "fit")
+    loop.run(_config("vmap"), root / "vmap", quiet=True)
+  assert (len(seq_fits), len(vmap_fits)) == (0, 3)  # one vmapped fit per cycle, no other
+  return root / "seq", root / "vmap"
+
+
+def _log_lines(workdir, prefix):
+  return sorted(l for l in (workdir / "log.txt").read_text().splitlines() if l.startswith(prefix))
+
+
+def test_vmap_matches_sequential_and_writes_the_same_files(seq_and_vmap):
+  seq, vmap = seq_and_vmap
+  assert (seq / "selected.jsonl").read_text() == (vmap / "selected.jsonl").read_text()
+  assert_same_run(seq, vmap)
+  a, b = records(seq), records(vmap)
+  assert [sorted(r) for r in a] == [sorted(r) for r in b]  # same records, same fields
+  for x, y in zip(a, b):
+    for k, v in x.items():
+      if k.endswith("_s") or k == "seconds":
+        continue
+      if isinstance(v, float):
+        assert math.isclose(v, y[k], rel_tol=1e-5, abs_tol=1e-5), (k, x, y)
+      else:
+        assert v == y[k], (k, x, y)
+  summary = [json.loads((d / "summary.json").read_text()) for d in (seq, vmap)]
+  assert summary[0]["labeled"] == summary[1]["labeled"] == [20, 40, 60]
+  np.testing.assert_allclose(summary[0]["test_acc"], summary[1]["test_acc"], atol=1e-4)
+  for prefix in ("Trial ", "Cycle: "):  # same lines; in lockstep order
+    assert _log_lines(seq, prefix) == _log_lines(vmap, prefix)
+  # Each trial's checkpoint holds the same meta as in the sequential run.
+  for t in range(3):
+    ma, mb = (checkpoint.restore_meta(d, t, 3) for d in (seq, vmap))
+    assert ma["labeled"] == mb["labeled"] and ma["config_hash"] == mb["config_hash"]
+    assert ma["selected"] == mb["selected"]
+
+
+def test_warm_start_cnn_with_augmentation_matches(tmp_path):
+  """BatchNorm, convolutions, flip/crop keys and warm start."""
+  kw = dict(num_trials=2, al__cycles=2, model__name="cnn", model__width=0.25,
+            train__reinit_each_cycle=False, augment__flip=True, augment__crop_pad=1,
+            train__steps_per_call=1, train__epochs=3, train__eval_every=3,
+            train__milestones=())
+  loop.run(_config("none", "margin", **kw), tmp_path / "seq", quiet=True)
+  loop.run(_config("vmap", "margin", **kw), tmp_path / "vmap", quiet=True)
+  assert_same_run(tmp_path / "seq", tmp_path / "vmap")
+
+
+def test_vmap_run_interrupted_resumes_sequentially(seq_and_vmap, tmp_path, monkeypatch):
+  """A vmap run stopped in cycle 2, resumed by a sequential run: the same result."""
+  seq, _ = seq_and_vmap
+  run = tmp_path / "run"
+  with monkeypatch.context() as m:
+    count_calls(m, parallel.StackedTrainer, "fit", interrupt_at=2)
+    with pytest.raises(Interrupt):
+      loop.run(_config("vmap"), run, quiet=True)
+  assert [checkpoint.latest(run, t) for t in range(3)] == [1, 1, 1]
+  fits = count_calls(monkeypatch, loop.Trainer, "fit")
+  loop.run(_config("none"), run, quiet=True)
+  assert len(fits) == 6  # cycles 2 and 3 of each trial
+  assert_same_run(run, seq)
+
+
+def test_lagging_trials_catch_up_then_train_together(seq_and_vmap, tmp_path, monkeypatch):
+  """Killed while checkpointing trial 1's cycle 2: trial 0 is a cycle ahead.
+
+  The vmap resume trains trials 1 and 2 together at cycle 2, then all three.
+  """
+  _, vmap = seq_and_vmap
+  run = tmp_path / "run"
+  real_save = checkpoint.save
+
+  def save(workdir, trial, cycle, *a):
+    if (trial, cycle) == (1, 2):
+      raise Interrupt()
+    return real_save(workdir, trial, cycle, *a)
+
+  with monkeypatch.context() as m:
+    m.setattr(loop.checkpoint, "save", save)
+    with pytest.raises(Interrupt):
+      loop.run(_config("vmap"), run, quiet=True)
+  assert [checkpoint.latest(run, t) for t in range(3)] == [2, 1, 1]
+  real_fit = parallel.StackedTrainer.fit
+  groups = []
+
+  def fit(self, state, images, labels, labeled_idx, *a, **k):
+    groups.append(len(labeled_idx))
+    return real_fit(self, state, images, labels, labeled_idx, *a, **k)
+
+  monkeypatch.setattr(parallel.StackedTrainer, "fit", fit)
+  seq_fits = count_calls(monkeypatch, loop.Trainer, "fit")
+  loop.run(_config("vmap"), run, quiet=True)
+  assert groups == [2, 3] and len(seq_fits) == 0
+  assert_same_run(run, vmap)
+
+
+def test_diverging_trials_stop_with_an_error_record(tmp_path):
+  run = tmp_path / "run"
+  with pytest.raises(TrainingError, match="lower train.lr"):
+    loop.run(_config("vmap", train__lr=1e6, al__cycles=2), run, quiet=True)
+  last = records(run)[-1]
+  assert last["kind"] == "error" and last["cycle"] == 1 and last["trial"] == 0
+  assert all(checkpoint.latest(run, t) is None for t in range(3))
+
+
+def test_vmap_with_a_mesh_is_refused_naming_the_field():
+  config = _config("vmap")
+  with pytest.raises(ConfigError, match="compare.parallel.*mesh.data=1"):
+    loop.check_parallel(config, sharding.make_mesh(1))
+  loop.check_parallel(config, None)
+  config.num_trials = 1  # nothing to stack: runs normally
+  loop.check_parallel(config, sharding.make_mesh(1))
+
+
+def test_stack_and_unstack_round_trip():
+  import jax.numpy as jnp
+  trees = [{"a": jnp.full((2,), t), "b": (jnp.float32(t),)} for t in range(3)]
+  stacked = parallel.stack(trees)
+  assert stacked["a"].shape == (3, 2) and stacked["b"][0].shape == (3,)
+  back = parallel.unstack(stacked, 3)
+  for x, y in zip(trees, back):
+    np.testing.assert_array_equal(x["a"], y["a"])
+    assert float(y["b"][0]) == float(x["b"][0])
