@@ -153,28 +153,33 @@ def plot(summary: dict, out: Path) -> list[Path]:
   import matplotlib.pyplot as plt
 
   paths = []
-  fig, ax = plt.subplots(figsize=(6.4, 4.2))
-  for name, s in summary["strategies"].items():
+  # tab20 + line styles keep up to 20 strategies apart (tab10 repeats after 10).
+  colors = plt.get_cmap("tab20").colors
+  style = lambda i: dict(color=colors[(2 * i) % 20 + (i // 10) % 2],
+                         linestyle=("-", "--", ":")[(i // 10) % 3])
+  fig, ax = plt.subplots(figsize=(7.2, 4.6))
+  for i, (name, s) in enumerate(summary["strategies"].items()):
     if not s["labeled"]:
       continue
     x, m, sd = np.array(s["labeled"]), np.array(s["mean"]), np.array(s["std"])
-    ax.plot(x, m, marker="o", ms=3, label=f"{name} (AUC {s['auc_mean']:.1f})")
-    ax.fill_between(x, m - sd, m + sd, alpha=0.2)
+    ax.plot(x, m, marker="o", ms=3, label=f"{name} (AUC {s['auc_mean']:.1f})", **style(i))
+    ax.fill_between(x, m - sd, m + sd, alpha=0.12, color=style(i)["color"])
   ax.set_xlabel("labeled images")
   ax.set_ylabel("test accuracy (%)")
   ax.set_title("Learning curves (mean ± std over trials)")
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=7, ncol=2)
   fig.tight_layout()
   paths.append(out / "learning_curves.png")
   fig.savefig(paths[-1], dpi=120)
   plt.close(fig)
 
-  fig, ax = plt.subplots(figsize=(6.4, 3.6))
-  for name, s in summary["strategies"].items():
+  fig, ax = plt.subplots(figsize=(7.2, 4.0))
+  for i, (name, s) in enumerate(summary["strategies"].items()):
     if s["labeled"]:
       k = len(s["labeled"]) - 1  # the last cycle selects nothing
-      ax.plot(np.arange(1, k + 1), np.array(s["select_s_mean"][:k]) * 1e3, marker="o", ms=3, label=name)
+      ax.plot(np.arange(1, k + 1), np.array(s["select_s_mean"][:k]) * 1e3, marker="o", ms=3,
+              label=name, **style(i))
   ax.set_xlabel("cycle")
   ax.set_ylabel("selection time (ms, incl. features)")
   ax.set_yscale("log")
