@@ -10,12 +10,12 @@
 #
 # Order and caps (seconds; every part writes its JSON as it goes, so a part
 # cut by its cap still returns what it measured):
-#   1. train+features, ResNet-18 width 1, batch 128, bf16: step (1) /
+#   1. features+train, ResNet-18 width 1, batch 128, bf16: step (1) /
 #      chunk (40, the GPU default) / epoch (391) steps per call, at 5,000
-#      and 20,000 labeled                                         (cap 130)
-#   2. train+features fp32, chunk variant only                  (cap 50)
+#      and 20,000 labeled; features over 50,000 first          (cap 140)
+#   2. features+train fp32, chunk variant only                  (cap 50)
 #   3. the full 7-cycle protocol on the CIFAR-10 JPEG copy, bf16, 'users'
-#      strategy: all the time left but 40 s (at least ~335 s); cut at that
+#      strategy: all the time left but 55 s (at least ~310 s); cut at that
 #      point, its per-cycle log (protocol/metrics.jsonl) still returns
 #   4. selection benchmark (jax_al.bench.selection)             (cap 40)
 #   5. PyTorch reference, bf16 eager channels_last, if > 60 s left (cap 45)
@@ -65,7 +65,7 @@ else
 fi
 
 # ---- 1-2: training and feature-extraction throughput ----
-part train_bf16 130 python3 -m jax_al.bench train,features --models resnet18 \
+part train_bf16 140 python3 -m jax_al.bench train,features --models resnet18 \
   --dtypes bfloat16 --variants step,chunk,epoch ${Q[@]+"${Q[@]}"} ${SIZES[@]+"${SIZES[@]}"} \
   --json "$OUT/train_bf16.json"
 part train_fp32 50 python3 -m jax_al.bench train,features --models resnet18 \

@@ -54,7 +54,9 @@ def main(folder: str) -> None:
         print(f"protocol training estimate {e['model']} {e['dtype']} {e['variant']}: "
               f"{e['train_s_est']:,.0f} s (200 epochs x 7 cycles, extrapolated)")
 
-  proto = docs.get("protocol", {}).get("protocol", {}) if isinstance(docs.get("protocol"), dict) else {}
+  if not isinstance(docs.get("protocol"), dict):
+    docs["protocol"] = {}
+  proto = docs["protocol"].get("protocol", {})
   cycles = proto.get("cycles")
   if not cycles and (out / "protocol" / "metrics.jsonl").exists():
     cycles = [json.loads(l) for l in (out / "protocol" / "metrics.jsonl").read_text().splitlines()
@@ -62,20 +64,32 @@ def main(folder: str) -> None:
     cycles = [c for c in cycles if c.get("kind") == "cycle"]
   if cycles:
     print(f"\nprotocol ({proto.get('status', 'cut before the end')}):")
-    print(f"{'cycle':>5s} {'labeled':>8s} {'acc %':>6s} {'train s':>8s} {'select s':>8s} {'total s':>8s}")
+    print(f"{'cycle':>5s} {'labeled':>8s} {'acc %':>6s} {'train s':>8s} {'select s':>8s} "
+          f"{'total s':>8s}")
     for c in cycles:
       print(f"{c['cycle']:5d} {c['labeled']:8d} {c['test_acc']:6.2f} {c['train_s']:8.1f} "
             f"{c.get('select_s') or 0:8.1f} {c['total_s']:8.1f}")
+    full = (not docs["protocol"].get("meta", {}).get("quick")
+            and proto.get("config_values", {}).get("al", {}).get("cycles") == 7)
     if proto.get("status") == "done":
-      print(f"total {proto['total_s']:.1f} s (goal <= {GOAL_PROTOCOL_S} s -> "
-            f"{'MET' if proto['total_s'] <= GOAL_PROTOCOL_S else 'not met'}); "
-            f"setup {proto['setup_s']:.1f} s")
+      goal = (f"goal <= {GOAL_PROTOCOL_S} s -> "
+              f"{'MET' if proto['total_s'] <= GOAL_PROTOCOL_S else 'not met'}" if full
+              else "not the full protocol: no goal check")
+      print(f"total {proto['total_s']:.1f} s ({goal}); setup {proto['setup_s']:.1f} s")
     else:
       print(f"cut after {len(cycles)} of 7 cycles; cycles so far "
             f"{sum(c['total_s'] for c in cycles):.1f} s")
   sel = docs.get("selection")
-  if isinstance(sel, dict):
-    print(f"\nselection: keys {sorted(k for k in sel if k != 'meta')[:12]}")
+  rows = sel.get("selection", []) if isinstance(sel, dict) else []
+  if rows:
+    print(f"\nselection (largest N measured per variant):")
+    last = {}
+    for r in rows:
+      if isinstance(r, dict) and "variant" in r:
+        last[r["variant"]] = r
+    for v, r in last.items():
+      print(f"  {v:18s} N={r.get('n', '?'):>7} jax {r.get('jax_ms', float('nan')):10.1f} ms"
+            f"  reference {r.get('ref_ms') or float('nan'):10.1f} ms")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,13 @@ checkpoints) runs before anything in the workdir is written or deleted, so
 bad input never costs a previous run. Results files are replaced atomically
 (see io.py); a diverged cycle stops the run with an error record in
 metrics.jsonl and leaves the last good checkpoint as it was.
+
+`compare.parallel = "vmap"` runs the trials in lockstep: at each cycle the
+trials train as one vmapped program (`jax_al.parallel`), then test, select
+and checkpoint one by one with their own random streams. The files are the
+same as a sequential run's (records kept in trial order; a cycle record's
+`train_s` is the shared training time), and either mode resumes the other's
+checkpoints: `compare.parallel` is left out of the config comparison.
 """
 
 from __future__ import annotations

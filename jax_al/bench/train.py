@@ -130,7 +130,8 @@ def bench_train(args, results: common.Results) -> list[dict]:
               "batch": args.batch, "n_train": args.n_train, "labeled": labeled,
               "steps": steps, "calls_per_epoch": math.ceil(steps / sc.steps_per_call),
               "scan_steps_per_epoch": math.ceil(steps / sc.steps_per_call) * sc.steps_per_call,
-              "compile_s": compile_s, "compile_source": compile_src, "first_epoch_s": first_s, "epoch_s": epoch_s,
+              "compile_s": compile_s, "compile_source": compile_src,
+              "first_epoch_s": first_s, "epoch_s": epoch_s,
               "epoch_s_all": times, "repeats": args.repeats,
               "images_per_s": labeled / epoch_s, "step_ms": 1e3 * epoch_s / steps,
               "cycle_s_est": args.epochs * epoch_s,
@@ -171,7 +172,8 @@ def protocol_estimates(rows: list[dict], args) -> list[dict]:
                 key=lambda r: r["labeled"])
     if len(rs) < 2:
       continue
-    (n0, t0), (n1, t1) = (rs[0]["labeled"], rs[0]["epoch_s"]), (rs[-1]["labeled"], rs[-1]["epoch_s"])
+    n0, t0 = rs[0]["labeled"], rs[0]["epoch_s"]
+    n1, t1 = rs[-1]["labeled"], rs[-1]["epoch_s"]
     per = lambda n: t0 + (t1 - t0) * (n - n0) / (n1 - n0)
     total = sum(args.epochs * per(n) for n in sizes)
     out.append({"model": key[0], "width": key[1], "dtype": key[2], "variant": key[3],
