@@ -91,7 +91,7 @@ def base() -> config_dict.ConfigDict:
   # ---- comparisons / devices --------------------------------------------------
   c.compare = config_dict.ConfigDict()
   c.compare.strategies = ""      # comma-separated; non-empty runs strategies x trials, paired
-  c.compare.parallel = "none"    # none | vmap
+  c.compare.parallel = "none"    # none | vmap: a run's trials train as one vmapped program on one device
   c.mesh = config_dict.ConfigDict()
   c.mesh.data = 1                # devices on the data axis; -1 = all
   c.mesh.distributed = False     # call jax.distributed.initialize()

@@ -237,7 +237,7 @@ Q2 = ["batch_uncertainty", "global_uncertainty", "users", "global_u_batch_mmd"]
 rows = A.auc_table({n: RUNS[n] for n in Q2}, against="batch_uncertainty")
 print(A.format_table(rows, "batch_uncertainty"))
 same = bool(np.array_equal(RUNS["users"]["acc"], RUNS["batch_uncertainty"]["acc"]))
-print(f"\nusers (raw MMD, lam 1) has the same accuracy as uncertainty only in every trial and cycle: {same}")
+print(f"\\nusers (raw MMD, lam 1) has the same accuracy as uncertainty only in every trial and cycle: {same}")
 FINDINGS["q2"] = rows
 FINDINGS["users_equals_uncertainty_only"] = same
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1.4, 1]})
@@ -266,7 +266,7 @@ Q3 = ["batch_uncertainty", "mmd_large", "mmd_small", "witness", "greedy"]
 rows = A.auc_table({n: RUNS[n] for n in Q3}, against="batch_uncertainty")
 print(A.format_table(rows, "batch_uncertainty"))
 g = A.paired(RUNS["greedy"], RUNS["global_uncertainty"])  # greedy trades MMD against global uncertainty
-print(f"\ngreedy - global_uncertainty (its own uncertainty): {g['diff']:+.2f} [{g['lo']:+.2f}, {g['hi']:+.2f}]")
+print(f"\\ngreedy - global_uncertainty (its own uncertainty): {g['diff']:+.2f} [{g['lo']:+.2f}, {g['hi']:+.2f}]")
 FINDINGS["q3"] = rows
 FINDINGS["q3_greedy_vs_global_u"] = g
 fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(16, 4), gridspec_kw={"width_ratios": [1.4, 1, 1]})

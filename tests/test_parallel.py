@@ -167,3 +167,15 @@ def test_stack_and_unstack_round_trip():
   for x, y in zip(trees, back):
     np.testing.assert_array_equal(x["a"], y["a"])
     assert float(y["b"][0]) == float(x["b"][0])
+
+
+def test_bench_parallel_smoke(tmp_path):
+  from jax_al.bench.parallel import main
+  doc = main(["--quick", "--model", "cnn", "--width", "0.25", "--trials", "2", "--batch", "32",
+              "--n-train", "96", "--labeled", "64", "--repeats", "1",
+              "--json", str(tmp_path / "p.json")])
+  rows = json.loads((tmp_path / "p.json").read_text())["parallel"]["rows"]
+  assert [(r["mode"], r["trials"]) for r in rows] == [("sequential", 1), ("vmap", 2)]
+  assert all(r["images_per_s"] > 0 and r["epoch_s"] > 0 for r in rows)
+  check = doc["parallel"]["check"]
+  assert check["max_param_diff"] <= 1e-3 * check["max_update"] + 10 * check["nudged_param_diff"]
