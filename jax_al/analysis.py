@@ -463,10 +463,15 @@ def cifar_runs(root: Path = Path("docs/results/cifar10")) -> dict[str, dict]:
     r = report.load_run(m.parent)
     if len(r["trials"]):
       runs[str(m.parent.relative_to(root))] = r
+  loaded = {(m.parent / "metrics.jsonl") for m in root.rglob("metrics.jsonl")}
   for rep in sorted(root.rglob("report.json")):
     summ = json.loads(rep.read_text())
     for name, s in summ.get("strategies", {}).items():
-      key = f"{rep.parent.relative_to(root)}/{name}".lstrip("./")
+      # A comparison's report sits in <cmp>/report/ next to its runs <cmp>/<name>/:
+      # a run already loaded from its metrics.jsonl is not added twice.
+      if any(rep.parent.parent / name / "metrics.jsonl" == m for m in loaded):
+        continue
+      key = (rep.parent.relative_to(root) / name).as_posix()
       if key not in runs and s.get("labeled") and s.get("mean"):
         runs[key] = {"name": name, "trials": [0], "labeled": s["labeled"],
                      "acc": np.asarray([s["mean"]], float),

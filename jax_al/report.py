@@ -83,6 +83,11 @@ def paired_ci(diffs: np.ndarray, level: float = 0.95) -> tuple[float, float, flo
   return m, m - half, m + half
 
 
+def _std(x: np.ndarray) -> np.ndarray:
+  """Sample standard deviation over trials (ddof=1, as the t-intervals); 0 for one trial."""
+  return x.std(0, ddof=1) if len(x) > 1 else np.zeros(x.shape[1:])
+
+
 def summarize(runs: list[dict], baseline: str = "random") -> dict:
   """Per-strategy mean/std per size, AUC, and paired differences against `baseline`."""
   out = {"strategies": {}, "baseline": baseline if any(r["name"] == baseline for r in runs) else None}
@@ -91,9 +96,9 @@ def summarize(runs: list[dict], baseline: str = "random") -> dict:
     a = auc(r["labeled"], r["acc"]) if len(r["trials"]) else np.array([])
     s = {"labeled": r["labeled"], "trials": r["trials"],
          "mean": r["acc"].mean(0).tolist() if len(a) else [],
-         "std": r["acc"].std(0).tolist() if len(a) else [],
+         "std": _std(r["acc"]).tolist() if len(a) else [],
          "auc_mean": float(a.mean()) if len(a) else math.nan,
-         "auc_std": float(a.std()) if len(a) else math.nan,
+         "auc_std": float(_std(a)) if len(a) else math.nan,
          "select_s_mean": r["select_s"].mean(0).tolist() if len(a) else []}
     if base is not None and r is not base and base["labeled"] == r["labeled"]:
       common = sorted(set(base["trials"]) & set(r["trials"]))
@@ -114,7 +119,7 @@ def to_markdown(summary: dict) -> str:
   strats = summary["strategies"]
   sizes = next((s["labeled"] for s in strats.values() if s["labeled"]), [])
   lines = ["# Active-learning comparison", "",
-           "Test accuracy (%), mean ± std over trials, by labeled-set size.", "",
+           "Test accuracy (%), mean ± sample std over trials, by labeled-set size.", "",
            "| strategy | trials | " + " | ".join(map(str, sizes)) + " | AUC |",
            "| --- | --- | " + " | ".join("---" for _ in sizes) + " | --- |"]
   for name, s in strats.items():

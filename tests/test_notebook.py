@@ -61,6 +61,22 @@ def test_cifar_results_are_found(tmp_path):
   assert list(runs) == ["cmp/users"] and runs["cmp/users"]["acc"].tolist() == [[79.2, 86.4]]
 
 
+def test_cifar_comparison_is_loaded_once(tmp_path):
+  """A comparison folder (runs + report/report.json) gives each strategy once, from its run."""
+  from jax_al import analysis as A, loop
+
+  cfg = A.digits_config("random", A.PLANS["ci"], trials=1)
+  cfg.al.cycles, cfg.train.epochs = 2, 1
+  loop.run(cfg, tmp_path / "cmp" / "random", quiet=True)
+  (tmp_path / "cmp" / "report").mkdir()
+  (tmp_path / "cmp" / "report" / "report.json").write_text(json.dumps({"strategies": {
+      "random": {"labeled": [20, 40], "mean": [50.0, 60.0]},
+      "other": {"labeled": [20, 40], "mean": [51.0, 61.0]}}}))
+  runs = A.cifar_runs(tmp_path)
+  assert sorted(runs) == ["cmp/random", "cmp/report/other"]
+  assert runs["cmp/random"]["labeled"] == [20, 40]
+
+
 def test_a_step_reproduces_the_runs_picks_and_logged_scores(tmp_path):
   """state_at + select rebuild a run's selection step exactly."""
   from jax_al import analysis as A, io
