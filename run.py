@@ -9,10 +9,7 @@ finished cycle; --overwrite replaces the run instead. Bad flags and bad
 config values stop with one line that names the field, the value and the fix.
 """
 
-import ast
 import datetime
-import difflib
-import importlib.util
 import os
 from pathlib import Path
 
@@ -36,108 +33,6 @@ def default_workdir(config_arg: str) -> str:
   return os.path.join("runs", f"{name}{'-' + preset if preset else ''}-{stamp}")
 
 
-# ------------------------------------------------------------ flag errors ----
-
-
-def _flag_values(argv, name: str):
-  """(flag, value) pairs of `--name=value`, `--name value` and `--[no]name.x` forms."""
-  out, i = [], 1
-  while i < len(argv):
-    a = argv[i]
-    if a == "--":
-      break
-    if a.startswith("--"):
-      body = a[2:]
-      flag, eq, value = body.partition("=")
-      if not eq and flag.startswith("no") and flag[2:].startswith(name + "."):
-        out.append((flag[2:], "false"))
-      elif flag == name or flag.startswith(name + "."):
-        if not eq and flag == name and i + 1 < len(argv):
-          value, i = argv[i + 1], i + 1
-        elif not eq:
-          value = None  # a bare boolean override, or a value in the next argument
-          if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-            value, i = argv[i + 1], i + 1
-        out.append((flag, value))
-    i += 1
-  return out
-
-
-def _load_config(spec: str):
-  """Runs the config file's get_config like config_flags does (errors surface here)."""
-  path, _, arg = spec.partition(":")
-  if not os.path.isfile(path):
-    raise SystemExit(f"error: flag --config: config file {path!r} does not exist. Fix: pass "
-                     "an existing file, e.g. --config configs/digits.py")
-  module_spec = importlib.util.spec_from_file_location("_run_config", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
-
-
-def _parse_like(value: str, type_):
-  """Raises ValueError unless `value` parses as the field's type."""
-  if type_ is bool:
-    if value is None or value.lower() in ("true", "false", "1", "0"):
-      return
-    raise ValueError
-  if value is None:
-    raise ValueError
-  if type_ is int:
-    int(value)
-  elif type_ is float:
-    float(value)
-  elif type_ in (tuple, list):
-    parsed = ast.literal_eval(value)
-    if not isinstance(parsed, (tuple, list, int, float, str)):
-      raise ValueError
-
-
-def explain_flag_error(argv, exc: BaseException) -> str:
-  """One line naming the field, the value and the fix for a flag-parsing failure."""
-  from jax_al.errors import JaxALError
-
-  specs = [v for f, v in _flag_values(argv, "config") if f == "config" and v]
-  if not specs:
-    return f"{str(exc).rstrip('.')}. Fix: pass --config configs/digits.py (or another config file)"
-  try:
-    config = _load_config(specs[-1])
-  except JaxALError as e:
-    return f"{e} (in --config {specs[-1]})"
-  except SystemExit as e:
-    return str(e.code).removeprefix("error: ")
-  except Exception as e:  # pylint: disable=broad-except
-    return f"flag --config {specs[-1]}: the config file failed ({type(e).__name__}: {e})"
-  for flag, value in _flag_values(argv, "config"):
-    if flag == "config":
-      continue
-    field = flag[len("config."):]
-    node, parts = config, field.split(".")
-    for depth, part in enumerate(parts):
-      keys = list(node.keys()) if hasattr(node, "keys") else []
-      if part not in keys:
-        where = ".".join(parts[:depth]) or "the config"
-        close = difflib.get_close_matches(part, keys, n=1)
-        hint = (f"did you mean --config.{'.'.join(parts[:depth] + [close[0]])}? "
-                if close else "")
-        return (f"unknown config field `{field}` (flag --{flag}={value}). Fix: {hint}"
-                f"the fields of {where} are: {', '.join(sorted(keys))}")
-      if depth < len(parts) - 1:
-        node = node[part]
-    default, type_ = node[parts[-1]], node.get_type(parts[-1])
-    try:
-      _parse_like(value, type_)
-    except (ValueError, SyntaxError, TypeError):
-      example = str(default).lower() if type_ is bool else repr(default)
-      kind = {"int": "an integer", "float": "a number", "bool": "true or false",
-              "tuple": "a tuple", "list": "a list"}.get(type_.__name__, f"a {type_.__name__}")
-      return (f"config field `{field}` = {value!r}: expected {kind}; "
-              f"fix: e.g. --{flag}={example}")
-  text = str(exc).strip().splitlines()
-  return (text[-1].rstrip(".") if text else type(exc).__name__) + (
-      ". Fix: check the flags (--helpshort)")
-
-
 def parse_flags(argv):
   try:
     rest = FLAGS(argv)
@@ -146,6 +41,7 @@ def parse_flags(argv):
   except SystemExit:
     raise
   except Exception as e:  # flags.Error, or what a config override or file raised
+    from jax_al.cli import explain_flag_error
     raise SystemExit(f"error: {explain_flag_error(argv, e)}") from None
 
 
