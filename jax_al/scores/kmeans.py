@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from ott.tools import k_means as ott_k_means
 
 from jax_al.scores import minibatch
 
@@ -48,6 +47,8 @@ def kmeans(x: jax.Array, rng: jax.Array, *, k: int, init: str = "random",
     raise ValueError(f"cannot cluster {x.shape[0]} points into {k} clusters")
   if init not in INITS:
     raise ValueError(f"unknown k-means init {init!r}; choose one of {INITS}")
+  # Imported here: importing ott costs ~2 s at every CLI start otherwise.
+  from ott.tools import k_means as ott_k_means
   return ott_k_means.k_means(
       x, k, init=init, n_init=n_init, max_iterations=max_iter, tol=tol,
       rng=rng)

@@ -27,7 +27,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ott.tools import k_means
 
 from jax_al.scores import distances
 from jax_al.strategies.base import Pool, Selection, Strategy, register
@@ -123,6 +122,7 @@ def typiclust_plan(features: jax.Array, labeled: jax.Array, rng: jax.Array, *,
   """
   n = features.shape[0]
   x = jnp.concatenate([labeled, features]).astype(jnp.float32)
+  from ott.tools import k_means  # lazy: importing ott costs ~2 s at start-up
   out = k_means.k_means(x, k, init="k-means++", n_init=n_init, tol=tol,
                         max_iterations=max_iter, rng=rng)
   # Clip defensively: order and rank arithmetic index [k]-sized arrays.
