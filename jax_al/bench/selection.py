@@ -77,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--slow", type=float, default=5.0,
                  help="time a variant once when one run takes longer (seconds)")
   p.add_argument("--rff-dim", type=int, default=2048, help="random features D")
-  p.add_argument("--block", type=int, default=4096, help="kernel block size")
+  p.add_argument("--block", type=int, default=1024, help="kernel block size (config al.block)")
   p.add_argument("--exact-max-n", type=int, default=5000,
                  help="largest N for decrease/greedy exact and their references")
   p.add_argument("--preset-n", type=int, help="candidates of the preset row "

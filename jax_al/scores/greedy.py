@@ -59,7 +59,7 @@ class GreedyResult(NamedTuple):
 def greedy_mmd(x: jax.Array, l: jax.Array, sigma: jax.Array, budget: int, *,
                l_count=None, utility: jax.Array | None = None,
                weight: float = 0.0, normalize: str | jax.Array = "none",
-               unbiased: bool = False, block: int = 4096,
+               unbiased: bool = False, block: int = 1024,
                freqs: jax.Array | None = None) -> GreedyResult:
   """Greedily picks `budget` candidates minimising MMD^2(L + Q, U).
 
