@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io as _io
-import json
 import math
 from pathlib import Path
 

@@ -246,11 +246,8 @@ class Trainer:
   def new_state(self, params, batch_stats) -> TrainState:
     """A fresh optimizer around copies of the weights (the steps donate their state)."""
     params, batch_stats = jax.tree.map(jnp.copy, (params, batch_stats))
-    if self.mesh is not None:
-      params, batch_stats = sharding_lib.replicate(self.mesh, (params, batch_stats))
-      return sharding_lib.replicate(self.mesh,
-                                    TrainState(params, batch_stats, self.tx.init(params)))
-    return TrainState(params, batch_stats, self.tx.init(params))
+    state = TrainState(params, batch_stats, self.tx.init(params))
+    return state if self.mesh is None else sharding_lib.replicate(self.mesh, state)
 
   def run_epoch(self, state, images, labels, labeled_mask, num_labeled: int,
                 order_key, aug_key, lr: float):

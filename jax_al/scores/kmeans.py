@@ -16,10 +16,14 @@ call these inside `jax.jit`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
-import jax.numpy as jnp
 
 from jax_al.scores import minibatch
+
+if TYPE_CHECKING:  # imported lazily at run time (see `kmeans`)
+  from ott.tools import k_means as ott_k_means
 
 INITS = ("random", "k-means++")
 
