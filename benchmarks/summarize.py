@@ -65,10 +65,10 @@ def main(folder: str) -> None:
   if cycles:
     print(f"\nprotocol ({proto.get('status', 'cut before the end')}):")
     print(f"{'cycle':>5s} {'labeled':>8s} {'acc %':>6s} {'train s':>8s} {'select s':>8s} "
-          f"{'total s':>8s}")
+          f"{'compile s':>9s} {'total s':>8s}")
     for c in cycles:
       print(f"{c['cycle']:5d} {c['labeled']:8d} {c['test_acc']:6.2f} {c['train_s']:8.1f} "
-            f"{c.get('select_s') or 0:8.1f} {c['total_s']:8.1f}")
+            f"{c.get('select_s') or 0:8.1f} {c.get('compile_s') or 0:9.1f} {c['total_s']:8.1f}")
     full = (not docs["protocol"].get("meta", {}).get("quick")
             and proto.get("config_values", {}).get("al", {}).get("cycles") == 7)
     if proto.get("status") == "done":

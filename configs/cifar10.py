@@ -46,5 +46,6 @@ def get_config(preset: str = "users"):
   c.al.cycles = 7
   c.al.subset = 10000
   c.al.batch = 128
+  c.al.pad_labeled = "run"                # compile the selection once, not once per cycle
   presets.apply(c, preset)
   return c

@@ -290,7 +290,8 @@ def state_at(config, workdir: Path, trial: int, cycle: int) -> Step:
   subset = unlabeled[order[:n_sub]]
   logits, feats = trainer.predict(state.params, state.batch_stats, images, subset)
   l_logits, l_feats = trainer.predict(state.params, state.batch_stats, images, labeled)
-  pool = strategies.Pool(feats, logits, l_feats, l_logits, ds.num_classes)
+  pool = strategies.Pool(feats, logits, l_feats, l_logits, ds.num_classes,
+                         loop.labeled_capacity(config, n_train))
   return Step(config, trial, cycle, labeled, subset, pool, ckey("select"),
               ds.train_labels[subset], hist[-1]["test_acc"])
 
@@ -331,9 +332,8 @@ def raw_scores(step: Step, config) -> dict[str, np.ndarray | float]:
   k_u, k_rest = jax.random.split(step.key)
   u = umm.uncertainty(step.pool.features, k_u, s=s.u)
   # The labeled rows padded and masked exactly as `UncertaintyMMD.select` does.
-  feats, lf = step.pool.features, step.pool.labeled_features
-  m, d = lf.shape
-  lab = jnp.zeros((umm.labeled_bucket(m, s.block), d), feats.dtype).at[:m].set(lf)
+  feats, m = step.pool.features, step.pool.labeled_features.shape[0]
+  lab = strat.padded_labeled(step.pool, s)
   centre = jnp.mean(feats, axis=0)
   x, l = feats - centre, lab - centre
   k_sigma, _, k_mmd = jax.random.split(k_rest, 3)

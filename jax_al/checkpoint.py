@@ -78,7 +78,7 @@ def _remove_partial_writes(path: Path) -> None:
 
 
 def _pure(tree):
-  return jax.tree.map(lambda x: x, tree.to_pure_dict() if isinstance(tree, nnx.State) else tree)
+  return jax.tree.map(lambda x: x, nnx.to_pure_dict(tree) if isinstance(tree, nnx.State) else tree)
 
 
 def save(workdir: Path, trial: int, cycle: int, state, meta: dict) -> None:

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_al import checkpoint, io, parallel, rng, sharding
+from jax_al import checkpoint, compiles, io, parallel, rng, sharding
 from jax_al import config as config_lib
 from jax_al import strategies
 from jax_al.data import load_dataset
@@ -515,19 +515,25 @@ def _run_cycle(trial: int, cycle: int, labeled: np.ndarray, state, ctx: dict):
   config, ds, trainer = ctx["config"], ctx["ds"], ctx["trainer"]
   key = lambda name: rng.stream(config.seed, trial, name)
   t0 = time.perf_counter()
-  state = _cycle_state(trial, cycle, state, ctx)
-  bar = _Progress(config.train.epochs, f"trial {trial + 1} cycle {cycle}")
-  try:
-    state, hist = trainer.fit(
-        state, ctx["images"], ctx["labels"], labeled, np.arange(len(ds.test_labels)),
-        ctx["test_images"], ctx["test_labels"], config.train,
-        jax.random.fold_in(key("data_order"), cycle),
-        jax.random.fold_in(key("augment"), cycle), on_eval=_on_eval(trial, cycle, ctx),
-        progress=bar)
-  finally:
-    bar.close()
-  rec, picks = _end_cycle(trial, cycle, labeled, state, hist, time.perf_counter() - t0, ctx)
-  return state, rec, picks
+  with compiles.CompileLog() as clog:
+    state = _cycle_state(trial, cycle, state, ctx)
+    bar = _Progress(config.train.epochs, f"trial {trial + 1} cycle {cycle}")
+    try:
+      state, hist = trainer.fit(
+          state, ctx["images"], ctx["labels"], labeled, np.arange(len(ds.test_labels)),
+          ctx["test_images"], ctx["test_labels"], config.train,
+          jax.random.fold_in(key("data_order"), cycle),
+          jax.random.fold_in(key("augment"), cycle), on_eval=_on_eval(trial, cycle, ctx),
+          progress=bar)
+    finally:
+      bar.close()
+    rec, picks = _end_cycle(trial, cycle, labeled, state, hist, time.perf_counter() - t0, ctx)
+  return state, _with_compiles(rec, clog), picks
+
+
+def _with_compiles(rec: dict, *logs: compiles.CompileLog) -> dict:
+  """The cycle record plus the compilation it spent: seconds and programs compiled."""
+  return dict(rec, compile_s=sum(l.seconds for l in logs), compiles=sum(l.count for l in logs))
 
 
 def _run_group_cycle(group: list[_Trial], cycle: int, ctx: dict) -> None:
@@ -549,6 +555,7 @@ def _run_group_cycle(group: list[_Trial], cycle: int, ctx: dict) -> None:
   t0 = time.perf_counter()
   bar = _Progress(config.train.epochs,
                   f"trials {group[0].trial + 1}-{group[-1].trial + 1} cycle {cycle}")
+  train_log = compiles.CompileLog().start()  # shared by the group, like train_s
   try:
     stacked = parallel.stack([_cycle_state(tr.trial, cycle, tr.state, ctx) for tr in group])
     callbacks = [_on_eval(tr.trial, cycle, ctx) for tr in group]
@@ -563,20 +570,29 @@ def _run_group_cycle(group: list[_Trial], cycle: int, ctx: dict) -> None:
     raise
   finally:
     bar.close()
+    train_log.stop()
   t_train = time.perf_counter() - t0
   for tr, state, hist in zip(group, parallel.unstack(stacked, len(group)), hists):
     try:
-      rec, picks = _end_cycle(tr.trial, cycle, tr.labeled, state, hist, t_train, ctx)
+      with compiles.CompileLog() as clog:
+        rec, picks = _end_cycle(tr.trial, cycle, tr.labeled, state, hist, t_train, ctx)
     except Exception as e:
       _fail(tr.trial, cycle, e, ctx)
       raise
-    _commit(tr, cycle, state, rec, picks, ctx)
+    _commit(tr, cycle, state, _with_compiles(rec, train_log, clog), picks, ctx)
 
 
 @functools.lru_cache(maxsize=4)
 def _stacked_trainer(trainer: Trainer) -> parallel.StackedTrainer:
   """The vmapped counterpart of a cached Trainer (compiled once per trial count)."""
   return parallel.StackedTrainer(trainer)
+
+
+def labeled_capacity(config, n_train: int) -> int:
+  """The largest labeled set a selection of this run scores: the one after
+  cycle `al.cycles - 1` (the last cycle selects nothing)."""
+  al = config.al
+  return min(n_train, al.initial + al.budget * max(al.cycles - 2, 0))
 
 
 def _select(trial: int, cycle: int, labeled: np.ndarray, state, ctx: dict):
@@ -598,7 +614,9 @@ def _select(trial: int, cycle: int, labeled: np.ndarray, state, ctx: dict):
     raise TrainingError(f"cycle {cycle}: the model produced non-finite features or logits, "
                         "so no strategy can score the pool; the network diverged. Lower "
                         "train.lr or use train.dtype=float32")
-  pool = sharding.place_pool(ctx["mesh"], strategies.Pool(feats, logits, l_feats, l_logits, ds.num_classes))
+  pool = sharding.place_pool(ctx["mesh"], strategies.Pool(
+      feats, logits, l_feats, l_logits, ds.num_classes,
+      labeled_capacity(config, len(ds.train_labels))))
   t_feat = time.perf_counter() - t0
   t1 = time.perf_counter()
   sel = ctx["strategy"].select(pool, budget, key("select"))

@@ -60,10 +60,10 @@ class StackedTrainer:
                         "(mesh.data) is set; use --config.compare.parallel=none with the "
                         "mesh, or --config.mesh.data=1 for vmapped trials")
     self.base, self.sc = trainer, trainer.sc
-    step = functools.partial(train.train_steps, trainer.graphdef, trainer.tx, trainer.sc)
-    # (state, images, labels, order, valid, start, rng, lr): per trial or shared.
-    self._train = jax.jit(jax.vmap(step, in_axes=(0, None, None, 0, None, None, 0, None)),
-                          donate_argnums=(0,))
+    step = functools.partial(train.train_chunk, trainer.graphdef, trainer.tx, trainer.sc)
+    # (state, loss_sum, images, labels, order, valid, start, rng, lr): per trial or shared.
+    self._train = jax.jit(jax.vmap(step, in_axes=(0, 0, None, None, 0, None, None, 0, None)),
+                          donate_argnums=(0, 1))
     self._order = jax.jit(jax.vmap(train.epoch_order, in_axes=(0, 0, None, None)),
                           static_argnums=(2, 3))
 
@@ -73,12 +73,13 @@ class StackedTrainer:
     order, valid = self._order(order_keys, labeled_masks, self.sc.batch_size, self.base.rows)
     valid = valid[0]  # the same for every trial: it depends on the set size only
     steps = math.ceil(num_labeled / self.sc.batch_size)
-    lr_, losses = jnp.asarray(np.float32(lr)), []
+    lr_ = jnp.asarray(np.float32(lr))
+    loss_sum = jnp.zeros((aug_keys.shape[0],), jnp.float32)
     for c in range(math.ceil(steps / self.sc.steps_per_call)):
       start = jnp.asarray(np.int32(c * self.sc.steps_per_call))
-      state, l = self._train(state, images, labels, order, valid, start, aug_keys, lr_)
-      losses.append(l)
-    return state, jnp.nanmean(jnp.concatenate(losses, axis=1), axis=1)
+      state, loss_sum = self._train(state, loss_sum, images, labels, order, valid, start,
+                                    aug_keys, lr_)
+    return state, loss_sum / steps
 
   def fit(self, state: TrainState, images, labels, labeled_idx: Sequence[np.ndarray],
           test_idx: np.ndarray, test_images, test_labels, train_cfg,

@@ -105,10 +105,18 @@ def make_optimizer(sc: StepConfig) -> optax.GradientTransformation:
 
 
 def learning_rate(train_cfg, epoch: int) -> float:
-  """Multistep schedule: lr * gamma^(number of milestones <= epoch), epoch 0-based."""
-  sched = optax.piecewise_constant_schedule(
-      train_cfg.lr, {int(m): train_cfg.gamma for m in train_cfg.milestones})
-  return float(sched(epoch))
+  """Multistep schedule: lr * gamma^(number of milestones <= epoch), epoch 0-based.
+
+  Host arithmetic in float32, bit for bit `optax.piecewise_constant_schedule`
+  (tests/test_train.py): evaluating that schedule on the device each epoch
+  and reading it back would wait for the queued training steps, a host sync
+  per epoch.
+  """
+  lr = np.float32(train_cfg.lr)
+  for m in sorted({int(m) for m in train_cfg.milestones}):
+    if epoch >= m:
+      lr = lr * np.float32(train_cfg.gamma)
+  return float(lr)
 
 
 def loss_fn(graphdef, params, batch_stats, x, y, mask):
@@ -153,7 +161,8 @@ def train_steps(graphdef, tx, sc: StepConfig, state: TrainState, images, labels,
   """`sc.steps_per_call` steps fused in one `lax.scan`, rows start..start+S.
 
   A step whose rows are all padding leaves the state untouched (no momentum
-  or batch-statistics update) and reports a NaN loss, which callers ignore.
+  or batch-statistics update) and reports a loss of 0, so that summing the
+  losses of a chunk counts real steps only (a NaN still propagates).
   """
   s = sc.steps_per_call
   if s == 1:  # no loop at all: see `auto_steps_per_call`
@@ -167,10 +176,23 @@ def train_steps(graphdef, tx, sc: StepConfig, state: TrainState, images, labels,
     i, idx, m = xs
     run = lambda st: train_step(graphdef, tx, sc, st, images, labels, idx, m,
                                 jax.random.fold_in(rng, start + i), lr, mesh)
-    skip = lambda st: (st, jnp.float32(jnp.nan))
+    skip = lambda st: (st, jnp.float32(0.0))
     return jax.lax.cond(jnp.any(m), run, skip, st)
 
   return jax.lax.scan(body, state, (jnp.arange(s), rows, masks))
+
+
+def train_chunk(graphdef, tx, sc: StepConfig, state: TrainState, loss_sum, images, labels,
+                order, valid, start, rng, lr, mesh: Mesh | None = None):
+  """`train_steps`, adding the chunk's step losses to the running `loss_sum`.
+
+  The epoch's loss stays on the device: no host sync and no concatenation
+  whose shape follows the labeled-set size (which would compile anew each
+  cycle).
+  """
+  state, losses = train_steps(graphdef, tx, sc, state, images, labels, order, valid, start,
+                              rng, lr, mesh)
+  return state, loss_sum + jnp.sum(losses)
 
 
 def epoch_order(key, labeled_mask, batch_size: int, rows: int):
@@ -225,8 +247,8 @@ class Trainer:
     steps = math.ceil(num_train / sc.batch_size)
     # Rows padded to whole calls, so dynamic_slice never clamps the start.
     self.rows = math.ceil(steps / sc.steps_per_call) * sc.steps_per_call
-    self._train = jax.jit(functools.partial(train_steps, graphdef, self.tx, sc, mesh=mesh),
-                          donate_argnums=(0,))
+    self._train = jax.jit(functools.partial(train_chunk, graphdef, self.tx, sc, mesh=mesh),
+                          donate_argnums=(0, 1))
     self._order = jax.jit(epoch_order, static_argnums=(2, 3))
     self._eval = jax.jit(functools.partial(eval_chunk, graphdef, sc, mesh=mesh))
 
@@ -256,15 +278,14 @@ class Trainer:
         (images, labels, labeled_mask, order_key, aug_key))
     order, valid = self._order(order_key, labeled_mask, self.sc.batch_size, self.rows)
     steps = math.ceil(num_labeled / self.sc.batch_size)
-    losses = []
+    loss_sum = self._rep(jnp.zeros((), jnp.float32))
     for c in range(math.ceil(steps / self.sc.steps_per_call)):
       start, lr_ = np.int32(c * self.sc.steps_per_call), np.float32(lr)
       if self.mesh is None:
         start, lr_ = jnp.asarray(start), jnp.asarray(lr_)
-      state, l = self._train(state, images, labels, order, valid, start, aug_key, lr_)
-      losses.append(l)
-    losses = jnp.concatenate(losses)
-    return state, jnp.nanmean(losses)
+      state, loss_sum = self._train(state, loss_sum, images, labels, order, valid, start,
+                                    aug_key, lr_)
+    return state, loss_sum / steps
 
   def predict(self, params, batch_stats, images, idx: np.ndarray):
     """(logits, features) for `images[idx]`, in fixed-size chunks, on device."""

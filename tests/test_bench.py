@@ -1,11 +1,15 @@
 """Smoke tests of `python -m jax_al.bench` at tiny sizes (in-process)."""
 
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 from jax_al.bench.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _positive(x):
@@ -34,6 +38,10 @@ def test_train_and_features_json(tmp_path):
     assert "peak_device_bytes" in r  # None on CPU
     assert r["train_step_executables"] == 1  # a new labeled size reuses the executable
     assert r["steps"] == math.ceil(r["labeled"] / 32)
+  # XLA's cost of the one-step program, shared by every variant of the model.
+  flops = {r["flops_per_image"] for r in rows}
+  assert len(flops) == 1 and all(_positive(r["tflops"]) for r in rows)
+  assert _positive(rows[0]["bytes_per_image"])
   spc = {r["variant"]: r["steps_per_call"] for r in rows}
   assert spc == {"step": 1, "chunk": 4, "epoch": 4}  # chunk 40 is capped at the 4 rows
   assert "train_protocol_estimates" not in saved  # not extrapolated from --quick sizes
@@ -51,6 +59,26 @@ def test_protocol_on_digits(tmp_path):
   assert all(_positive(c["total_s"]) for c in p["cycles"])
   assert p["total_s"] >= p["cycles_s"] > 0
   assert json.loads((tmp_path / "p.json").read_text())["protocol"]["status"] == "done"
+  # Compilation is measured per cycle (zero here when earlier tests in this
+  # process compiled the same programs; tests/test_compiles.py checks values).
+  assert all(c["compile_s"] >= 0 and c["compiles"] >= 0 for c in p["cycles"])
+
+
+def test_gpu_summary_reads_the_bench_json(tmp_path, capsys):
+  # benchmarks/summarize.py prints the last table of benchmarks/gpu.sh.
+  main(["protocol", "--config", "configs/digits.py", "--config.al.cycles=2",
+        "--config.train.epochs=2", "--config.train.eval_every=1", "--quiet",
+        "--json", str(tmp_path / "protocol.json")])
+  spec = importlib.util.spec_from_file_location("summarize", ROOT / "benchmarks" / "summarize.py")
+  summarize = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(summarize)
+  capsys.readouterr()
+  summarize.main(str(tmp_path))
+  out = capsys.readouterr().out
+  assert "compile s" in out and "protocol (done)" in out
+  assert "not the full protocol: no goal check" in out  # digits is not the 7-cycle goal
+  rows = [l.split() for l in out.splitlines() if l.strip()[:1].isdigit()]
+  assert [r[0] for r in rows] == ["1", "2"] and [r[1] for r in rows] == ["20", "40"]
 
 
 @pytest.mark.parametrize("argv", [["nope"], ["train", "--models", "vgg"],

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -146,3 +147,15 @@ def test_learning_rate_schedule():
   assert train.learning_rate(c.train, 0) == pytest.approx(0.1)
   assert train.learning_rate(c.train, 159) == pytest.approx(0.1)
   assert train.learning_rate(c.train, 160) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("lr,gamma,milestones", [
+    (0.1, 0.1, (160,)), (0.1, 0.1, (80,)), (0.05, 0.2, (30, 60, 90)), (0.3, 0.5, (90, 10, 0))])
+def test_learning_rate_is_optax_multistep_bit_for_bit(lr, gamma, milestones):
+  # The host-side schedule must give the float32 values optax's schedule gives
+  # (the values earlier runs trained with), or results would drift in the last bits.
+  c = common.base()
+  c.train.lr, c.train.gamma, c.train.milestones = lr, gamma, milestones
+  ref = optax.piecewise_constant_schedule(lr, {int(m): gamma for m in milestones})
+  for epoch in range(0, 200):
+    assert train.learning_rate(c.train, epoch) == float(ref(epoch)), epoch

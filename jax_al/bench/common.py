@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import math
 import os
@@ -15,11 +14,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import jax
-
-# Events jax records while turning a traced function into an executable.
-_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
-                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                   "/jax/core/compile/backend_compile_duration")
 
 
 def environment() -> dict:
@@ -57,32 +51,6 @@ def memory() -> dict:
   rss = rss if sys.platform == "darwin" else rss * 1024
   return {"peak_device_bytes": int(peak) if peak is not None else None,
           "peak_rss_bytes": int(rss)}
-
-
-class CompileTimer:
-  """Sums jax's own compilation events (trace + lowering + XLA compile) inside a block.
-
-  Usage: `with CompileTimer() as ct: f(x)`, then `ct.seconds`. Counts every
-  jit compilation in the process during the block, not only of `f`.
-  """
-
-  def __init__(self):
-    self.seconds = 0.0
-    self.events = 0
-
-  def _listen(self, event: str, duration: float, **_):
-    if event in _COMPILE_EVENTS:
-      self.seconds += float(duration)
-      self.events += 1
-
-  def __enter__(self):
-    jax.monitoring.register_event_duration_secs_listener(self._listen)
-    return self
-
-  def __exit__(self, *exc):
-    with contextlib.suppress(Exception):
-      jax.monitoring.unregister_event_duration_listener(self._listen)
-    return False
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:

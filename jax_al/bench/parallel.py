@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_al import parallel
+from jax_al import compiles, parallel
 from jax_al.bench import common
 from jax_al.bench.train import IMAGE_SHAPE, NUM_CLASSES, fake_data, make_config
 from jax_al.train import StepConfig, Trainer, init_model
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
 
   states, times, compile_s = {}, {v: [] for v in variants}, {}
   for v, (fresh, epoch) in variants.items():  # warm-up: compiles
-    with common.CompileTimer() as ct:
+    with compiles.CompileLog() as ct:
       (states[v], _), first = common.timed(lambda: epoch(fresh(), 0))
     compile_s[v] = ct.seconds if ct.events else first
   for r in range(args.repeats):

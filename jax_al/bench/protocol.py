@@ -7,8 +7,10 @@ override is applied as with run.py. `--quick` first shrinks the run to CPU
 size (the overrides below); explicit `--config.*` overrides still win.
 
 Reports the wall time of each cycle (train / features / strategy / total, as
-the loop's metrics record them; cycle 1 includes compiling the steps) and the
-total, including data loading.
+the loop's metrics record them; cycle 1 includes compiling the steps), the
+compilation inside each cycle (seconds and programs, from JAX's compile
+events: after cycle 1 it should be small change only) and the total,
+including data loading.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ QUICK_OVERRIDES = {
 
 CYCLE_COLUMNS = [("cycle", "cycle"), ("labeled", "labeled"), ("test_acc", "test acc %"),
                  ("train_s", "train s"), ("features_s", "features s"),
-                 ("strategy_s", "strategy s"), ("total_s", "cycle s")]
+                 ("strategy_s", "strategy s"), ("compile_s", "compile s"),
+                 ("compiles", "programs compiled"), ("total_s", "cycle s")]
 
 
 def load_config(config_path: str, overrides: list[str]):
@@ -84,7 +87,8 @@ def bench_protocol(args, overrides: list[str], results: common.Results) -> dict:
     r = json.loads(line)
     if r.get("kind") == "cycle":
       cycles.append({k: r.get(k) for k in ("trial", "cycle", "labeled", "test_acc", "train_s",
-                                           "features_s", "strategy_s", "select_s", "total_s")})
+                                           "features_s", "strategy_s", "select_s", "compile_s", "compiles",
+                                           "total_s")})
   cycle_sum = sum(c["total_s"] for c in cycles)
   rec.update(status="done", cycles=cycles, total_s=total, cycles_s=cycle_sum,
              setup_s=total - cycle_sum, summary_seconds=summary.get("seconds"),

@@ -170,7 +170,7 @@ def _train_rows(args, counts: list[int], common) -> list[dict]:
     return loss
 
   for n, r in runs.items():  # warm-up: compiles
-    with common.CompileTimer() as ct:
+    with compiles.CompileLog() as ct:
       common.timed(lambda: one_epoch(r))
     r["compile_s"] = ct.seconds
   for _ in range(args.repeats):
@@ -214,7 +214,7 @@ def _select_rows(args, counts: list[int], pool, common) -> list[dict]:
     s = strategies.get_strategy(name, cfg)
     info = {}
     for n in counts:
-      with common.CompileTimer() as ct:
+      with compiles.CompileLog() as ct:
         sel, _ = common.timed(lambda: s.select(placed[n], args.budget, key))
       info[n] = dict(compile_s=ct.seconds, idx=np.asarray(sel.indices), times=[])
     for _ in range(args.repeats):
@@ -269,6 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
   if want > have and jax.default_backend() == "cpu" and not args.in_subprocess:
     return _rerun_with_simulated_devices(argv, want)
 
+  from jax_al import compiles
   from jax_al.bench import common
   doc = {"meta": common.environment(), "scaling": [], "skipped_devices": []}
   cpu = jax.default_backend() == "cpu"

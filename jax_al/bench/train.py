@@ -15,6 +15,11 @@ GPU) and `epoch` (steps_per_call = all rows of the training set: the whole
 epoch in one `lax.scan`; steps without a labeled row are skipped by a
 `lax.cond`).
 
+Cost: XLA's own analysis of the compiled one-step program gives FLOPs and
+bytes accessed per image (`flops_per_image`, `bytes_per_image`); times
+images/s that is the achieved TFLOP/s of every variant, to set against the
+card's peak (H200: about 790 TFLOP/s bf16 dense, 4.8 TB/s).
+
 Times exclude compilation (the first epoch is a warm-up: its compile time,
 summed from jax's own compilation events, is reported apart); each repeat is
 one epoch, waited for with `block_until_ready`, and the median is reported.
@@ -29,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax_al import compiles
 from jax_al.bench import common
 from jax_al.train import StepConfig, Trainer, init_model
 
@@ -71,6 +77,29 @@ def _cache_size(trainer: Trainer) -> int | None:
     return None
 
 
+def step_cost(trainer: Trainer, state, images, labels, mask) -> dict:
+  """XLA's cost analysis of one compiled train call, per image.
+
+  Call it after the warm-up: lowering with the same shapes then hits the
+  compilation cache (no new compile). XLA counts a loop body once, so only a
+  one-step call (`steps_per_call = 1`) gives the cost of one step. Returns
+  {"flops_per_image", "bytes_per_image"}, or {"cost_error": why} where the
+  backend gives no analysis.
+  """
+  try:
+    order, valid = trainer._order(jax.random.key(0), mask, trainer.sc.batch_size, trainer.rows)
+    compiled = trainer._train.lower(
+        state, jnp.zeros((), jnp.float32), images, labels, order, valid, jnp.int32(0),
+        jax.random.key(0), jnp.float32(0.1)).compile()
+    ca = compiled.cost_analysis()
+    ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+    per = trainer.sc.batch_size * trainer.sc.steps_per_call
+    return {"flops_per_image": float(ca["flops"]) / per,
+            "bytes_per_image": float(ca["bytes accessed"]) / per}
+  except Exception as e:  # pylint: disable=broad-except
+    return {"cost_error": f"{type(e).__name__}: {e}"[:200]}
+
+
 def model_width(args, model: str) -> float:
   return args.width if model == "resnet18" else args.cnn_width
 
@@ -79,14 +108,14 @@ TRAIN_COLUMNS = [("model", "model"), ("width", "width"), ("dtype", "dtype"),
                  ("variant", "variant"), ("steps_per_call", "spc"), ("labeled", "labeled"),
                  ("steps", "steps"), ("compile_s", "compile s"), ("epoch_s", "epoch s"),
                  ("images_per_s", "images/s"), ("step_ms", "ms/step"),
-                 ("cycle_s_est", "cycle s (200 ep, est.)"),
+                 ("tflops", "TFLOP/s"), ("cycle_s_est", "cycle s (200 ep, est.)"),
                  ("peak_device_bytes", "peak dev mem")]
 
 
 def bench_train(args, results: common.Results) -> list[dict]:
   """Measures every (model, dtype, variant, labeled size); returns the rows."""
   images, labels = fake_data(args.n_train, seed=0)
-  rows = []
+  rows, costs = [], {}
   for model in args.models:
     for dtype in args.dtypes:
       for variant in args.variants:
@@ -112,11 +141,13 @@ def bench_train(args, results: common.Results) -> list[dict]:
                                      c.train.lr)
 
           if compile_s is None:  # warm-up: compiles the order and train functions
-            with common.CompileTimer() as ct:
+            with compiles.CompileLog() as ct:
               (state, _), first_s = common.timed(lambda: one_epoch(state))
             compile_s, compile_src = ct.seconds, "jax compile events"
+            if sc.steps_per_call == 1:
+              costs[model, dtype] = step_cost(trainer, state, images, labels, mask)
           times = []
-          with common.CompileTimer() as recompile:
+          with compiles.CompileLog() as recompile:
             for _ in range(args.repeats):
               (state, loss), t = common.timed(lambda: one_epoch(state))
               times.append(t)
@@ -137,12 +168,16 @@ def bench_train(args, results: common.Results) -> list[dict]:
               "cycle_s_est": args.epochs * epoch_s,
               "cycle_note": f"extrapolated: {args.epochs} x median epoch; training only "
                             "(no evaluation, selection or compilation)",
-              # Small eager ops (concatenating a different number of losses)
-              # compile per new step count; the train step itself must not.
+              # Only small eager ops may compile for a new labeled size; the
+              # train step itself must not (train_step_executables stays 1).
               "compiles_after_warmup_s": recompile.seconds,
               "train_step_executables": _cache_size(trainer),
               "final_loss": float(loss), **common.memory(),
+              # Per-image cost from the one-step variant of this model and dtype.
+              **costs.get((model, dtype), {}),
           }
+          if "flops_per_image" in row:
+            row["tflops"] = row["flops_per_image"] * row["images_per_s"] / 1e12
           rows.append(row)
           results.add("train", row)
           print(f"  train {model} w={row['width']} {dtype} {variant} labeled={labeled}: "
@@ -199,7 +234,7 @@ def bench_features(args, results: common.Results) -> list[dict]:
       c = make_config(model, model_width(args, model), dtype, 0, args.batch, args.eval_batch)
       gd, params, bs = init_model(c, NUM_CLASSES, IMAGE_SHAPE, jax.random.key(0))
       trainer = Trainer(gd, StepConfig.from_config(c, args.pool), args.pool)
-      with common.CompileTimer() as ct:
+      with compiles.CompileLog() as ct:
         (_, feats), first_s = common.timed(lambda: trainer.predict(params, bs, images, idx))
       times = [common.timed(lambda: trainer.predict(params, bs, images, idx))[1]
                for _ in range(args.repeats)]
@@ -221,6 +256,15 @@ def print_train(rows: list[dict], est: list[dict] | None = None) -> None:
   print(common.table(rows, TRAIN_COLUMNS))
   if rows:
     print(f"cycle s = {rows[0]['cycle_note']}")
+  seen = set()
+  for r in rows:
+    key = (r["model"], r["width"], r["dtype"])
+    if "flops_per_image" in r and key not in seen:
+      seen.add(key)
+      print(f"XLA cost analysis, {r['model']} w={r['width']} {r['dtype']}, one step: "
+            f"{r['flops_per_image'] / 1e9:.3f} GFLOP and {r['bytes_per_image'] / 1e6:.1f} MB "
+            f"accessed per image ({r['flops_per_image'] / r['bytes_per_image']:.0f} flop/byte); "
+            "TFLOP/s = that x images/s")
   for e in est or []:
     print(f"protocol training estimate {e['model']} {e['dtype']} {e['variant']}: "
           f"{e['train_s_est']:,.0f} s ({e['note']})")

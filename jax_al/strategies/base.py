@@ -36,6 +36,9 @@ class Pool:
     labeled_features: [M, d] float32 features of the labeled set.
     labeled_logits: [M, C] float32 logits of the labeled set.
     num_classes: C.
+    labeled_capacity: the largest labeled set this run will score (0 =
+      unknown). A strategy may pad the labeled rows to it, so that one
+      compiled program serves every cycle (`al.pad_labeled = "run"`).
   """
 
   features: jax.Array
@@ -43,6 +46,7 @@ class Pool:
   labeled_features: jax.Array
   labeled_logits: jax.Array
   num_classes: int
+  labeled_capacity: int = 0
 
   @property
   def size(self) -> int:

@@ -35,8 +35,14 @@ cancellation in |a|^2 + |b|^2 - 2 a.b.
 Compilation. The selection is two jitted functions, the uncertainty and the
 rest, each compiled once per shape and settings (sharing the k-means
 compilation between MMD variants). The labeled features are zero-padded
-to a bucket (a power of two up to `al.block`, then a multiple of it) and
-masked, so the growing labeled set recompiles only when it crosses a bucket.
+and masked. `al.pad_labeled = "bucket"` pads to a bucket (a power of two up
+to `al.block`, then a multiple of it), so the growing labeled set recompiles
+only when it crosses a bucket; with the users' +2,500 per cycle that is
+every cycle. `"run"` pads to the largest labeled set of the run
+(`Pool.labeled_capacity`): one compilation for all cycles, at the cost of
+kernel sums over padding rows in early cycles (exact witness/decrease;
+the per-sample term only draws from real rows). Compiling costs seconds on
+a GPU and the sums milliseconds, so configs/cifar10.py uses "run".
 `al.lam`, `al.sign`, `al.normalize`, `al.sigma` and `al.greedy_weight` are
 traced, so sweeping them does not recompile.
 
@@ -64,6 +70,7 @@ from jax_al.scores import normalize as norm_lib
 from jax_al.strategies.base import Pool, Selection, Strategy, register
 
 SCOPES = ("batch", "global")
+PADS = ("bucket", "run")
 MODES = ("topk", "greedy")
 APPROX = ("exact", "rff")
 
@@ -274,6 +281,7 @@ class UncertaintyMMD(Strategy):
     _int_at_least("al.draw_size", c.draw_size, low)
     _float_at_least("al.sigma", c.sigma, 0.0, "0 = median heuristic")
     _int_at_least("al.block", c.block, 1)
+    _choice("al.pad_labeled", c.pad_labeled, PADS)
     _choice("al.approx", c.approx, APPROX)
     if isinstance(c.rff_dim, bool) or not isinstance(
         c.rff_dim, (int, np.integer)) or c.rff_dim < 2 or c.rff_dim % 2:
@@ -328,21 +336,32 @@ class UncertaintyMMD(Strategy):
       s = s._replace(rff_dim=0)
     return s
 
+  def padded_labeled(self, pool: Pool, s: Settings) -> jax.Array:
+    """The labeled features zero-padded to the rows `al.pad_labeled` asks for.
+
+    Rows past `pool.labeled_features.shape[0]` are padding (masked by the
+    count). Without an MMD term the labeled set is unused: a fixed [1, d]
+    dummy keeps the compiled shape independent of its size.
+    """
+    m, d = pool.labeled_features.shape
+    if not s.use_mmd:
+      return jnp.zeros((1, d), pool.features.dtype)
+    target = m
+    if self.cfg.pad_labeled == "run":
+      target = max(m, int(pool.labeled_capacity))
+    labeled = jnp.zeros((labeled_bucket(target, s.block), d), pool.features.dtype)
+    return labeled.at[:m].set(pool.labeled_features)
+
   def select(self, pool: Pool, budget: int, rng: jax.Array) -> Selection:
     self.check(pool.size, budget, pool.num_classes)
     s = self.settings(pool.num_classes)
-    m, d = pool.labeled_features.shape
+    m = pool.labeled_features.shape[0]
     if s.use_mmd:
       need = 2 if s.unbiased and s.term != "per_sample" else 1
       if m < need:
         raise ConfigError("al.initial", m, f"the MMD term needs at least "
                           f"{need} labeled points; raise al.initial")
-      rows = labeled_bucket(m, s.block)
-      labeled = jnp.zeros((rows, d), pool.features.dtype)
-      labeled = labeled.at[:m].set(pool.labeled_features)
-    else:
-      # Unused; a fixed dummy keeps the compiled shape independent of M.
-      labeled = jnp.zeros((1, d), pool.features.dtype)
+    labeled = self.padded_labeled(pool, s)
     c = self.cfg
     knobs = Knobs(
         lam=jnp.float32(c.lam), sign=jnp.float32(c.sign),
