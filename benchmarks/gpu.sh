@@ -15,8 +15,10 @@
 #      and 20,000 labeled; features over 50,000 first          (cap 140)
 #   2. features+train fp32, chunk variant only                  (cap 50)
 #   3. the full 7-cycle protocol on the CIFAR-10 JPEG copy, bf16, 'users'
-#      strategy: all the time left but 55 s (at least ~310 s); cut at that
-#      point, its per-cycle log (protocol/metrics.jsonl) still returns
+#      strategy, cold (no on-disk compilation cache: every program compiles,
+#      as on a fresh machine): all the time left but 55 s (at least ~310 s);
+#      cut at that point, its per-cycle log (protocol/metrics.jsonl) still
+#      returns, with compile s per cycle
 #   4. selection benchmark (jax_al.bench.selection)             (cap 40)
 #   5. PyTorch reference, bf16 eager channels_last, if > 60 s left (cap 45)
 # then a summary table (benchmarks/summarize.py) printed last.
@@ -76,7 +78,7 @@ part train_fp32 50 python3 -m jax_al.bench train,features --models resnet18 \
 rm -rf /tmp/jax_al_protocol
 part protocol $(( $(left) - 55 )) python3 -m jax_al.bench protocol ${Q[@]+"${Q[@]}"} --quiet --workdir /tmp/jax_al_protocol \
   --config.data.source=folder --config.data.path=.device/cifar10-jpeg.tar.gz \
-  --config.train.dtype=bfloat16 --json "$OUT/protocol.json"
+  --config.train.dtype=bfloat16 --config.compile_cache_dir=off --json "$OUT/protocol.json"
 mkdir -p "$OUT/protocol"
 for f in log.txt metrics.jsonl summary.json config.json selected.jsonl; do
   [ -e "/tmp/jax_al_protocol/$f" ] && cp "/tmp/jax_al_protocol/$f" "$OUT/protocol/"

@@ -31,17 +31,24 @@ def main(folder: str) -> None:
   meta = next((d["meta"] for d in docs.values() if isinstance(d, dict) and "meta" in d), {})
   print(f"\n===== summary: {meta.get('device_kind', '?')}, jax {meta.get('jax', '?')}, "
         f"{meta.get('date', '?')} =====")
-  print(f"{'what':48s} {'images/s':>10s} {'epoch s':>8s} {'compile s':>9s}")
+  print(f"{'what':48s} {'images/s':>10s} {'epoch s':>8s} {'compile s':>9s} {'TFLOP/s':>8s}")
+  costs = {}
   for name, d in docs.items():
     for r in d.get("train", []) if isinstance(d, dict) else []:
       what = f"train {r['model']} {r['dtype']} {r['variant']} L={r['labeled']}"
-      print(f"{what:48s} {r['images_per_s']:10,.0f} {r['epoch_s']:8.3f} {r['compile_s']:9.1f}")
+      tf = f"{r['tflops']:8.3g}" if "tflops" in r else f"{'':>8s}"
+      print(f"{what:48s} {r['images_per_s']:10,.0f} {r['epoch_s']:8.3f} {r['compile_s']:9.1f} {tf}")
+      if "flops_per_image" in r:
+        costs[r["model"], r.get("width"), r["dtype"]] = r
     for r in d.get("features", []) if isinstance(d, dict) else []:
       what = f"features {r['model']} {r['dtype']} pool={r['pool']}"
       print(f"{what:48s} {r['images_per_s']:10,.0f} {r['seconds']:8.3f} {r['compile_s']:9.1f}")
     if isinstance(d, dict) and d.get("stack") == "pytorch":
       what = f"torch {d['dtype']} cl={d['channels_last']} compile={d['compile']} L={d['labeled']}"
       print(f"{what:48s} {d['images_per_s']:10,.0f} {d['epoch_s']:8.3f} {'':>9s}")
+  for (model, width, dtype), r in costs.items():
+    print(f"XLA cost of one step, {model} w={width} {dtype}: {r['flops_per_image'] / 1e9:.2f} "
+          f"GFLOP, {r['bytes_per_image'] / 1e6:.1f} MB accessed per image")
   best = max((r["images_per_s"] for d in docs.values() if isinstance(d, dict)
               for r in d.get("train", []) if r["model"] == "resnet18"
               and r["dtype"] == "bfloat16" and r.get("width") == 1.0), default=None)
@@ -76,6 +83,11 @@ def main(folder: str) -> None:
               f"{'MET' if proto['total_s'] <= GOAL_PROTOCOL_S else 'not met'}" if full
               else "not the full protocol: no goal check")
       print(f"total {proto['total_s']:.1f} s ({goal}); setup {proto['setup_s']:.1f} s")
+      if "compile_s" in proto:
+        print(f"compilation {proto['compile_s']:.1f} s in all, {proto['setup_compile_s']:.1f} s "
+              "of it in setup; largest: " + ", ".join(
+                  f"{k} {v:.1f} s" for k, v in sorted(proto["compile_by_function"].items(),
+                                                      key=lambda kv: -kv[1])[:4]))
     else:
       print(f"cut after {len(cycles)} of 7 cycles; cycles so far "
             f"{sum(c['total_s'] for c in cycles):.1f} s")

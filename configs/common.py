@@ -14,6 +14,10 @@ def base() -> config_dict.ConfigDict:
   c.seed = 0
   c.num_trials = 1
   c.resume = True  # rerunning on a workdir continues from its last finished cycle
+  # On-disk XLA compilation cache shared by runs: "" = ~/.cache/jax_al/xla, a folder, or "off".
+  # A second run of the same programs loads them instead of compiling (the
+  # ResNet-18 step takes ~25 s to compile on an H200). Process-wide: the first setting wins.
+  c.compile_cache_dir = ""
 
   # ---- data -------------------------------------------------------------
   c.data = config_dict.ConfigDict()

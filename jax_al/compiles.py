@@ -8,23 +8,35 @@ backend compile. `CompileLog` listens to them while it is active:
       ...
     log.seconds, log.count, log.by_function()
 
-A cache hit records nothing, so `count == 0` over a region means that the
-region reused compiled programs only. The loop records this per cycle
-(`compile_s`, `compiles` in metrics.jsonl): on a GPU the ResNet-18 step alone
-takes tens of seconds to compile, so a cycle that recompiles shows at once.
+A hit in jit's in-memory cache records nothing, so `count == 0` over a
+region means that the region reused compiled programs only. The loop records
+this per cycle (`compile_s`, `compiles` in metrics.jsonl): on a GPU the
+ResNet-18 step alone takes tens of seconds to compile, so a cycle that
+recompiles shows at once.
+
+Across processes, `use_persistent_cache` turns on JAX's on-disk compilation
+cache (config field `compile_cache_dir`): a second run of the same programs
+loads the executables instead of compiling them. A program loaded from disk
+still counts in `count` (it was not in memory), and in `cache_hits`.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import threading
 
+import jax
 from jax import monitoring
+
+from jax_al.errors import ConfigError
 
 TRACE = "/jax/core/compile/jaxpr_trace_duration"
 LOWER = "/jax/core/compile/jaxpr_to_mlir_module_duration"
 BACKEND = "/jax/core/compile/backend_compile_duration"
 _KIND = {TRACE: "trace", LOWER: "lower", BACKEND: "compile"}
+CACHE_HIT = "/jax/compilation_cache/cache_hits"
+DEFAULT_CACHE = "~/.cache/jax_al/xla"
 
 
 def _name(fun_name) -> str:
@@ -41,6 +53,7 @@ class CompileLog:
 
   def __init__(self):
     self.events: list[tuple[str, str, float]] = []
+    self.cache_hits = 0  # programs loaded from the persistent cache
     self._lock = threading.Lock()
 
   def _listen(self, event: str, duration: float, **kwargs) -> None:
@@ -49,12 +62,19 @@ class CompileLog:
       with self._lock:
         self.events.append((kind, _name(kwargs.get("fun_name", "?")), float(duration)))
 
+  def _count(self, event: str, **_) -> None:
+    if event == CACHE_HIT:
+      with self._lock:
+        self.cache_hits += 1
+
   def start(self) -> "CompileLog":
     monitoring.register_event_duration_secs_listener(self._listen)
+    monitoring.register_event_listener(self._count)
     return self
 
   def stop(self) -> None:
     monitoring.unregister_event_duration_listener(self._listen)
+    monitoring.unregister_event_listener(self._count)
 
   def __enter__(self) -> "CompileLog":
     return self.start()
@@ -82,3 +102,52 @@ class CompileLog:
   def compiled(self) -> list[str]:
     """Names of the functions the backend compiled, in order."""
     return [name for kind, name, _ in self.events if kind == "compile"]
+
+
+def requested_cache_dir(setting: str) -> str | None:
+  """The folder `compile_cache_dir = setting` asks for (None for "off")."""
+  if setting == "off":
+    return None
+  return os.path.abspath(os.path.expanduser(setting or DEFAULT_CACHE))
+
+
+def use_persistent_cache(setting: str) -> str | None:
+  """Turns on JAX's on-disk compilation cache for this process; returns its folder.
+
+  `setting` is the config field `compile_cache_dir`: a folder, "" for
+  ~/.cache/jax_al/xla, or "off". A folder set before (JAX_COMPILATION_CACHE_DIR
+  or `jax.config`) is kept: the cache is process-wide and JAX opens it once,
+  so the first setting wins. Every program is stored (JAX's default keeps
+  only those taking >= 1 s to compile; JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS
+  in the environment overrides this). The folder is not capped: a CIFAR
+  protocol run adds about 2.5 MB on CPU; delete it to reclaim the space.
+
+  The folder is trusted: JAX runs what it loads from there, so do not point
+  it at a folder others can write to.
+  """
+  if not isinstance(setting, str):
+    raise ConfigError("compile_cache_dir", setting,
+                      'use a folder, "" for ~/.cache/jax_al/xla, or "off"')
+  current = jax.config.jax_compilation_cache_dir
+  if current:
+    return current
+  path = requested_cache_dir(setting)
+  if path is None:
+    return None
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise ConfigError("compile_cache_dir", setting,
+                      f"cannot create {path} ({e.strerror or e}); choose a writable folder "
+                      'or "off"') from None
+  if not os.access(path, os.W_OK):
+    raise ConfigError("compile_cache_dir", setting,
+                      f"{path} is not writable; choose a writable folder or \"off\"")
+  jax.config.update("jax_compilation_cache_dir", path)
+  # JAX stores only programs that took >= 1 s to compile by default; the
+  # model's eager initialisation is ~40 programs of 0.1-0.5 s each (6.6 s on
+  # CPU in all), so store everything. (No size cap: JAX's LRU eviction needs
+  # the `filelock` package and, without it, silently disables the cache.)
+  if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  return path

@@ -126,7 +126,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 # Fields that change how a run executes, not its results: a run may be resumed
 # with other values (a vmap run by a sequential one, and back).
-_EXECUTION_ONLY = ("resume", "compare.parallel")
+_EXECUTION_ONLY = ("resume", "compare.parallel", "compile_cache_dir")
 
 
 def _differences(saved: dict, now: dict, limit: int = 3) -> str:
@@ -140,6 +140,7 @@ def _differences(saved: dict, now: dict, limit: int = 3) -> str:
 def _comparable(d: dict) -> str:
   d = dict(d)
   d.pop("resume", None)
+  d.pop("compile_cache_dir", None)
   if isinstance(d.get("compare"), dict) and "parallel" in d["compare"]:
     d["compare"] = dict(d["compare"], parallel="none")  # hash as a sequential run
   return json.dumps(d, sort_keys=True, default=str)
@@ -193,6 +194,7 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
   t_start = time.perf_counter()
   workdir = Path(workdir)
   mesh = sharding.setup(config)  # first JAX call: jax.distributed.initialize() when asked
+  cache_dir = compiles.use_persistent_cache(config.compile_cache_dir)
   check_parallel(config, mesh)
   main = sharding.is_main_process()  # only process 0 writes logs and results
   resuming, ds, strategy, done, graphdef = check_run(config, workdir, overwrite)
@@ -211,6 +213,11 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
     log = io.TextLog(out / "log.txt", quiet=quiet or not main)
     log(f"{'Resuming' if resuming else 'Starting'} {config.al.strategy} on {ds.description}, "
         f"{ds.num_classes} classes; workdir {workdir}")
+    note = ""
+    if cache_dir != compiles.requested_cache_dir(config.compile_cache_dir):
+      note = (f" (compile_cache_dir={config.compile_cache_dir!r} not applied: this process "
+              "opened its cache before, and the first setting wins)")
+    log(f"XLA compilation cache: {cache_dir or 'off'}{note}")
 
     images = sharding.place(mesh, ds.train_images)
     labels = sharding.place(mesh, ds.train_labels.astype(np.int32))
@@ -533,7 +540,8 @@ def _run_cycle(trial: int, cycle: int, labeled: np.ndarray, state, ctx: dict):
 
 def _with_compiles(rec: dict, *logs: compiles.CompileLog) -> dict:
   """The cycle record plus the compilation it spent: seconds and programs compiled."""
-  return dict(rec, compile_s=sum(l.seconds for l in logs), compiles=sum(l.count for l in logs))
+  return dict(rec, compile_s=sum(l.seconds for l in logs), compiles=sum(l.count for l in logs),
+              compile_cache_hits=sum(l.cache_hits for l in logs))
 
 
 def _run_group_cycle(group: list[_Trial], cycle: int, ctx: dict) -> None:

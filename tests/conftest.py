@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `configs` is a top-level package of the repo
   sys.path.insert(0, str(REPO))
+
+# One on-disk XLA compilation cache for the test session and the run.py
+# subprocesses it starts, apart from the user's ~/.cache/jax_al/xla (set
+# before jax is imported, which reads it from the environment).
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _xla_cache = tempfile.mkdtemp(prefix="jax_al_tests_xla_")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _xla_cache
+  atexit.register(shutil.rmtree, _xla_cache, ignore_errors=True)
 
 
 def set_field(config, dotted: str, value) -> None:

@@ -1,13 +1,21 @@
 """Compilation: measured per cycle, and paid once per run, not once per cycle."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jax_al import compiles, loop
+from jax_al.errors import ConfigError
 from jax_al.strategies import uncertainty_mmd as umm
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_compile_log_sees_a_compilation_and_not_a_cache_hit():
@@ -58,8 +66,8 @@ def test_users_method_compiles_its_programs_once_per_run(tiny_config, tmp_path):
   assert run_cycles[0]["compiles"] >= 4 and run_cycles[0]["compile_s"] > 0
   # The last cycle trains and tests only: nothing left to compile.
   assert run_cycles[-1]["compiles"] == 0 and run_cycles[-1]["compile_s"] == 0.0
-  for r in run_cycles[1:]:
-    assert r["compile_s"] < run_cycles[0]["compile_s"] / 4
+  for r in run_cycles[1:]:  # small eager ops only (the subset permutation, slices)
+    assert r["compiles"] <= run_cycles[0]["compiles"] / 3
 
   bucket_cycles = run("bucket")
   # Buckets 32, 64, 64, 128 for 20, 40, 60, 80 labeled; 128 rows were compiled
@@ -78,3 +86,46 @@ def test_labeled_capacity_is_the_last_selection_size(tiny_config):
   c.al.cycles, c.al.initial, c.al.budget = 7, 5000, 2500
   assert loop.labeled_capacity(c, 50000) == 17500
   assert np.isclose(umm.labeled_bucket(17500, 1024) / 1024, 18)
+
+
+def _run_digits(workdir, cache, env):
+  args = [sys.executable, "run.py", "--config", "configs/digits.py", "--workdir", str(workdir),
+          "--config.al.cycles=2", "--config.train.epochs=2", "--config.train.eval_every=2",
+          "--config.train.milestones=(1,)", "--config.model.name=cnn",
+          f"--config.compile_cache_dir={cache}"]
+  p = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert p.returncode == 0, p.stderr[-3000:]
+  return p.stdout, _cycles(workdir)
+
+
+def test_persistent_cache_serves_a_second_process(tmp_path):
+  env = {k: v for k, v in os.environ.items() if not k.startswith(
+      ("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
+  cache = tmp_path / "xla"
+  out1, first = _run_digits(tmp_path / "a", cache, env)
+  assert f"XLA compilation cache: {cache}" in out1
+  assert sum(r["compile_cache_hits"] for r in first) == 0 and any(cache.iterdir())
+  out2, second = _run_digits(tmp_path / "b", cache, env)
+  # Every program of the cycles comes from the disk, quick ones included.
+  assert sum(r["compile_cache_hits"] for r in second) == sum(r["compiles"] for r in second) > 5
+  # Loaded executables are the compiled ones: the same run.
+  assert _selected(tmp_path / "a") == _selected(tmp_path / "b")
+  assert [r["test_acc"] for r in first] == [r["test_acc"] for r in second]
+  out3, _ = _run_digits(tmp_path / "c", "off", env)
+  assert "XLA compilation cache: off" in out3
+
+
+def test_unusable_cache_dir_is_a_config_error(tmp_path):
+  before = jax.config.jax_compilation_cache_dir
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a folder")
+  try:
+    jax.config.update("jax_compilation_cache_dir", None)  # as in a fresh process
+    with pytest.raises(ConfigError, match="compile_cache_dir.*cannot create"):
+      compiles.use_persistent_cache(str(blocker / "xla"))
+    with pytest.raises(ConfigError, match="compile_cache_dir"):
+      compiles.use_persistent_cache(5)
+    assert compiles.use_persistent_cache("off") is None
+    assert jax.config.jax_compilation_cache_dir is None
+  finally:
+    jax.config.update("jax_compilation_cache_dir", before)

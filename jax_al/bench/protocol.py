@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from jax_al import compiles
 from jax_al.bench import common
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "cifar10.py"
@@ -34,7 +35,8 @@ QUICK_OVERRIDES = {
 CYCLE_COLUMNS = [("cycle", "cycle"), ("labeled", "labeled"), ("test_acc", "test acc %"),
                  ("train_s", "train s"), ("features_s", "features s"),
                  ("strategy_s", "strategy s"), ("compile_s", "compile s"),
-                 ("compiles", "programs compiled"), ("total_s", "cycle s")]
+                 ("compiles", "programs compiled"), ("compile_cache_hits", "from disk cache"),
+                 ("total_s", "cycle s")]
 
 
 def load_config(config_path: str, overrides: list[str]):
@@ -76,7 +78,8 @@ def bench_protocol(args, overrides: list[str], results: common.Results) -> dict:
   results.set("protocol", rec)
   t0 = time.perf_counter()
   try:
-    summary = loop.run(config, workdir, overwrite=True, quiet=args.quiet)
+    with compiles.CompileLog() as clog:
+      summary = loop.run(config, workdir, overwrite=True, quiet=args.quiet)
   except JaxALError as e:
     rec.update(status="error", error=str(e), total_s=time.perf_counter() - t0)
     results.set("protocol", rec)
@@ -88,10 +91,13 @@ def bench_protocol(args, overrides: list[str], results: common.Results) -> dict:
     if r.get("kind") == "cycle":
       cycles.append({k: r.get(k) for k in ("trial", "cycle", "labeled", "test_acc", "train_s",
                                            "features_s", "strategy_s", "select_s", "compile_s", "compiles",
-                                           "total_s")})
+                                           "compile_cache_hits", "total_s")})
   cycle_sum = sum(c["total_s"] for c in cycles)
   rec.update(status="done", cycles=cycles, total_s=total, cycles_s=cycle_sum,
              setup_s=total - cycle_sum, summary_seconds=summary.get("seconds"),
+             compile_s=clog.seconds, compiles=clog.count, compile_cache_hits=clog.cache_hits,
+             setup_compile_s=clog.seconds - sum(c.get("compile_s", 0.0) for c in cycles),
+             compile_by_function=dict(list(clog.by_function().items())[:12]),
              test_acc=summary.get("mean"), **common.memory(),
              note="cycle 1 includes compiling the train/eval steps; setup_s is data "
                   "loading, model init and checkpoint writing outside the cycles")
@@ -104,6 +110,10 @@ def bench_protocol(args, overrides: list[str], results: common.Results) -> dict:
 def print_protocol(rec: dict) -> None:
   print("\nActive-learning protocol (jax_al.loop.run), wall time per cycle")
   print(common.table(rec.get("cycles", []), CYCLE_COLUMNS))
+  print(f"compilation {rec['compile_s']:.1f} s in all ({rec['compiles']} programs, "
+        f"{rec['compile_cache_hits']} of them loaded from the on-disk cache; "
+        f"{rec['setup_compile_s']:.1f} s of it in setup). Largest: " + ", ".join(
+            f"{k} {v:.1f} s" for k, v in list(rec["compile_by_function"].items())[:5]))
   print(f"total {rec['total_s']:.1f} s = cycles {rec['cycles_s']:.1f} s + setup "
         f"{rec['setup_s']:.1f} s (data loading, init, checkpoints); "
         f"peak host RSS {common.fmt_bytes(rec['peak_rss_bytes'])}, "
