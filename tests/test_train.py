@@ -120,17 +120,23 @@ def test_fused_epoch_matches_per_step_path(steps_per_call):
   mask = np.zeros(400, bool)
   mask[labeled] = True
   k_order, k_aug = jax.random.key(1), jax.random.key(2)
-  fused, _ = tr.run_epoch(tr.new_state(p, bs), x, y, jnp.asarray(mask), 150, k_order, k_aug, 0.05)
-  chunked, _ = tr2.run_epoch(tr2.new_state(p, bs), x, y, jnp.asarray(mask), 150, k_order, k_aug, 0.05)
+  fused, fused_loss = tr.run_epoch(tr.new_state(p, bs), x, y, jnp.asarray(mask), 150, k_order,
+                                   k_aug, 0.05)
+  chunked, chunked_loss = tr2.run_epoch(tr2.new_state(p, bs), x, y, jnp.asarray(mask), 150,
+                                        k_order, k_aug, 0.05)
   # The simple path: one jitted step per batch, in the same order with the same keys.
   order, valid = train.epoch_order(k_order, jnp.asarray(mask), 32, tr.rows)
-  state = tr.new_state(p, bs)
+  state, losses = tr.new_state(p, bs), []
   for i in range(5):
-    state, _ = train.train_step(tr.graphdef, tr.tx, tr.sc, state, x, y, order[i], valid[i],
-                                jax.random.fold_in(k_aug, i), 0.05)
+    state, loss = train.train_step(tr.graphdef, tr.tx, tr.sc, state, x, y, order[i], valid[i],
+                                   jax.random.fold_in(k_aug, i), 0.05)
+    losses.append(float(loss))
   for a, b, d in zip(jax.tree.leaves(fused), jax.tree.leaves(state), jax.tree.leaves(chunked)):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
     np.testing.assert_allclose(d, b, rtol=2e-4, atol=2e-5)
+  # The epoch loss is the mean over the 5 real steps; the chunked path's
+  # padding-only step (6 rows for 5 steps at 3 per call) adds nothing.
+  np.testing.assert_allclose([float(fused_loss), float(chunked_loss)], np.mean(losses), rtol=1e-4)
 
 
 def test_epoch_order_is_a_permutation_of_the_labeled_set():
