@@ -84,7 +84,7 @@ def base() -> config_dict.ConfigDict:
   c.al.estimator = "biased"      # biased | unbiased
   c.al.block = 1024              # largest kernel block materialised is block x block
                                  # (1024 is 1.7x faster than 4096 on CPU: cache-sized tiles)
-  c.al.pad_labeled = "bucket"     # labeled rows in MMD: bucket (fewer rows) | run (one compilation per run)
+  c.al.pad_labeled = "bucket"     # labeled rows (uncertainty_mmd, coreset): bucket | run (one compilation per run)
   c.al.approx = "exact"          # exact | rff (random Fourier features)
   c.al.rff_dim = 2048
   c.al.greedy_weight = 1.0       # greedy mode: weight of normalised uncertainty per pick

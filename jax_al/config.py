@@ -14,6 +14,7 @@ from jax_al.errors import ConfigError, suggest
 _CHOICES = {
     "train.dtype": ("float32", "bfloat16"),
     "compare.parallel": ("none", "vmap"),
+    "al.pad_labeled": ("bucket", "run"),  # read by uncertainty_mmd and coreset
 }
 
 

@@ -74,6 +74,8 @@ CONFIG_CASES = {
                         ("train.batch_size", "= 0", ">= 1")),
     "negative_epochs": (dict(train__epochs=-1), ConfigError, ("train.epochs", "-1", ">= 1")),
     "zero_cycles": (dict(al__cycles=0), ConfigError, ("al.cycles", "= 0", ">= 1")),
+    "pad_labeled_typo": (dict(al__strategy="coreset", al__pad_labeled="runn"), ConfigError,
+                         ("al.pad_labeled", "'runn'", "Did you mean 'run'")),
     "negative_lr": (dict(train__lr=-0.1), ConfigError, ("train.lr", "-0.1", "> 0")),
     "negative_seed": (dict(seed=-1), ConfigError, ("seed", "-1", ">= 0")),
     "zero_trials": (dict(num_trials=0), ConfigError, ("num_trials", "= 0", ">= 1")),

@@ -58,7 +58,8 @@ def _blocks(x: jax.Array, size: int, fill: float = 0.0) -> jax.Array:
   return x.reshape((n + pad) // size, size, *x.shape[1:])
 
 
-def min_sq_dists(x: jax.Array, y: jax.Array, block: int) -> jax.Array:
+def min_sq_dists(x: jax.Array, y: jax.Array, block: int,
+                 count: jax.Array | None = None) -> jax.Array:
   """For each row of x, the squared distance to its nearest row of y.
 
   Row blocks of x run one after another (`lax.map`), and within each a scan
@@ -69,9 +70,11 @@ def min_sq_dists(x: jax.Array, y: jax.Array, block: int) -> jax.Array:
     x: [n, d] points.
     y: [m, d] reference points; m may be 0.
     block: static block size.
+    count: optional (traced) number of real rows of y; rows after it are
+      padding and never nearest. None = all m.
 
   Returns:
-    [n] minimum squared distances; +inf everywhere when m == 0.
+    [n] minimum squared distances; +inf everywhere when y has no real row.
   """
   n, m = x.shape[0], y.shape[0]
   if m == 0 or n == 0:
@@ -79,7 +82,8 @@ def min_sq_dists(x: jax.Array, y: jax.Array, block: int) -> jax.Array:
   bx, by = min(block, n), min(block, m)
   y_blocks = _blocks(y, by)
   y_sq = sq_norms(y_blocks)
-  y_valid = _blocks(jnp.ones((m,), bool), by, fill=False)
+  real = jnp.ones((m,), bool) if count is None else jnp.arange(m) < count
+  y_valid = _blocks(real, by, fill=False)
 
   def row_block(xb):
     xb_sq = sq_norms(xb)

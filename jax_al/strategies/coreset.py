@@ -20,7 +20,7 @@ from jax_al.strategies.base import Pool, Selection, Strategy, register
 
 @functools.partial(jax.jit, static_argnames=("budget", "block"))
 def k_center_greedy(features: jax.Array, labeled: jax.Array, budget: int,
-                    block: int, rng: jax.Array
+                    block: int, rng: jax.Array, labeled_count: jax.Array | None = None
                     ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Greedy k-center selection.
 
@@ -31,6 +31,8 @@ def k_center_greedy(features: jax.Array, labeled: jax.Array, budget: int,
     block: static block size for the initial candidate-to-labeled distances.
     rng: used only when M == 0, to draw the first centre (there is nothing
       to be far from yet).
+    labeled_count: optional number (>= 1) of real rows of `labeled`; the rest
+      is padding that keeps the compiled shape fixed over a run.
 
   Returns:
     ([budget] picked positions in order, covering radius before, covering
@@ -52,7 +54,7 @@ def k_center_greedy(features: jax.Array, labeled: jax.Array, budget: int,
 
   picks = jnp.zeros((budget,), jnp.int32)
   if labeled.shape[0] > 0:
-    min_d = distances.min_sq_dists(x, labeled.astype(jnp.float32), block)
+    min_d = distances.min_sq_dists(x, labeled.astype(jnp.float32), block, labeled_count)
     radius_before = jnp.sqrt(jnp.max(min_d))
     start = 0
   else:
@@ -69,11 +71,20 @@ def k_center_greedy(features: jax.Array, labeled: jax.Array, budget: int,
 
 @register("coreset")
 class Coreset(Strategy):
-  """Reads `cfg.block`: the largest distance block materialised."""
+  """Reads `cfg.block` (the largest distance block materialised) and
+  `cfg.pad_labeled` ("run": the labeled rows are zero-padded to
+  `pool.labeled_capacity`, so one compilation serves every cycle)."""
 
   def select(self, pool: Pool, budget: int, rng: jax.Array) -> Selection:
+    labeled, m = pool.labeled_features, pool.labeled_features.shape[0]
+    count = None
+    if self.cfg.pad_labeled == "run" and 0 < m < pool.labeled_capacity:
+      labeled = jnp.zeros((pool.labeled_capacity, labeled.shape[1]), labeled.dtype
+                          ).at[:m].set(labeled)
+    if m > 0:
+      count = jnp.int32(m)  # traced: the same program for every labeled size
     picks, before, after = k_center_greedy(
-        pool.features, pool.labeled_features, budget, int(self.cfg.block), rng)
+        pool.features, labeled, budget, int(self.cfg.block), rng, count)
     stats = {"radius_after": float(after)}
     if pool.labeled_features.shape[0] > 0:  # else +inf, which JSON lacks
       stats["radius_before"] = float(before)
