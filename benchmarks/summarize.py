@@ -61,6 +61,15 @@ def main(folder: str) -> None:
         print(f"protocol training estimate {e['model']} {e['dtype']} {e['variant']}: "
               f"{e['train_s_est']:,.0f} s (200 epochs x 7 cycles, extrapolated)")
 
+  prof = docs.get("profile", {}).get("profile") if isinstance(docs.get("profile"), dict) else None
+  if isinstance(prof, dict) and prof.get("devices"):
+    print(f"\nprofile ({prof['model']} {prof['dtype']}, {prof['labeled']} labeled, "
+          f"{prof['steps_per_call']} steps/call):")
+    for d in prof["devices"]:
+      print(f"  {d['device']}: busy {100 * d['busy_frac']:.0f} % of {prof['window_s']:.2f} s")
+      for op in d["top_ops"][:6]:
+        print(f"    {100 * op['frac']:5.1f} %  x{op['count']:<6d} {op['name'][:70]}")
+
   if not isinstance(docs.get("protocol"), dict):
     docs["protocol"] = {}
   proto = docs["protocol"].get("protocol", {})

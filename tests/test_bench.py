@@ -87,3 +87,41 @@ def test_bad_arguments_exit_with_a_message(argv):
   with pytest.raises(SystemExit) as e:
     main(argv)
   assert "error" in str(e.value)
+
+
+def test_trace_summary_counts_overlaps_once_and_nested_ops_by_self_time():
+  from jax_al.bench.profile import summarize_trace
+  M = lambda pid, tid, kind, name: {"ph": "M", "pid": pid, "tid": tid, "name": kind,
+                                    "args": {"name": name}}
+  X = lambda pid, tid, name, ts, dur: {"ph": "X", "pid": pid, "tid": tid, "name": name,
+                                       "ts": ts, "dur": dur}
+  trace = {"traceEvents": [
+      M(1, None, "process_name", "/host:CPU"), M(2, None, "process_name", "/device:GPU:0"),
+      M(2, 7, "thread_name", "Stream #7"), M(2, 8, "thread_name", "Stream #8"),
+      X(1, 1, "PjitFunction(step)", 0, 1000),          # host: not device time
+      X(2, 7, "conv_fprop", 100, 300), X(2, 7, "bn_fusion", 400, 100),
+      X(2, 8, "conv_wgrad", 200, 300),                 # overlaps stream 7: 100..500
+      X(2, 8, "wrapper", 600, 200), X(2, 8, "inner", 650, 100)]}
+  s = summarize_trace(trace)
+  assert s["window_s"] == pytest.approx(1000e-6)
+  (dev,) = s["devices"]
+  assert dev["device"] == "/device:GPU:0" and dev["events"] == 5
+  assert dev["busy_s"] == pytest.approx(600e-6)  # [100, 500) + [600, 800)
+  assert dev["busy_frac"] == pytest.approx(0.6)
+  ops = {o["name"]: o["total_ms"] for o in dev["top_ops"]}
+  assert ops == pytest.approx({"conv_fprop": 0.3, "conv_wgrad": 0.3, "bn_fusion": 0.1,
+                               "wrapper": 0.1, "inner": 0.1})
+  assert [o["name"] for o in dev["top_ops"]][:2] == ["conv_fprop", "conv_wgrad"]
+  assert sum(o["frac"] for o in dev["top_ops"]) == pytest.approx(1.0)
+
+
+def test_profile_smoke(tmp_path):
+  doc = main(["profile", "--quick", "--models", "cnn", "--cnn-width", "0.25", "--dtypes",
+              "float32", "--batch", "32", "--n-train", "128", "--sizes", "64", "--repeats", "1",
+              "--profile-dir", str(tmp_path / "prof"), "--json", str(tmp_path / "p.json")])
+  p = doc["profile"]
+  assert p["labeled"] == 64 and p["steps_per_call"] == 1  # auto on CPU
+  assert p["devices"], p
+  d = p["devices"][0]
+  assert 0 < d["busy_frac"] <= 1 and d["top_ops"] and d["events"] > 0
+  assert p["trace_file"] and Path(p["trace_file"]).exists()

@@ -6,10 +6,11 @@
     python -m jax_al.bench selection [its own flags]           # jax_al.bench.selection
     python -m jax_al.bench scaling [its own flags]             # jax_al.bench.scaling
     python -m jax_al.bench parallel [its own flags]            # jax_al.bench.parallel
+    python -m jax_al.bench profile --profile-dir prof/         # where an epoch's time goes
     python -m jax_al.bench all --quick --json docs/bench/cpu.json
 
-`what` is one of train, features, protocol, selection, all (= those four), or a
-comma-separated list of them; `scaling` and `parallel` run alone. `selection`,
+`what` is one of train, features, profile, protocol, selection, all (= those
+five), or a comma-separated list of them; `scaling` and `parallel` run alone. `selection`,
 `scaling` and `parallel` given alone get the rest of the command line verbatim.
 In a list, arguments this parser does not know go to the protocol (`--config.*`)
 or to the selection benchmark (anything else).
@@ -20,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-PARTS = ("train", "features", "protocol", "selection")
+PARTS = ("train", "features", "profile", "protocol", "selection")
 # Sizes: (full, --quick). Full sizes are the CIFAR-10 protocol's; quick ones run
 # on a 2-core CPU in a few minutes.
 DEFAULTS = {
@@ -43,8 +44,8 @@ def _csv(s: str) -> list[str]:
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog="python -m jax_al.bench", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("what", help="train | features | protocol | selection | all, or a "
-                 "comma-separated list")
+  p.add_argument("what", help="train | features | profile | protocol | selection | all, "
+                 "or a comma-separated list")
   p.add_argument("--quick", action="store_true", help="CPU sizes (tiny widths, few steps)")
   p.add_argument("--json", help="write the results here (rewritten after every measurement)")
   g = p.add_argument_group("train / features")
@@ -65,6 +66,8 @@ def parser() -> argparse.ArgumentParser:
   g.add_argument("--repeats", type=int, help="timed repeats (median reported)")
   g.add_argument("--pool", type=int, help="feature-extraction pool size (50,000)")
   g.add_argument("--eval-batch", type=int, help="predict chunk size (config: 1000)")
+  g.add_argument("--profile-dir", help="profile: keep the jax.profiler trace here "
+                 "(default: a temporary folder, deleted after the summary)")
   g = p.add_argument_group("protocol")
   g.add_argument("--config", help="config file[:preset] (default configs/cifar10.py)")
   g.add_argument("--data-path", help="image folder or .tar(.gz) for data.source=folder")
@@ -148,6 +151,10 @@ def main(argv: list[str] | None = None) -> dict:
   if "train" in what:
     out["train"] = train.bench_train(args, results)
     train.print_train(out["train"], results.doc.get("train_protocol_estimates"))
+  if "profile" in what:
+    from jax_al.bench import profile
+    out["profile"] = profile.bench_profile(args, results)
+    profile.print_profile(out["profile"])
   if "selection" in what:
     try:
       sel_main = _selection_main()
