@@ -19,7 +19,7 @@
 #      (profile_trace.json.gz) if under 30 MB                   (cap 45)
 #   3. the full 7-cycle protocol on the CIFAR-10 JPEG copy, bf16, 'users'
 #      strategy, cold (no on-disk compilation cache: every program compiles,
-#      as on a fresh machine): all the time left but 55 s (at least ~310 s);
+#      as on a fresh machine): all the time left but 55 s (at least ~320 s);
 #      cut at that point, its per-cycle log (protocol/metrics.jsonl) still
 #      returns, with compile s per cycle
 #   4. selection benchmark (jax_al.bench.selection)             (cap 40)
