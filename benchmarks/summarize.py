@@ -69,6 +69,8 @@ def main(folder: str) -> None:
       print(f"  {d['device']}: busy {100 * d['busy_frac']:.0f} % of {prof['window_s']:.2f} s")
       for op in d["top_ops"][:6]:
         print(f"    {100 * op['frac']:5.1f} %  x{op['count']:<6d} {op['name'][:70]}")
+      for op in d.get("top_hlo_ops", [])[:6]:
+        print(f"    HLO {100 * op['frac']:5.1f} %  x{op['count']:<6d} {op['name'][:66]}")
 
   if not isinstance(docs.get("protocol"), dict):
     docs["protocol"] = {}

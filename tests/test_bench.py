@@ -98,7 +98,10 @@ def test_trace_summary_counts_overlaps_once_and_nested_ops_by_self_time():
   trace = {"traceEvents": [
       M(1, None, "process_name", "/host:CPU"), M(2, None, "process_name", "/device:GPU:0"),
       M(2, 7, "thread_name", "Stream #7"), M(2, 8, "thread_name", "Stream #8"),
+      M(2, 9, "thread_name", "XLA Modules"), M(2, 10, "thread_name", "XLA Ops"),
       X(1, 1, "PjitFunction(step)", 0, 1000),          # host: not device time
+      X(2, 9, "jit_train_chunk", 50, 900),             # spans the gaps: not busy time
+      X(2, 10, "convolution.3", 100, 300), X(2, 10, "fusion.7", 400, 100),
       X(2, 7, "conv_fprop", 100, 300), X(2, 7, "bn_fusion", 400, 100),
       X(2, 8, "conv_wgrad", 200, 300),                 # overlaps stream 7: 100..500
       X(2, 8, "wrapper", 600, 200), X(2, 8, "inner", 650, 100)]}
@@ -113,6 +116,8 @@ def test_trace_summary_counts_overlaps_once_and_nested_ops_by_self_time():
                                "wrapper": 0.1, "inner": 0.1})
   assert [o["name"] for o in dev["top_ops"]][:2] == ["conv_fprop", "conv_wgrad"]
   assert sum(o["frac"] for o in dev["top_ops"]) == pytest.approx(1.0)
+  assert [o["name"] for o in dev["top_hlo_ops"]] == ["convolution.3", "fusion.7"]
+  assert [o["total_ms"] for o in dev["top_hlo_ops"]] == pytest.approx([0.3, 0.1])
 
 
 def test_profile_smoke(tmp_path):

@@ -14,6 +14,8 @@ threads on a CPU):
 - `top_ops`: total self time per op or kernel name (nested events' time
   counted once, in the innermost), largest first, with its share of the
   summed op time (convolution kernels vs BatchNorm fusions vs the rest).
+  On a GPU only the "Stream #n" rows (kernels) count for both; the "XLA
+  Ops" row, when the trace has one, is summarised apart as `top_hlo_ops`.
 
 The trace file (`perfetto_trace.json.gz`, viewable at ui.perfetto.dev) is
 kept under `--profile-dir` when given.
@@ -100,6 +102,7 @@ def summarize_trace(trace: dict, top: int = 12) -> dict:
       return None
     return f"{procs.get(e['pid'], 'host')} (XLA threads)"
 
+  thread_of = lambda e: threads.get((e["pid"], e.get("tid")), "").lower()
   by_device = collections.defaultdict(list)
   for e in spans:
     d = on_device(e)
@@ -108,23 +111,34 @@ def summarize_trace(trace: dict, top: int = 12) -> dict:
   window = (t1 - t0) * 1e-6
   devices = []
   for name, evs in sorted(by_device.items()):
-    busy = _intervals_union([(e["ts"], e["ts"] + e["dur"]) for e in evs]) * 1e-6
-    per_op = collections.defaultdict(lambda: [0.0, 0])
-    per_thread = collections.defaultdict(list)
-    for e in evs:
-      per_thread[e["pid"], e.get("tid")].append(e)
-    for thread_events in per_thread.values():
-      for e, own in zip(thread_events, _self_times(thread_events)):
-        per_op[e["name"]][0] += own
-        per_op[e["name"]][1] += 1
-    summed = sum(v[0] for v in per_op.values()) or 1.0
-    ops = sorted(per_op.items(), key=lambda kv: -kv[1][0])[:top]
-    devices.append({
-        "device": name, "events": len(evs), "busy_s": busy,
-        "busy_frac": busy / window if window > 0 else 0.0,
-        "top_ops": [{"name": n[:120], "total_ms": v[0] * 1e-3, "count": v[1],
-                     "frac": v[0] / summed} for n, v in ops]})
+    # A GPU's kernels run on its "Stream #n" rows; rows such as "XLA Modules"
+    # span whole programs, gaps included, and would hide idle time.
+    kernels = [e for e in evs if thread_of(e).startswith("stream")] or evs
+    busy = _intervals_union([(e["ts"], e["ts"] + e["dur"]) for e in kernels]) * 1e-6
+    rec = {"device": name, "events": len(kernels), "busy_s": busy,
+           "busy_frac": busy / window if window > 0 else 0.0,
+           "top_ops": _top_ops(kernels, top)}
+    hlo = [e for e in evs if thread_of(e) == "xla ops"]
+    if hlo:  # the HLO ops the kernels belong to: fusion names, convolutions
+      rec["top_hlo_ops"] = _top_ops(hlo, top)
+    devices.append(rec)
   return {"window_s": window, "devices": devices}
+
+
+def _top_ops(events: list[dict], top: int) -> list[dict]:
+  """Self time per name over `events` (grouped by thread), largest first."""
+  per_op = collections.defaultdict(lambda: [0.0, 0])
+  per_thread = collections.defaultdict(list)
+  for e in events:
+    per_thread[e["pid"], e.get("tid")].append(e)
+  for thread_events in per_thread.values():
+    for e, own in zip(thread_events, _self_times(thread_events)):
+      per_op[e["name"]][0] += own
+      per_op[e["name"]][1] += 1
+  summed = sum(v[0] for v in per_op.values()) or 1.0
+  ops = sorted(per_op.items(), key=lambda kv: -kv[1][0])[:top]
+  return [{"name": n[:120], "total_ms": v[0] * 1e-3, "count": v[1], "frac": v[0] / summed}
+          for n, v in ops]
 
 
 def _find_trace(folder: str) -> str | None:
@@ -184,5 +198,10 @@ def print_profile(rec: dict) -> None:
     for op in d["top_ops"]:
       print(f"    {100 * op['frac']:5.1f} %  {op['total_ms']:10.2f} ms  x{op['count']:<6d} "
             f"{op['name']}")
+    if d.get("top_hlo_ops"):
+      print("    HLO ops:")
+      for op in d["top_hlo_ops"]:
+        print(f"    {100 * op['frac']:5.1f} %  {op['total_ms']:10.2f} ms  x{op['count']:<6d} "
+              f"{op['name']}")
   if rec.get("trace_file"):
     print(f"  trace: {rec['trace_file']} (ui.perfetto.dev)")
