@@ -139,8 +139,9 @@ def _differences(saved: dict, now: dict, limit: int = 3) -> str:
 
 def _comparable(d: dict) -> str:
   d = dict(d)
-  d.pop("resume", None)
-  d.pop("compile_cache_dir", None)
+  for field in _EXECUTION_ONLY:
+    if "." not in field:
+      d.pop(field, None)
   if isinstance(d.get("compare"), dict) and "parallel" in d["compare"]:
     d["compare"] = dict(d["compare"], parallel="none")  # hash as a sequential run
   return json.dumps(d, sort_keys=True, default=str)

@@ -1,6 +1,5 @@
 """Compilation: measured per cycle, and paid once per run, not once per cycle."""
 
-import json
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 from jax_al import compiles, loop
 from jax_al.errors import ConfigError
 from jax_al.strategies import uncertainty_mmd as umm
+from test_reliability import records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,12 +34,11 @@ def test_compile_log_sees_a_compilation_and_not_a_cache_hit():
 
 
 def _cycles(wd):
-  recs = [json.loads(l) for l in (wd / "metrics.jsonl").read_text().splitlines()]
-  return [r for r in recs if r["kind"] == "cycle"]
+  return [r for r in records(wd) if r["kind"] == "cycle"]
 
 
 def _selected(wd):
-  return [json.loads(l)["indices"] for l in (wd / "selected.jsonl").read_text().splitlines()]
+  return [r["indices"] for r in records(wd, "selected.jsonl")]
 
 
 def test_users_method_compiles_its_programs_once_per_run(tiny_config, tmp_path, monkeypatch):

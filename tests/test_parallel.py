@@ -13,7 +13,7 @@ import pytest
 from conftest import tiny_digits_config
 from jax_al import checkpoint, loop, parallel, sharding
 from jax_al.errors import ConfigError, TrainingError
-from test_reliability import Interrupt, assert_same_run, records
+from test_reliability import Interrupt, assert_same_run, count_calls, records
 
 # 3 trials x 3 cycles of the digits MLP (re-initialised each cycle), 2 steps
 # per call: the vmapped lax.scan with its skip-padding lax.cond.
@@ -23,20 +23,6 @@ RUN = dict(num_trials=3, al__cycles=3, train__epochs=8, train__eval_every=4,
 
 def _config(parallel_mode: str, strategy: str = "entropy", **fields):
   return tiny_digits_config(strategy, compare__parallel=parallel_mode, **{**RUN, **fields})
-
-
-def count_calls(monkeypatch, cls, name: str, interrupt_at: int | None = None) -> list:
-  real = getattr(cls, name)
-  calls = []
-
-  def wrapper(*args, **kwargs):
-    calls.append(1)
-    if len(calls) == interrupt_at:
-      raise Interrupt()
-    return real(*args, **kwargs)
-
-  monkeypatch.setattr(cls, name, wrapper)
-  return calls
 
 
 @pytest.fixture(scope="module")

@@ -122,19 +122,24 @@ class Interrupt(BaseException):
   """Stands for a kill: not an Exception, so nothing catches and logs it."""
 
 
-def count_fits(monkeypatch, interrupt_at: int | None = None) -> list:
-  """Counts Trainer.fit calls (one per cycle); raises Interrupt in call `interrupt_at`."""
-  real_fit = loop.Trainer.fit
+def count_calls(monkeypatch, cls, name: str, interrupt_at: int | None = None) -> list:
+  """Counts calls of `cls.name`; raises Interrupt in call `interrupt_at`."""
+  real = getattr(cls, name)
   calls = []
 
-  def fit(*args, **kwargs):
+  def wrapper(*args, **kwargs):
     calls.append(1)
     if len(calls) == interrupt_at:
       raise Interrupt()
-    return real_fit(*args, **kwargs)
+    return real(*args, **kwargs)
 
-  monkeypatch.setattr(loop.Trainer, "fit", fit)
+  monkeypatch.setattr(cls, name, wrapper)
   return calls
+
+
+def count_fits(monkeypatch, interrupt_at: int | None = None) -> list:
+  """Counts Trainer.fit calls (one per cycle); raises Interrupt in call `interrupt_at`."""
+  return count_calls(monkeypatch, loop.Trainer, "fit", interrupt_at)
 
 
 @pytest.mark.parametrize("reinit", [True, False], ids=["reinit", "warm_start"])

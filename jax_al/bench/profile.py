@@ -34,12 +34,9 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from jax_al.bench import common
-from jax_al.bench.train import IMAGE_SHAPE, NUM_CLASSES, fake_data, make_config, model_width
-from jax_al.train import StepConfig, Trainer, init_model
+from jax_al.bench.train import build_trainer, epoch_runner, fake_data, model_width
 
 # Host-side trace rows that are not device work (the Python thread, PjRt's
 # bookkeeping); on a CPU the remaining threads of the host process are XLA's.
@@ -149,18 +146,10 @@ def _find_trace(folder: str) -> str | None:
 def bench_profile(args, results: common.Results) -> dict:
   model, dtype = args.models[0], args.dtypes[0]
   labeled = max(args.sizes)
-  c = make_config(model, model_width(args, model), dtype, 0, args.batch)  # auto steps/call
-  gd, params, bs = init_model(c, NUM_CLASSES, IMAGE_SHAPE, jax.random.key(0))
-  sc = StepConfig.from_config(c, args.n_train)
-  trainer = Trainer(gd, sc, args.n_train)
+  c, trainer, state, _ = build_trainer(args, model, dtype, 0)  # 0: auto steps/call
+  sc = trainer.sc
   images, labels = fake_data(args.n_train, seed=0)
-  mask = jnp.asarray(np.arange(args.n_train) < labeled)
-  state = trainer.new_state(params, bs)
-
-  def epoch(state, i):
-    return trainer.run_epoch(state, images, labels, mask, labeled, jax.random.key(i),
-                             jax.random.key(10**6 + i), c.train.lr)
-
+  epoch = epoch_runner(trainer, c, images, labels, labeled)
   state, _ = jax.block_until_ready(epoch(state, 0))  # compiles
   folder = args.profile_dir or tempfile.mkdtemp(prefix="jax_al_profile_")
   t = time.perf_counter()

@@ -65,6 +65,22 @@ def fake_data(n: int, seed: int = 0):
   return jax.device_put(x), jax.device_put(y)
 
 
+def build_trainer(args, model: str, dtype: str, steps_per_call: int):
+  """(config, Trainer over `args.n_train` rows, fresh state, params) for one model and dtype."""
+  c = make_config(model, model_width(args, model), dtype, steps_per_call, args.batch)
+  gd, params, bs = init_model(c, NUM_CLASSES, IMAGE_SHAPE, jax.random.key(0))
+  trainer = Trainer(gd, StepConfig.from_config(c, args.n_train), args.n_train)
+  return c, trainer, trainer.new_state(params, bs), params
+
+
+def epoch_runner(trainer: Trainer, config, images, labels, labeled: int):
+  """`run(state, i)`: epoch i over the first `labeled` rows, with keys from i."""
+  mask = jnp.asarray(np.arange(labels.shape[0]) < labeled)
+  return lambda state, i: trainer.run_epoch(state, images, labels, mask, labeled,
+                                            jax.random.key(i), jax.random.key(10**6 + i),
+                                            config.train.lr)
+
+
 def _spc(variant: str, chunk: int, n_train: int, batch: int) -> int:
   return {"step": 1, "chunk": chunk, "epoch": math.ceil(n_train / batch)}[variant]
 
@@ -77,7 +93,7 @@ def _cache_size(trainer: Trainer) -> int | None:
     return None
 
 
-def step_cost(trainer: Trainer, state, images, labels, mask) -> dict:
+def step_cost(trainer: Trainer, state, images, labels, labeled: int) -> dict:
   """XLA's cost analysis of one compiled train call, per image.
 
   Call it after the warm-up: lowering with the same shapes then hits the
@@ -87,6 +103,7 @@ def step_cost(trainer: Trainer, state, images, labels, mask) -> dict:
   backend gives no analysis.
   """
   try:
+    mask = jnp.asarray(np.arange(labels.shape[0]) < labeled)
     order, valid = trainer._order(jax.random.key(0), mask, trainer.sc.batch_size, trainer.rows)
     compiled = trainer._train.lower(
         state, jnp.zeros((), jnp.float32), images, labels, order, valid, jnp.int32(0),
@@ -120,32 +137,25 @@ def bench_train(args, results: common.Results) -> list[dict]:
     for dtype in args.dtypes:
       for variant in args.variants:
         spc = _spc(variant, args.chunk, args.n_train, args.batch)
-        c = make_config(model, model_width(args, model), dtype, spc, args.batch)
-        gd, params, bs = init_model(c, NUM_CLASSES, IMAGE_SHAPE, jax.random.key(0))
-        sc = StepConfig.from_config(c, args.n_train)
-        trainer = Trainer(gd, sc, args.n_train)
-        state = trainer.new_state(params, bs)
+        c, trainer, state, params = build_trainer(args, model, dtype, spc)
+        sc = trainer.sc
         n_params = int(sum(p.size for p in jax.tree.leaves(params)))
         compile_s = first_s = None
         epoch = 0
         for labeled in args.sizes:
-          mask_np = np.zeros(args.n_train, bool)
-          mask_np[:labeled] = True
-          mask = jnp.asarray(mask_np)
+          run = epoch_runner(trainer, c, images, labels, labeled)
 
           def one_epoch(state):
             nonlocal epoch
             epoch += 1
-            return trainer.run_epoch(state, images, labels, mask, labeled,
-                                     jax.random.key(epoch), jax.random.key(10**6 + epoch),
-                                     c.train.lr)
+            return run(state, epoch)
 
           if compile_s is None:  # warm-up: compiles the order and train functions
             with compiles.CompileLog() as ct:
               (state, _), first_s = common.timed(lambda: one_epoch(state))
             compile_s, compile_src = ct.seconds, "jax compile events"
             if sc.steps_per_call == 1:
-              costs[model, dtype] = step_cost(trainer, state, images, labels, mask)
+              costs[model, dtype] = step_cost(trainer, state, images, labels, labeled)
           times = []
           with compiles.CompileLog() as recompile:
             for _ in range(args.repeats):

@@ -21,6 +21,7 @@ import dataclasses
 from typing import Any, ClassVar
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jax_al.errors import ConfigError, suggest
@@ -51,6 +52,19 @@ class Pool:
   @property
   def size(self) -> int:
     return int(self.features.shape[0])
+
+  def labeled_rows(self, pad: str) -> int:
+    """Rows for the labeled features under `al.pad_labeled = pad`: their
+    count ("bucket"), or the run's capacity when larger ("run")."""
+    m = int(self.labeled_features.shape[0])
+    return max(m, int(self.labeled_capacity)) if pad == "run" else m
+
+  def padded_labeled(self, rows: int) -> jax.Array:
+    """The labeled features followed by zero rows, `rows` (>= count) in all."""
+    lf = self.labeled_features
+    if rows == lf.shape[0]:
+      return lf
+    return jnp.zeros((rows, *lf.shape[1:]), lf.dtype).at[:lf.shape[0]].set(lf)
 
 
 @dataclasses.dataclass

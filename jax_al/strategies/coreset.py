@@ -76,12 +76,9 @@ class Coreset(Strategy):
   `pool.labeled_capacity`, so one compilation serves every cycle)."""
 
   def select(self, pool: Pool, budget: int, rng: jax.Array) -> Selection:
-    labeled, m = pool.labeled_features, pool.labeled_features.shape[0]
-    count = None
-    if self.cfg.pad_labeled == "run" and 0 < m < pool.labeled_capacity:
-      labeled = jnp.zeros((pool.labeled_capacity, labeled.shape[1]), labeled.dtype
-                          ).at[:m].set(labeled)
-    if m > 0:
+    labeled, m, count = pool.labeled_features, pool.labeled_features.shape[0], None
+    if m > 0:  # with nothing labeled the first centre is random: no padding
+      labeled = pool.padded_labeled(pool.labeled_rows(self.cfg.pad_labeled))
       count = jnp.int32(m)  # traced: the same program for every labeled size
     picks, before, after = k_center_greedy(
         pool.features, labeled, budget, int(self.cfg.block), rng, count)

@@ -343,14 +343,9 @@ class UncertaintyMMD(Strategy):
     count). Without an MMD term the labeled set is unused: a fixed [1, d]
     dummy keeps the compiled shape independent of its size.
     """
-    m, d = pool.labeled_features.shape
     if not s.use_mmd:
-      return jnp.zeros((1, d), pool.features.dtype)
-    target = m
-    if self.cfg.pad_labeled == "run":
-      target = max(m, int(pool.labeled_capacity))
-    labeled = jnp.zeros((labeled_bucket(target, s.block), d), pool.features.dtype)
-    return labeled.at[:m].set(pool.labeled_features)
+      return jnp.zeros((1, pool.labeled_features.shape[1]), pool.features.dtype)
+    return pool.padded_labeled(labeled_bucket(pool.labeled_rows(self.cfg.pad_labeled), s.block))
 
   def select(self, pool: Pool, budget: int, rng: jax.Array) -> Selection:
     self.check(pool.size, budget, pool.num_classes)
