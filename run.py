@@ -5,12 +5,16 @@
     python run.py --config configs/digits.py --config.compare.strategies=random,entropy
 
 Rerunning the same command with the same --workdir resumes after the last
-finished cycle; --overwrite replaces the run instead. Bad flags and bad
-config values stop with one line that names the field, the value and the fix.
+finished cycle; --overwrite replaces the run instead (the old one comes back
+if the new one fails before its first checkpoint). Bad flags and bad config
+values stop with one line that names the field, the value and the fix (exit
+1); Ctrl-C and SIGTERM stop with one line (exit 130 and 143), keeping every
+finished cycle.
 """
 
 import datetime
 import os
+import sys
 from pathlib import Path
 
 from absl import app
@@ -34,15 +38,22 @@ def default_workdir(config_arg: str) -> str:
 
 
 def parse_flags(argv):
-  try:
-    rest = FLAGS(argv)
-    FLAGS.config.keys()  # a config file that failed to load raises only when read
-    return rest
-  except SystemExit:
-    raise
-  except Exception as e:  # flags.Error, or what a config override or file raised
-    from jax_al.cli import explain_flag_error
-    raise SystemExit(f"error: {explain_flag_error(argv, e)}") from None
+  from jax_al.cli import check_config_arg
+  from jax_al.errors import critical
+  # A signal during these imports would leave modules half-initialised: it
+  # waits until the flags are parsed, then stops the command with its line.
+  with critical():
+    check_config_arg(argv)  # before config_flags executes the file
+    try:
+      rest = FLAGS(argv)
+      FLAGS.config.keys()  # a config file that failed to load raises only when read
+    except SystemExit:
+      raise
+    except Exception as e:  # flags.Error, or what a config override or file raised
+      from jax_al.cli import explain_flag_error
+      raise SystemExit(f"error: {explain_flag_error(argv, e)}") from None
+    from jax_al import loop  # pylint: disable=unused-import  # imports jax, inside the section
+  return rest
 
 
 # ---------------------------------------------------------------- main -------
@@ -53,19 +64,21 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not FLAGS["verbosity"].present:  # orbax logs every checkpoint step at INFO
     logging.set_verbosity(logging.WARNING)
-  from jax_al import compare, loop
-  from jax_al.errors import JaxALError
+  from jax_al.cli import run_command
 
-  config = FLAGS.config
   workdir = FLAGS.workdir or default_workdir(config_flags.get_config_filename(FLAGS["config"]))
-  try:
-    if compare.strategies_of(config):
-      compare.run(config, workdir, overwrite=FLAGS.overwrite)
-    else:
-      loop.run(config, workdir, overwrite=FLAGS.overwrite)
-  except JaxALError as e:
-    raise SystemExit(f"error: {e}") from None
+  return run_command(FLAGS.config, workdir, FLAGS.overwrite)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  from jax_al.errors import Interrupted, handle_signals
+  with handle_signals():  # from the start: a SIGTERM while jax imports gets its line too
+    try:
+      app.run(main, flags_parser=parse_flags)
+    except Interrupted as e:  # outside a run (flags, imports): nothing was started
+      from jax_al.cli import exit_now
+      print(e.message(), file=sys.stderr)
+      exit_now(SystemExit(e.exit_code))
+    except SystemExit as e:
+      from jax_al.cli import exit_now
+      exit_now(e)

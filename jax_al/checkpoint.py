@@ -63,6 +63,16 @@ def _check_step_dir(step_dir: Path, base: Path) -> None:
           raise DataError(str(p), f"is a symbolic link to {target}, outside {base}", _FIX)
 
 
+def _short(e: BaseException, limit: int = 200) -> str:
+  """The gist of an orbax/TensorStore error: its first line, without the
+  kilobytes of TensorStore spec it appends."""
+  text = str(e).split("See full TensorStore details")[0].strip()
+  text = (text.splitlines() or [""])[0].strip().rstrip(".")
+  if len(text) > limit:
+    text = text[:limit - 3] + "..."
+  return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 def _manager(path: Path) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
       path, item_names=("state", "meta"),
@@ -122,7 +132,7 @@ def restore_meta(workdir: Path, trial: int, cycle: int) -> dict:
   try:
     meta = mngr.restore(cycle, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
   except Exception as e:  # orbax raises many kinds; all mean "unreadable"
-    raise DataError(str(step_dir / "meta"), f"cannot be read ({type(e).__name__}: {e})",
+    raise DataError(str(step_dir / "meta"), f"cannot be read ({_short(e)})",
                     f"delete the folder {step_dir} to resume from the cycle before, or "
                     "pass --overwrite to start afresh") from None
   finally:
@@ -144,7 +154,7 @@ def restore(workdir: Path, trial: int, cycle: int, like_state):
     out = mngr.restore(cycle, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                       meta=ocp.args.JsonRestore()))
   except Exception as e:
-    raise DataError(str(step_dir), f"cannot be restored ({type(e).__name__}: {e})",
+    raise DataError(str(step_dir), f"cannot be restored ({_short(e)})",
                     f"delete the folder {step_dir} to resume from the cycle before, or "
                     "pass --overwrite to start afresh") from None
   finally:

@@ -1,8 +1,13 @@
-"""Command-line helpers for `run.py`: one-line explanations of flag errors.
+"""Command-line helpers for `run.py`: checks of the config argument, one-line
+explanations of flag errors, and the run itself with its exit codes.
 
 ml_collections' config_flags reports a bad override as a traceback or a bare
-"FATAL" line. `explain_flag_error` re-reads the config file and the
-`--config.*` flags itself to name the field, the value and the fix.
+"FATAL" line. `check_config_arg` refuses a --config that is not a config
+file before config_flags executes it, and `explain_flag_error` re-reads the
+config file and the `--config.*` flags itself to name the field, the value
+and the fix. `run_command` runs a config and turns every expected failure
+into one line on stderr: exit 1 for bad input, 130 for Ctrl-C, 143 for
+SIGTERM.
 """
 
 from __future__ import annotations
@@ -36,6 +41,92 @@ def _flag_values(argv, name: str):
         out.append((flag, value))
     i += 1
   return out
+
+
+def check_config_file(spec: str) -> None:
+  """Raises SystemExit with one line unless `spec` names a config file.
+
+  A config file is an existing Python file that defines `get_config` at its
+  top level; an optional `:preset` must not be empty. Checked from the
+  file's syntax tree, without executing it.
+  """
+  path, colon, preset = spec.partition(":")
+  fix = "pass a config file such as --config configs/digits.py"
+  if not os.path.isfile(path):
+    raise SystemExit(f"error: flag --config: config file {path!r} does not exist. Fix: pass "
+                     "an existing file, e.g. --config configs/digits.py")
+  if not path.endswith(".py"):
+    raise SystemExit(f"error: flag --config: {path!r} is not a config file (a Python file "
+                     f"defining get_config()). Fix: {fix}")
+  try:
+    with open(path, "rb") as f:
+      tree = ast.parse(f.read(), filename=path)
+  except (SyntaxError, ValueError, OSError) as e:
+    raise SystemExit(f"error: flag --config: {path!r} cannot be parsed as Python "
+                     f"({type(e).__name__}: {e}). Fix: {fix}") from None
+  if not any(isinstance(n, ast.FunctionDef) and n.name == "get_config" for n in tree.body):
+    raise SystemExit(f"error: flag --config: {path!r} is not a config file: it defines no "
+                     f"get_config() function. Fix: {fix}")
+  if colon and not preset.strip():
+    from jax_al import presets
+    raise SystemExit(f"error: flag --config: {spec!r} ends in ':' with no preset name. Fix: "
+                     f"drop the ':' or name a preset: {', '.join(presets.names())}")
+
+
+def check_config_arg(argv) -> None:
+  """`check_config_file` for the last --config of a command line, if any."""
+  specs = [v for f, v in _flag_values(argv, "config") if f == "config" and v is not None]
+  if specs:
+    check_config_file(specs[-1])
+
+
+def exit_now(e: SystemExit) -> None:
+  """Ends a failed command at once: its one line, flushed, then `os._exit`.
+
+  A normal exit would run the interpreter's teardown, where I/O that orbax
+  and TensorStore still had in flight when a damaged checkpoint failed prints
+  pages of "Event loop is closed" tracebacks after the one-line error.
+  Success (code 0) exits normally.
+  """
+  import sys
+
+  code = e.code
+  if code is None or code == 0:
+    raise e
+  if not isinstance(code, int):
+    print(code, file=sys.stderr)
+    code = 1
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)
+
+
+def run_command(config, workdir: str, overwrite: bool) -> int:
+  """Runs `config` (a comparison when compare.strategies is set); returns 0.
+
+  Ctrl-C and SIGTERM end the run with one line and exit codes 130 and 143;
+  bad input with one line and exit code 1 (both through SystemExit).
+  """
+  import sys
+
+  from jax_al import compare, loop
+  from jax_al.errors import Interrupted, JaxALError, handle_signals
+
+  with handle_signals():
+    try:
+      if compare.strategies_of(config):
+        compare.run(config, workdir, overwrite=overwrite)
+      else:
+        loop.run(config, workdir, overwrite=overwrite)
+    except Interrupted as e:
+      print(f"{e.message()}", file=sys.stderr, flush=True)
+      raise SystemExit(e.exit_code) from None
+    except KeyboardInterrupt:  # arrived before the handlers were installed
+      print(Interrupted(2).message(), file=sys.stderr, flush=True)
+      raise SystemExit(130) from None
+    except JaxALError as e:
+      raise SystemExit(f"error: {e}") from None
+  return 0
 
 
 def _load_config(spec: str):

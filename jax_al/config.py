@@ -1,20 +1,113 @@
 """Config checks that run before any data is touched or any model trained.
 
-`check_config` validates each field on its own; `check_sizes` validates the
-budgets against the loaded dataset. Every failure is a ConfigError that names
-the field, the value and the fix.
+`check_config` validates every field on its own, from one table (`FIELDS`):
+its type, that it is finite, and its range. `check_sizes` validates the
+budgets against the loaded dataset. Cross-field rules that depend on the
+strategy live in the strategy's `check`. Every failure is a ConfigError that
+names the field, the value and the fix.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any
+
+import numpy as np
 
 from jax_al.errors import ConfigError, suggest
 
-_CHOICES = {
-    "train.dtype": ("float32", "bfloat16"),
-    "compare.parallel": ("none", "vmap"),
-    "al.pad_labeled": ("bucket", "run"),  # read by uncertainty_mmd and coreset
+# Seeds feed jax.random.key: a 32-bit range is portable across PRNG implementations.
+MAX_SEED = 2**32 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+  """How one config field is checked.
+
+  kind: "int", "float", "bool", "choice", "ints" (a tuple of ints) or
+  "floats" (a tuple of floats). `low`/`high` bound numbers (and the members
+  of tuples); `open_low`/`open_high` exclude the bound itself. `optional`
+  allows None (an unset placeholder).
+  """
+
+  kind: str
+  low: float | None = None
+  high: float | None = None
+  open_low: bool = False
+  open_high: bool = False
+  choices: tuple = ()
+  optional: bool = False
+  example: Any = None
+  noun: str = ""  # what the values mean, for the message ("epoch numbers")
+  fix: str = ""   # the whole fix text, where the generic one reads badly
+
+  def range_text(self) -> str:
+    num = lambda x: f"{x:,}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+    lo = "" if self.low is None else f"{'>' if self.open_low else '>='} {num(self.low)}"
+    hi = "" if self.high is None else f"{'<' if self.open_high else '<='} {num(self.high)}"
+    return " and ".join(p for p in (lo, hi) if p)
+
+
+def _int(low=None, high=None, **kw):
+  return Field("int", low, high, **kw)
+
+
+def _float(low=None, high=None, **kw):
+  return Field("float", low, high, **kw)
+
+
+FIELDS: dict[str, Field] = {
+    "seed": _int(0, MAX_SEED, example=0),
+    "num_trials": _int(1, 10_000, example=5),
+    "resume": Field("bool"),
+    "data.num_test": _int(1, example=500),
+    "data.image_size": _int(1, 4096, optional=True, fix=(
+        "use a positive int (square side in pixels, at most 4,096) or leave it unset")),
+    "data.channels": Field("choice", choices=(1, 3),
+                           fix="use 1 (grayscale) or 3 (RGB; grayscale is repeated)"),
+    "data.max_image_bytes": _int(1, example=64 * 2**20),
+    "data.mean": Field("floats", -1e6, 1e6, example=(0.5, 0.5, 0.5)),
+    "data.std": Field("floats", 0, open_low=True, example=(0.25, 0.25, 0.25),
+                      fix="every std must be > 0 and finite, e.g. (0.25, 0.25, 0.25)"),
+    "augment.flip": Field("bool"),
+    "augment.crop_pad": _int(0, 1024, example=4),
+    "model.width": _float(0, 64, open_low=True,
+                          fix="use a positive width multiplier up to 64, e.g. 1.0"),
+    "train.epochs": _int(1, 1_000_000, example=200),
+    "train.batch_size": _int(1, 1_000_000, example=128),
+    "train.lr": _float(0, open_low=True, example=0.1),
+    "train.momentum": _float(0, 1, open_high=True, fix="use a value in [0, 1), e.g. 0.9"),
+    "train.weight_decay": _float(0, example=5e-4),
+    "train.milestones": Field("ints", 0, 10_000_000, example=(160,), noun="epoch numbers"),
+    "train.gamma": _float(0, open_low=True, example=0.1),
+    "train.eval_every": _int(1, example=20),
+    "train.reinit_each_cycle": Field("bool"),
+    "train.dtype": Field("choice", choices=("float32", "bfloat16")),
+    "train.eval_batch_size": _int(1, example=500),
+    "train.steps_per_call": _int(0, 1_000_000, example=0),
+    "al.initial": _int(1, example=5000),
+    "al.budget": _int(1, example=2500),
+    "al.cycles": _int(1, 10_000, example=7),
+    "al.subset": _int(0, example=10000),
+    "al.batch": _int(1, example=128),
+    "al.k": _int(2, optional=True, example=10),
+    "al.sign": Field("choice", choices=(1, -1)),
+    "al.lam": _float(0, 1e12, example=1.0),
+    "al.use_mmd": Field("bool"),
+    "al.repeats": _int(1, 10_000, example=5),
+    "al.draw_size": _int(1, example=128),
+    "al.sigma": _float(0, 1e30, example=0.0),
+    "al.block": _int(1, example=1024),
+    "al.pad_labeled": Field("choice", choices=("bucket", "run")),
+    "al.rff_dim": _int(2, example=2048),
+    "al.greedy_weight": _float(0, 1e12, example=1.0),
+    "al.kmeans.n_init": _int(1, 1000, example=1),
+    "al.kmeans.max_iter": _int(1, 1_000_000, example=100),
+    "al.kmeans.tol": _float(0, 1e30, example=1e-4),
+    "compare.parallel": Field("choice", choices=("none", "vmap")),
+    "mesh.data": _int(-1, 1_000_000, example=1),
+    "mesh.distributed": Field("bool"),
 }
 
 
@@ -25,54 +118,92 @@ def _get(config, field: str) -> Any:
   return node
 
 
-def _positive_int(config, field: str, minimum: int = 1) -> None:
-  v = _get(config, field)
-  if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-    raise ConfigError(field, v, f"use an integer >= {minimum}")
+def _has(config, field: str) -> bool:
+  node = config
+  for part in field.split("."):
+    if not hasattr(node, "keys") or part not in node.keys():
+      return False
+    node = node[part]
+  return True
 
 
-def _positive(config, field: str, allow_zero: bool = False) -> None:
-  v = _get(config, field)
-  if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (v == 0 and not allow_zero):
-    raise ConfigError(field, v, "use a number " + (">= 0" if allow_zero else "> 0"))
+def _is_int(v) -> bool:
+  return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_number(v) -> bool:
+  return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
+      v, (bool, np.bool_))
+
+
+def _in_range(spec: Field, v) -> bool:
+  if spec.low is not None and (v < spec.low or (spec.open_low and v == spec.low)):
+    return False
+  if spec.high is not None and (v > spec.high or (spec.open_high and v == spec.high)):
+    return False
+  return True
+
+
+def check_field(field: str, value: Any, spec: Field | None = None) -> None:
+  """Raises ConfigError unless `value` suits `field` (type, finite, range)."""
+  spec = spec or FIELDS[field]
+  if value is None and spec.optional:
+    return
+  example = f", e.g. {spec.example!r}" if spec.example is not None else ""
+
+  def bad(generic: str, shown=value):
+    raise ConfigError(field, shown, spec.fix or generic)
+
+  if spec.kind == "bool":
+    if not isinstance(value, (bool, np.bool_)):
+      bad("use true or false")
+  elif spec.kind == "choice":
+    if value not in spec.choices or isinstance(value, bool):
+      bad(suggest(str(value), map(str, spec.choices)))
+  elif spec.kind == "int":
+    if not _is_int(value) or not _in_range(spec, value):
+      bad(f"use an integer {spec.range_text()}{example}")
+  elif spec.kind == "float":
+    if not _is_number(value) or not math.isfinite(value) or not _in_range(spec, value):
+      bad(f"use a finite number {spec.range_text()}{example}")
+  elif spec.kind in ("ints", "floats"):
+    ok_type = _is_int if spec.kind == "ints" else _is_number
+    items = tuple(value) if isinstance(value, (tuple, list)) else None
+    if items is None or not all(ok_type(x) and math.isfinite(x) and _in_range(spec, x)
+                                for x in items):
+      what = "integers" if spec.kind == "ints" else "finite numbers"
+      what += f" ({spec.noun})" if spec.noun else ""
+      bad(f"use a tuple of {what} {spec.range_text()}{example}",
+          items if items is not None else value)
+  else:
+    raise AssertionError(f"unknown field kind {spec.kind}")
 
 
 def check_config(config) -> None:
   """Checks every field whose validity does not depend on the data."""
   from jax_al import presets, strategies  # importing strategies registers them
 
-  _positive_int(config, "seed", 0)
-  _positive_int(config, "num_trials")
-  for f in ("train.epochs", "train.batch_size", "train.eval_every", "train.eval_batch_size",
-            "al.initial", "al.budget", "al.cycles"):
-    _positive_int(config, f)
-  for f in ("train.steps_per_call", "al.subset", "augment.crop_pad"):
-    _positive_int(config, f, 0)
-  _positive(config, "train.lr")
-  _positive(config, "train.gamma")
-  _positive(config, "train.weight_decay", allow_zero=True)
-  if not 0 <= config.train.momentum < 1:
-    raise ConfigError("train.momentum", config.train.momentum, "use a value in [0, 1), e.g. 0.9")
+  for field, spec in FIELDS.items():
+    if _has(config, field):
+      check_field(field, _get(config, field), spec)
   ms = tuple(config.train.milestones)
-  if any(not isinstance(m, int) or m < 0 for m in ms) or list(ms) != sorted(ms):
+  if list(ms) != sorted(ms):
     raise ConfigError("train.milestones", ms,
                       "use increasing non-negative epoch numbers, e.g. '(160,)'")
-  for field, choices in _CHOICES.items():
-    v = _get(config, field)
-    if v not in choices:
-      raise ConfigError(field, v, suggest(str(v), choices))
-  if config.data.channels not in (1, 3):
-    raise ConfigError("data.channels", config.data.channels, "use 1 (grayscale) or 3 (RGB)")
   for f in ("data.mean", "data.std"):
     v = tuple(_get(config, f))
     if len(v) < config.data.channels:
       raise ConfigError(f, v, f"give one value per channel ({config.data.channels})")
-  if any(s <= 0 for s in config.data.std):
-    raise ConfigError("data.std", tuple(config.data.std), "every std must be > 0")
-  if config.mesh.data == 0 or not isinstance(config.mesh.data, int):
+  if config.mesh.data == 0:
     raise ConfigError("mesh.data", config.mesh.data, "use a device count >= 1, or -1 for all")
   strategies.get_strategy(config.al.strategy, config.al)
-  for name in compare_strategies(config):
+  raw = str(config.compare.strategies)
+  names = compare_strategies(config)
+  if raw.strip() and not names:
+    raise ConfigError("compare.strategies", raw,
+                      "it names no strategy; give comma-separated names, e.g. "
+                      "'random,entropy,users', or leave it empty for a single run")
+  for name in names:
     if name not in presets.names():
       raise ConfigError("compare.strategies", name, suggest(name, presets.names()))
 
@@ -80,8 +211,6 @@ def check_config(config) -> None:
 def compare_strategies(config) -> list[str]:
   """The comma-separated `compare.strategies` as a list (empty = no comparison)."""
   return [s.strip() for s in str(config.compare.strategies).split(",") if s.strip()]
-
-
 def check_sizes(config, num_train: int, num_classes: int) -> None:
   """Checks the AL budgets against the size of the training pool."""
   al = config.al

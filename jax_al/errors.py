@@ -54,3 +54,81 @@ def suggest(name: str, choices: Iterable[str]) -> str:
   close = difflib.get_close_matches(name, choices, n=1)
   hint = f" Did you mean {close[0]!r}?" if close else ""
   return f"choose one of {', '.join(choices)}.{hint}"
+
+
+class Interrupted(KeyboardInterrupt):
+  """Ctrl-C (SIGINT) or SIGTERM stopped a run; finished cycles are kept.
+
+  A KeyboardInterrupt, so that `except Exception` never swallows it.
+  `exit_code` is the shell's convention, 128 + the signal number (130, 143).
+  """
+
+  def __init__(self, signum: int, trial: int | None = None, cycle: int | None = None):
+    import signal
+
+    self.signum, self.trial, self.cycle = int(signum), trial, cycle
+    self.signal_name = signal.Signals(self.signum).name
+    self.exit_code = 128 + self.signum
+    super().__init__(self.message())
+
+  def message(self) -> str:
+    if self.trial is None:
+      return (f"interrupted by {self.signal_name} before any cycle ran; nothing of a run "
+              "was lost; rerun the same command to start it")
+    return (f"interrupted in trial {self.trial + 1}, cycle {self.cycle}; finished cycles are "
+            "kept; rerun the same command to resume")
+
+
+class _Signals:
+  """SIGINT and SIGTERM raise Interrupted, except inside `critical()` sections,
+  where they wait until the section ends (a checkpoint is never cut half-way
+  through its bookkeeping)."""
+
+  def __init__(self):
+    self.depth, self.pending = 0, None
+
+  def handler(self, signum, frame):
+    del frame
+    if self.depth:
+      self.pending = signum
+      return
+    raise Interrupted(signum)
+
+
+_SIGNALS = _Signals()
+
+
+class handle_signals:
+  """Context manager (main thread only): SIGINT/SIGTERM become Interrupted."""
+
+  def __enter__(self):
+    import signal
+    import threading
+
+    self.old = None
+    if threading.current_thread() is threading.main_thread():
+      self.old = {s: signal.signal(s, _SIGNALS.handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    return self
+
+  def __exit__(self, *exc):
+    import signal
+
+    if self.old:
+      for s, h in self.old.items():
+        signal.signal(s, h)
+    return False
+
+
+class critical:
+  """A section that a signal delivered through `handle_signals` does not cut."""
+
+  def __enter__(self):
+    _SIGNALS.depth += 1
+
+  def __exit__(self, *exc):
+    _SIGNALS.depth -= 1
+    if not _SIGNALS.depth and _SIGNALS.pending is not None:
+      signum, _SIGNALS.pending = _SIGNALS.pending, None
+      if exc[0] is None:
+        raise Interrupted(signum)
+    return False

@@ -22,135 +22,26 @@ checkpoints: `compare.parallel` is left out of the config comparison.
 
 from __future__ import annotations
 
-import fcntl
+import dataclasses
 import functools
-import hashlib
 import json
-import os
-import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_al import checkpoint, compiles, io, parallel, rng, sharding
+from jax_al import checkpoint, compiles, io, memory, parallel, rng, sharding
 from jax_al import config as config_lib
 from jax_al import strategies
+from jax_al import workdir as workdir_lib
 from jax_al.data import load_dataset
-from jax_al.errors import ConfigError, DataError, TrainingError
+from jax_al.errors import ConfigError, DataError, Interrupted, TrainingError, critical
 from jax_al.train import StepConfig, Trainer, init_model
-
-# Files this tool writes into a workdir; `overwrite` removes only these.
-OUTPUTS = ("config.json", "log.txt", "metrics.jsonl", "selected.jsonl", "summary.json",
-           "checkpoints")
-
-
-def check_workdir(workdir: Path) -> list[Path]:
-  """Creates `workdir` if needed and checks that it is writable.
-
-  Returns the folders this call created, deepest first. Writes no file that stays.
-  """
-  workdir = Path(workdir)
-  created = [p for p in (workdir, *workdir.parents) if not p.exists()]
-  try:
-    workdir.mkdir(parents=True, exist_ok=True)
-    fd, probe = tempfile.mkstemp(dir=workdir, prefix=".write_test")
-    os.close(fd)
-    os.unlink(probe)
-  except OSError as e:
-    _remove_empty(created)
-    raise ConfigError("--workdir", str(workdir),
-                      f"cannot write there ({e.strerror or e}); choose a writable folder") from None
-  return created
-
-
-def _remove_empty(folders: list[Path]) -> None:
-  for p in folders:
-    try:
-      p.rmdir()
-    except OSError:
-      return
-
-
-def existing_run(workdir: Path, config, overwrite: bool) -> bool:
-  """Decides what to do with a previous run in `workdir`; changes nothing.
-
-  Returns True when the run resumes it. Raises ConfigError when it must not
-  be touched (resume=false without --overwrite, or a different config).
-  """
-  workdir = Path(workdir)
-  existing = [n for n in OUTPUTS if (workdir / n).exists()]
-  if not existing or overwrite:
-    return False
-  if not config.resume:
-    raise ConfigError("resume", False,
-                      f"{workdir} already holds a run ({', '.join(existing)}); pass --overwrite "
-                      "to replace it, --config.resume=true to continue it, or another --workdir")
-  saved_path = workdir / "config.json"
-  if saved_path.exists():
-    try:
-      saved = json.loads(saved_path.read_text())
-    except (OSError, ValueError) as e:
-      raise DataError(str(saved_path), f"cannot be read ({e})",
-                      "pass --overwrite to replace the run, or choose another --workdir") from None
-    if _comparable(saved) != _comparable(config.to_dict()):
-      diff = _differences(saved, config.to_dict())
-      raise ConfigError("--workdir", str(workdir),
-                        f"it holds a run with a different config ({diff}); pass --overwrite "
-                        "to replace it or choose another --workdir")
-  return True
-
-
-def remove_outputs(workdir: Path) -> None:
-  """Deletes this tool's outputs in `workdir` (and nothing else)."""
-  for n in OUTPUTS:
-    p = Path(workdir) / n
-    if p.is_dir() and not p.is_symlink():
-      shutil.rmtree(p)
-    elif p.exists() or p.is_symlink():
-      p.unlink()
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = json.loads(json.dumps(v, default=str))
-  return out
-
-
-# Fields that change how a run executes, not its results: a run may be resumed
-# with other values (a vmap run by a sequential one, and back).
-_EXECUTION_ONLY = ("resume", "compare.parallel", "compile_cache_dir")
-
-
-def _differences(saved: dict, now: dict, limit: int = 3) -> str:
-  a, b = _flat(saved), _flat(now)
-  keys = sorted(k for k in set(a) | set(b)
-                if k not in _EXECUTION_ONLY and a.get(k) != b.get(k))
-  parts = [f"{k}: {a.get(k)!r} there, {b.get(k)!r} now" for k in keys[:limit]]
-  return "; ".join(parts) + (" ..." if len(keys) > limit else "")
-
-
-def _comparable(d: dict) -> str:
-  d = dict(d)
-  for field in _EXECUTION_ONLY:
-    if "." not in field:
-      d.pop(field, None)
-  if isinstance(d.get("compare"), dict) and "parallel" in d["compare"]:
-    d["compare"] = dict(d["compare"], parallel="none")  # hash as a sequential run
-  return json.dumps(d, sort_keys=True, default=str)
-
-
-def config_hash(config) -> str:
-  """A digest of every config field except `resume`."""
-  return hashlib.sha256(_comparable(config.to_dict()).encode()).hexdigest()[:16]
-
 
 def _summary(config, records: list[dict], seconds: float) -> dict:
   cyc = [r for r in records if r["kind"] == "cycle"]
@@ -188,9 +79,12 @@ class _Progress:
 def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dict:
   """Runs `config.num_trials` trials of `config.al.cycles` cycles; returns the summary.
 
-  Every check (config, workdir, data, sizes, strategy, saved checkpoints)
-  runs before anything in `workdir` is written or deleted, so bad input never
-  costs a previous run's files.
+  Every check (config, workdir, data, sizes, memory, strategy, saved
+  checkpoints) runs before anything in `workdir` is written or deleted, so
+  bad input never costs a previous run's files. With `overwrite`, the
+  previous run is set aside and comes back if this one fails before its
+  first checkpoint. Ctrl-C and SIGTERM (see `errors.Interrupted`) append an
+  error record and keep every finished cycle.
   """
   t_start = time.perf_counter()
   workdir = Path(workdir)
@@ -198,20 +92,26 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
   cache_dir = compiles.use_persistent_cache(config.compile_cache_dir)
   check_parallel(config, mesh)
   main = sharding.is_main_process()  # only process 0 writes logs and results
-  resuming, ds, strategy, done, graphdef = check_run(config, workdir, overwrite)
+  checked = check_run(config, workdir, overwrite)
+  resuming, ds, strategy, done, graphdef = checked.resuming, checked.ds, checked.strategy, \
+      checked.done, checked.graphdef
   n_train = len(ds.train_labels)
   out = workdir if main else Path(tempfile.mkdtemp(prefix="jax_al_worker_"))
-  lock = _lock(out)
+  lock = checked.lock if main else workdir_lib.Lock(out)
+  replacement = workdir_lib.Replacement(workdir)
+  ctx = {"position": None, "cycles_run": 0}
   try:
     if overwrite and main:
-      remove_outputs(workdir)
+      replacement.set_aside()
     sharding.barrier("jax_al_workdir")
     for p in out.glob(".*.tmp"):  # temporary files of writes that a kill interrupted
-      if any(p.name.startswith(f".{n}.") for n in OUTPUTS):
+      if any(p.name.startswith(f".{n}.") for n in workdir_lib.RESULTS):
         p.unlink(missing_ok=True)
 
-    io.write_json(out / "config.json", config.to_dict())
+    io.write_json(out / "config.json", workdir_lib.config_record(config))
     log = io.TextLog(out / "log.txt", quiet=quiet or not main)
+    if checked.settled:
+      log(f"Note: {checked.settled}")
     log(f"{'Resuming' if resuming else 'Starting'} {config.al.strategy} on {ds.description}, "
         f"{ds.num_classes} classes; workdir {workdir}")
     note = ""
@@ -231,20 +131,49 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
     # rewrites them from the checkpoints, a failed one leaves them as they were.
     metrics = _TrialOrderedLog(out / "metrics.jsonl")
     selected = _TrialOrderedLog(out / "selected.jsonl")
-    ctx = dict(config=config, mesh=mesh, ds=ds, trainer=trainer, strategy=strategy, images=images,
+    ctx.update(config=config, mesh=mesh, ds=ds, trainer=trainer, strategy=strategy, images=images,
                labels=labels, test_images=test_images, test_labels=test_labels, log=log,
                metrics=metrics, selected=selected, workdir=workdir, image_shape=image_shape,
-               done=done)
-    if config.compare.parallel == "vmap" and config.num_trials > 1:
-      _run_lockstep(ctx)
-    else:
-      for trial in range(config.num_trials):
-        _run_trial(trial, ctx)
+               done=done, on_checkpoint=replacement.commit)
+    try:
+      if config.compare.parallel == "vmap" and config.num_trials > 1:
+        _run_lockstep(ctx)
+      else:
+        for trial in range(config.num_trials):
+          _run_trial(trial, ctx)
+    except KeyboardInterrupt as e:
+      _interrupted(e, ctx)
     summary = _summary(config, metrics.records, time.perf_counter() - t_start)
-    io.write_json(out / "summary.json", summary)
+    summary_path = out / "summary.json"
+    if ctx["cycles_run"] or not summary_path.exists():  # a rerun of a finished run keeps it
+      io.write_json(summary_path, summary)
+    else:
+      summary = json.loads(summary_path.read_text())
+  except BaseException:
+    if main and replacement.active:
+      replacement.restore()
+      if not quiet:
+        print(f"The previous run in {workdir} is back as it was: the new one stopped before "
+              "its first checkpoint.", file=sys.stderr, flush=True)
+    raise
   finally:
     lock.close()
   return summary
+
+
+def _interrupted(e: KeyboardInterrupt, ctx: dict):
+  """Records Ctrl-C or SIGTERM against the cycle it stopped; re-raises as Interrupted."""
+  import signal
+
+  signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+  trial, cycle = ctx["position"] or (None, None)
+  err = Interrupted(signum, trial, cycle)
+  if trial is not None:
+    ctx["metrics"].append({"kind": "error", "trial": trial, "cycle": cycle,
+                           "error": f"interrupted by {err.signal_name}"})
+    ctx["log"](f"INTERRUPTED: trial {trial + 1} cycle {cycle} by {err.signal_name}; "
+               "finished cycles are kept")
+  raise err from None
 
 
 def check_parallel(config, mesh) -> None:
@@ -277,39 +206,57 @@ def _trainer(graphdef, sc: StepConfig, num_train: int, mesh=None) -> Trainer:
   return Trainer(graphdef, sc, num_train, mesh=mesh)
 
 
-def _lock(workdir: Path):
-  """An exclusive lock on the workdir, so two processes never write one run."""
-  f = open(workdir / ".lock", "a")
-  try:
-    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-  except OSError:
-    f.close()
-    raise ConfigError("--workdir", str(workdir),
-                      "another jax-al process is running in it; wait for it to finish or "
-                      "choose another --workdir") from None
-  return f
+@dataclasses.dataclass(frozen=True, eq=False)
+class Checked:
+  """What `check_run` found; nothing in the workdir was written but the lock.
+
+  Attributes:
+    resuming: the workdir holds this run, to be continued.
+    ds: the loaded dataset.
+    strategy: the built selection strategy.
+    done: {trial: last checkpointed cycle}.
+    graphdef: the model's graph definition.
+    lock: the held workdir lock.
+    settled: what was done with outputs an interrupted --overwrite had set
+      aside, or "".
+  """
+
+  resuming: bool
+  ds: Any
+  strategy: Any
+  done: dict
+  graphdef: Any
+  lock: workdir_lib.Lock
+  settled: str = ""
 
 
-def check_run(config, workdir: Path, overwrite: bool):
-  """Every check before a run, in order; writes and deletes nothing.
+def check_run(config, workdir: Path, overwrite: bool) -> Checked:
+  """Every check before a run, in order; writes and deletes nothing of a run.
 
-  Returns (resuming, dataset, strategy, {trial: last checkpointed cycle},
-  the model's graph definition).
-  A workdir that did not exist is created for the write probe and removed
-  again if a check fails.
+  The workdir lock is taken first, before the data loads, so a second
+  process is refused at once. A workdir that did not exist is created for
+  the write probe and the lock, and removed again if a check fails.
   """
   config_lib.check_config(config)
-  created = check_workdir(workdir)
+  created = workdir_lib.prepare(workdir)
+  lock = None
   try:
-    resuming = existing_run(workdir, config, overwrite)
+    lock = workdir_lib.Lock(workdir)
+    settled = workdir_lib.restore_aside(workdir) or ""
+    resuming = workdir_lib.existing_run(workdir, config, overwrite)
     ds = load_dataset(config.data)
     n_train = len(ds.train_labels)
     config_lib.check_sizes(config, n_train, ds.num_classes)
     strategy = strategies.get_strategy(config.al.strategy, config.al)
     n_cand = min(config.al.subset or n_train, n_train - config.al.initial)
     strategy.check(n_cand, config.al.budget, ds.num_classes)
-    # Building the model checks the model fields against the data's shape.
-    graphdef, _, _ = init_model(config, ds.num_classes, tuple(ds.train_images.shape[1:]),
+    image_shape = tuple(ds.train_images.shape[1:])
+    # Traced abstractly (checks the model fields against the data's shape)
+    # and held against the free memory before any weight is allocated.
+    prof = memory.model_profile(config, ds.num_classes, image_shape)
+    memory.check_run(config, n_train, len(ds.test_labels), ds.num_classes, image_shape, n_cand,
+                     labeled_capacity(config, n_train), prof)
+    graphdef, _, _ = init_model(config, ds.num_classes, image_shape,
                                 rng.stream(config.seed, 0, "init"))
     done = {}
     if resuming:
@@ -320,9 +267,11 @@ def check_run(config, workdir: Path, overwrite: bool):
           check_meta(meta, config, trial, step, n_train, workdir)
           done[trial] = step
   except BaseException:
-    _remove_empty(created)  # made just now and still empty: leave no trace
+    if lock is not None:
+      lock.release(remove=True)
+    workdir_lib.remove_empty(created)  # made just now and still empty: leave no trace
     raise
-  return resuming, ds, strategy, done, graphdef
+  return Checked(resuming, ds, strategy, done, graphdef, lock, settled)
 
 
 def rng_record(seed: int, trial: int) -> dict:
@@ -350,7 +299,7 @@ def check_meta(meta: dict, config, trial: int, step: int, n_train: int, workdir:
         f"{trial} cycle {step}")
   if not 1 <= step <= config.al.cycles:
     bad(f"cycle {step} is outside 1..al.cycles = {config.al.cycles}")
-  if "config_hash" in meta and meta["config_hash"] != config_hash(config):
+  if "config_hash" in meta and meta["config_hash"] != workdir_lib.config_hash(config):
     bad("it was written by a run with a different config")
   if "rng" in meta and meta["rng"] != rng_record(config.seed, trial):
     bad("its random-stream keys differ from this run's (another seed, or another jax "
@@ -396,7 +345,9 @@ def _start_trial(trial: int, ctx: dict) -> _Trial:
     selected.extend(meta["selected"])
     first = al.cycles + 1 if meta.get("finished") else last_done + 1
     if first <= al.cycles:
-      log(f"Trial {trial + 1}: resuming after cycle {last_done}")
+      log(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')} Trial {trial + 1}: resuming after cycle "
+          f"{last_done}; lines of cycle {last_done + 1} above this mark came from the "
+          "interrupted attempt ----")
   else:
     selected.append({"trial": trial, "cycle": 0, "indices": labeled.tolist()})
   return _Trial(trial, state, labeled, first)
@@ -409,16 +360,21 @@ def _commit(tr: _Trial, cycle: int, state, rec: dict, picks, ctx: dict) -> None:
   if picks is None and cycle < config.al.cycles:
     log("The unlabeled pool is empty: nothing left to select, stopping the trial.")
     finished = True
-  if picks is not None:
-    tr.labeled = np.concatenate([tr.labeled, picks])
-    selected.append({"trial": trial, "cycle": cycle, "indices": picks.tolist()})
-  metrics.append(rec)
   trial_records = lambda log_: [r for r in log_.records if r.get("trial") == trial]
-  checkpoint.save(ctx["workdir"], trial, cycle, state, {
-      "trial": trial, "cycle": cycle, "labeled": tr.labeled.tolist(), "finished": finished,
-      "config_hash": config_hash(config), "rng": rng_record(config.seed, trial),
-      "metrics": trial_records(metrics), "selected": trial_records(selected)})
-  tr.state, tr.next = state, (config.al.cycles + 1 if finished else cycle + 1)
+  with critical():  # a signal waits until the cycle is recorded and checkpointed
+    if picks is not None:
+      tr.labeled = np.concatenate([tr.labeled, picks])
+      selected.append({"trial": trial, "cycle": cycle, "indices": picks.tolist()})
+    metrics.append(rec)
+    checkpoint.save(ctx["workdir"], trial, cycle, state, {
+        "trial": trial, "cycle": cycle, "labeled": tr.labeled.tolist(), "finished": finished,
+        "config_hash": workdir_lib.config_hash(config), "rng": rng_record(config.seed, trial),
+        "metrics": trial_records(metrics), "selected": trial_records(selected)})
+    tr.state, tr.next = state, (config.al.cycles + 1 if finished else cycle + 1)
+    ctx["cycles_run"] += 1
+    if tr.next <= config.al.cycles:  # a signal held back above lands in the next cycle
+      ctx["position"] = (trial, tr.next)
+    ctx["on_checkpoint"]()  # a replaced run's old outputs can go now
 
 
 def _fail(trial: int, cycle: int, e: Exception, ctx: dict) -> None:
@@ -432,6 +388,7 @@ def _run_trial(trial: int, ctx: dict) -> None:
   tr = _start_trial(trial, ctx)
   while tr.next <= ctx["config"].al.cycles:
     cycle = tr.next
+    ctx["position"] = (trial, cycle)
     try:
       state, rec, picks = _run_cycle(trial, cycle, tr.labeled, tr.state, ctx)
     except Exception as e:
@@ -454,6 +411,7 @@ def _run_lockstep(ctx: dict) -> None:
       return
     cycle = min(tr.next for tr in pending)
     group = [tr for tr in pending if tr.next == cycle]
+    ctx["position"] = (group[0].trial, cycle)
     if len(group) == 1:
       tr = group[0]
       try:
@@ -582,6 +540,7 @@ def _run_group_cycle(group: list[_Trial], cycle: int, ctx: dict) -> None:
     train_log.stop()
   t_train = time.perf_counter() - t0
   for tr, state, hist in zip(group, parallel.unstack(stacked, len(group)), hists):
+    ctx["position"] = (tr.trial, cycle)
     try:
       with compiles.CompileLog() as clog:
         rec, picks = _end_cycle(tr.trial, cycle, tr.labeled, state, hist, t_train, ctx)

@@ -7,6 +7,13 @@ Each argument is a run workdir (with metrics.jsonl) or a folder of them (a
 comparison). Writes report.md, report.csv, report.json, learning_curves.png
 and selection_time.png. Trials are paired by index: trial t of every
 strategy started from the same initial set and weights.
+
+Only complete trials count (every cycle of the run's config, or ended early
+on an empty pool); partial ones are left out with a warning, or shown marked
+with --include-partial. Curves are aligned by labeled-set size. Why a
+strategy has no paired row is said in the report's notes. Bad inputs (no
+runs, garbled metrics, no finished trial, an unwritable --out) stop with one
+line that names the file.
 """
 
 from __future__ import annotations
@@ -14,47 +21,129 @@ from __future__ import annotations
 import argparse
 import csv
 import io as _io
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from jax_al import io
+from jax_al.errors import DataError, JaxALError
 
 
-def find_runs(paths) -> list[Path]:
-  """Expands comparison folders into their run workdirs (sorted, unique)."""
+def _has_metrics(p: Path) -> bool:
+  return (p / "metrics.jsonl").is_file()
+
+
+def find_runs(paths, warn=None) -> list[Path]:
+  """Expands comparison folders into their run workdirs (sorted, unique).
+
+  A folder with its own metrics.jsonl is a run; its subfolders with one are
+  runs too (a plain run written into a comparison root): both are kept, and
+  `warn` is told.
+  """
+  warn = warn or (lambda msg: None)
   runs = []
   for p in map(Path, paths):
-    if (p / "metrics.jsonl").exists():
+    if not p.exists():
+      raise DataError(str(p), "does not exist", "pass run workdirs or folders of them")
+    if not p.is_dir():
+      raise DataError(str(p), "is a file, not a run workdir (a folder with metrics.jsonl) nor a "
+                      "folder of them", "pass the folder that holds metrics.jsonl")
+    subs = sorted(q for q in p.iterdir() if q.is_dir() and _has_metrics(q))
+    if _has_metrics(p):
       runs.append(p)
-    elif p.is_dir():
-      runs += sorted(q for q in p.iterdir() if (q / "metrics.jsonl").exists())
-    else:
-      raise FileNotFoundError(f"{p}: not a run workdir (no metrics.jsonl) nor a folder of them")
+      if subs:
+        warn(f"{p} holds a run of its own and {len(subs)} run folder(s) "
+             f"({', '.join(q.name for q in subs)}): a plain run was written into a "
+             "comparison root; both are reported")
+    runs += subs
   if not runs:
-    raise FileNotFoundError(f"no run workdirs (with metrics.jsonl) under {list(map(str, paths))}")
+    raise DataError(", ".join(map(str, paths)), "holds no run workdir (a folder with "
+                    "metrics.jsonl, directly or one level down)",
+                    "pass the --workdir of a run or of a comparison")
   return list(dict.fromkeys(runs))
 
 
-def load_run(workdir: Path) -> dict:
-  """Accuracy [trials, cycles], labeled sizes and selection seconds of one run.
+def _records(path: Path) -> list[dict]:
+  """The records of a metrics.jsonl; DataError naming the file and line if garbled."""
+  out = []
+  try:
+    text = path.read_text()
+  except (OSError, UnicodeDecodeError) as e:
+    raise DataError(str(path), f"cannot be read ({e})", "check the file") from None
+  for i, line in enumerate(text.splitlines(), 1):
+    if not line.strip():
+      continue
+    try:
+      r = json.loads(line)
+    except ValueError as e:
+      raise DataError(f"{path}:{i}", f"is not a JSON record ({e})",
+                      "the file is not a jax-al metrics.jsonl, or it was edited") from None
+    if not isinstance(r, dict) or not isinstance(r.get("kind"), str):
+      raise DataError(f"{path}:{i}", "is not a jax-al record (no 'kind')",
+                      "the file is not a jax-al metrics.jsonl")
+    if r["kind"] == "cycle":
+      for k, kind in (("trial", int), ("cycle", int), ("labeled", int),
+                      ("test_acc", (int, float))):
+        if not isinstance(r.get(k), kind) or isinstance(r.get(k), bool):
+          raise DataError(f"{path}:{i}", f"its cycle record lacks a numeric {k!r}",
+                          "the file is not a jax-al metrics.jsonl, or it was edited")
+    out.append(r)
+  return out
 
-  Only trials that finished every cycle of the longest trial are kept, so
-  curves never mix lengths.
+
+def _expected_cycles(workdir: Path) -> int | None:
+  try:
+    saved = json.loads((workdir / "config.json").read_text())
+    n = saved["al"]["cycles"]
+    return n if isinstance(n, int) and n > 0 else None
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+
+
+def load_run(workdir: Path, include_partial: bool = False) -> dict:
+  """Accuracy [trials, sizes], labeled sizes and selection seconds of one run.
+
+  A trial is complete when it has a cycle record for each of the run's
+  `al.cycles` (read from config.json), or when the run ended normally
+  (summary.json) after stopping the trial early on an empty pool. Only
+  complete trials are kept unless `include_partial`; then partial trials
+  join with NaN for the sizes they did not reach. Accuracies are aligned by
+  labeled-set size, never by position.
   """
-  recs = [r for r in io.read_jsonl(workdir / "metrics.jsonl") if r.get("kind") == "cycle"]
-  trials = sorted({r["trial"] for r in recs})
-  by_t = {t: sorted((r for r in recs if r["trial"] == t), key=lambda r: r["cycle"]) for t in trials}
-  n = max((len(v) for v in by_t.values()), default=0)
-  full = {t: v for t, v in by_t.items() if len(v) == n}
-  first = next(iter(full.values()), [])
-  return {
-      "name": workdir.name, "trials": sorted(full),
-      "labeled": [r["labeled"] for r in first],
-      "acc": np.array([[r["test_acc"] for r in full[t]] for t in sorted(full)], float).reshape(len(full), n),
-      "select_s": np.array([[r.get("select_s", 0.0) for r in full[t]] for t in sorted(full)], float).reshape(len(full), n),
-  }
+  workdir = Path(workdir)
+  recs = _records(workdir / "metrics.jsonl")
+  cyc = [r for r in recs if r["kind"] == "cycle"]
+  errors = [r for r in recs if r["kind"] == "error"]
+  trials = sorted({r["trial"] for r in cyc} | {r["trial"] for r in errors
+                                                if isinstance(r.get("trial"), int)})
+  by_t = {t: sorted((r for r in cyc if r["trial"] == t), key=lambda r: r["cycle"])
+          for t in trials}
+  expected = _expected_cycles(workdir) or max((len(v) for v in by_t.values()), default=0)
+  ended = (workdir / "summary.json").exists()
+
+  def complete(t):
+    if len(by_t[t]) >= expected:
+      return True
+    last = by_t[t][-1]["cycle"] if by_t[t] else 0
+    return ended and bool(by_t[t]) and not any(
+        e.get("trial") == t and e.get("cycle", 0) > last for e in errors)
+
+  full = [t for t in trials if complete(t)]
+  partial = [t for t in trials if t not in full]
+  kept = sorted(full + (partial if include_partial else []))
+  sizes = sorted({r["labeled"] for t in kept for r in by_t[t]})
+  col = {n: i for i, n in enumerate(sizes)}
+  acc = np.full((len(kept), len(sizes)), np.nan)
+  sel = np.full((len(kept), len(sizes)), np.nan)
+  for i, t in enumerate(kept):
+    for r in by_t[t]:
+      acc[i, col[r["labeled"]]] = r["test_acc"]
+      sel[i, col[r["labeled"]]] = r.get("select_s", 0.0)
+  return {"name": workdir.name, "path": str(workdir), "trials": kept, "complete": full,
+          "partial": partial, "expected_cycles": expected, "labeled": sizes, "acc": acc,
+          "select_s": sel, "errors": len(errors)}
 
 
 def auc(labeled, acc) -> np.ndarray:
@@ -83,29 +172,66 @@ def paired_ci(diffs: np.ndarray, level: float = 0.95) -> tuple[float, float, flo
 
 
 def _std(x: np.ndarray) -> np.ndarray:
-  """Sample standard deviation over trials (ddof=1, as the t-intervals); 0 for one trial."""
-  return x.std(0, ddof=1) if len(x) > 1 else np.zeros(x.shape[1:])
+  """Sample standard deviation over trials (ddof=1, as the t-intervals); 0 for one trial.
+
+  NaN cells (sizes a partial trial did not reach) are left out.
+  """
+  x = np.asarray(x, float)
+  if not np.isnan(x).any():
+    return x.std(0, ddof=1) if len(x) > 1 else np.zeros(x.shape[1:])
+  n = np.sum(~np.isnan(x), axis=0)
+  with np.errstate(invalid="ignore"):
+    sd = np.nanstd(x, 0, ddof=1)
+  return np.where(n > 1, sd, 0.0)
+
+
+def _nanmean(x: np.ndarray) -> list:
+  if not x.size:
+    return []
+  if not np.isnan(x).any():
+    return x.mean(0).tolist()
+  with np.errstate(invalid="ignore"):
+    return [float(v) for v in np.nanmean(x, 0)]
 
 
 def summarize(runs: list[dict], baseline: str = "random") -> dict:
-  """Per-strategy mean/std per size, AUC, and paired differences against `baseline`."""
-  out = {"strategies": {}, "baseline": baseline if any(r["name"] == baseline for r in runs) else None}
+  """Per-strategy mean/std per size, AUC, and paired differences against `baseline`.
+
+  AUC and the paired differences use complete trials only. `notes` says
+  why a strategy has no paired row (or why there is no paired table).
+  """
+  names = [r["name"] for r in runs]
+  out = {"strategies": {}, "baseline": baseline if baseline in names else None, "notes": []}
   base = next((r for r in runs if r["name"] == baseline), None)
+  if base is None:
+    out["notes"].append(f"no paired table: the baseline {baseline!r} is not among the runs "
+                        f"({', '.join(names)}); pass --baseline NAME")
+  elif not base["complete"]:
+    out["notes"].append(f"no paired table: the baseline {baseline!r} has no complete trial")
   for r in runs:
-    a = auc(r["labeled"], r["acc"]) if len(r["trials"]) else np.array([])
-    s = {"labeled": r["labeled"], "trials": r["trials"],
-         "mean": r["acc"].mean(0).tolist() if len(a) else [],
-         "std": _std(r["acc"]).tolist() if len(a) else [],
+    full = [i for i, t in enumerate(r["trials"]) if t in r["complete"]]
+    a = auc(r["labeled"], r["acc"][full]) if full else np.array([])
+    s = {"labeled": r["labeled"], "trials": [r["trials"][i] for i in full],
+         "partial": r["partial"], "partial_included": [t for t in r["trials"]
+                                                       if t not in r["complete"]],
+         "mean": _nanmean(r["acc"]), "std": _std(r["acc"]).tolist() if r["acc"].size else [],
          "auc_mean": float(a.mean()) if len(a) else math.nan,
-         "auc_std": float(_std(a)) if len(a) else math.nan,
-         "select_s_mean": r["select_s"].mean(0).tolist() if len(a) else []}
-    if base is not None and r is not base and base["labeled"] == r["labeled"]:
-      common = sorted(set(base["trials"]) & set(r["trials"]))
-      bi = [base["trials"].index(t) for t in common]
-      ri = [r["trials"].index(t) for t in common]
-      d = a[ri] - auc(base["labeled"], base["acc"])[bi]
-      m, lo, hi = paired_ci(d)
-      s["vs_baseline"] = {"auc_diff": m, "ci95": [lo, hi], "pairs": len(common)}
+         "auc_std": float(_std(a[:, None])[0]) if len(a) else math.nan,
+         "select_s_mean": _nanmean(r["select_s"])}
+    if base is not None and r is not base and base["complete"]:
+      common = sorted(set(base["complete"]) & set(r["complete"]))
+      if base["labeled"] != r["labeled"]:
+        out["notes"].append(f"{r['name']}: no paired row, its labeled sizes {r['labeled']} "
+                            f"differ from {baseline}'s {base['labeled']}")
+      elif not common:
+        out["notes"].append(f"{r['name']}: no paired row, no complete trial in common with "
+                            f"{baseline}")
+      else:
+        bi = [base["trials"].index(t) for t in common]
+        ri = [r["trials"].index(t) for t in common]
+        d = auc(r["labeled"], r["acc"][ri]) - auc(base["labeled"], base["acc"][bi])
+        m, lo, hi = paired_ci(d)
+        s["vs_baseline"] = {"auc_diff": m, "ci95": [lo, hi], "pairs": len(common)}
     out["strategies"][r["name"]] = s
   return out
 
@@ -114,28 +240,43 @@ def _fmt(m, s):
   return f"{m:.2f} ± {s:.2f}"
 
 
+def _trials_cell(s: dict) -> str:
+  n = str(len(s["trials"]))
+  if s["partial_included"]:
+    return n + f" (+{len(s['partial_included'])} partial*)"
+  if s["partial"]:
+    return n + f" ({len(s['partial'])} partial left out)"
+  return n
+
+
 def to_markdown(summary: dict) -> str:
   strats = summary["strategies"]
-  sizes = next((s["labeled"] for s in strats.values() if s["labeled"]), [])
+  sizes = sorted({n for s in strats.values() for n in s["labeled"]})
   lines = ["# Active-learning comparison", "",
-           "Test accuracy (%), mean ± sample std over trials, by labeled-set size.", "",
+           "Test accuracy (%), mean ± sample std over trials, by labeled-set size "
+           "(columns are sizes; a blank cell is a size that strategy never reached).", "",
            "| strategy | trials | " + " | ".join(map(str, sizes)) + " | AUC |",
            "| --- | --- | " + " | ".join("---" for _ in sizes) + " | --- |"]
   for name, s in strats.items():
-    cells = [_fmt(m, sd) for m, sd in zip(s["mean"], s["std"])]
-    lines.append(f"| {name} | {len(s['trials'])} | " + " | ".join(cells) +
-                 f" | {_fmt(s['auc_mean'], s['auc_std'])} |")
-  if summary["baseline"]:
+    at = {n: (m, sd) for n, m, sd in zip(s["labeled"], s["mean"], s["std"])}
+    cells = [_fmt(*at[n]) if n in at and not math.isnan(at[n][0]) else "" for n in sizes]
+    auc_cell = "" if math.isnan(s["auc_mean"]) else _fmt(s["auc_mean"], s["auc_std"])
+    lines.append(f"| {name} | {_trials_cell(s)} | " + " | ".join(cells) + f" | {auc_cell} |")
+  if any(s["partial_included"] for s in strats.values()):
+    lines += ["", "\\* partial trials are included in the size columns (--include-partial), "
+              "not in the AUC or the paired differences."]
+  paired = [(n, s["vs_baseline"]) for n, s in strats.items() if "vs_baseline" in s]
+  if summary["baseline"] and paired:
     lines += ["", f"Paired AUC difference against `{summary['baseline']}` "
               "(same trial = same initial set and weights), 95 % t-interval:", "",
               "| strategy | AUC diff | 95 % CI | pairs |", "| --- | --- | --- | --- |"]
-    for name, s in strats.items():
-      if "vs_baseline" in s:
-        v = s["vs_baseline"]
-        lines.append(f"| {name} | {v['auc_diff']:+.2f} | [{v['ci95'][0]:+.2f}, "
-                     f"{v['ci95'][1]:+.2f}] | {v['pairs']} |")
+    for name, v in paired:
+      lines.append(f"| {name} | {v['auc_diff']:+.2f} | [{v['ci95'][0]:+.2f}, "
+                   f"{v['ci95'][1]:+.2f}] | {v['pairs']} |")
+  if summary.get("notes"):
+    lines += ["", "Notes:", ""] + [f"- {n}" for n in summary["notes"]]
   lines += ["", "AUC: area under the learning curve divided by the labeled-size range "
-            "(the mean accuracy over the budget axis).", "",
+            "(the mean accuracy over the budget axis), over complete trials only.", "",
             "![learning curves](learning_curves.png)", "", "![selection time](selection_time.png)", ""]
   return "\n".join(lines)
 
@@ -147,7 +288,7 @@ def to_csv(summary: dict) -> str:
   for name, s in summary["strategies"].items():
     for i, n in enumerate(s["labeled"]):
       w.writerow([name, n, f"{s['mean'][i]:.4f}", f"{s['std'][i]:.4f}", len(s["trials"]),
-                  f"{s['select_s_mean'][i]:.4f}"])
+                  f"{s['select_s_mean'][i]:.4f}"])  # nan where no trial reached the size
   return buf.getvalue()
 
 
@@ -196,25 +337,67 @@ def plot(summary: dict, out: Path) -> list[Path]:
   return paths
 
 
-def make_report(paths, out, baseline: str = "random") -> dict:
-  """Writes the report for the runs under `paths` into `out`; returns the summary."""
+def make_report(paths, out, baseline: str = "random", include_partial: bool = False,
+                warn=None) -> dict:
+  """Writes the report for the runs under `paths` into `out`; returns the summary.
+
+  `warn(message)` is told about partial trials left out and runs mixed into
+  a comparison root; the same lines end up in the summary's `notes`.
+  Raises DataError (one line naming the file) for inputs that are no runs,
+  garbled metrics, runs with no finished trial, or an unwritable `out`.
+  """
+  notes = []
+  say = lambda m: (notes.append(m), warn and warn(m))
+  runs = [load_run(p, include_partial) for p in find_runs(paths, say)]
+  for r in runs:
+    if r["partial"]:
+      what = "included, marked" if include_partial else "left out (--include-partial shows them)"
+      say(f"{r['name']}: {len(r['partial'])} partial trial(s) {r['partial']} of "
+          f"{r['expected_cycles']} cycles, {what}")
+  empty = [r for r in runs if not r["complete"] and not (include_partial and r["trials"])]
+  if len(empty) == len(runs):
+    r = empty[0]
+    why = (f"{r['errors']} error record(s) and no finished trial" if r["errors"]
+           else "no finished trial")
+    raise DataError(str(Path(r["path"]) / "metrics.jsonl"),
+                    f"holds {why}" + (f" (nor do {len(empty) - 1} other run(s))"
+                                      if len(empty) > 1 else ""),
+                    "finish the run (rerun its command to resume), or pass "
+                    "--include-partial to report what it has")
+  for r in empty:
+    say(f"{r['name']}: no finished trial, shown without values")
+  summary = summarize(runs, baseline)
+  summary["notes"] = notes + summary["notes"]
+  for n in summary["notes"][len(notes):]:
+    warn and warn(n)
   out = Path(out)
-  out.mkdir(parents=True, exist_ok=True)
-  summary = summarize([load_run(p) for p in find_runs(paths)], baseline)
-  io.write_json(out / "report.json", summary)
-  io.atomic_write_text(out / "report.md", to_markdown(summary))
-  io.atomic_write_text(out / "report.csv", to_csv(summary))
-  plot(summary, out)
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+    io.write_json(out / "report.json", summary)
+    io.atomic_write_text(out / "report.md", to_markdown(summary))
+    io.atomic_write_text(out / "report.csv", to_csv(summary))
+    plot(summary, out)
+  except OSError as e:
+    raise DataError(str(out), f"cannot be written ({e.strerror or e})",
+                    "pass a writable --out folder") from None
   return summary
 
 
 def main(argv=None) -> None:
+  import sys
+
   p = argparse.ArgumentParser(prog="python -m jax_al.report", description=__doc__.split("\n")[0])
   p.add_argument("runs", nargs="+", help="run workdirs or folders of them")
   p.add_argument("--out", required=True, help="output folder")
   p.add_argument("--baseline", default="random", help="strategy for paired differences")
+  p.add_argument("--include-partial", action="store_true",
+                 help="include unfinished trials in the size columns (marked)")
   a = p.parse_args(argv)
-  s = make_report(a.runs, a.out, a.baseline)
+  warn = lambda m: print(f"warning: {m}", file=sys.stderr)
+  try:
+    s = make_report(a.runs, a.out, a.baseline, a.include_partial, warn=warn)
+  except JaxALError as e:
+    raise SystemExit(f"error: {e}") from None
   print(to_markdown(s))
 
 

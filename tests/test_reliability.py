@@ -18,6 +18,7 @@ import pytest
 
 from conftest import REPO, snapshot, tiny_digits_config
 from jax_al import checkpoint, io, loop, rng, strategies, train
+from jax_al import workdir as workdir_lib
 from jax_al.errors import ConfigError, DataError, TrainingError
 
 
@@ -181,7 +182,7 @@ def test_rerun_of_finished_run_trains_nothing(tmp_path, monkeypatch):
 def test_second_process_on_same_workdir_is_refused(tmp_path):
   run = tmp_path / "run"
   loop.run(tiny_digits_config(), run, quiet=True)
-  holder = loop._lock(run)
+  holder = workdir_lib.Lock(run)
   try:
     with pytest.raises(ConfigError, match="another jax-al process"):
       loop.run(tiny_digits_config(), run, quiet=True)

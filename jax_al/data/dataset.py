@@ -70,6 +70,8 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
   n, h, w, c = images.shape
   if (h, w) == (size, size):
     return images
+  from jax_al import memory
+  memory.check_data(n, size, c, "the resized images")
   out = np.empty((n, size, size, c), np.uint8)
   for i in range(n):
     img = images[i, :, :, 0] if c == 1 else images[i]

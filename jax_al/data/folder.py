@@ -27,6 +27,7 @@ from PIL import Image
 
 from jax_al.data import cache
 from jax_al.data.dataset import Dataset
+from jax_al import memory
 from jax_al.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -293,10 +294,14 @@ def _decode(data: bytes, name: str, image_size: int | None, channels: int,
     arr = np.asarray(img)
   except DataError:
     raise
+  except Image.UnidentifiedImageError:
+    what = "is empty (0 bytes)" if not data else (
+        f"is not a JPEG or PNG image ({len(data):,} bytes in an unrecognised format)")
+    raise DataError(name, what, "replace or remove the file.") from None
   except (OSError, SyntaxError, ValueError, EOFError,
           Image.DecompressionBombError) as e:
     raise DataError(name, f"is not a readable JPEG/PNG image ({e})",
-                    "replace or remove the file.") from e
+                    "replace or remove the file.") from None
   return arr if arr.ndim == 3 else arr[:, :, None]
 
 
@@ -316,6 +321,11 @@ def _decode_split(tree, items, image_size, channels, max_bytes, first):
                       "set data.image_size to resize all images to one square "
                       "size.")
     if out is None:
+      if image_size is None:  # the first image gives the size of all
+        memory.require("data.path", name, len(items) * arr.nbytes,
+                       f"the decoded split ({len(items):,} images of "
+                       f"{'x'.join(map(str, arr.shape))})",
+                       "set data.image_size to shrink the images")
       out = np.empty((len(items),) + arr.shape, np.uint8)
     out[i] = arr
   return out
@@ -396,6 +406,8 @@ def load_folder(data_cfg, *, image_size: int | None, channels: int) -> Dataset:
   if tree is None:
     tree = _TarTree(path, max_bytes)
     class_names, splits = _layout(tree, train_split, test_split)
+  memory.check_data(len(splits[train_split]) + len(splits[test_split]), image_size, channels,
+                    path)
   first = []
   arrays = {}
   for prefix, split in (("train", train_split), ("test", test_split)):

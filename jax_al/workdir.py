@@ -1,0 +1,338 @@
+"""The run's folder: what is ours in it, the lock, resume or replace.
+
+A workdir holds a jax-al run only when its `config.json` carries the tool's
+marker (`{"jax_al": {"tool": "jax-al", "format": 1}}`; files written before
+the marker existed are recognised by their config schema). Files named like
+ours without that marker are someone else's: every command refuses to touch
+them and lists them.
+
+What a run owns, and the only things `--overwrite` ever removes: the results
+files in `RESULTS`, the per-trial checkpoint folders `checkpoints/trial<N>`
+(and the `checkpoints` folder itself once empty), `.lock` and the temporary
+files of its own atomic writes. Anything else in the workdir, inside
+`checkpoints/` too, is left where it is.
+
+`--overwrite` replaces a run only after the new one has shown it can run:
+the old outputs are moved aside into `.jax_al_replaced/` inside the workdir,
+moved back if the new run fails before its first checkpoint, and deleted
+after that checkpoint. A process killed in between leaves them aside; the
+next command on the workdir finds them and restores them (or, if the new
+run had checkpointed, deletes them).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from jax_al.errors import ConfigError, DataError
+
+TOOL = "jax-al"
+FORMAT = 1
+MARKER_KEY = "jax_al"
+RESULTS = ("config.json", "log.txt", "metrics.jsonl", "selected.jsonl", "summary.json")
+CHECKPOINTS = "checkpoints"
+ASIDE = ".jax_al_replaced"
+LOCK = ".lock"
+_TRIAL_DIR = re.compile(r"trial\d+")
+# Top-level fields of every config this tool writes: how a config.json written
+# before the marker existed is still recognised as a run of ours.
+_SCHEMA = {"seed", "num_trials", "resume", "data", "model", "train", "al", "compare"}
+
+# Fields that change how a run executes, not its results: a run may be resumed
+# with other values (a vmap run by a sequential one, and back).
+EXECUTION_ONLY = ("resume", "compare.parallel", "compile_cache_dir")
+
+
+def marker() -> dict:
+  return {"tool": TOOL, "format": FORMAT}
+
+
+def config_record(config) -> dict:
+  """What `config.json` holds: the config's fields and the tool's marker."""
+  return {**config.to_dict(), MARKER_KEY: marker()}
+
+
+# ------------------------------------------------------------ creation ------
+
+
+def prepare(workdir: Path) -> list[Path]:
+  """Creates `workdir` if needed and checks that it is writable.
+
+  Returns the folders this call created, deepest first. Writes no file that stays.
+  """
+  workdir = Path(workdir)
+  created = [p for p in (workdir, *workdir.parents) if not p.exists()]
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=workdir, prefix=".write_test")
+    os.close(fd)
+    os.unlink(probe)
+  except OSError as e:
+    remove_empty(created)
+    raise ConfigError("--workdir", str(workdir),
+                      f"cannot write there ({e.strerror or e}); choose a writable folder") from None
+  return created
+
+
+def remove_empty(folders: list[Path]) -> None:
+  """Removes `folders` (deepest first) while they are empty."""
+  for p in folders:
+    try:
+      p.rmdir()
+    except OSError:
+      return
+
+
+class Lock:
+  """An exclusive lock on the workdir, so two processes never write one run.
+
+  `release(remove=True)` also deletes the lock file when this lock created
+  it, so a command refused for bad input leaves no file behind.
+  """
+
+  def __init__(self, workdir: Path):
+    self.path = Path(workdir) / LOCK
+    self.created = not self.path.exists()
+    self.file = open(self.path, "a")
+    try:
+      fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      self.file.close()
+      raise ConfigError("--workdir", str(workdir),
+                        "another jax-al process is running in it; wait for it to finish or "
+                        "choose another --workdir") from None
+
+  def release(self, remove: bool = False) -> None:
+    if self.file.closed:
+      return
+    if remove and self.created:
+      self.path.unlink(missing_ok=True)
+    self.file.close()
+
+  def close(self) -> None:
+    self.release()
+
+
+# ------------------------------------------------------------ ownership ------
+
+
+def _read_config(path: Path):
+  try:
+    return json.loads(path.read_text())
+  except (OSError, ValueError, UnicodeDecodeError):
+    return None
+
+
+def is_ours(workdir: Path) -> bool:
+  """True when `workdir/config.json` was written by this tool."""
+  saved = _read_config(Path(workdir) / "config.json")
+  if not isinstance(saved, dict):
+    return False
+  m = saved.get(MARKER_KEY)
+  if isinstance(m, dict):
+    return m.get("tool") == TOOL and isinstance(m.get("format"), int)
+  return _SCHEMA <= set(saved)
+
+
+def owned(workdir: Path) -> list[Path]:
+  """The paths in `workdir` a run of this tool writes that exist now."""
+  workdir = Path(workdir)
+  out = [workdir / n for n in RESULTS if (workdir / n).exists() or (workdir / n).is_symlink()]
+  ck = workdir / CHECKPOINTS
+  if ck.is_dir() and not ck.is_symlink():
+    out += sorted(p for p in ck.iterdir() if _TRIAL_DIR.fullmatch(p.name))
+  elif ck.is_symlink() or ck.exists():
+    out.append(ck)  # a link or a file named checkpoints: ours to judge, refused below
+  return out
+
+
+def foreign_named(workdir: Path) -> list[str]:
+  """Names in `workdir` that look like a run's outputs (for the refusal)."""
+  workdir = Path(workdir)
+  names = [n for n in RESULTS if (workdir / n).exists()]
+  if (workdir / CHECKPOINTS).exists():
+    names.append(CHECKPOINTS + "/")
+  return names
+
+
+def refuse_foreign(workdir: Path) -> None:
+  """Raises unless every run-named file in `workdir` belongs to a jax-al run."""
+  names = foreign_named(workdir)
+  if names and not is_ours(workdir):
+    raise DataError(
+        str(workdir), f"holds {', '.join(names)} but no jax-al run (no config.json with the jax-al "
+        "marker), so these files are someone else's",
+        "choose another --workdir; jax-al never resumes, replaces or deletes files it did "
+        "not write")
+
+
+# ------------------------------------------------------------ comparison ------
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = json.loads(json.dumps(v, default=str))
+  return out
+
+
+def _strip(d: dict) -> dict:
+  d = {k: v for k, v in d.items() if k != MARKER_KEY}
+  for field in EXECUTION_ONLY:
+    if "." not in field:
+      d.pop(field, None)
+  if isinstance(d.get("compare"), dict) and "parallel" in d["compare"]:
+    d["compare"] = dict(d["compare"], parallel="none")  # compare as a sequential run
+  return d
+
+
+def differences(saved: dict, now: dict, limit: int = 3) -> str:
+  a, b = _flat(_strip(saved)), _flat(_strip(now))
+  keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+  parts = [f"{k}: {a.get(k)!r} there, {b.get(k)!r} now" for k in keys[:limit]]
+  return "; ".join(parts) + (" ..." if len(keys) > limit else "")
+
+
+def comparable(d: dict) -> str:
+  return json.dumps(_strip(d), sort_keys=True, default=str)
+
+
+def config_hash(config) -> str:
+  """A digest of every config field except the execution-only ones."""
+  return hashlib.sha256(comparable(config.to_dict()).encode()).hexdigest()[:16]
+
+
+def existing_run(workdir: Path, config, overwrite: bool) -> bool:
+  """Decides what to do with a previous run in `workdir`; changes nothing.
+
+  Returns True when the run resumes it. Raises when it must not be touched:
+  files that are not a jax-al run's (with or without --overwrite),
+  resume=false without --overwrite, or a run with a different config.
+  """
+  workdir = Path(workdir)
+  refuse_foreign(workdir)
+  existing = [p.name for p in owned(workdir)]
+  if not existing or overwrite:
+    return False
+  if not config.resume:
+    raise ConfigError("resume", False,
+                      f"{workdir} already holds a run ({', '.join(existing)}); pass --overwrite "
+                      "to replace it, --config.resume=true to continue it, or another --workdir")
+  saved_path = workdir / "config.json"
+  if saved_path.exists():
+    saved = _read_config(saved_path)
+    if not isinstance(saved, dict):
+      raise DataError(str(saved_path), "cannot be read as a JSON object",
+                      "pass --overwrite to replace the run, or choose another --workdir")
+    if comparable(saved) != comparable(config.to_dict()):
+      raise ConfigError("--workdir", str(workdir),
+                        f"it holds a run with a different config "
+                        f"({differences(saved, config.to_dict())}); pass --overwrite "
+                        "to replace it or choose another --workdir")
+  return True
+
+
+# ------------------------------------------------------------ replacing ------
+
+
+def _move(src: Path, dst: Path) -> None:
+  dst.parent.mkdir(parents=True, exist_ok=True)
+  os.replace(src, dst)
+
+
+def _delete(p: Path) -> None:
+  if p.is_dir() and not p.is_symlink():
+    shutil.rmtree(p)
+  else:
+    p.unlink(missing_ok=True)
+
+
+def remove_outputs(workdir: Path) -> None:
+  """Deletes this tool's outputs in `workdir` (and nothing else)."""
+  workdir = Path(workdir)
+  for p in owned(workdir):
+    _delete(p)
+  ck = workdir / CHECKPOINTS
+  if ck.is_dir() and not ck.is_symlink() and not any(ck.iterdir()):
+    ck.rmdir()
+
+
+class Replacement:
+  """The previous run of a workdir, set aside while a new one proves itself.
+
+  `set_aside()` moves the old outputs into `.jax_al_replaced/`; `commit()`
+  deletes them (the new run has checkpointed); `restore()` removes the new
+  run's outputs and moves the old ones back.
+  """
+
+  def __init__(self, workdir: Path):
+    self.workdir = Path(workdir)
+    self.aside = self.workdir / ASIDE
+    self.active = False
+
+  def set_aside(self) -> None:
+    if self.aside.exists():
+      raise DataError(str(self.aside), "already exists",
+                      "a previous --overwrite was interrupted; rerun once without changes "
+                      "so it is restored, or move the folder away")
+    items = owned(self.workdir)
+    if not items:
+      return
+    self.aside.mkdir()
+    for p in items:
+      _move(p, self.aside / p.relative_to(self.workdir))
+    ck = self.workdir / CHECKPOINTS
+    if ck.is_dir() and not ck.is_symlink() and not any(ck.iterdir()):
+      ck.rmdir()
+    self.active = True
+
+  def commit(self) -> None:
+    """The new run has checkpointed: the old outputs go for good."""
+    if self.active:
+      shutil.rmtree(self.aside)
+      self.active = False
+
+  def restore(self) -> None:
+    """The new run failed: its outputs go, the old ones come back."""
+    if not self.active:
+      return
+    restore_aside(self.workdir)
+    self.active = False
+
+
+def restore_aside(workdir: Path) -> str | None:
+  """Settles a `.jax_al_replaced/` folder left by an interrupted --overwrite.
+
+  If the new run in `workdir` has a finished checkpoint it had succeeded, so
+  the old outputs are deleted; otherwise the new run's outputs are removed
+  and the old ones moved back. Returns what was done, or None.
+  """
+  workdir = Path(workdir)
+  aside = workdir / ASIDE
+  if not aside.is_dir() or aside.is_symlink():
+    return None
+  ck = workdir / CHECKPOINTS
+  checkpointed = ck.is_dir() and any(
+      _TRIAL_DIR.fullmatch(t.name) and any(s.name.isdigit() for s in t.iterdir())
+      for t in ck.iterdir() if t.is_dir())
+  if checkpointed:
+    shutil.rmtree(aside)
+    return "deleted the previous run an interrupted --overwrite had set aside"
+  remove_outputs(workdir)
+  old = [p for p in aside.iterdir() if p.name != CHECKPOINTS]
+  if (aside / CHECKPOINTS).is_dir():
+    old += list((aside / CHECKPOINTS).iterdir())
+  for p in old:
+    _move(p, workdir / p.relative_to(aside))
+  shutil.rmtree(aside)
+  return "restored the previous run that an interrupted --overwrite had set aside"
