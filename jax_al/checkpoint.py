@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from flax import nnx
@@ -71,6 +72,42 @@ def _short(e: BaseException, limit: int = 200) -> str:
   if len(text) > limit:
     text = text[:limit - 3] + "..."
   return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+class _StderrHeld:
+  """Holds what is written to file descriptor 2 while orbax restores.
+
+  When a damaged checkpoint fails to read, TensorStore reads still in flight
+  call back into orbax's closed event loop from other threads, and each
+  prints an "Event loop is closed" traceback. On failure those lines are
+  dropped after a short grace period; on success what was held is written
+  out unchanged.
+  """
+
+  GRACE_S = 1.0
+
+  def __enter__(self):
+    import tempfile
+    sys.stderr.flush()
+    self.held = tempfile.TemporaryFile()
+    self.saved = os.dup(2)
+    os.dup2(self.held.fileno(), 2)
+    return self
+
+  def __exit__(self, exc_type, exc, tb):
+    import time
+    if exc_type is not None:
+      time.sleep(self.GRACE_S)  # let the stray callbacks print into the held file
+    sys.stderr.flush()
+    os.dup2(self.saved, 2)
+    os.close(self.saved)
+    if exc_type is None:
+      self.held.seek(0)
+      data = self.held.read()
+      if data:
+        sys.stderr.write(data.decode(errors="replace"))
+    self.held.close()
+    return False
 
 
 def _manager(path: Path) -> ocp.CheckpointManager:
@@ -130,7 +167,8 @@ def restore_meta(workdir: Path, trial: int, cycle: int) -> dict:
   step_dir = _step_dir(workdir, trial, cycle)
   mngr = _manager(step_dir.parent)
   try:
-    meta = mngr.restore(cycle, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+    with _StderrHeld():
+      meta = mngr.restore(cycle, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
   except Exception as e:  # orbax raises many kinds; all mean "unreadable"
     raise DataError(str(step_dir / "meta"), f"cannot be read ({_short(e)})",
                     f"delete the folder {step_dir} to resume from the cycle before, or "
@@ -151,8 +189,9 @@ def restore(workdir: Path, trial: int, cycle: int, like_state):
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
   mngr = _manager(step_dir.parent)
   try:
-    out = mngr.restore(cycle, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                      meta=ocp.args.JsonRestore()))
+    with _StderrHeld():
+      out = mngr.restore(cycle, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
   except Exception as e:
     raise DataError(str(step_dir), f"cannot be restored ({_short(e)})",
                     f"delete the folder {step_dir} to resume from the cycle before, or "

@@ -23,6 +23,7 @@ import csv
 import io as _io
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,8 @@ def load_run(workdir: Path, include_partial: bool = False) -> dict:
   ended = (workdir / "summary.json").exists()
 
   def complete(t):
+    if not by_t[t]:
+      return False
     if len(by_t[t]) >= expected:
       return True
     last = by_t[t][-1]["cycle"] if by_t[t] else 0
@@ -180,7 +183,8 @@ def _std(x: np.ndarray) -> np.ndarray:
   if not np.isnan(x).any():
     return x.std(0, ddof=1) if len(x) > 1 else np.zeros(x.shape[1:])
   n = np.sum(~np.isnan(x), axis=0)
-  with np.errstate(invalid="ignore"):
+  with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # sizes with one trial: 0 below
     sd = np.nanstd(x, 0, ddof=1)
   return np.where(n > 1, sd, 0.0)
 

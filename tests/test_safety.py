@@ -1,0 +1,362 @@
+"""Nothing lost, nothing half-said: --overwrite only after success, files that
+are not ours, memory estimates, the report's honesty, and the small cases.
+
+Each test reproduces a path that lost a user's files or printed a traceback
+before, and asserts on the outcome: the bytes on disk, the one-line message,
+the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, snapshot, tiny_digits_config
+from jax_al import checkpoint, loop, memory, report
+from jax_al import workdir as workdir_lib
+from jax_al.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+  workdir = tmp_path_factory.mktemp("finished") / "run"
+  loop.run(tiny_digits_config("random"), workdir, quiet=True)
+  return workdir
+
+
+@pytest.fixture
+def victim(finished, tmp_path) -> Path:
+  dest = tmp_path / "run"
+  shutil.copytree(finished, dest)
+  return dest
+
+
+def cli(*args, cwd=REPO, module=None, timeout=180):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  cmd = [sys.executable, "-m", module] if module else [sys.executable, str(REPO / "run.py")]
+  return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, env=env,
+                        timeout=timeout)
+
+
+def one_line_error(out, *needles, code=1):
+  """The command failed with `code`, printing one error line and no traceback."""
+  assert out.returncode == code, (out.returncode, out.stderr[-2000:])
+  assert "Traceback" not in out.stderr, out.stderr[-3000:]
+  lines = [l for l in out.stderr.strip().splitlines() if l.strip()]
+  assert lines, out.stderr
+  last = lines[-1]
+  for needle in needles:
+    assert needle in last, f"{needle!r} not in {last!r}"
+  return last
+
+
+# ------------------------------------------------- --overwrite after success --
+
+
+def test_overwrite_that_fails_in_cycle_1_leaves_the_old_run_byte_for_byte(victim):
+  before = snapshot(victim)
+  # Finite but absurd: the loss diverges in cycle 1 (a nan lr is refused up front).
+  with pytest.raises(Exception, match="diverged|became nan|non-finite"):
+    loop.run(tiny_digits_config("random", train__lr=1e30), victim, overwrite=True, quiet=True)
+  assert snapshot(victim) == before
+  assert not (victim / workdir_lib.ASIDE).exists()
+
+
+def test_overwrite_replaces_after_the_first_checkpoint(victim):
+  loop.run(tiny_digits_config("random", seed=5), victim, overwrite=True, quiet=True)
+  saved = json.loads((victim / "config.json").read_text())
+  assert saved["seed"] == 5 and saved["jax_al"] == {"tool": "jax-al", "format": 1}
+  assert not (victim / workdir_lib.ASIDE).exists()
+  assert checkpoint.latest(victim, 0) == 2
+
+
+def test_overwrite_killed_before_its_first_checkpoint_is_undone_next_time(victim, monkeypatch):
+  """A kill -9 leaves the old run aside; the next command puts it back."""
+  before = snapshot(victim)
+
+  class Kill(BaseException):
+    pass
+
+  def killed(*a, **k):
+    raise Kill()
+
+  real_restore = workdir_lib.Replacement.restore
+  with monkeypatch.context() as m:
+    m.setattr(loop.Trainer, "fit", killed)
+    m.setattr(workdir_lib.Replacement, "restore", lambda self: None)  # no chance to clean up
+    with pytest.raises(Kill):
+      loop.run(tiny_digits_config("random", seed=7), victim, overwrite=True, quiet=True)
+  assert (victim / workdir_lib.ASIDE).is_dir()
+  assert workdir_lib.Replacement.restore is real_restore
+  # The same run as before, resumed: nothing to train, and the old run is back.
+  monkeypatch.setattr(loop.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
+  loop.run(tiny_digits_config("random"), victim, quiet=True)
+  after = snapshot(victim)
+  assert {k: v for k, v in after.items() if k != "log.txt"} == \
+      {k: v for k, v in before.items() if k != "log.txt"}
+  assert "interrupted --overwrite had set aside" in (victim / "log.txt").read_text()
+
+
+def test_cli_overwrite_with_nan_lr_is_refused_before_anything(victim):
+  before = snapshot(victim)
+  out = cli("--config", "configs/digits.py:random", f"--workdir={victim}", "--overwrite",
+            "--config.train.lr=nan", "--config.al.cycles=2")
+  one_line_error(out, "`train.lr`", "nan", "finite")
+  assert snapshot(victim) == before
+
+
+# ------------------------------------------------- files that are not ours ----
+
+
+@pytest.fixture
+def foreign(tmp_path) -> Path:
+  d = tmp_path / "theirs"
+  (d / "checkpoints" / "mymodel").mkdir(parents=True)
+  (d / "checkpoints" / "mymodel" / "weights.pt").write_bytes(b"\x00weights")
+  (d / "metrics.jsonl").write_text('{"loss": 1.0}\n')
+  return d
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["resume", "overwrite"])
+def test_files_without_our_marker_are_refused_and_untouched(foreign, overwrite):
+  before = snapshot(foreign)
+  with pytest.raises(DataError) as e:
+    loop.run(tiny_digits_config(), foreign, overwrite=overwrite, quiet=True)
+  msg = str(e.value)
+  assert "metrics.jsonl" in msg and "checkpoints/" in msg and "no jax-al run" in msg, msg
+  assert snapshot(foreign) == before
+
+
+def test_overwrite_deletes_only_our_checkpoint_steps(victim):
+  mine = victim / "checkpoints" / "mymodel" / "weights.pt"
+  mine.parent.mkdir()
+  mine.write_bytes(b"keep me")
+  (victim / "notes.txt").write_text("mine")
+  loop.run(tiny_digits_config("random", seed=3), victim, overwrite=True, quiet=True)
+  assert mine.read_bytes() == b"keep me" and (victim / "notes.txt").read_text() == "mine"
+  assert checkpoint.latest(victim, 0) == 2
+
+
+def test_run_written_before_the_marker_is_still_recognised(victim, monkeypatch):
+  saved = json.loads((victim / "config.json").read_text())
+  saved.pop("jax_al")
+  (victim / "config.json").write_text(json.dumps(saved))
+  assert workdir_lib.is_ours(victim)
+  monkeypatch.setattr(loop.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
+  assert loop.run(tiny_digits_config("random"), victim, quiet=True)["labeled"] == [20, 40]
+
+
+# ------------------------------------------------------------------ memory ----
+
+
+@pytest.mark.parametrize("fields,field", [
+    (dict(train__eval_batch_size=10**9), "train.eval_batch_size"),
+    (dict(al__strategy="uncertainty_mmd", al__approx="rff", al__rff_dim=10**9), "al.rff_dim"),
+    (dict(num_trials=10_000, compare__parallel="vmap", model__width=16.0), "num_trials"),
+    (dict(data__image_size=4096), "data.image_size"),  # 1,797 x 4096^2 bytes = 30 GB
+], ids=["eval_chunk", "rff", "vmapped_trials", "decoded_data"])
+def test_memory_is_estimated_before_allocating(victim, fields, field, monkeypatch):
+  monkeypatch.setattr(memory, "host_available", lambda: 20 * 10**9)  # as on a 24 GB machine
+  before = snapshot(victim)
+  with pytest.raises(ConfigError) as e:
+    loop.run(tiny_digits_config("random", **fields), victim, overwrite=True, quiet=True)
+  msg = str(e.value)
+  assert f"`{field}`" in msg and "of host memory" in msg and "are free" in msg, msg
+  assert snapshot(victim) == before
+
+
+def test_folder_resize_is_refused_before_decoding(tmp_path, monkeypatch):
+  from test_bad_input import folder_config, image_tree
+
+  root = image_tree(tmp_path / "data")
+  monkeypatch.setattr(memory, "host_available", lambda: 10**8)
+  decoded = []
+  from jax_al.data import folder
+  real = folder._decode
+  monkeypatch.setattr(folder, "_decode", lambda *a: decoded.append(1) or real(*a))
+  with pytest.raises(ConfigError, match=r"`data.image_size` = 4096.*18 images"):
+    loop.run(folder_config(root, tmp_path, data__image_size=4096), tmp_path / "run", quiet=True)
+  assert not decoded and not (tmp_path / "run").exists()
+
+
+def test_shipped_configs_pass_the_memory_check():
+  """The CIFAR protocol on a 24 GB CPU machine (this one) and on an H200."""
+  from configs import cifar10
+
+  for dtype in ("float32", "bfloat16"):
+    c = cifar10.get_config()
+    c.train.dtype = dtype
+    prof = memory.model_profile(c, 10, (32, 32, 3))
+    assert 40e6 < prof.param_bytes < 50e6 and prof.feature_dim == 512
+    memory.check_run(c, 50_000, 10_000, 10, (32, 32, 3), 10_000, 17_500, prof)
+    with c.unlocked():
+      c.num_trials, c.compare.parallel = 3, "vmap"
+    memory.check_run(c, 50_000, 10_000, 10, (32, 32, 3), 10_000, 17_500, prof)
+
+
+# ------------------------------------------------------------------ report ----
+
+
+@pytest.fixture(scope="module")
+def report_runs(tmp_path_factory):
+  """A complete 2-trial random run, a 2-trial entropy run whose trial 2 stopped
+  after cycle 1 of 3, and a run with nothing but an error record."""
+  root = tmp_path_factory.mktemp("cmp")
+  loop.run(tiny_digits_config("random", num_trials=2, al__cycles=3), root / "random", quiet=True)
+  entropy = root / "entropy"
+  loop.run(tiny_digits_config("entropy", num_trials=2, al__cycles=3), entropy, quiet=True)
+  recs = [json.loads(l) for l in (entropy / "metrics.jsonl").read_text().splitlines()]
+  keep = [r for r in recs if r["trial"] == 0 or r["cycle"] == 1]
+  (entropy / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in keep))
+  (entropy / "summary.json").unlink()  # stopped: the run never ended
+  return root
+
+
+def test_report_leaves_partial_trials_out_and_says_so(report_runs, tmp_path):
+  warnings = []
+  s = report.make_report([report_runs], tmp_path / "out", warn=warnings.append)
+  e = s["strategies"]["entropy"]
+  assert e["trials"] == [0] and e["partial"] == [1] and e["labeled"] == [20, 40, 60]
+  assert any("entropy: 1 partial trial(s) [1] of 3 cycles, left out" in w for w in warnings)
+  assert s["strategies"]["random"]["trials"] == [0, 1]
+  md = (tmp_path / "out" / "report.md").read_text()
+  assert "| entropy | 1 (1 partial left out) |" in md and "| random | 2 |" in md
+
+
+def test_report_includes_partial_trials_marked(report_runs, tmp_path):
+  s = report.make_report([report_runs], tmp_path / "out", include_partial=True)
+  e = s["strategies"]["entropy"]
+  assert e["partial_included"] == [1] and e["trials"] == [0]  # AUC over complete only
+  assert "1 (+1 partial*)" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_report_aligns_by_size_and_explains_missing_pairs(report_runs, tmp_path):
+  """A run of other sizes gets its own columns and a note, never a shifted row."""
+  other = tmp_path / "cmp"
+  shutil.copytree(report_runs / "random", other / "random")
+  loop.run(tiny_digits_config("margin", al__budget=30, al__cycles=2), other / "margin", quiet=True)
+  s = report.make_report([other], tmp_path / "out")
+  assert s["strategies"]["margin"]["labeled"] == [20, 50]
+  assert "vs_baseline" not in s["strategies"]["margin"]
+  assert any("margin: no paired row, its labeled sizes [20, 50] differ" in n for n in s["notes"])
+  header = [l for l in (tmp_path / "out" / "report.md").read_text().splitlines()
+            if l.startswith("| strategy | trials |")][0]
+  assert "| 20 | 40 | 50 | 60 |" in header
+  s = report.make_report([other / "margin"], tmp_path / "out2")
+  assert any("no paired table: the baseline 'random' is not among the runs" in n
+             for n in s["notes"])
+
+
+def test_plain_run_in_a_comparison_root_is_reported_with_its_strategies(report_runs, tmp_path):
+  root = tmp_path / "root"
+  shutil.copytree(report_runs / "random", root / "random")
+  for f in ("config.json", "metrics.jsonl", "selected.jsonl", "summary.json"):
+    shutil.copy(report_runs / "random" / f, root / f)
+  warnings = []
+  s = report.make_report([root], tmp_path / "out", warn=warnings.append)
+  assert set(s["strategies"]) == {"root", "random"}
+  assert any("a plain run was written into a comparison root" in w for w in warnings)
+
+
+@pytest.mark.parametrize("case", ["empty", "unrelated", "garbage", "error_only", "unwritable",
+                                  "a_file"])
+def test_report_bad_input_is_one_line_naming_the_file(case, report_runs, tmp_path):
+  target, out = tmp_path / "in", tmp_path / "out"
+  target.mkdir()
+  needles = [str(target)]
+  if case == "unrelated":
+    (target / "notes.txt").write_text("hello")
+    (target / "sub").mkdir()
+    needles.append("no run workdir")
+  elif case == "empty":
+    needles.append("no run workdir")
+  elif case == "garbage":
+    (target / "metrics.jsonl").write_text('{"kind": "cycle"}\nnot json\n')
+    needles = [str(target / "metrics.jsonl") + ":1", "numeric 'trial'"]
+  elif case == "error_only":
+    (target / "metrics.jsonl").write_text(
+        '{"kind": "error", "trial": 0, "cycle": 1, "error": "boom"}\n')
+    needles = [str(target / "metrics.jsonl"), "1 error record(s) and no finished trial"]
+  elif case == "unwritable":
+    target = report_runs / "random"
+    out.write_text("a file where the folder should go")
+    needles = [str(out), "cannot be written"]
+  elif case == "a_file":
+    target = report_runs / "random" / "metrics.jsonl"
+    needles = [str(target), "is a file"]
+  res = cli(str(target), "--out", str(out), module="jax_al.report", timeout=120)
+  one_line_error(res, *needles)
+
+
+# ---------------------------------------------------------- smaller ones ----
+
+
+@pytest.mark.parametrize("spec,needles", [
+    ("README.md", ["'README.md' is not a config file"]),
+    ("run.py", ["'run.py' is not a config file", "get_config"]),
+    ("configs/digits.py:", ["ends in ':' with no preset name", "users"]),
+], ids=["markdown", "run_py", "empty_preset"])
+def test_config_argument_that_is_no_config_file(spec, needles, tmp_path):
+  out = cli("--config", spec, f"--workdir={tmp_path / 'run'}")
+  one_line_error(out, *needles)
+  assert not (tmp_path / "run").exists()
+
+
+def test_empty_strategy_list_is_refused(victim):
+  before = snapshot(victim)
+  with pytest.raises(ConfigError, match="compare.strategies.*names no strategy"):
+    loop.run(tiny_digits_config(compare__strategies=",,,"), victim, quiet=True)
+  assert snapshot(victim) == before
+
+
+def test_lock_is_taken_before_the_data_loads(victim, monkeypatch):
+  holder = workdir_lib.Lock(victim)
+  monkeypatch.setattr(loop, "load_dataset", lambda *a: pytest.fail("data loaded"))
+  try:
+    with pytest.raises(ConfigError, match="another jax-al process"):
+      loop.run(tiny_digits_config(), victim, quiet=True)
+  finally:
+    holder.close()
+
+
+def test_rerun_of_a_finished_run_keeps_its_summary(victim):
+  before = (victim / "summary.json").read_bytes()
+  loop.run(tiny_digits_config("random"), victim, quiet=True)
+  assert (victim / "summary.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"", "is empty (0 bytes)"),
+    (b"plain text, not an image", "is not a JPEG or PNG image (24 bytes"),
+], ids=["zero_bytes", "not_an_image"])
+def test_unreadable_image_is_named_plainly(tmp_path, content, needle):
+  from test_bad_input import folder_config, image_tree
+
+  root = image_tree(tmp_path / "data")
+  bad = root / "train" / "b" / "0001.png"
+  bad.write_bytes(content)
+  with pytest.raises(DataError) as e:
+    loop.run(folder_config(root, tmp_path), tmp_path / "run", quiet=True)
+  msg = str(e.value)
+  assert str(bad) in msg and needle in msg and "BytesIO" not in msg, msg
+
+
+def test_damaged_checkpoint_is_one_short_line(tmp_path):
+  run = tmp_path / "run"
+  args = ["--config", "configs/digits.py:random", f"--workdir={run}", "--config.al.cycles=2",
+          "--config.train.epochs=2"]
+  assert cli(*args).returncode == 0
+  for f in (checkpoint.root(run, 0) / "2" / "state").rglob("*"):
+    if f.is_file() and f.parent.name == "d":
+      f.write_bytes(os.urandom(64))
+  out = cli(*args)
+  last = one_line_error(out, str(checkpoint.root(run, 0) / "2"), "cannot be restored",
+                        "delete the folder")
+  assert len(out.stderr) < 1500 and "TensorStore" not in out.stderr, out.stderr
+  assert "Event loop is closed" not in out.stderr and len(last) < 600
