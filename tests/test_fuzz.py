@@ -112,3 +112,104 @@ def test_strategy_fuzz(name):
     np.testing.assert_array_equal(np.asarray(again.indices), idx)
 
   check()
+
+
+# ------------------------------------------------------- command line fuzz ------
+#
+# A random config field gets a random bad value on the command line. What
+# follows must be a one-line ConfigError/DataError (or the flag parser's
+# one-line explanation) with a finished run placed in the workdir unchanged,
+# or a run that gets as far as training. Never a traceback, never a change to
+# the finished run. Examples stop where training would start.
+
+from pathlib import Path  # noqa: E402
+
+from absl import flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from conftest import REPO, snapshot, tiny_digits_config  # noqa: E402
+from jax_al import cli, config as config_lib, loop  # noqa: E402
+from jax_al.errors import DataError, JaxALError  # noqa: E402
+
+_TEXT_FIELDS = ("data.source", "data.path", "model.name", "al.strategy", "al.transform",
+                "al.u_scope", "al.term", "al.normalize", "al.mode", "al.approx",
+                "al.estimator", "al.kmeans.init", "compare.strategies", "data.train_split")
+FUZZ_FIELDS = tuple(sorted(set(config_lib.FIELDS) | set(_TEXT_FIELDS)))
+_ANY = ("", "abc", "é", "日本", "\U0001F600", "None", "true", "[]")
+BAD_VALUES = {
+    "int": ("-1", "0", "1.5", "nan", "100000000000000000000", "4294967296", "-2147483649"),
+    "float": ("nan", "inf", "-inf", "-1", "-1e30", "1e300", "1e400", "-0.0"),
+    "ints": ("(1, -2)", "(nan,)", "()", "(1e400,)", "(3, 1)"),
+    "floats": ("(nan,)", "(inf, 0.5, 0.5)", "()", "(-1e400,)", "(0.0, 0.0, 0.0)"),
+    "other": ("2", "-1", "0", "1e9"),
+}
+
+
+@st.composite
+def bad_flags(draw):
+  """(field, value): values of the field's own kind first, then anything."""
+  field = draw(st.sampled_from(FUZZ_FIELDS))
+  spec = config_lib.FIELDS.get(field)
+  kind = spec.kind if spec and spec.kind in BAD_VALUES else "other"
+  value = draw(st.one_of(st.sampled_from(BAD_VALUES[kind]), st.sampled_from(_ANY)))
+  return field, value
+
+
+TINY = ("--config.al.cycles=2", "--config.train.epochs=2", "--config.train.eval_every=1",
+        "--config.train.milestones=(1,)")
+
+
+class ReachedTraining(BaseException):
+  """Raised where training would start: the config passed every check."""
+
+
+def _parse(argv):
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True,
+                                  sys_argv=argv)
+  fv(argv)
+  fv.config.keys()
+  return fv.config
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  wd = tmp_path_factory.mktemp("fuzz") / "run"
+  loop.run(tiny_digits_config("random"), wd, quiet=True)
+  return wd
+
+
+def test_command_line_fuzz(finished_run, monkeypatch):
+  monkeypatch.chdir(REPO)
+
+  def reached(*a, **k):
+    raise ReachedTraining()
+
+  monkeypatch.setattr(loop.Trainer, "fit", reached)
+  before = snapshot(finished_run)
+
+  @settings(max_examples=80, deadline=None, database=None, derandomize=True,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+  @given(bad_flags(), st.booleans())
+  def check(field_value, overwrite):
+    field, value = field_value
+    argv = ["run.py", "--config", "configs/digits.py:random", *TINY,
+            f"--config.{field}={value}"]
+    try:
+      config = _parse(argv)
+    except Exception as e:  # pylint: disable=broad-except  # what run.py explains
+      msg = cli.explain_flag_error(argv, e)
+      assert "\n" not in msg and field.split(".")[-1] in msg, (field, value, msg)
+      return
+    try:
+      loop.run(config, finished_run, overwrite=overwrite, quiet=True)
+    except JaxALError as e:
+      assert isinstance(e, (ConfigError, DataError)), (field, value, repr(e))
+      assert "\n" not in str(e), (field, value, str(e))
+    except ReachedTraining:
+      spec = config_lib.FIELDS.get(field)
+      assert not (spec and spec.kind in ("float", "floats") and value in ("nan", "inf", "-inf")), \
+          f"{field}={value} reached training: a non-finite value must be refused up front"
+    assert snapshot(finished_run) == before, (field, value, overwrite)
+
+  check()

@@ -116,6 +116,41 @@ def test_sigkill_in_cycle_2_then_resume_matches_uninterrupted(tmp_path):
       json.loads((ref / "summary.json").read_text())["test_acc"]
 
 
+@pytest.fixture(scope="module")
+def kill_ref(tmp_path_factory):
+  """The uninterrupted KILL_RUN, for comparing resumed runs with."""
+  ref = tmp_path_factory.mktemp("kill_ref") / "ref"
+  loop.run(tiny_digits_config("entropy", **KILL_RUN), ref, quiet=True)
+  return ref
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["ctrl_c", "sigterm"])
+def test_signal_in_cycle_2_is_one_line_and_an_error_record_then_resumes(
+    tmp_path, kill_ref, sig, code):
+  run = tmp_path / "run"
+  proc = _cli(run)
+  _wait_for(run / "metrics.jsonl", lambda r: r["kind"] == "eval" and r["cycle"] == 2, proc)
+  proc.send_signal(sig)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == code, err
+  assert "Traceback" not in err, err
+  assert err.strip().splitlines() == [
+      "interrupted in trial 1, cycle 2; finished cycles are kept; rerun the same command "
+      "to resume"], err
+  assert records(run)[-1] == {"kind": "error", "trial": 0, "cycle": 2,
+                              "error": f"interrupted by {sig.name}"}
+  assert "INTERRUPTED: trial 1 cycle 2" in (run / "log.txt").read_text()
+  assert checkpoint.latest(run, 0) == 1 and not (run / "summary.json").exists()
+
+  proc = _cli(run)  # the same command again
+  assert proc.wait() == 0, proc.stderr.read()
+  assert_same_run(run, kill_ref)
+  log = (run / "log.txt").read_text()
+  assert "resuming after cycle 1; lines of cycle 2 above this mark came from the " \
+      "interrupted attempt" in log
+
+
 # ---------------------------------------------- in-process interrupt + resume ------
 
 
