@@ -43,7 +43,7 @@ class Field:
   fix: str = ""   # the whole fix text, where the generic one reads badly
 
   def range_text(self) -> str:
-    num = lambda x: f"{x:,}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+    num = lambda x: f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
     lo = "" if self.low is None else f"{'>' if self.open_low else '>='} {num(self.low)}"
     hi = "" if self.high is None else f"{'<' if self.open_high else '<='} {num(self.high)}"
     return " and ".join(p for p in (lo, hi) if p)
