@@ -68,3 +68,21 @@ def snapshot(root: Path) -> dict[str, str]:
 def tiny_config():
   """Factory: tiny_config("entropy", al__cycles=3) -> a small digits ConfigDict."""
   return tiny_digits_config
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+  """A finished tiny run (random, 2 cycles) to be protected."""
+  from jax_al import loop
+
+  workdir = tmp_path_factory.mktemp("finished") / "run"
+  loop.run(tiny_digits_config("random"), workdir, quiet=True)
+  return workdir
+
+
+@pytest.fixture
+def victim(finished, tmp_path) -> Path:
+  """A private copy of the finished run."""
+  dest = tmp_path / "run"
+  shutil.copytree(finished, dest)
+  return dest

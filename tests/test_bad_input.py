@@ -24,22 +24,6 @@ from jax_al import loop
 from jax_al.errors import ConfigError, DataError
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-  """A finished tiny run (random, 2 cycles) to be protected."""
-  workdir = tmp_path_factory.mktemp("finished") / "run"
-  loop.run(tiny_digits_config("random"), workdir, quiet=True)
-  return workdir
-
-
-@pytest.fixture
-def victim(finished, tmp_path) -> Path:
-  """A private copy of the finished run."""
-  dest = tmp_path / "run"
-  shutil.copytree(finished, dest)
-  return dest
-
-
 @pytest.fixture
 def no_training(monkeypatch):
   """Fails the test if any training starts."""

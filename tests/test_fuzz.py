@@ -122,7 +122,6 @@ def test_strategy_fuzz(name):
 # or a run that gets as far as training. Never a traceback, never a change to
 # the finished run. Examples stop where training would start.
 
-from pathlib import Path  # noqa: E402
 
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402

@@ -23,20 +23,6 @@ from jax_al import workdir as workdir_lib
 from jax_al.errors import ConfigError, DataError
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-  workdir = tmp_path_factory.mktemp("finished") / "run"
-  loop.run(tiny_digits_config("random"), workdir, quiet=True)
-  return workdir
-
-
-@pytest.fixture
-def victim(finished, tmp_path) -> Path:
-  dest = tmp_path / "run"
-  shutil.copytree(finished, dest)
-  return dest
-
-
 def cli(*args, cwd=REPO, module=None, timeout=180):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   cmd = [sys.executable, "-m", module] if module else [sys.executable, str(REPO / "run.py")]
@@ -332,8 +318,8 @@ def test_rerun_of_a_finished_run_keeps_its_summary(victim):
 
 
 @pytest.mark.parametrize("content,needle", [
-    (b"", "is empty (0 bytes)"),
-    (b"plain text, not an image", "is not a JPEG or PNG image (24 bytes"),
+    (b"", "is not a readable JPEG/PNG image (an empty file, 0 bytes)"),
+    (b"plain text, not an image", "is not a readable JPEG/PNG image (24 bytes in no format"),
 ], ids=["zero_bytes", "not_an_image"])
 def test_unreadable_image_is_named_plainly(tmp_path, content, needle):
   from test_bad_input import folder_config, image_tree

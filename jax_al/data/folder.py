@@ -295,8 +295,9 @@ def _decode(data: bytes, name: str, image_size: int | None, channels: int,
   except DataError:
     raise
   except Image.UnidentifiedImageError:
-    what = "is empty (0 bytes)" if not data else (
-        f"is not a JPEG or PNG image ({len(data):,} bytes in an unrecognised format)")
+    what = "is not a readable JPEG/PNG image (" + (
+        "an empty file, 0 bytes)" if not data else
+        f"{len(data):,} bytes in no format PIL recognises)")
     raise DataError(name, what, "replace or remove the file.") from None
   except (OSError, SyntaxError, ValueError, EOFError,
           Image.DecompressionBombError) as e:
