@@ -270,7 +270,7 @@ def state_at(config, workdir: Path, trial: int, cycle: int) -> Step:
   graphdef, params, bs = init_model(config, ds.num_classes, shape, key("init"))
   if config.train.reinit_each_cycle and cycle > 1:
     _, params, bs = init_model(config, ds.num_classes, shape,
-                               jax.random.fold_in(key("init"), cycle))
+                               rng.cycle_key(config.seed, trial, "init", cycle))
   elif cycle > 1:
     raise ValueError("warm-started runs need every earlier cycle; use a run with "
                      "train.reinit_each_cycle=True (the digits config)")
@@ -280,10 +280,10 @@ def state_at(config, workdir: Path, trial: int, cycle: int) -> Step:
   labeled = labeled_before(workdir, trial, cycle)
   state, hist = trainer.fit(state, images, labels, labeled, np.arange(len(ds.test_labels)),
                             test_images, test_labels, config.train,
-                            jax.random.fold_in(key("data_order"), cycle),
-                            jax.random.fold_in(key("augment"), cycle))
+                            rng.cycle_key(config.seed, trial, "data_order", cycle),
+                            rng.cycle_key(config.seed, trial, "augment", cycle))
   # The candidates: the same random subset of the unlabeled pool as loop._select.
-  ckey = lambda name: jax.random.fold_in(key(name), cycle)
+  ckey = lambda name: rng.cycle_key(config.seed, trial, name, cycle)
   unlabeled = np.setdiff1d(np.arange(n_train), labeled)
   n_sub = min(config.al.subset or len(unlabeled), len(unlabeled))
   order = np.asarray(jax.random.permutation(ckey("subset"), len(unlabeled)))

@@ -27,6 +27,10 @@ from flax import nnx
 import jax
 import orbax.checkpoint as ocp
 
+import numpy as np
+
+from jax_al import rng
+from jax_al import workdir as workdir_lib
 from jax_al.errors import DataError
 
 _TMP = ".orbax-checkpoint-tmp"
@@ -212,3 +216,48 @@ def restore(workdir: Path, trial: int, cycle: int, like_state):
   else:
     params, bs = tree["params"], tree["batch_stats"]
   return type(like_state)(params, bs, tree["opt_state"]), out.meta
+
+
+def rng_record(seed: int, trial: int) -> dict:
+  """The keys of every named random stream of `trial`, as stored in checkpoints."""
+  return {name: np.asarray(jax.random.key_data(rng.stream(seed, trial, name))).tolist()
+          for name in rng.STREAMS}
+
+
+def check_meta(meta: dict, config, trial: int, step: int, n_train: int, workdir: Path) -> None:
+  """Raises DataError unless a checkpoint's meta is one this run could have written."""
+  where = str(root(workdir, trial) / str(step))
+  fix = "pass --overwrite to start the run afresh, or choose another --workdir"
+
+  def bad(problem):
+    raise DataError(where, problem, fix)
+
+  if not isinstance(meta, dict):
+    bad("its meta is not a JSON object")
+  for key, kind in (("trial", int), ("cycle", int), ("labeled", list), ("metrics", list),
+                    ("selected", list)):
+    if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+      bad(f"its meta lacks {key!r} (or it is not a {kind.__name__})")
+  if meta["trial"] != trial or meta["cycle"] != step:
+    bad(f"it claims trial {meta['trial']} cycle {meta['cycle']}, but is stored as trial "
+        f"{trial} cycle {step}")
+  if not 1 <= step <= config.al.cycles:
+    bad(f"cycle {step} is outside 1..al.cycles = {config.al.cycles}")
+  if "config_hash" in meta and meta["config_hash"] != workdir_lib.config_hash(config):
+    bad("it was written by a run with a different config")
+  if "rng" in meta and meta["rng"] != rng_record(config.seed, trial):
+    bad("its random-stream keys differ from this run's (another seed, or another jax "
+        "PRNG implementation); resuming would not reproduce the run")
+  labeled = meta["labeled"]
+  if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n_train
+             for i in labeled):
+    bad(f"its labeled indices are not all integers in [0, {n_train})")
+  if len(set(labeled)) != len(labeled) or len(labeled) < config.al.initial:
+    bad(f"its {len(labeled)} labeled indices are not {config.al.initial}+ distinct ones")
+  picks = []
+  for r in meta["selected"]:
+    if not isinstance(r, dict) or not isinstance(r.get("indices"), list):
+      bad("its selection records are malformed")
+    picks.extend(r["indices"])
+  if picks != labeled:
+    bad("its labeled indices do not match its recorded selections")

@@ -40,7 +40,7 @@ from jax_al import config as config_lib
 from jax_al import strategies
 from jax_al import workdir as workdir_lib
 from jax_al.data import load_dataset
-from jax_al.errors import ConfigError, DataError, Interrupted, TrainingError, critical
+from jax_al.errors import ConfigError, Interrupted, TrainingError, critical
 from jax_al.train import StepConfig, Trainer, init_model
 
 def _summary(config, records: list[dict], seconds: float) -> dict:
@@ -53,12 +53,14 @@ def _summary(config, records: list[dict], seconds: float) -> dict:
   return {
       "strategy": config.al.strategy, "seed": config.seed, "labeled": sizes,
       "test_acc": acc, "mean": arr.mean(0).tolist() if len(arr) else [],
-      "std": arr.std(0).tolist() if len(arr) else [], "trials": len(acc),
+      # the sample std (ddof 1), as the report and its t-intervals use; 0 for one trial
+      "std": (arr.std(0, ddof=1) if len(arr) > 1 else np.zeros(arr.shape[1:])).tolist()
+             if len(arr) else [], "trials": len(acc),
       "seconds": seconds,
   }
 
 
-class _Progress:
+class _EpochBar:
   """A tqdm bar over epochs when attached to a terminal, else nothing."""
 
   def __init__(self, total: int, desc: str):
@@ -74,6 +76,56 @@ class _Progress:
   def close(self):
     if self.bar is not None:
       self.bar.close()
+
+
+@dataclasses.dataclass
+class Progress:
+  """Where a run is: the (trial, cycle) in progress and the cycles finished
+  by this process (what an interrupt is recorded against, and whether the
+  summary is rewritten)."""
+
+  position: tuple[int, int] | None = None
+  cycles_run: int = 0
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Run:
+  """Everything the trials of one run share, fixed for the run.
+
+  Attributes:
+    config: the run's ConfigDict.
+    mesh: the device mesh, or None on one device.
+    ds: the loaded Dataset (host arrays).
+    trainer: the jitted Trainer.
+    strategy: the selection strategy.
+    images, labels, test_images, test_labels: the splits on the device.
+    log: the text log (log.txt and stdout).
+    metrics, selected: the metrics.jsonl and selected.jsonl logs.
+    workdir: the run's folder.
+    image_shape: (H, W, C).
+    done: {trial: last checkpointed cycle} found when the run started.
+    on_checkpoint: called after every checkpoint (a replaced run's old
+      outputs can go after the first).
+    progress: the mutable Progress.
+  """
+
+  config: Any
+  mesh: Any
+  ds: Any
+  trainer: Trainer
+  strategy: Any
+  images: Any
+  labels: Any
+  test_images: Any
+  test_labels: Any
+  log: io.TextLog
+  metrics: "_TrialOrderedLog"
+  selected: "_TrialOrderedLog"
+  workdir: Path
+  image_shape: tuple
+  done: dict
+  on_checkpoint: Any
+  progress: Progress
 
 
 def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dict:
@@ -99,7 +151,7 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
   out = workdir if main else Path(tempfile.mkdtemp(prefix="jax_al_worker_"))
   lock = checked.lock if main else workdir_lib.Lock(out)
   replacement = workdir_lib.Replacement(workdir)
-  ctx = {"position": None, "cycles_run": 0}
+  progress = Progress()
   try:
     if overwrite and main:
       replacement.set_aside()
@@ -131,21 +183,22 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
     # rewrites them from the checkpoints, a failed one leaves them as they were.
     metrics = _TrialOrderedLog(out / "metrics.jsonl")
     selected = _TrialOrderedLog(out / "selected.jsonl")
-    ctx.update(config=config, mesh=mesh, ds=ds, trainer=trainer, strategy=strategy, images=images,
-               labels=labels, test_images=test_images, test_labels=test_labels, log=log,
-               metrics=metrics, selected=selected, workdir=workdir, image_shape=image_shape,
-               done=done, on_checkpoint=replacement.commit)
+    rs = Run(config=config, mesh=mesh, ds=ds, trainer=trainer, strategy=strategy,
+              images=images, labels=labels, test_images=test_images, test_labels=test_labels,
+              log=log, metrics=metrics, selected=selected, workdir=workdir,
+              image_shape=image_shape, done=done, on_checkpoint=replacement.commit,
+              progress=progress)
     try:
       if config.compare.parallel == "vmap" and config.num_trials > 1:
-        _run_lockstep(ctx)
+        _run_lockstep(rs)
       else:
         for trial in range(config.num_trials):
-          _run_trial(trial, ctx)
+          _run_trial(trial, rs)
     except KeyboardInterrupt as e:
-      _interrupted(e, ctx)
+      _interrupted(e, rs)
     summary = _summary(config, metrics.records, time.perf_counter() - t_start)
     summary_path = out / "summary.json"
-    if ctx["cycles_run"] or not summary_path.exists():  # a rerun of a finished run keeps it
+    if progress.cycles_run or not summary_path.exists():  # a rerun of a finished run keeps it
       io.write_json(summary_path, summary)
     else:
       summary = json.loads(summary_path.read_text())
@@ -161,17 +214,17 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
   return summary
 
 
-def _interrupted(e: KeyboardInterrupt, ctx: dict):
+def _interrupted(e: KeyboardInterrupt, rs: Run):
   """Records Ctrl-C or SIGTERM against the cycle it stopped; re-raises as Interrupted."""
   import signal
 
   signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
-  trial, cycle = ctx["position"] or (None, None)
+  trial, cycle = rs.progress.position or (None, None)
   err = Interrupted(signum, trial, cycle)
   if trial is not None:
-    ctx["metrics"].append({"kind": "error", "trial": trial, "cycle": cycle,
+    rs.metrics.append({"kind": "error", "trial": trial, "cycle": cycle,
                            "error": f"interrupted by {err.signal_name}"})
-    ctx["log"](f"INTERRUPTED: trial {trial + 1} cycle {cycle} by {err.signal_name}; "
+    rs.log(f"INTERRUPTED: trial {trial + 1} cycle {cycle} by {err.signal_name}; "
                "finished cycles are kept")
   raise err from None
 
@@ -264,7 +317,7 @@ def check_run(config, workdir: Path, overwrite: bool) -> Checked:
         step = checkpoint.latest(workdir, trial)
         if step is not None:
           meta = checkpoint.restore_meta(workdir, trial, step)
-          check_meta(meta, config, trial, step, n_train, workdir)
+          checkpoint.check_meta(meta, config, trial, step, n_train, workdir)
           done[trial] = step
   except BaseException:
     if lock is not None:
@@ -274,51 +327,6 @@ def check_run(config, workdir: Path, overwrite: bool) -> Checked:
   return Checked(resuming, ds, strategy, done, graphdef, lock, settled)
 
 
-def rng_record(seed: int, trial: int) -> dict:
-  """The keys of every named random stream of `trial`, as stored in checkpoints."""
-  return {name: np.asarray(jax.random.key_data(rng.stream(seed, trial, name))).tolist()
-          for name in rng.STREAMS}
-
-
-def check_meta(meta: dict, config, trial: int, step: int, n_train: int, workdir: Path) -> None:
-  """Raises DataError unless a checkpoint's meta is one this run could have written."""
-  where = str(checkpoint.root(workdir, trial) / str(step))
-  fix = "pass --overwrite to start the run afresh, or choose another --workdir"
-
-  def bad(problem):
-    raise DataError(where, problem, fix)
-
-  if not isinstance(meta, dict):
-    bad("its meta is not a JSON object")
-  for key, kind in (("trial", int), ("cycle", int), ("labeled", list), ("metrics", list),
-                    ("selected", list)):
-    if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
-      bad(f"its meta lacks {key!r} (or it is not a {kind.__name__})")
-  if meta["trial"] != trial or meta["cycle"] != step:
-    bad(f"it claims trial {meta['trial']} cycle {meta['cycle']}, but is stored as trial "
-        f"{trial} cycle {step}")
-  if not 1 <= step <= config.al.cycles:
-    bad(f"cycle {step} is outside 1..al.cycles = {config.al.cycles}")
-  if "config_hash" in meta and meta["config_hash"] != workdir_lib.config_hash(config):
-    bad("it was written by a run with a different config")
-  if "rng" in meta and meta["rng"] != rng_record(config.seed, trial):
-    bad("its random-stream keys differ from this run's (another seed, or another jax "
-        "PRNG implementation); resuming would not reproduce the run")
-  labeled = meta["labeled"]
-  if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n_train
-             for i in labeled):
-    bad(f"its labeled indices are not all integers in [0, {n_train})")
-  if len(set(labeled)) != len(labeled) or len(labeled) < config.al.initial:
-    bad(f"its {len(labeled)} labeled indices are not {config.al.initial}+ distinct ones")
-  picks = []
-  for r in meta["selected"]:
-    if not isinstance(r, dict) or not isinstance(r.get("indices"), list):
-      bad("its selection records are malformed")
-    picks.extend(r["indices"])
-  if picks != labeled:
-    bad("its labeled indices do not match its recorded selections")
-
-
 class _Trial:
   """One trial between cycles: its state, labeled set and next cycle."""
 
@@ -326,20 +334,20 @@ class _Trial:
     self.trial, self.state, self.labeled, self.next = trial, state, labeled, first
 
 
-def _start_trial(trial: int, ctx: dict) -> _Trial:
+def _start_trial(trial: int, rs: Run) -> _Trial:
   """Fresh weights and initial set, or the state of the trial's last checkpoint."""
-  config, ds, trainer = ctx["config"], ctx["ds"], ctx["trainer"]
-  al, log, metrics, selected = config.al, ctx["log"], ctx["metrics"], ctx["selected"]
+  config, ds, trainer = rs.config, rs.ds, rs.trainer
+  al, log, metrics, selected = config.al, rs.log, rs.metrics, rs.selected
   key = lambda name: rng.stream(config.seed, trial, name)
   n_train = len(ds.train_labels)
-  _, params, bs = init_model(config, ds.num_classes, ctx["image_shape"], key("init"))
+  _, params, bs = init_model(config, ds.num_classes, rs.image_shape, key("init"))
   state = trainer.new_state(params, bs)
   labeled = np.asarray(jax.random.permutation(key("initial_set"), n_train)[:al.initial],
                        np.int64)
   first = 1
-  last_done = ctx["done"].get(trial)
+  last_done = rs.done.get(trial)
   if last_done is not None:
-    state, meta = checkpoint.restore(ctx["workdir"], trial, last_done, state)
+    state, meta = checkpoint.restore(rs.workdir, trial, last_done, state)
     labeled = np.asarray(meta["labeled"], np.int64)
     metrics.extend(meta["metrics"])
     selected.extend(meta["selected"])
@@ -353,9 +361,9 @@ def _start_trial(trial: int, ctx: dict) -> _Trial:
   return _Trial(trial, state, labeled, first)
 
 
-def _commit(tr: _Trial, cycle: int, state, rec: dict, picks, ctx: dict) -> None:
+def _commit(tr: _Trial, cycle: int, state, rec: dict, picks, rs: Run) -> None:
   """Records a finished cycle of `tr` and checkpoints it; advances `tr`."""
-  config, log, metrics, selected = ctx["config"], ctx["log"], ctx["metrics"], ctx["selected"]
+  config, log, metrics, selected = rs.config, rs.log, rs.metrics, rs.selected
   trial, finished = tr.trial, False
   if picks is None and cycle < config.al.cycles:
     log("The unlabeled pool is empty: nothing left to select, stopping the trial.")
@@ -366,78 +374,78 @@ def _commit(tr: _Trial, cycle: int, state, rec: dict, picks, ctx: dict) -> None:
       tr.labeled = np.concatenate([tr.labeled, picks])
       selected.append({"trial": trial, "cycle": cycle, "indices": picks.tolist()})
     metrics.append(rec)
-    checkpoint.save(ctx["workdir"], trial, cycle, state, {
+    checkpoint.save(rs.workdir, trial, cycle, state, {
         "trial": trial, "cycle": cycle, "labeled": tr.labeled.tolist(), "finished": finished,
-        "config_hash": workdir_lib.config_hash(config), "rng": rng_record(config.seed, trial),
+        "config_hash": workdir_lib.config_hash(config), "rng": checkpoint.rng_record(config.seed, trial),
         "metrics": trial_records(metrics), "selected": trial_records(selected)})
     tr.state, tr.next = state, (config.al.cycles + 1 if finished else cycle + 1)
-    ctx["cycles_run"] += 1
+    rs.progress.cycles_run += 1
     if tr.next <= config.al.cycles:  # a signal held back above lands in the next cycle
-      ctx["position"] = (trial, tr.next)
-    ctx["on_checkpoint"]()  # a replaced run's old outputs can go now
+      rs.progress.position = (trial, tr.next)
+    rs.on_checkpoint()  # a replaced run's old outputs can go now
 
 
-def _fail(trial: int, cycle: int, e: Exception, ctx: dict) -> None:
+def _fail(trial: int, cycle: int, e: Exception, rs: Run) -> None:
   """Logs a cycle's failure; the checkpoint of the last finished cycle stays as it is."""
   msg = str(e) if isinstance(e, TrainingError) else f"{type(e).__name__}: {e}"
-  ctx["metrics"].append({"kind": "error", "trial": trial, "cycle": cycle, "error": msg})
-  ctx["log"](f"ERROR: trial {trial + 1} cycle {cycle}: {msg}")
+  rs.metrics.append({"kind": "error", "trial": trial, "cycle": cycle, "error": msg})
+  rs.log(f"ERROR: trial {trial + 1} cycle {cycle}: {msg}")
 
 
-def _run_trial(trial: int, ctx: dict) -> None:
-  tr = _start_trial(trial, ctx)
-  while tr.next <= ctx["config"].al.cycles:
+def _run_trial(trial: int, rs: Run) -> None:
+  tr = _start_trial(trial, rs)
+  while tr.next <= rs.config.al.cycles:
     cycle = tr.next
-    ctx["position"] = (trial, cycle)
+    rs.progress.position = (trial, cycle)
     try:
-      state, rec, picks = _run_cycle(trial, cycle, tr.labeled, tr.state, ctx)
+      state, rec, picks = _run_cycle(trial, cycle, tr.labeled, tr.state, rs)
     except Exception as e:
-      _fail(trial, cycle, e, ctx)
+      _fail(trial, cycle, e, rs)
       raise
-    _commit(tr, cycle, state, rec, picks, ctx)
+    _commit(tr, cycle, state, rec, picks, rs)
 
 
-def _run_lockstep(ctx: dict) -> None:
+def _run_lockstep(rs: Run) -> None:
   """`compare.parallel = "vmap"`: the trials' cycles in lockstep, trained as one program.
 
   Trials at the same next cycle train together (on a resumed run, trials
   that lag behind first catch up alone, through the sequential path).
   """
-  config = ctx["config"]
-  trials = [_start_trial(t, ctx) for t in range(config.num_trials)]
+  config = rs.config
+  trials = [_start_trial(t, rs) for t in range(config.num_trials)]
   while True:
     pending = [tr for tr in trials if tr.next <= config.al.cycles]
     if not pending:
       return
     cycle = min(tr.next for tr in pending)
     group = [tr for tr in pending if tr.next == cycle]
-    ctx["position"] = (group[0].trial, cycle)
+    rs.progress.position = (group[0].trial, cycle)
     if len(group) == 1:
       tr = group[0]
       try:
-        state, rec, picks = _run_cycle(tr.trial, cycle, tr.labeled, tr.state, ctx)
+        state, rec, picks = _run_cycle(tr.trial, cycle, tr.labeled, tr.state, rs)
       except Exception as e:
-        _fail(tr.trial, cycle, e, ctx)
+        _fail(tr.trial, cycle, e, rs)
         raise
-      _commit(tr, cycle, state, rec, picks, ctx)
+      _commit(tr, cycle, state, rec, picks, rs)
     else:
-      _run_group_cycle(group, cycle, ctx)
+      _run_group_cycle(group, cycle, rs)
 
 
-def _cycle_state(trial: int, cycle: int, state, ctx: dict):
+def _cycle_state(trial: int, cycle: int, state, rs: Run):
   """The state a cycle starts from: re-initialised, or warm with a fresh optimizer."""
-  config, ds, trainer = ctx["config"], ctx["ds"], ctx["trainer"]
+  config, ds, trainer = rs.config, rs.ds, rs.trainer
   if config.train.reinit_each_cycle and cycle > 1:
-    _, params, bs = init_model(config, ds.num_classes, ctx["image_shape"],
-                               jax.random.fold_in(rng.stream(config.seed, trial, "init"), cycle))
+    _, params, bs = init_model(config, ds.num_classes, rs.image_shape,
+                               rng.cycle_key(config.seed, trial, "init", cycle))
     return trainer.new_state(params, bs)
   # the optimizer and its schedule are re-created every cycle
   return trainer.new_state(state.params, state.batch_stats)
 
 
-def _on_eval(trial: int, cycle: int, ctx: dict):
+def _on_eval(trial: int, cycle: int, rs: Run):
   """The per-evaluation callback of a trial's cycle: guard, log line, metrics record."""
-  log, metrics = ctx["log"], ctx["metrics"]
+  log, metrics = rs.log, rs.metrics
 
   def on_eval(rec):
     for k in ("train_loss", "test_loss"):
@@ -454,9 +462,9 @@ def _on_eval(trial: int, cycle: int, ctx: dict):
 
 
 def _end_cycle(trial: int, cycle: int, labeled: np.ndarray, state, hist: list,
-               t_train: float, ctx: dict):
+               t_train: float, rs: Run):
   """After training: the log line, the cycle record and (before the last cycle) selection."""
-  config, log = ctx["config"], ctx["log"]
+  config, log = rs.config, rs.log
   al = config.al
   t0 = time.perf_counter()
   acc = hist[-1]["test_acc"]
@@ -466,34 +474,33 @@ def _end_cycle(trial: int, cycle: int, labeled: np.ndarray, state, hist: list,
          "test_acc": acc, "train_s": t_train, "select_s": 0.0}
   picks = None
   if cycle < al.cycles:
-    picks, stats, t_sel = _select(trial, cycle, labeled, state, ctx)
+    picks, stats, t_sel = _select(trial, cycle, labeled, state, rs)
     if picks is not None:
       rec.update(select_s=t_sel, **stats)
   rec["total_s"] = t_train + time.perf_counter() - t0
   return rec, picks
 
 
-def _run_cycle(trial: int, cycle: int, labeled: np.ndarray, state, ctx: dict):
+def _run_cycle(trial: int, cycle: int, labeled: np.ndarray, state, rs: Run):
   """Trains on `labeled`, tests, and (before the last cycle) selects.
 
   Returns (state, cycle record, new dataset indices or None).
   """
-  config, ds, trainer = ctx["config"], ctx["ds"], ctx["trainer"]
-  key = lambda name: rng.stream(config.seed, trial, name)
+  config, ds, trainer = rs.config, rs.ds, rs.trainer
   t0 = time.perf_counter()
   with compiles.CompileLog() as clog:
-    state = _cycle_state(trial, cycle, state, ctx)
-    bar = _Progress(config.train.epochs, f"trial {trial + 1} cycle {cycle}")
+    state = _cycle_state(trial, cycle, state, rs)
+    bar = _EpochBar(config.train.epochs, f"trial {trial + 1} cycle {cycle}")
     try:
       state, hist = trainer.fit(
-          state, ctx["images"], ctx["labels"], labeled, np.arange(len(ds.test_labels)),
-          ctx["test_images"], ctx["test_labels"], config.train,
-          jax.random.fold_in(key("data_order"), cycle),
-          jax.random.fold_in(key("augment"), cycle), on_eval=_on_eval(trial, cycle, ctx),
+          state, rs.images, rs.labels, labeled, np.arange(len(ds.test_labels)),
+          rs.test_images, rs.test_labels, config.train,
+          rng.cycle_key(config.seed, trial, "data_order", cycle),
+          rng.cycle_key(config.seed, trial, "augment", cycle), on_eval=_on_eval(trial, cycle, rs),
           progress=bar)
     finally:
       bar.close()
-    rec, picks = _end_cycle(trial, cycle, labeled, state, hist, time.perf_counter() - t0, ctx)
+    rec, picks = _end_cycle(trial, cycle, labeled, state, hist, time.perf_counter() - t0, rs)
   return state, _with_compiles(rec, clog), picks
 
 
@@ -503,15 +510,15 @@ def _with_compiles(rec: dict, *logs: compiles.CompileLog) -> dict:
               compile_cache_hits=sum(l.cache_hits for l in logs))
 
 
-def _run_group_cycle(group: list[_Trial], cycle: int, ctx: dict) -> None:
+def _run_group_cycle(group: list[_Trial], cycle: int, rs: Run) -> None:
   """One cycle of several trials: trained as one vmapped program, then tested,
   selected and checkpointed trial by trial.
 
   A cycle record's `train_s` is the time of the shared training (all the
   group's trials together).
   """
-  config, ds = ctx["config"], ctx["ds"]
-  key = lambda trial, name: jax.random.fold_in(rng.stream(config.seed, trial, name), cycle)
+  config, ds = rs.config, rs.ds
+  key = lambda trial, name: rng.cycle_key(config.seed, trial, name, cycle)
   current = group[0].trial  # the trial an error is recorded against
 
   def on_eval(t, rec):
@@ -520,34 +527,34 @@ def _run_group_cycle(group: list[_Trial], cycle: int, ctx: dict) -> None:
     callbacks[t](rec)
 
   t0 = time.perf_counter()
-  bar = _Progress(config.train.epochs,
+  bar = _EpochBar(config.train.epochs,
                   f"trials {group[0].trial + 1}-{group[-1].trial + 1} cycle {cycle}")
   train_log = compiles.CompileLog().start()  # shared by the group, like train_s
   try:
-    stacked = parallel.stack([_cycle_state(tr.trial, cycle, tr.state, ctx) for tr in group])
-    callbacks = [_on_eval(tr.trial, cycle, ctx) for tr in group]
-    stacked, hists = _stacked_trainer(ctx["trainer"]).fit(
-        stacked, ctx["images"], ctx["labels"], [tr.labeled for tr in group],
-        np.arange(len(ds.test_labels)), ctx["test_images"], ctx["test_labels"], config.train,
+    stacked = parallel.stack([_cycle_state(tr.trial, cycle, tr.state, rs) for tr in group])
+    callbacks = [_on_eval(tr.trial, cycle, rs) for tr in group]
+    stacked, hists = _stacked_trainer(rs.trainer).fit(
+        stacked, rs.images, rs.labels, [tr.labeled for tr in group],
+        np.arange(len(ds.test_labels)), rs.test_images, rs.test_labels, config.train,
         [key(tr.trial, "data_order") for tr in group],
         [key(tr.trial, "augment") for tr in group], on_eval=on_eval, progress=bar)
   except Exception as e:
     t = getattr(e, "trial", None) if isinstance(e, TrainingError) else None
-    _fail(current if t is None else group[t].trial, cycle, e, ctx)
+    _fail(current if t is None else group[t].trial, cycle, e, rs)
     raise
   finally:
     bar.close()
     train_log.stop()
   t_train = time.perf_counter() - t0
   for tr, state, hist in zip(group, parallel.unstack(stacked, len(group)), hists):
-    ctx["position"] = (tr.trial, cycle)
+    rs.progress.position = (tr.trial, cycle)
     try:
       with compiles.CompileLog() as clog:
-        rec, picks = _end_cycle(tr.trial, cycle, tr.labeled, state, hist, t_train, ctx)
+        rec, picks = _end_cycle(tr.trial, cycle, tr.labeled, state, hist, t_train, rs)
     except Exception as e:
-      _fail(tr.trial, cycle, e, ctx)
+      _fail(tr.trial, cycle, e, rs)
       raise
-    _commit(tr, cycle, state, _with_compiles(rec, train_log, clog), picks, ctx)
+    _commit(tr, cycle, state, _with_compiles(rec, train_log, clog), picks, rs)
 
 
 @functools.lru_cache(maxsize=4)
@@ -563,31 +570,31 @@ def labeled_capacity(config, n_train: int) -> int:
   return min(n_train, al.initial + al.budget * max(al.cycles - 2, 0))
 
 
-def _select(trial: int, cycle: int, labeled: np.ndarray, state, ctx: dict):
+def _select(trial: int, cycle: int, labeled: np.ndarray, state, rs: Run):
   """Scores a random subset of the unlabeled pool; returns (dataset indices, stats, seconds)."""
-  config, trainer, ds = ctx["config"], ctx["trainer"], ctx["ds"]
+  config, trainer, ds = rs.config, rs.trainer, rs.ds
   al = config.al
   t0 = time.perf_counter()
   unlabeled = np.setdiff1d(np.arange(len(ds.train_labels)), labeled)
   if len(unlabeled) == 0:
     return None, {}, 0.0
-  key = lambda name: jax.random.fold_in(rng.stream(config.seed, trial, name), cycle)
+  key = lambda name: rng.cycle_key(config.seed, trial, name, cycle)
   n_sub = min(al.subset or len(unlabeled), len(unlabeled))
   order = np.asarray(jax.random.permutation(key("subset"), len(unlabeled)))
   subset = unlabeled[order[:n_sub]]  # random order: per-batch scopes see batches in it
   budget = min(al.budget, n_sub)
-  logits, feats = trainer.predict(state.params, state.batch_stats, ctx["images"], subset)
-  l_logits, l_feats = trainer.predict(state.params, state.batch_stats, ctx["images"], labeled)
+  logits, feats = trainer.predict(state.params, state.batch_stats, rs.images, subset)
+  l_logits, l_feats = trainer.predict(state.params, state.batch_stats, rs.images, labeled)
   if not all(bool(jnp.all(jnp.isfinite(a))) for a in (feats, logits, l_feats, l_logits)):
     raise TrainingError(f"cycle {cycle}: the model produced non-finite features or logits, "
                         "so no strategy can score the pool; the network diverged. Lower "
                         "train.lr or use train.dtype=float32")
-  pool = sharding.place_pool(ctx["mesh"], strategies.Pool(
+  pool = sharding.place_pool(rs.mesh, strategies.Pool(
       feats, logits, l_feats, l_logits, ds.num_classes,
       labeled_capacity(config, len(ds.train_labels))))
   t_feat = time.perf_counter() - t0
   t1 = time.perf_counter()
-  sel = ctx["strategy"].select(pool, budget, key("select"))
+  sel = rs.strategy.select(pool, budget, key("select"))
   idx = np.asarray(sel.indices)
   t_sel = time.perf_counter() - t1
   if len(idx) != budget or len(np.unique(idx)) != budget or idx.min() < 0 or idx.max() >= n_sub:

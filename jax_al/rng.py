@@ -21,3 +21,13 @@ def stream(seed: int, trial: int, name: str) -> jax.Array:
     raise ValueError(f"unknown random stream {name!r}; known: {STREAMS}")
   key = jax.random.fold_in(jax.random.key(seed), trial)
   return jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+
+def cycle_key(seed: int, trial: int, name: str, cycle: int) -> jax.Array:
+  """The key of stream `name` in cycle `cycle` (1-based) of `trial`.
+
+  Per-cycle draws (data order, augmentation, subset, selection, re-initial
+  weights) fold the cycle into the trial's stream, so every cycle draws
+  afresh and a resumed run draws exactly what the uninterrupted one did.
+  """
+  return jax.random.fold_in(stream(seed, trial, name), cycle)
