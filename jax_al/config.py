@@ -104,7 +104,8 @@ def check_sizes(config, num_train: int, num_classes: int) -> None:
 
 
 def _check_step_variants(config) -> None:
-  """train.skip_padding / bn_mask / epochs_per_call / flat_state (jax_al.train.StepConfig)."""
+  """train.skip_padding / bn_mask / epochs_per_call (jax_al.train.StepConfig); flat_state is
+  a bool, which the ConfigDict type check enforces."""
   t = config.train
   for field, choices in (("skip_padding", ("cond", "select", "while")),
                          ("bn_mask", ("always", "partial"))):
@@ -114,5 +115,3 @@ def _check_step_variants(config) -> None:
   v = t.get("epochs_per_call", 0)
   if isinstance(v, bool) or not isinstance(v, int) or v < 0:
     raise ConfigError("train.epochs_per_call", v, "use an integer >= 0 (0 = one call per chunk)")
-  if not isinstance(t.get("flat_state", False), bool):
-    raise ConfigError("train.flat_state", t.get("flat_state"), "use True or False")
