@@ -61,6 +61,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--n-train", type=int, help="training-set rows on the device (50,000)")
   p.add_argument("--labeled", type=int, help="labeled examples per trial (5,000)")
   p.add_argument("--repeats", type=int, help="timed epochs per variant (median reported)")
+  p.add_argument("--vmap-only", action="store_true", help="time the vmapped trials only: no "
+                 "sequential row, no vmapped-vs-sequential check (each compiles its own program)")
   p.add_argument("--json", help="write the results here")
   return p
 
@@ -87,9 +89,8 @@ def _args(argv) -> argparse.Namespace:
 def _rows(args, trainer, times, compile_s) -> list[dict]:
   """One row per (mode, trials) with at least one timed epoch."""
   import os
-  if not times[("sequential", 1)]:
-    return []
-  base = args.labeled / common.median(times[("sequential", 1)])
+  seq = times.get(("sequential", 1))
+  base = args.labeled / common.median(seq) if seq else None
   rows = []
   for (mode, n), ts in times.items():
     if not ts:
@@ -104,7 +105,8 @@ def _rows(args, trainer, times, compile_s) -> list[dict]:
                  "steps": math.ceil(args.labeled / args.batch), "compile_s": compile_s[(mode, n)],
                  "epoch_s": epoch_s, "epoch_s_all": ts, "repeats": len(ts),
                  "images_per_s": n * args.labeled / epoch_s,
-                 "speedup": n * args.labeled / epoch_s / base, **common.memory()})
+                 "speedup": None if base is None else n * args.labeled / epoch_s / base,
+                 **common.memory()})
   return rows
 
 
@@ -166,6 +168,8 @@ def main(argv: list[str] | None = None) -> dict:
                                                       args.labeled, keys("order", e, n),
                                                       keys("aug", e, n), lr))
 
+  if args.vmap_only:  # the sequential row is the train bench's; saves its compilation
+    del variants[("sequential", 1)]
   states, times, compile_s = {}, {v: [] for v in variants}, {}
   for v, (fresh, epoch) in variants.items():  # warm-up: compiles
     with compiles.CompileLog() as ct:
@@ -178,6 +182,13 @@ def main(argv: list[str] | None = None) -> dict:
     # Rows so far, written after every repeat (a cut keeps them).
     results.set("parallel", {"rows": _rows(args, trainer, times, compile_s),
                              "status": f"{r + 1} of {args.repeats} repeats"})
+
+  if args.vmap_only:
+    out = {"rows": _rows(args, trainer, times, compile_s), "status": "done",
+           "check": "skipped (--vmap-only); tests/test_parallel.py pins vmapped = sequential"}
+    results.set("parallel", out)
+    print(common.table(out["rows"], COLUMNS))
+    return results.doc
 
   # Correctness: one step of every trial from the same start, vmapped vs alone,
   # beside the step's own sensitivity: the sequential step from weights nudged
