@@ -39,8 +39,11 @@
 # per-cycle records land in protocol.json and protocol/metrics.jsonl as each
 # cycle finishes.
 #
+# GPU_SH_PARTS=a,b runs only the parts named (e.g. a second call for the
+# parts a first one could not reach).
+#
 # CPU dry run (checks the wiring, not the numbers): GPU_SH_QUICK=1 shrinks
-# every part (tiny CNN/ResNet, few images). Without .device/*.whl it uses the
+# every part (the digits MLP at width 0.25, or GPU_SH_MODEL=cnn; few images). Without .device/*.whl it uses the
 # current python3's packages; GPU_SH_DATA=digits runs the protocol on
 # scikit-learn's digits instead of the CIFAR copy, e.g.
 #     OUT=/tmp/dry GPU_SH_QUICK=1 GPU_SH_DATA=digits bash benchmarks/gpu.sh protocol
@@ -78,6 +81,8 @@ pack_now() {  # summary.txt and results.tar.gz from $W, each written beside and 
 
 part() {  # part NAME CAP_S CMD...: CMD with a timeout, output to $W/NAME.log, then pack
   local name=$1 t; t=$(cap "$2"); shift 2
+  if [ -n "${GPU_SH_PARTS:-}" ] && [[ ",$GPU_SH_PARTS," != *",$name,"* ]]; then
+    echo "== $name: skipped (not in GPU_SH_PARTS)"; return 0; fi
   if (( $(left) < 30 )); then echo "== $name: skipped ($(left)s left)"; echo "skipped: deadline" > "$W/$name.log"; return 0; fi
   echo "== $name (cap ${t}s, $(left)s left) =="
   local s; s=$(date +%s)
@@ -123,9 +128,11 @@ if [ "$MODE" = speed ]; then
   if [ -n "$QUICK" ]; then
     FAST=epochs2+bnpartial+select
     VARIANTS=chunk,$FAST,chunk+select,chunk+bnpartial,chunk+flat,chunk+while
-    M=(--models cnn --cnn-width 0.25 --dtypes bfloat16 --batch 32 --n-train 256 --chunk 2)
+    # the MLP: no convolution, so every program compiles in seconds on a CPU
+    M=(--models "${GPU_SH_MODEL:-mlp}" --cnn-width 0.25 --dtypes bfloat16 --batch 32
+       --n-train 256 --chunk 2)
     TRAIN=("${M[@]}" --sizes 200 --repeats 1)
-    PAR=(--model cnn --width 0.25 --dtype bfloat16 --batch 32 --n-train 256 --labeled 128
+    PAR=(--model "${GPU_SH_MODEL:-mlp}" --width 0.25 --dtype bfloat16 --batch 32 --n-train 256 --labeled 128
          --repeats 1 --trials 3 --steps-per-call 2)
     FEAT=("${M[@]}" --sizes 128 --pool 512 --eval-batch 256 --repeats 1)
     SEL=(--sizes 600 --dim 32 --labeled 300 --budget 50 --preset-n 600 --repeats 1
@@ -168,8 +175,9 @@ if [ "$MODE" = speed ]; then
   fi
 else
   if [ "$DATA" = digits ]; then  # CPU check of the wiring without the CIFAR copy
+    # entropy: the users' selection alone compiles for ~50 s on a 2-core CPU
     P=(--config configs/digits.py --config.al.cycles=2 --config.train.epochs=2
-       --config.train.eval_every=1)
+       --config.train.eval_every=1 --config.al.strategy=entropy)
   else
     P=(--config.data.source=folder "--config.data.path=$DATA" --config.train.dtype=bfloat16)
     [ -n "$QUICK" ] && P=(--quick "${P[@]}")

@@ -49,7 +49,9 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--quick", action="store_true", help="CPU sizes (tiny widths, few steps)")
   p.add_argument("--json", help="write the results here (rewritten after every measurement)")
   g = p.add_argument_group("train / features")
-  g.add_argument("--models", help="comma-separated: resnet18, cnn (default both)")
+  g.add_argument("--models", help="comma-separated: resnet18, cnn (default both), mlp (no "
+                 "convolution: the fastest to compile, for CPU dry runs); --cnn-width sets "
+                 "the width of cnn and mlp")
   g.add_argument("--dtypes", help="comma-separated: float32, bfloat16")
   g.add_argument("--variants", help="comma-separated: step (steps_per_call=1, no loop), "
                  "chunk (steps_per_call=--chunk in a lax.scan), epoch (every row of the "
@@ -94,11 +96,11 @@ def _resolve(args) -> None:
       return True
     return False
 
-  bad = ([m for m in args.models if m not in ("resnet18", "cnn")]
+  bad = ([m for m in args.models if m not in ("resnet18", "cnn", "mlp")]
          + [d for d in args.dtypes if d not in ("float32", "bfloat16")]
          + [v for v in args.variants if bad_variant(v)])
   if bad:
-    raise SystemExit(f"error: unknown value(s) {bad}: models are resnet18/cnn, dtypes "
+    raise SystemExit(f"error: unknown value(s) {bad}: models are resnet18/cnn/mlp, dtypes "
                      f"float32/bfloat16, variants {'/'.join(VARIANTS)} or epochsK, each "
                      f"with optional +{'/+'.join(MODIFIERS)}")
   if args.repeats < 1 or args.pool < 1 or not args.sizes or min(args.sizes) < 1:

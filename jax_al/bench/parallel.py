@@ -50,7 +50,7 @@ def parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--quick", action="store_true", help="CPU sizes (tiny width, few images)")
   p.add_argument("--trials", default="3", help="comma-separated trial counts to stack (3)")
-  p.add_argument("--model", default="resnet18", help="resnet18 | cnn")
+  p.add_argument("--model", default="resnet18", help="resnet18 | cnn | mlp")
   p.add_argument("--width", type=float, help="width multiplier (1.0; quick 0.125)")
   p.add_argument("--dtype", help="float32 | bfloat16 (bfloat16; quick float32)")
   p.add_argument("--batch", type=int, default=128)
@@ -81,8 +81,8 @@ def _args(argv) -> argparse.Namespace:
       or args.labeled > args.n_train):
     raise SystemExit("error: --trials and --repeats must be >= 1 and 1 <= --labeled <= "
                      "--n-train")
-  if args.model not in ("resnet18", "cnn") or args.dtype not in ("float32", "bfloat16"):
-    raise SystemExit("error: --model is resnet18 or cnn, --dtype float32 or bfloat16")
+  if args.model not in ("resnet18", "cnn", "mlp") or args.dtype not in ("float32", "bfloat16"):
+    raise SystemExit("error: --model is resnet18, cnn or mlp, --dtype float32 or bfloat16")
   return args
 
 
