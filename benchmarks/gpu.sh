@@ -193,8 +193,11 @@ else
   # Re-pack every 20 s while the protocol runs: a kill keeps the cycles so far.
   ( while sleep 20; do snap; pack; done ) &
   BG=$!
+  # GPU_SH_PROTOCOL_ARGS: extra overrides, e.g. the step variant the speed call found best
+  # (GPU_SH_PROTOCOL_ARGS="--config.train.epochs_per_call=5 --config.train.bn_mask=partial").
+  read -r -a EXTRA <<< "${GPU_SH_PROTOCOL_ARGS:-}"
   part protocol "$(left)" "${B[@]}" protocol --quiet --workdir "$RUN" "${P[@]}" \
-    --config.compile_cache_dir=off --json "$W/protocol.json"
+    --config.compile_cache_dir=off ${EXTRA[@]+"${EXTRA[@]}"} --json "$W/protocol.json"
   kill "$BG" 2> /dev/null; wait "$BG" 2> /dev/null
   snap
 fi

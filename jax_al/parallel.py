@@ -14,6 +14,11 @@ Each trial keeps its own named random streams, folded exactly as in
 run; only the arithmetic of the batched kernels may differ in the last bits.
 Evaluation and selection stay per trial (`Trainer.evaluate` / `predict` on
 each trial's slice of the stacked state).
+
+The step variants of `train.StepConfig` (skip_padding, bn_mask,
+epochs_per_call, flat_state) apply here too. With `epochs_per_call`, the
+labeled count goes in as one shared scalar, so the validity mask and the
+on-device loops' trip counts stay unbatched.
 """
 
 from __future__ import annotations
