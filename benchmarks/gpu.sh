@@ -15,8 +15,8 @@
 #
 # What comes back (a GPU call returns at most 8 files of <= 16 MiB, names of
 # letters, digits, '.', '_', '-'): $OUT/results.tar.gz, every log and JSON
-# of the call, re-packed after each part (and every 20 s during the protocol)
-# so a kill leaves the last finished part's archive; $OUT/summary.txt, the
+# of the call, re-packed after each part (and every 20 s while one runs, with
+# the rows written so far) so a kill leaves at least the last finished part; $OUT/summary.txt, the
 # table of benchmarks/summarize.py, rewritten with the archive and printed
 # last; $OUT/profile_trace.json.gz (speed only) when under 15 MiB. Each part
 # writes its JSON row by row, so a part cut by its cap keeps its rows.
@@ -60,6 +60,7 @@ mkdir -p "$OUT"
 W=$(mktemp -d)/$MODE   # staging folder: everything lands here, packed into $OUT
 mkdir -p "$W"
 QUICK=${GPU_SH_QUICK:-}
+SCALE=1; [ -n "$QUICK" ] && SCALE=3
 left() { echo $((DEADLINE - $(date +%s))); }
 cap() {  # cap N [RESERVE]: min(N, time left - reserve), at least 1
   local l=$(( $(left) - ${2:-20} )); local c=$1
@@ -70,17 +71,20 @@ pack() {  # under a lock (the protocol also packs from a background loop)
   else pack_now; fi; }
 pack_now() {  # summary.txt and results.tar.gz from $W, each written beside and renamed
   python3 benchmarks/summarize.py "$W" > "$W/summary.txt" 2>&1
-  local f
-  for f in "$W"/*.log; do  # keep the archive well under 16 MiB: logs' last 2 MB
-    [ -f "$f" ] && [ "$(stat -c %s "$f")" -gt 2000000 ] && tail -c 2000000 "$f" > "$f.t" && mv "$f.t" "$f"
+  local f ex=()
+  for f in "$W"/*.log; do  # keep the archive well under 16 MiB: a big log's last 2 MB only
+    if [ -f "$f" ] && [ "$(stat -c %s "$f")" -gt 2000000 ]; then
+      tail -c 2000000 "$f" > "$f.tail"; ex+=("--exclude=$MODE/$(basename "$f")")
+    fi
   done
   cp "$W/summary.txt" "$OUT/summary.txt.part" && mv "$OUT/summary.txt.part" "$OUT/summary.txt"
-  tar -czf "$OUT/results.tar.gz.part" -C "$(dirname "$W")" "$MODE" \
+  tar -czf "$OUT/results.tar.gz.part" ${ex[@]+"${ex[@]}"} -C "$(dirname "$W")" "$MODE" \
     && mv "$OUT/results.tar.gz.part" "$OUT/results.tar.gz"
 }
 
 part() {  # part NAME CAP_S CMD...: CMD with a timeout, output to $W/NAME.log, then pack
-  local name=$1 t; t=$(cap "$2"); shift 2
+  # quick (a CPU, often shared): caps x3, the deadline still bounds the call
+  local name=$1 t; t=$(cap $(( $2 * SCALE ))); shift 2
   if [ -n "${GPU_SH_PARTS:-}" ] && [[ ",$GPU_SH_PARTS," != *",$name,"* ]]; then
     echo "== $name: skipped (not in GPU_SH_PARTS)"; return 0; fi
   if (( $(left) < 30 )); then echo "== $name: skipped ($(left)s left)"; echo "skipped: deadline" > "$W/$name.log"; return 0; fi
@@ -117,6 +121,20 @@ python3 -c "import jax; print('jax', jax.__version__, jax.devices())" > "$W/env.
 cat "$W/env.txt"
 echo "mode $MODE, quick=${QUICK:-0}, deadline $(left)s" | tee -a "$W/env.txt"
 B=(python3 -m jax_al.bench)
+RUN=$S/protocol_run
+snap() {  # the protocol run's small files (no checkpoints) into $W/protocol
+  [ "$MODE" = protocol ] || return 0
+  mkdir -p "$W/protocol"
+  for f in log.txt metrics.jsonl summary.json config.json selected.jsonl; do
+    [ -e "$RUN/$f" ] && cp "$RUN/$f" "$W/protocol/$f.part" && mv "$W/protocol/$f.part" "$W/protocol/$f"
+  done
+  return 0
+}
+pack
+# Also re-pack every 20 s while a part runs: a kill of the whole call keeps
+# the rows written so far (each part's JSON is rewritten after every row).
+( while sleep 20; do snap; pack; done ) &
+BG=$!
 
 if [ "$MODE" = speed ]; then
   # The combined variant: several epochs per call, full-batch chunks without
@@ -182,26 +200,15 @@ else
     P=(--config.data.source=folder "--config.data.path=$DATA" --config.train.dtype=bfloat16)
     [ -n "$QUICK" ] && P=(--quick "${P[@]}")
   fi
-  RUN=$S/protocol_run
-  snap() {  # the run's small files (no checkpoints) into $W/protocol
-    mkdir -p "$W/protocol"
-    for f in log.txt metrics.jsonl summary.json config.json selected.jsonl; do
-      [ -e "$RUN/$f" ] && cp "$RUN/$f" "$W/protocol/$f.part" && mv "$W/protocol/$f.part" "$W/protocol/$f"
-    done
-    return 0
-  }
-  # Re-pack every 20 s while the protocol runs: a kill keeps the cycles so far.
-  ( while sleep 20; do snap; pack; done ) &
-  BG=$!
   # GPU_SH_PROTOCOL_ARGS: extra overrides, e.g. the step variant the speed call found best
   # (GPU_SH_PROTOCOL_ARGS="--config.train.epochs_per_call=5 --config.train.bn_mask=partial").
   read -r -a EXTRA <<< "${GPU_SH_PROTOCOL_ARGS:-}"
   part protocol "$(left)" "${B[@]}" protocol --quiet --workdir "$RUN" "${P[@]}" \
     --config.compile_cache_dir=off ${EXTRA[@]+"${EXTRA[@]}"} --json "$W/protocol.json"
-  kill "$BG" 2> /dev/null; wait "$BG" 2> /dev/null
-  snap
 fi
 
+kill "$BG" 2> /dev/null; wait "$BG" 2> /dev/null
+snap
 pack
 echo "total $(( $(date +%s) - T0 ))s; files in $OUT:"
 ls -l "$OUT"
