@@ -1,112 +1,215 @@
 #!/usr/bin/env bash
-# All GPU benchmarks in one call, sized for one H200 within the 10-minute
-# per-call limit (hard deadline: GPU_DEADLINE_S, default 570 s from start).
+# The GPU benchmarks as two calls, each sized for one H200 and cut by its own
+# deadline (GPU_DEADLINE_S, default 490 s from start: under 8.5 minutes wall).
+#
+#   bash benchmarks/gpu.sh speed     # training variants, 3 vmapped trials, features,
+#                                    # selection at 45,000 x 512, a profile at 5,000
+#   bash benchmarks/gpu.sh protocol  # the full 7-cycle protocol, bf16, compiled cold
 #
 # Once per checkout (see ../shared/GPU.md):
 #     echo /.device/ >> .git/info/exclude
 #     mkdir -p .device && cp ../shared/wheels/*.whl ../shared/data/cifar10-jpeg.tar.gz .device/
-# Then through the device tool, from the repo root:
-#     run(command="bash benchmarks/gpu.sh", carry=[".device"], timeout_s=600)
+# Then through the device tool, from the repo root, one call each:
+#     run(command="bash benchmarks/gpu.sh speed", carry=[".device"], timeout_s=540)
+#     run(command="bash benchmarks/gpu.sh protocol", carry=[".device"], timeout_s=540)
 #
-# Order and caps (seconds; every part writes its JSON as it goes, so a part
-# cut by its cap still returns what it measured):
-#   1. features+train, ResNet-18 width 1, batch 128, bf16: step (1) /
-#      chunk (40, the GPU default) / epoch (391) steps per call, at 5,000
-#      and 20,000 labeled; features over 50,000 first; each train row has
-#      XLA's cost analysis (GFLOP/image, TFLOP/s)               (cap 140)
-#   2. profile: one bf16 epoch at 20,000 labeled under jax.profiler; GPU busy
-#      fraction and top kernels (profile.json), the Perfetto trace
-#      (profile_trace.json.gz) if under 30 MB                   (cap 45)
-#   3. the full 7-cycle protocol on the CIFAR-10 JPEG copy, bf16, 'users'
-#      strategy, cold (no on-disk compilation cache: every program compiles,
-#      as on a fresh machine): all the time left but 55 s (at least ~320 s);
-#      cut at that point, its per-cycle log (protocol/metrics.jsonl) still
-#      returns, with compile s per cycle
-#   4. selection benchmark (jax_al.bench.selection)             (cap 40)
-#   5. features+train fp32, chunk variant only, if > 60 s left  (cap 45)
-#   6. PyTorch reference, bf16 eager channels_last, if > 60 s left (cap 45)
-# then a summary table (benchmarks/summarize.py) printed last.
+# What comes back (a GPU call returns at most 8 files of <= 16 MiB, names of
+# letters, digits, '.', '_', '-'): $OUT/results.tar.gz, every log and JSON
+# of the call, re-packed after each part (and every 20 s while one runs, with
+# the rows written so far) so a kill leaves at least the last finished part; $OUT/summary.txt, the
+# table of benchmarks/summarize.py, rewritten with the archive and printed
+# last; $OUT/profile_trace.json.gz (speed only) when under 15 MiB. Each part
+# writes its JSON row by row, so a part cut by its cap keeps its rows.
 #
-# Dry run on a CPU (checks the wiring, not the numbers): GPU_SH_QUICK=1 adds
-# --quick to every part (tiny widths and sizes), e.g. from a copy of the tree
-# with .device/ filled:  OUT=/tmp/gpu-dry GPU_SH_QUICK=1 bash benchmarks/gpu.sh
+# speed, in priority order (caps in seconds; a part never runs past the
+# deadline minus a reserve for packing):
+#   1. train_variants: ResNet-18 x1, batch 128, bf16, 20,000 of 50,000 labeled,
+#      3 repeats: the shipped default (chunk) first, then the step variants
+#      (docs/bench/README.md), images/s side by side, compile s apart  (cap 200)
+#   2. train_xla_flags: the default and the combined variant again, under
+#      XLA flags for CUDA graphs (command buffers incl. loops and conds)  (cap 80)
+#   3. parallel_chunk / parallel_fast: 3 vmapped trials x 20,000 labeled, total
+#      images/s (goal >= 120,000), default and combined variant     (cap 60 each)
+#   4. features: Trainer.predict over 50,000                          (cap 30)
+#   5. selection: 45,000 x 512, JAX only                              (cap 50)
+#   6. profile: one epoch at 5,000 labeled under jax.profiler         (cap 40)
+#   7. selection_ref: the NumPy / scikit-learn references at 45,000, if time is left
+# protocol: jax_al.bench protocol on .device/cifar10-jpeg.tar.gz, bf16, cold
+# (--config.compile_cache_dir=off), with all the time left but a reserve; its
+# per-cycle records land in protocol.json and protocol/metrics.jsonl as each
+# cycle finishes.
 #
-# Everything lands in $OUT: *.json, *.log, protocol/ (log.txt, metrics.jsonl,
-# summary.json of the run), nvidia-smi.txt, summary.txt.
+# GPU_SH_PARTS=a,b runs only the parts named (e.g. a second call for the
+# parts a first one could not reach).
+#
+# CPU dry run (checks the wiring, not the numbers): GPU_SH_QUICK=1 shrinks
+# every part (the digits MLP at width 0.25, or GPU_SH_MODEL=cnn; few images). Without .device/*.whl it uses the
+# current python3's packages; GPU_SH_DATA=digits runs the protocol on
+# scikit-learn's digits instead of the CIFAR copy, e.g.
+#     OUT=/tmp/dry GPU_SH_QUICK=1 GPU_SH_DATA=digits bash benchmarks/gpu.sh protocol
 set -u
+MODE=${1:-}
+case "$MODE" in
+  speed|protocol) ;;
+  *) echo "usage: bash benchmarks/gpu.sh speed|protocol"; exit 2 ;;
+esac
 T0=$(date +%s)
-DEADLINE=$((T0 + ${GPU_DEADLINE_S:-570}))
+DEADLINE=$((T0 + ${GPU_DEADLINE_S:-490}))
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
+W=$(mktemp -d)/$MODE   # staging folder: everything lands here, packed into $OUT
+mkdir -p "$W"
+QUICK=${GPU_SH_QUICK:-}
+SCALE=1; [ -n "$QUICK" ] && SCALE=3
 left() { echo $((DEADLINE - $(date +%s))); }
-cap() {  # cap N: min(N, time left - reserve), at least 1
-  local l=$(( $(left) - ${2:-15} )); local c=$1
+cap() {  # cap N [RESERVE]: min(N, time left - reserve), at least 1
+  local l=$(( $(left) - ${2:-20} )); local c=$1
   (( l < c )) && c=$l; (( c < 1 )) && c=1; echo "$c"; }
-part() {  # part NAME CAP_S CMD...: runs CMD with a timeout, logs to $OUT/NAME.log
-  local name=$1 t; t=$(cap "$2"); shift 2
+
+pack() {  # under a lock (the protocol also packs from a background loop)
+  if command -v flock > /dev/null; then ( flock 9; pack_now ) 9> "$(dirname "$W")/pack.lock"
+  else pack_now; fi; }
+pack_now() {  # summary.txt and results.tar.gz from $W, each written beside and renamed
+  python3 benchmarks/summarize.py "$W" > "$W/summary.txt" 2>&1
+  local f ex=()
+  for f in "$W"/*.log; do  # keep the archive well under 16 MiB: a big log's last 2 MB only
+    if [ -f "$f" ] && [ "$(stat -c %s "$f")" -gt 2000000 ]; then
+      tail -c 2000000 "$f" > "$f.tail"; ex+=("--exclude=$MODE/$(basename "$f")")
+    fi
+  done
+  cp "$W/summary.txt" "$OUT/summary.txt.part" && mv "$OUT/summary.txt.part" "$OUT/summary.txt"
+  tar -czf "$OUT/results.tar.gz.part" ${ex[@]+"${ex[@]}"} -C "$(dirname "$W")" "$MODE" \
+    && mv "$OUT/results.tar.gz.part" "$OUT/results.tar.gz"
+}
+
+part() {  # part NAME CAP_S CMD...: CMD with a timeout, output to $W/NAME.log, then pack
+  # quick (a CPU, often shared): caps x3, the deadline still bounds the call
+  local name=$1 t; t=$(cap $(( $2 * SCALE ))); shift 2
+  if [ -n "${GPU_SH_PARTS:-}" ] && [[ ",$GPU_SH_PARTS," != *",$name,"* ]]; then
+    echo "== $name: skipped (not in GPU_SH_PARTS)"; return 0; fi
+  if (( $(left) < 30 )); then echo "== $name: skipped ($(left)s left)"; echo "skipped: deadline" > "$W/$name.log"; return 0; fi
   echo "== $name (cap ${t}s, $(left)s left) =="
   local s; s=$(date +%s)
-  timeout -k 5 "$t" "$@" > "$OUT/$name.log" 2>&1
+  timeout -k 5 "$t" "$@" > "$W/$name.log" 2>&1
   local rc=$?
   echo "   rc=$rc in $(( $(date +%s) - s ))s$( ((rc == 124 || rc == 137)) && echo ' (cut by cap)')"
-  tail -n 25 "$OUT/$name.log" | grep -v -i warning
+  tail -n 12 "$W/$name.log" | grep -v -i warning
+  pack
   return 0
 }
 
-# ---- the recipe of ../shared/GPU.md: wheels from .device, no downloads ----
-for f in .device/cifar10-jpeg.tar.gz; do
-  [ -e "$f" ] || { echo "missing $f: copy the wheels and data into .device/ (see header) and pass carry=['.device']"; exit 1; }
-done
-ls .device/*.whl > /dev/null 2>&1 || { echo "missing .device/*.whl (see header)"; exit 1; }
-S=$(mktemp -d) && python3 -m pip install -q --no-index --no-deps --target "$S" .device/*.whl \
-  && export PYTHONPATH="$S:$PWD" PYTHONUNBUFFERED=1 || exit 1
-export TF_CPP_MIN_LOG_LEVEL=2
-nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
-python3 -c "import jax; print('jax', jax.__version__, jax.devices())" 2>&1 | tee "$OUT/env.txt"
-
-if [ -n "${GPU_SH_QUICK:-}" ]; then  # CPU dry run
-  Q=(--quick); SIZES=(); PSIZE=(); TORCH=(--device cpu --width 0.125 --labeled 512 --epochs 2)
+# ---- the recipe of ../shared/GPU.md: wheels from .device/, no downloads ----
+S=$(mktemp -d)
+if ls .device/*.whl > /dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --target "$S" .device/*.whl \
+    && export PYTHONPATH="$S:$PWD" PYTHONUNBUFFERED=1 || exit 1
+elif [ -n "$QUICK" ]; then
+  echo "quick: no .device/*.whl; using this python3's own packages"
+  export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
 else
-  Q=(); SIZES=(--sizes 5000,20000 --repeats 3); PSIZE=(--sizes 20000 --repeats 1)
-  TORCH=(--labeled 20000 --epochs 3)
+  echo "missing .device/*.whl: copy the wheels and data into .device/ (see header) and pass carry=['.device']"
+  exit 1
+fi
+export TF_CPP_MIN_LOG_LEVEL=2
+DATA=${GPU_SH_DATA:-.device/cifar10-jpeg.tar.gz}
+if [ "$MODE" = protocol ] && [ "$DATA" != digits ] && [ ! -e "$DATA" ]; then
+  echo "missing $DATA: copy the data into .device/ (see header) and pass carry=['.device']"
+  exit 1
+fi
+{ nvidia-smi 2>&1 || true; } > "$W/nvidia-smi.txt"
+python3 -c "import jax; print('jax', jax.__version__, jax.devices())" > "$W/env.txt" 2>&1
+cat "$W/env.txt"
+echo "mode $MODE, quick=${QUICK:-0}, deadline $(left)s" | tee -a "$W/env.txt"
+B=(python3 -m jax_al.bench)
+RUN=$S/protocol_run
+snap() {  # the protocol run's small files (no checkpoints) into $W/protocol
+  [ "$MODE" = protocol ] || return 0
+  mkdir -p "$W/protocol"
+  for f in log.txt metrics.jsonl summary.json config.json selected.jsonl; do
+    [ -e "$RUN/$f" ] && cp "$RUN/$f" "$W/protocol/$f.part" && mv "$W/protocol/$f.part" "$W/protocol/$f"
+  done
+  return 0
+}
+pack
+# Also re-pack every 20 s while a part runs: a kill of the whole call keeps
+# the rows written so far (each part's JSON is rewritten after every row).
+( while sleep 20; do snap; pack; done ) &
+BG=$!
+
+if [ "$MODE" = speed ]; then
+  # The combined variant: several epochs per call, full-batch chunks without
+  # mask or branch, the last chunk's padding dropped by a select.
+  FAST=epochs5+bnpartial+select
+  # Priority order: default first, then the combined guess, then one change at a time.
+  VARIANTS=chunk,$FAST,chunk+select,chunk+bnpartial,epochs1,chunk+flat,chunk+while
+  FLAGS="--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL,CONDITIONAL,WHILE --xla_gpu_graph_min_graph_size=1"
+  if [ -n "$QUICK" ]; then
+    FAST=epochs2+bnpartial+select
+    VARIANTS=chunk,$FAST,chunk+select,chunk+bnpartial,chunk+flat,chunk+while
+    # the MLP: no convolution, so every program compiles in seconds on a CPU
+    M=(--models "${GPU_SH_MODEL:-mlp}" --cnn-width 0.25 --dtypes bfloat16 --batch 32
+       --n-train 256 --chunk 2)
+    TRAIN=("${M[@]}" --sizes 200 --repeats 1)
+    PAR=(--model "${GPU_SH_MODEL:-mlp}" --width 0.25 --dtype bfloat16 --batch 32 --n-train 256 --labeled 128
+         --repeats 1 --trials 3 --steps-per-call 2)
+    FEAT=("${M[@]}" --sizes 128 --pool 512 --eval-batch 256 --repeats 1)
+    SEL=(--sizes 600 --dim 32 --labeled 300 --budget 50 --preset-n 600 --repeats 1
+         --variants kmeans_global,witness_exact,witness_rff,per_sample_exact)
+    PROF=("${M[@]}" --sizes 128 --repeats 1)
+  else
+    M=(--models resnet18 --dtypes bfloat16)
+    TRAIN=("${M[@]}" --sizes 20000 --repeats 3)
+    PAR=(--model resnet18 --dtype bfloat16 --labeled 20000 --repeats 3 --trials 3)
+    FEAT=("${M[@]}" --pool 50000 --repeats 3)
+    SEL=(--sizes 45000 --dim 512 --labeled 20000)
+    PROF=("${M[@]}" --sizes 5000 --repeats 1)
+  fi
+  # Parts 1, 3, 4, 6 share an on-disk compilation cache: the profile loads the
+  # default step that part 1 compiled (each row's compile s is still cold:
+  # part 1 compiles every program first).
+  XC=(env JAX_COMPILATION_CACHE_DIR="$S/xla" JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0)
+  part train_variants 200 "${XC[@]}" "${B[@]}" train "${TRAIN[@]}" --variants "$VARIANTS" \
+    --json "$W/train_variants.json"
+  part train_xla_flags 80 env XLA_FLAGS="$FLAGS" "${B[@]}" train "${TRAIN[@]}" \
+    --variants "chunk,$FAST" --json "$W/train_xla_flags.json"
+  part parallel_chunk 60 "${XC[@]}" "${B[@]}" parallel "${PAR[@]}" --vmap-only --variant chunk \
+    --json "$W/parallel_chunk.json"
+  part parallel_fast 60 "${XC[@]}" "${B[@]}" parallel "${PAR[@]}" --vmap-only --variant "$FAST" \
+    --json "$W/parallel_fast.json"
+  part features 30 "${XC[@]}" "${B[@]}" features "${FEAT[@]}" --json "$W/features.json"
+  part selection 50 "${B[@]}" selection "${SEL[@]}" --no-reference --json "$W/selection.json"
+  part profile 40 "${XC[@]}" "${B[@]}" profile "${PROF[@]}" --profile-dir "$S/profile" \
+    --json "$W/profile.json"
+  # The Perfetto trace (ui.perfetto.dev) comes back as its own file if small enough.
+  TR=$(find "$S/profile" -name perfetto_trace.json.gz 2>/dev/null | head -1)
+  if [ -n "$TR" ] && [ "$(stat -c %s "$TR")" -lt 15000000 ]; then
+    cp "$TR" "$OUT/profile_trace.json.gz"
+  elif [ -n "$TR" ]; then
+    echo "profile trace $(stat -c %s "$TR") bytes: over 15 MB, not returned" | tee -a "$W/env.txt"
+  fi
+  if (( $(left) > 60 )); then
+    part selection_ref $(( $(left) - 25 )) "${B[@]}" selection "${SEL[@]}" \
+      --json "$W/selection_ref.json"
+  fi
+else
+  if [ "$DATA" = digits ]; then  # CPU check of the wiring without the CIFAR copy
+    # entropy: the users' selection alone compiles for ~50 s on a 2-core CPU
+    P=(--config configs/digits.py --config.al.cycles=2 --config.train.epochs=2
+       --config.train.eval_every=1 --config.al.strategy=entropy)
+  else
+    P=(--config.data.source=folder "--config.data.path=$DATA" --config.train.dtype=bfloat16)
+    [ -n "$QUICK" ] && P=(--quick "${P[@]}")
+  fi
+  # GPU_SH_PROTOCOL_ARGS: extra overrides, e.g. the step variant the speed call found best
+  # (GPU_SH_PROTOCOL_ARGS="--config.train.epochs_per_call=5 --config.train.bn_mask=partial").
+  read -r -a EXTRA <<< "${GPU_SH_PROTOCOL_ARGS:-}"
+  part protocol "$(left)" "${B[@]}" protocol --quiet --workdir "$RUN" "${P[@]}" \
+    --config.compile_cache_dir=off ${EXTRA[@]+"${EXTRA[@]}"} --json "$W/protocol.json"
 fi
 
-# ---- 1-2: training and feature-extraction throughput, then a profile ----
-# The two share an on-disk compilation cache, so the profile loads the chunk
-# step the benchmark compiled (the protocol below runs without it: cold).
-XC=(env JAX_COMPILATION_CACHE_DIR="$S/xla" JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0)
-part train_bf16 140 "${XC[@]}" python3 -m jax_al.bench train,features --models resnet18 \
-  --dtypes bfloat16 --variants step,chunk,epoch ${Q[@]+"${Q[@]}"} ${SIZES[@]+"${SIZES[@]}"} \
-  --json "$OUT/train_bf16.json"
-part profile 45 "${XC[@]}" python3 -m jax_al.bench profile --models resnet18 --dtypes bfloat16 \
-  ${Q[@]+"${Q[@]}"} ${PSIZE[@]+"${PSIZE[@]}"} --profile-dir "$S/profile" --json "$OUT/profile.json"
-# Keep the Perfetto trace (ui.perfetto.dev) if it is small enough to come back.
-T=$(find "$S/profile" -name perfetto_trace.json.gz 2>/dev/null | head -1)
-[ -n "$T" ] && [ "$(stat -c %s "$T")" -lt 30000000 ] && cp "$T" "$OUT/profile_trace.json.gz"
-
-# ---- 3: the full protocol (7 cycles, 200 epochs each, 'users' strategy) ----
-rm -rf /tmp/jax_al_protocol
-part protocol $(( $(left) - 55 )) python3 -m jax_al.bench protocol ${Q[@]+"${Q[@]}"} --quiet --workdir /tmp/jax_al_protocol \
-  --config.data.source=folder --config.data.path=.device/cifar10-jpeg.tar.gz \
-  --config.train.dtype=bfloat16 --config.compile_cache_dir=off --json "$OUT/protocol.json"
-mkdir -p "$OUT/protocol"
-for f in log.txt metrics.jsonl summary.json config.json selected.jsonl; do
-  [ -e "/tmp/jax_al_protocol/$f" ] && cp "/tmp/jax_al_protocol/$f" "$OUT/protocol/"
-done
-
-# ---- 4: selection ----
-part selection 40 python3 -m jax_al.bench selection ${Q[@]+"${Q[@]}"} --json "$OUT/selection.json"
-
-# ---- 5: fp32 training, then the PyTorch reference, if time is left ----
-if (( $(left) > 60 )); then
-  part train_fp32 45 python3 -m jax_al.bench train,features --models resnet18 \
-    --dtypes float32 --variants chunk ${Q[@]+"${Q[@]}"} ${SIZES[@]+"${SIZES[@]}"} \
-    --json "$OUT/train_fp32.json"
-fi
-if (( $(left) > 60 )); then
-  part torch_bf16 45 python3 benchmarks/torch_reference.py --dtype bfloat16 --channels-last \
-    --warmup 1 "${TORCH[@]}" --json "$OUT/torch_bf16.json"
-fi
-
-python3 benchmarks/summarize.py "$OUT" 2>&1 | tee "$OUT/summary.txt"
-echo "total $(( $(date +%s) - T0 ))s"
+kill "$BG" 2> /dev/null; wait "$BG" 2> /dev/null
+snap
+pack
+echo "total $(( $(date +%s) - T0 ))s; files in $OUT:"
+ls -l "$OUT"
+cat "$OUT/summary.txt"

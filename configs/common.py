@@ -58,6 +58,11 @@ def base() -> config_dict.ConfigDict:
   c.train.dtype = "float32"      # compute dtype: float32 | bfloat16 (params stay float32)
   c.train.eval_batch_size = 500
   c.train.steps_per_call = 0     # steps fused in one lax.scan call; 0 = auto (1 on CPU, else 40)
+  # Step variants for speed (docs/bench/README.md); the defaults are the original path.
+  c.train.skip_padding = "cond"  # padding-only steps of a chunk: cond | select | while
+  c.train.bn_mask = "always"     # always | partial: full-batch chunks without the BN mask
+  c.train.epochs_per_call = 0    # 0 = a call per chunk; k = up to k epochs per jitted call
+  c.train.flat_state = False     # the jitted calls take the state as a flat list of leaves
 
   # ---- active learning ------------------------------------------------------
   c.al = config_dict.ConfigDict()

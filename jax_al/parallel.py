@@ -14,6 +14,11 @@ Each trial keeps its own named random streams, folded exactly as in
 run; only the arithmetic of the batched kernels may differ in the last bits.
 Evaluation and selection stay per trial (`Trainer.evaluate` / `predict` on
 each trial's slice of the stacked state).
+
+The step variants of `train.StepConfig` (skip_padding, bn_mask,
+epochs_per_call, flat_state) apply here too. With `epochs_per_call`, the
+labeled count goes in as one shared scalar, so the validity mask and the
+on-device loops' trip counts stay unbatched.
 """
 
 from __future__ import annotations
@@ -62,10 +67,21 @@ class StackedTrainer:
     self.base, self.sc = trainer, trainer.sc
     step = functools.partial(train.train_chunk, trainer.graphdef, trainer.tx, trainer.sc)
     # (state, loss_sum, images, labels, order, valid, start, rng, lr): per trial or shared.
-    self._train = jax.jit(jax.vmap(step, in_axes=(0, 0, None, None, 0, None, None, 0, None)),
-                          donate_argnums=(0, 1))
+    axes = (0, 0, None, None, 0, None, None, 0, None)
+    self._train = jax.jit(jax.vmap(step, in_axes=axes), donate_argnums=(0, 1))
     self._order = jax.jit(jax.vmap(train.epoch_order, in_axes=(0, 0, None, None)),
                           static_argnums=(2, 3))
+    # The step variants (train.StepConfig), vmapped the same way.
+    vstep = lambda full: jax.vmap(functools.partial(step, full=full), in_axes=axes)
+    self._chunks = train.StepFns(self.sc, {False: vstep(False), True: vstep(True)},
+                                 donate=(0, 1), default=self._train)
+    # (state, images, labels, labeled_mask, num_labeled, order_key, aug_key, first, n, lrs):
+    # the labeled count is shared, so the validity mask and the trip counts stay unbatched.
+    epochs = functools.partial(train.train_epochs, trainer.graphdef, trainer.tx, self.sc,
+                               trainer.rows)
+    self._epochs = train.StepFns(
+        self.sc, {False: jax.vmap(epochs, in_axes=(0, None, None, 0, None, 0, 0, None, None,
+                                                   None))}, donate=(0,))
 
   def run_epoch(self, state: TrainState, images, labels, labeled_masks, num_labeled: int,
                 order_keys, aug_keys, lr: float):
@@ -75,11 +91,28 @@ class StackedTrainer:
     steps = math.ceil(num_labeled / self.sc.batch_size)
     lr_ = jnp.asarray(np.float32(lr))
     loss_sum = jnp.zeros((aug_keys.shape[0],), jnp.float32)
+    n_full = train.full_chunks(self.sc, num_labeled)
+    state, unpack = self._chunks.pack(state)
     for c in range(math.ceil(steps / self.sc.steps_per_call)):
       start = jnp.asarray(np.int32(c * self.sc.steps_per_call))
-      state, loss_sum = self._train(state, loss_sum, images, labels, order, valid, start,
-                                    aug_keys, lr_)
-    return state, loss_sum / steps
+      state, loss_sum = self._chunks.fn(c < n_full)(state, loss_sum, images, labels, order,
+                                                    valid, start, aug_keys, lr_)
+    return unpack(state), loss_sum / steps
+
+  def run_epochs(self, state: TrainState, images, labels, labeled_masks, num_labeled: int,
+                 order_keys, aug_keys, first_epoch: int, lrs: Sequence[float]):
+    """`Trainer.run_epochs` for every trial: the run's (unfolded) keys per
+    trial; returns (state, mean losses [T, epochs_per_call])."""
+    k = self.sc.epochs_per_call
+    if not 1 <= len(lrs) <= k:
+      raise ValueError(f"{len(lrs)} epochs in one call; train.epochs_per_call is {k}")
+    lr_arr = np.zeros(k, np.float32)
+    lr_arr[:len(lrs)] = np.asarray(lrs, np.float32)
+    state, unpack = self._epochs.pack(state)
+    state, losses = self._epochs.fn(False)(
+        state, images, labels, labeled_masks, np.int32(num_labeled), order_keys, aug_keys,
+        np.int32(first_epoch), np.int32(len(lrs)), lr_arr)
+    return unpack(state), losses
 
   def fit(self, state: TrainState, images, labels, labeled_idx: Sequence[np.ndarray],
           test_idx: np.ndarray, test_images, test_labels, train_cfg,
@@ -105,12 +138,26 @@ class StackedTrainer:
     masks = jnp.asarray(masks)
     order_keys, aug_keys = jnp.stack(list(order_keys)), jnp.stack(list(aug_keys))
     best, histories, t0 = [0.0] * num, [[] for _ in range(num)], time.perf_counter()
-    for epoch in range(train_cfg.epochs):
-      lr = train.learning_rate(train_cfg, epoch)
-      state, loss = self.run_epoch(state, images, labels, masks, sizes[0],
-                                   _fold(order_keys, epoch), _fold(aug_keys, epoch), lr)
-      last = epoch + 1 == train_cfg.epochs
-      if (epoch + 1) % train_cfg.eval_every == 0 or last:
+    if self.sc.epochs_per_call:
+      # (last epoch of the call, its loss, lr, evaluate after it), one per call.
+      def calls(state_box):
+        for first, lrs, evaluate in train.epoch_segments(train_cfg, self.sc.epochs_per_call):
+          state_box[0], losses = self.run_epochs(state_box[0], images, labels, masks, sizes[0],
+                                                 order_keys, aug_keys, first, lrs)
+          yield first + len(lrs) - 1, losses[:, len(lrs) - 1], lrs[-1], evaluate, first
+    else:
+      def calls(state_box):
+        for epoch in range(train_cfg.epochs):
+          lr = train.learning_rate(train_cfg, epoch)
+          state_box[0], loss = self.run_epoch(state_box[0], images, labels, masks, sizes[0],
+                                              _fold(order_keys, epoch), _fold(aug_keys, epoch),
+                                              lr)
+          yield epoch, loss, lr, ((epoch + 1) % train_cfg.eval_every == 0
+                                  or epoch + 1 == train_cfg.epochs), epoch
+    box = [state]
+    for epoch, loss, lr, evaluate, first in calls(box):
+      state = box[0]
+      if evaluate:
         losses = np.asarray(loss, np.float64)
         for t in range(num):
           if not math.isfinite(losses[t]):
@@ -128,6 +175,7 @@ class StackedTrainer:
           histories[t].append(rec)
           if on_eval:
             on_eval(t, rec)
-      if progress:
-        progress(epoch + 1)
-    return state, histories
+      for e in range(first, epoch + 1):
+        if progress:
+          progress(e + 1)
+    return box[0], histories

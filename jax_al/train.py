@@ -24,7 +24,7 @@ import dataclasses
 import functools
 import math
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 from flax import nnx
 import jax
@@ -54,6 +54,19 @@ class StepConfig:
   dtype: str
   momentum: float
   weight_decay: float
+  # Step variants (train.* fields; the defaults are the original path, see
+  # docs/bench/README.md). skip_padding: how a chunk skips padding-only steps,
+  # "cond" (lax.cond), "select" (step computed, update discarded by a select)
+  # or "while" (a loop over the chunk's real steps only: dynamic trip count).
+  skip_padding: str = "cond"
+  # bn_mask: "always" masks BatchNorm in every step; "partial" runs chunks made
+  # only of full batches without mask, skip or select (another program).
+  bn_mask: str = "always"
+  # epochs_per_call: 0 = one jitted call per chunk; k >= 1 = up to k epochs per
+  # call, the chunks looped on the device (Trainer.run_epochs).
+  epochs_per_call: int = 0
+  # flat_state: the jitted calls take the state as a flat list of leaves.
+  flat_state: bool = False
 
   @classmethod
   def from_config(cls, config, num_train: int) -> "StepConfig":
@@ -64,7 +77,11 @@ class StepConfig:
                eval_batch_size=t.eval_batch_size, flip=bool(config.augment.flip),
                crop_pad=int(config.augment.crop_pad), mean=tuple(config.data.mean),
                std=tuple(config.data.std), dtype=t.dtype, momentum=t.momentum,
-               weight_decay=t.weight_decay)
+               weight_decay=t.weight_decay,
+               skip_padding=str(t.get("skip_padding", "cond")),
+               bn_mask=str(t.get("bn_mask", "always")),
+               epochs_per_call=int(t.get("epochs_per_call", 0)),
+               flat_state=bool(t.get("flat_state", False)))
 
 
 def auto_steps_per_call(rows: int) -> int:
@@ -119,10 +136,14 @@ def learning_rate(train_cfg, epoch: int) -> float:
   return float(lr)
 
 
-def loss_fn(graphdef, params, batch_stats, x, y, mask):
-  """Masked mean cross-entropy; returns (loss, new batch statistics)."""
+def loss_fn(graphdef, params, batch_stats, x, y, mask, bn_mask: bool = True):
+  """Masked mean cross-entropy; returns (loss, new batch statistics).
+
+  `bn_mask=False` leaves the mask out of BatchNorm: only for batches whose
+  rows are all valid, where the statistics are the same up to rounding.
+  """
   model = nnx.merge(graphdef, params, batch_stats, copy=True)
-  logits, _ = model(x, train=True, mask=mask)
+  logits, _ = model(x, train=True, mask=mask if bn_mask else None)
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
   m = mask.astype(jnp.float32)
   loss = jnp.sum(ce * m) / jnp.maximum(jnp.sum(m), 1.0)
@@ -137,11 +158,12 @@ def _constrain(tree, mesh: Mesh | None, spec: P):
 
 
 def train_step(graphdef, tx, sc: StepConfig, state: TrainState, images, labels,
-               idx, mask, rng, lr, mesh: Mesh | None = None):
+               idx, mask, rng, lr, mesh: Mesh | None = None, bn_mask: bool = True):
   """One SGD step on the batch `images[idx]` (rows with mask False are padding).
 
   With a `mesh`, the batch rows are sharded over its "data" axis and the
-  returned state is replicated.
+  returned state is replicated. `bn_mask=False`: a full batch, BatchNorm
+  without the mask (see `loss_fn`).
   """
   idx, mask = _constrain((idx, mask), mesh, P(sharding_lib.DATA))
   x = _constrain(images[idx], mesh, P(sharding_lib.DATA))
@@ -150,40 +172,70 @@ def train_step(graphdef, tx, sc: StepConfig, state: TrainState, images, labels,
                          mean=sc.mean, std=sc.std, dtype=jnp.dtype(sc.dtype))
   x = _constrain(x, mesh, P(sharding_lib.DATA))
   (loss, bs), grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
-      graphdef, state.params, state.batch_stats, x, y, mask)
+      graphdef, state.params, state.batch_stats, x, y, mask, bn_mask)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = jax.tree.map(lambda p, u: p + lr * u.astype(p.dtype), state.params, updates)
   return _constrain(TrainState(params, bs, opt_state), mesh, P()), loss
 
 
 def train_steps(graphdef, tx, sc: StepConfig, state: TrainState, images, labels,
-                order, valid, start, rng, lr, mesh: Mesh | None = None):
+                order, valid, start, rng, lr, mesh: Mesh | None = None, full: bool = False):
   """`sc.steps_per_call` steps fused in one `lax.scan`, rows start..start+S.
 
   A step whose rows are all padding leaves the state untouched (no momentum
   or batch-statistics update) and reports a loss of 0, so that summing the
-  losses of a chunk counts real steps only (a NaN still propagates).
+  losses of a chunk counts real steps only (a NaN still propagates). How it
+  is skipped follows `sc.skip_padding` (see `StepConfig`). `full=True`: the
+  caller guarantees every row of the chunk is valid, so no step is skipped
+  and BatchNorm runs unmasked (`sc.bn_mask = "partial"`).
   """
   s = sc.steps_per_call
+  step = lambda st, i, idx, m: train_step(graphdef, tx, sc, st, images, labels, idx, m,
+                                          jax.random.fold_in(rng, start + i), lr, mesh,
+                                          bn_mask=not full)
   if s == 1:  # no loop at all: see `auto_steps_per_call`
-    st, loss = train_step(graphdef, tx, sc, state, images, labels, order[start], valid[start],
-                          jax.random.fold_in(rng, start), lr, mesh)
+    st, loss = step(state, 0, order[start], valid[start])
     return st, loss[None]
   rows = jax.lax.dynamic_slice_in_dim(order, start, s)
   masks = jax.lax.dynamic_slice_in_dim(valid, start, s)
+  steps = jnp.arange(s)
+  if full:  # every step real: no branch, no select, no mask
+    return jax.lax.scan(lambda st, xs: step(st, *xs), state, (steps, rows, masks))
+
+  if sc.skip_padding == "while":
+    # Valid rows are a prefix of the epoch order, so the real steps are the
+    # first n of the chunk: loop over exactly those (dynamic trip count).
+    n = jnp.sum(jnp.any(masks, axis=1)).astype(jnp.int32)
+
+    def wbody(i, carry):
+      st, losses = carry
+      st, loss = step(st, i, rows[i], masks[i])
+      return st, losses.at[i].set(loss)
+
+    return jax.lax.fori_loop(0, n, wbody, (state, jnp.zeros((s,), jnp.float32)))
+
+  if sc.skip_padding == "select":
+    def sbody(st, xs):
+      i, idx, m = xs
+      new, loss = step(st, i, idx, m)
+      real = jnp.any(m)
+      # A padding-only step is computed and its result dropped: no branch.
+      st = jax.tree.map(lambda a, b: jnp.where(real, a, b), new, st)
+      return st, jnp.where(real, loss, jnp.float32(0.0))
+
+    return jax.lax.scan(sbody, state, (steps, rows, masks))
 
   def body(st, xs):
     i, idx, m = xs
-    run = lambda st: train_step(graphdef, tx, sc, st, images, labels, idx, m,
-                                jax.random.fold_in(rng, start + i), lr, mesh)
+    run = lambda st: step(st, i, idx, m)
     skip = lambda st: (st, jnp.float32(0.0))
     return jax.lax.cond(jnp.any(m), run, skip, st)
 
-  return jax.lax.scan(body, state, (jnp.arange(s), rows, masks))
+  return jax.lax.scan(body, state, (steps, rows, masks))
 
 
 def train_chunk(graphdef, tx, sc: StepConfig, state: TrainState, loss_sum, images, labels,
-                order, valid, start, rng, lr, mesh: Mesh | None = None):
+                order, valid, start, rng, lr, mesh: Mesh | None = None, full: bool = False):
   """`train_steps`, adding the chunk's step losses to the running `loss_sum`.
 
   The epoch's loss stays on the device: no host sync and no concatenation
@@ -191,8 +243,59 @@ def train_chunk(graphdef, tx, sc: StepConfig, state: TrainState, loss_sum, image
   cycle).
   """
   state, losses = train_steps(graphdef, tx, sc, state, images, labels, order, valid, start,
-                              rng, lr, mesh)
+                              rng, lr, mesh, full)
   return state, loss_sum + jnp.sum(losses)
+
+
+def full_chunks(sc: StepConfig, num_labeled):
+  """Chunks at the start of an epoch whose batches are all full (no padding row).
+
+  Works on Python ints and on traced integers alike.
+  """
+  if sc.bn_mask != "partial":
+    return 0 * num_labeled
+  return num_labeled // (sc.batch_size * sc.steps_per_call)
+
+
+def train_epochs(graphdef, tx, sc: StepConfig, rows: int, state: TrainState, images, labels,
+                 labeled_mask, num_labeled, order_key, aug_key, first_epoch, n_epochs, lrs,
+                 mesh: Mesh | None = None):
+  """Epochs first_epoch .. first_epoch + n_epochs - 1 in one program.
+
+  `sc.epochs_per_call = k`: `lrs` holds k learning rates (the first
+  `n_epochs` used) and the k per-epoch mean losses come back (0 past
+  `n_epochs`). Every epoch draws its order from `fold_in(order_key, epoch)`
+  and its augmentation from `fold_in(aug_key, epoch)`, and runs the chunks
+  of `train_steps` in an on-device loop whose trip count is the epoch's own
+  number of chunks, so the same programs and keys as `Trainer.run_epoch`.
+  """
+  s, b = sc.steps_per_call, sc.batch_size
+  num_labeled = jnp.asarray(num_labeled, jnp.int32)
+  steps = (num_labeled + b - 1) // b
+  n_chunks = (steps + s - 1) // s
+  n_full = full_chunks(sc, num_labeled)
+
+  def epoch_body(e, carry):
+    st, losses = carry
+    epoch = first_epoch + e
+    order, valid = epoch_order_n(jax.random.fold_in(order_key, epoch), labeled_mask,
+                                 num_labeled, b, rows)
+    akey, lr = jax.random.fold_in(aug_key, epoch), lrs[e]
+
+    def chunk(full):
+      def body(c, carry):
+        st, loss_sum = carry
+        return train_chunk(graphdef, tx, sc, st, loss_sum, images, labels, order, valid,
+                           (c * s).astype(jnp.int32), akey, lr, mesh, full)
+      return body
+
+    carry = (st, jnp.zeros((), jnp.float32))
+    carry = jax.lax.fori_loop(0, n_full, chunk(True), carry)
+    st, loss_sum = jax.lax.fori_loop(n_full, n_chunks, chunk(False), carry)
+    return st, losses.at[e].set(loss_sum / steps)
+
+  k = lrs.shape[0]
+  return jax.lax.fori_loop(0, n_epochs, epoch_body, (state, jnp.zeros((k,), jnp.float32)))
 
 
 def epoch_order(key, labeled_mask, batch_size: int, rows: int):
@@ -203,12 +306,18 @@ def epoch_order(key, labeled_mask, batch_size: int, rows: int):
   [0, 1), the others 2, and the argsort puts a random permutation of the
   labeled set first.
   """
+  return epoch_order_n(key, labeled_mask, jnp.sum(labeled_mask), batch_size, rows)
+
+
+def epoch_order_n(key, labeled_mask, num_labeled, batch_size: int, rows: int):
+  """`epoch_order` with the labeled count given (vmapped trials share it, so
+  the validity mask, and every branch on it, stays unbatched)."""
   n = labeled_mask.shape[0]
   keys = jnp.where(labeled_mask, jax.random.uniform(key, (n,)), 2.0)
   order = jnp.argsort(keys).astype(jnp.int32)
   total = rows * batch_size
   order = jnp.pad(order, (0, total - n))
-  valid = jnp.arange(total) < jnp.sum(labeled_mask)
+  valid = jnp.arange(total) < num_labeled
   return order.reshape(rows, batch_size), valid.reshape(rows, batch_size)
 
 
@@ -220,6 +329,66 @@ def eval_chunk(graphdef, sc: StepConfig, params, batch_stats, images, idx,
   x = _constrain(images[idx], mesh, P(sharding_lib.DATA))
   x = augment.normalize(x, sc.mean, sc.std, jnp.dtype(sc.dtype))
   return _constrain(model(x, train=False), mesh, P(sharding_lib.DATA))
+
+
+def epoch_segments(train_cfg, per_call: int):
+  """Splits the epochs into calls of at most `per_call` that end at every
+  evaluation epoch: yields (first epoch, [lr of each epoch], evaluate after)."""
+  epochs, every = train_cfg.epochs, train_cfg.eval_every
+  first = 0
+  while first < epochs:
+    end = min(epochs, first + per_call, (first // every + 1) * every)
+    yield first, [learning_rate(train_cfg, e) for e in range(first, end)], (
+        end % every == 0 or end == epochs)
+    first = end
+
+
+class StepFns:
+  """The jitted programs of one kind of train call, keyed by `full`.
+
+  With `sc.flat_state`, each takes and returns the state as a flat list of
+  leaves (one jit per tree structure): jit's flattening of the nested
+  nnx.State containers runs once per epoch (`pack`) instead of once per call.
+  Otherwise `fn` returns plain jits of the functions (`default` for the
+  masked one, the Trainer's original attribute) and `pack` is the identity.
+  """
+
+  def __init__(self, sc: StepConfig, fns: dict, donate: tuple, default=None):
+    self.sc, self.fns, self.donate = sc, fns, donate
+    self._jits = {} if default is None else {(False, None): default}
+    self._treedef = None
+
+  def pack(self, state):
+    """(what the calls take, a function turning their result back into a state)."""
+    if not self.sc.flat_state:
+      return state, lambda st: st
+    leaves, treedef = jax.tree.flatten(state)
+    self._treedef = treedef
+    return leaves, lambda leaves: jax.tree.unflatten(treedef, leaves)
+
+  def fn(self, full: bool):
+    key = (bool(full), self._treedef if self.sc.flat_state else None)
+    f = self._jits.get(key)
+    if f is None:
+      base = self.fns[bool(full)]
+      if self.sc.flat_state:
+        treedef = self._treedef
+
+        def flat(leaves, *args):
+          st, *rest = base(jax.tree.unflatten(treedef, leaves), *args)
+          return (jax.tree.leaves(st), *rest)
+
+        f = jax.jit(flat, donate_argnums=self.donate)
+      else:
+        f = jax.jit(base, donate_argnums=self.donate)
+      self._jits[key] = f
+    return f
+
+  def executables(self) -> int | None:
+    try:
+      return int(sum(f._cache_size() for f in self._jits.values()))
+    except Exception:  # a private jax API: absent in some version
+      return None
 
 
 class Trainer:
@@ -251,6 +420,13 @@ class Trainer:
                           donate_argnums=(0, 1))
     self._order = jax.jit(epoch_order, static_argnums=(2, 3))
     self._eval = jax.jit(functools.partial(eval_chunk, graphdef, sc, mesh=mesh))
+    # The step variants' programs (StepConfig); jit compiles only those called.
+    chunk = lambda full: functools.partial(train_chunk, graphdef, self.tx, sc, mesh=mesh,
+                                           full=full)
+    self._chunks = StepFns(sc, {False: chunk(False), True: chunk(True)}, donate=(0, 1),
+                           default=self._train)
+    self._epochs = StepFns(sc, {False: functools.partial(train_epochs, graphdef, self.tx, sc,
+                                                         self.rows, mesh=mesh)}, donate=(0,))
 
   def _rep(self, tree):
     """Replicated on the mesh (a no-op without one or when already there)."""
@@ -279,13 +455,43 @@ class Trainer:
     order, valid = self._order(order_key, labeled_mask, self.sc.batch_size, self.rows)
     steps = math.ceil(num_labeled / self.sc.batch_size)
     loss_sum = self._rep(jnp.zeros((), jnp.float32))
+    n_full = full_chunks(self.sc, num_labeled)
+    state, unpack = self._chunks.pack(state)
     for c in range(math.ceil(steps / self.sc.steps_per_call)):
       start, lr_ = np.int32(c * self.sc.steps_per_call), np.float32(lr)
       if self.mesh is None:
         start, lr_ = jnp.asarray(start), jnp.asarray(lr_)
-      state, loss_sum = self._train(state, loss_sum, images, labels, order, valid, start,
-                                    aug_key, lr_)
-    return state, loss_sum / steps
+      state, loss_sum = self._chunks.fn(c < n_full)(state, loss_sum, images, labels, order,
+                                                    valid, start, aug_key, lr_)
+    return unpack(state), loss_sum / steps
+
+  def run_epochs(self, state, images, labels, labeled_mask, num_labeled: int, order_key,
+                 aug_key, first_epoch: int, lrs: Sequence[float]):
+    """`len(lrs)` epochs in one call (`train.epochs_per_call` >= that), from
+    `first_epoch` on; the keys are the run's, folded per epoch on the device.
+
+    Returns (state, the epochs' mean losses as a device array of
+    `epochs_per_call`, zero past `len(lrs)`).
+    """
+    k = self.sc.epochs_per_call
+    if not 1 <= len(lrs) <= k:
+      raise ValueError(f"{len(lrs)} epochs in one call; train.epochs_per_call is {k}")
+    lr_arr = np.zeros(k, np.float32)
+    lr_arr[:len(lrs)] = np.asarray(lrs, np.float32)
+    images, labels, labeled_mask, order_key, aug_key = self._rep(
+        (images, labels, labeled_mask, order_key, aug_key))
+    scalars = self._rep((np.int32(num_labeled), np.int32(first_epoch), np.int32(len(lrs)),
+                         lr_arr))
+    state, unpack = self._epochs.pack(state)
+    state, losses = self._epochs.fn(False)(state, images, labels, labeled_mask, *scalars[:1],
+                                           order_key, aug_key, *scalars[1:])
+    return unpack(state), losses
+
+  def train_executables(self) -> int | None:
+    """Programs compiled for the train calls (1 per variant program used; more
+    would mean a recompilation); None where jax does not tell."""
+    a, b = self._chunks.executables(), self._epochs.executables()
+    return None if a is None or b is None else a + b
 
   def predict(self, params, batch_stats, images, idx: np.ndarray):
     """(logits, features) for `images[idx]`, in fixed-size chunks, on device."""
@@ -326,6 +532,29 @@ class Trainer:
     mask_np[labeled_idx] = True
     labeled_mask = jnp.asarray(mask_np) if self.mesh is None else self._rep(mask_np)
     best, history, t0 = 0.0, [], time.perf_counter()
+    if self.sc.epochs_per_call:
+      for first, lrs, evaluate in epoch_segments(train_cfg, self.sc.epochs_per_call):
+        state, losses = self.run_epochs(state, images, labels, labeled_mask, len(labeled_idx),
+                                        order_key, aug_key, first, lrs)
+        epoch = first + len(lrs) - 1  # 0-based, the segment's last
+        if evaluate:
+          loss = float(losses[len(lrs) - 1])
+          if not math.isfinite(loss):
+            raise TrainingError(
+                f"training loss became {loss} at epoch {epoch + 1} (lr {lrs[-1]}); lower "
+                "train.lr or use train.dtype=float32")
+          acc, test_loss = self.evaluate(state.params, state.batch_stats, test_images,
+                                         test_labels, test_idx)
+          best = max(best, acc)
+          rec = dict(epoch=epoch + 1, train_loss=loss, test_acc=acc, test_loss=test_loss,
+                     best_acc=best, lr=lrs[-1], seconds=time.perf_counter() - t0)
+          history.append(rec)
+          if on_eval:
+            on_eval(rec)
+        for e in range(first, epoch + 1):
+          if progress:
+            progress(e + 1)
+      return state, history
     for epoch in range(train_cfg.epochs):
       lr = learning_rate(train_cfg, epoch)
       state, loss = self.run_epoch(

@@ -130,3 +130,28 @@ def test_profile_smoke(tmp_path):
   d = p["devices"][0]
   assert 0 < d["busy_frac"] <= 1 and d["top_ops"] and d["events"] > 0
   assert p["trace_file"] and Path(p["trace_file"]).exists()
+
+
+def test_protocol_cycles_reach_the_json_while_the_run_goes_on(tmp_path):
+  """A protocol killed mid-run keeps its finished cycles in the bench JSON."""
+  from jax_al.bench import common, protocol
+  metrics, out = tmp_path / "metrics.jsonl", tmp_path / "protocol.json"
+  results = common.Results(str(out))
+  rec = {"status": "running"}
+  watcher = protocol._CycleWatcher(metrics, rec, results, 0.0, every_s=3600)  # polled by hand
+  try:
+    watcher.poll()  # no file yet: nothing written
+    assert "protocol" not in json.loads(out.read_text())
+    cycle = lambda c, acc: json.dumps({"kind": "cycle", "trial": 0, "cycle": c, "labeled": 10 * c,
+                                       "test_acc": acc, "train_s": 1.0, "total_s": 2.0})
+    metrics.write_text(json.dumps({"kind": "eval", "epoch": 1}) + "\n" + cycle(1, 75.5) + "\n"
+                       + '{"kind": "cyc')  # a line being written is skipped
+    watcher.poll()
+    saved = json.loads(out.read_text())["protocol"]
+    assert saved["status"] == "running" and [c["cycle"] for c in saved["cycles"]] == [1]
+    assert saved["cycle1_acc"] == 75.5
+    metrics.write_text(cycle(1, 75.5) + "\n" + cycle(2, 80.0) + "\n")
+    watcher.poll()
+    assert [c["cycle"] for c in json.loads(out.read_text())["protocol"]["cycles"]] == [1, 2]
+  finally:
+    watcher.stop()

@@ -78,6 +78,25 @@ def test_warm_start_cnn_with_augmentation_matches(tmp_path):
   assert_same_run(tmp_path / "seq", tmp_path / "vmap")
 
 
+@pytest.mark.parametrize("variant", [
+    dict(train__epochs_per_call=2, train__bn_mask="partial", train__skip_padding="select",
+         train__flat_state=True),
+    # the MLP: XLA:CPU runs convolutions inside while loops very slowly
+    dict(train__skip_padding="while", train__steps_per_call=3, model__name="mlp")],
+    ids=["epochs2+all", "while"])
+def test_step_variants_vmapped_match_sequential(tmp_path, variant):
+  """The train.* step variants (pinned to the per-step path in test_train.py)
+  give the same run vmapped as trial by trial."""
+  kw = {**dict(num_trials=2, al__cycles=2, model__name="cnn", model__width=0.25,
+              train__reinit_each_cycle=False, augment__flip=True, train__steps_per_call=2,
+              train__epochs=3, train__eval_every=2, train__milestones=(2,)), **variant}
+  loop.run(_config("none", "margin", **kw), tmp_path / "seq", quiet=True)
+  loop.run(_config("vmap", "margin", **kw), tmp_path / "vmap", quiet=True)
+  assert_same_run(tmp_path / "seq", tmp_path / "vmap")
+  evals = [r["epoch"] for r in records(tmp_path / "vmap") if r.get("kind") == "eval"]
+  assert evals and set(evals) == {2, 3}
+
+
 def test_vmap_run_interrupted_resumes_sequentially(seq_and_vmap, tmp_path, monkeypatch):
   """A vmap run stopped in cycle 2, resumed by a sequential run: the same result."""
   seq, _ = seq_and_vmap

@@ -165,3 +165,129 @@ def test_learning_rate_is_optax_multistep_bit_for_bit(lr, gamma, milestones):
   ref = optax.piecewise_constant_schedule(lr, {int(m): gamma for m in milestones})
   for epoch in range(0, 200):
     assert train.learning_rate(c.train, epoch) == float(ref(epoch)), epoch
+
+
+# ---- step variants (train.skip_padding / bn_mask / epochs_per_call / flat_state) ----
+
+def _variant_setup(n=400, **fields):
+  c = common.base()
+  c.model.name, c.model.width = "cnn", 0.25
+  c.train.batch_size, c.train.lr, c.train.milestones = 32, 0.05, (1000,)
+  c.data.mean, c.data.std = (0.3,), (0.4,)
+  for k, v in fields.items():
+    c.train[k] = v
+  x, y = _digits(n)
+  gd, p, bs = train.init_model(c, 10, (8, 8, 1), jax.random.key(0))
+  return train.Trainer(gd, train.StepConfig.from_config(c, n), n), p, bs, jnp.asarray(x), \
+      jnp.asarray(y)
+
+
+def _per_step_epochs(tr, p, bs, x, y, mask, num, k_order, k_aug, lrs):
+  """The simple path: one jitted step per real batch, keys folded per epoch as in fit."""
+  step = jax.jit(lambda s, i, v, r, lr: train.train_step(tr.graphdef, tr.tx, tr.sc, s, x, y,
+                                                         i, v, r, lr))
+  state, means = tr.new_state(p, bs), []
+  for e, lr in enumerate(lrs):
+    order, valid = train.epoch_order(jax.random.fold_in(k_order, e), mask, 32, tr.rows)
+    losses = []
+    for i in range(-(-num // 32)):
+      state, loss = step(state, order[i], valid[i], jax.random.fold_in(
+          jax.random.fold_in(k_aug, e), i), lr)
+      losses.append(float(loss))
+    means.append(np.mean(losses))
+  return state, means
+
+
+def _close(a, b):
+  for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_allclose(u, v, rtol=2e-4, atol=2e-5)
+
+
+# 150 labeled of 400 at batch 32: 5 real steps, the last partial; 3 steps per
+# call gives a chunk with a padding-only step, 2 per call a full first chunk.
+VARIANTS = [dict(steps_per_call=3, skip_padding="select"),
+            dict(steps_per_call=3, skip_padding="while"),
+            dict(steps_per_call=2, bn_mask="partial"),
+            dict(steps_per_call=1, bn_mask="partial"),
+            dict(steps_per_call=3, flat_state=True),
+            dict(steps_per_call=2, epochs_per_call=2),
+            dict(steps_per_call=2, epochs_per_call=3, skip_padding="select", bn_mask="partial",
+                 flat_state=True)]
+
+
+@pytest.mark.parametrize("fields", VARIANTS, ids=lambda f: ",".join(f"{k}={v}" for k, v in
+                                                                    f.items()))
+def test_step_variant_matches_per_step_path(fields):
+  tr, p, bs, x, y = _variant_setup(**fields)
+  mask = np.zeros(400, bool)
+  mask[np.random.default_rng(0).choice(400, 150, replace=False)] = True
+  mask = jnp.asarray(mask)
+  k_order, k_aug, lrs = jax.random.key(1), jax.random.key(2), [0.05, 0.01]
+  ref, ref_losses = _per_step_epochs(tr, p, bs, x, y, mask, 150, k_order, k_aug, lrs)
+  state = tr.new_state(p, bs)
+  if tr.sc.epochs_per_call:  # both epochs in one call when k >= 2
+    state, losses = tr.run_epochs(state, x, y, mask, 150, k_order, k_aug, 0, lrs)
+    losses = np.asarray(losses)
+    assert losses.shape == (tr.sc.epochs_per_call,) and not losses[2:].any()
+    losses = losses[:2]
+  else:
+    losses = []
+    for e, lr in enumerate(lrs):
+      state, loss = tr.run_epoch(state, x, y, mask, 150, jax.random.fold_in(k_order, e),
+                                 jax.random.fold_in(k_aug, e), lr)
+      losses.append(float(loss))
+  _close(state, ref)
+  np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
+  assert isinstance(state, train.TrainState)  # flat_state packs only inside the Trainer
+  # bn_mask=partial: a full first chunk runs its own (unmasked) program.
+  expect = 1 + (fields.get("bn_mask") == "partial" and not tr.sc.epochs_per_call)
+  assert tr.train_executables() in (expect, None)
+
+
+def test_partial_bn_mask_really_drops_the_mask_on_full_batches():
+  """The unmasked program is a different computation from the masked one: with
+  a padded batch it gives other statistics (so `full` is not silently ignored)."""
+  tr, p, bs, x, y = _variant_setup(steps_per_call=1, bn_mask="partial")
+  s0 = tr.new_state(p, bs)
+  idx, mask = jnp.arange(32), jnp.arange(32) < 20
+  got = [train.train_steps(tr.graphdef, tr.tx, tr.sc, s0, x, y, idx[None], mask[None],
+                           jnp.int32(0), jax.random.key(0), 0.05, full=f)[0].batch_stats
+         for f in (False, True)]
+  diffs = [float(jnp.abs(a - b).max()) for a, b in zip(*map(jax.tree.leaves, got))]
+  assert max(diffs) > 1e-4
+
+
+def test_fit_with_epochs_per_call_matches_default_fit():
+  """Segments end at every evaluation epoch: the same history as epoch by epoch."""
+  c = common.base()
+  c.train.epochs, c.train.eval_every, c.train.milestones = 5, 2, (3,)
+  segs = list(train.epoch_segments(c.train, 3))
+  assert [(f, len(l), ev) for f, l, ev in segs] == [(0, 2, True), (2, 2, True), (4, 1, True)]
+  assert [lr for _, l, _ in segs for lr in l] == [train.learning_rate(c.train, e)
+                                                  for e in range(5)]
+  assert [(f, len(l), ev) for f, l, ev in train.epoch_segments(c.train, 1)][:2] == [
+      (0, 1, False), (1, 1, True)]
+  hists = []
+  for fields in (dict(steps_per_call=2), dict(steps_per_call=2, epochs_per_call=3)):
+    tr, p, bs, x, y = _variant_setup(**fields)
+    labeled, test = np.arange(150), np.arange(300, 400)
+    seen = []
+    _, hist = tr.fit(tr.new_state(p, bs), x, y, labeled, test, x, y, c.train,
+                     jax.random.key(1), jax.random.key(2), progress=seen.append)
+    assert seen == [1, 2, 3, 4, 5]
+    hists.append(hist)
+  assert [h["epoch"] for h in hists[0]] == [h["epoch"] for h in hists[1]] == [2, 4, 5]
+  for a, b in zip(*hists):
+    for k in ("train_loss", "test_acc", "test_loss", "lr"):
+      assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-4), (k, a, b)
+
+
+@pytest.mark.parametrize("field,value", [("skip_padding", "branch"), ("bn_mask", "never"),
+                                         ("epochs_per_call", -1)])
+def test_bad_step_variant_is_a_config_error(field, value):
+  from jax_al.config import check_config
+  from jax_al.errors import ConfigError
+  c = common.base()
+  c.train[field] = value
+  with pytest.raises(ConfigError, match=f"train.{field}"):
+    check_config(c)

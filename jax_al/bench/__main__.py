@@ -49,11 +49,14 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--quick", action="store_true", help="CPU sizes (tiny widths, few steps)")
   p.add_argument("--json", help="write the results here (rewritten after every measurement)")
   g = p.add_argument_group("train / features")
-  g.add_argument("--models", help="comma-separated: resnet18, cnn (default both)")
+  g.add_argument("--models", help="comma-separated: resnet18, cnn (default both), mlp (no "
+                 "convolution: the fastest to compile, for CPU dry runs); --cnn-width sets "
+                 "the width of cnn and mlp")
   g.add_argument("--dtypes", help="comma-separated: float32, bfloat16")
   g.add_argument("--variants", help="comma-separated: step (steps_per_call=1, no loop), "
                  "chunk (steps_per_call=--chunk in a lax.scan), epoch (every row of the "
-                 "training set in one lax.scan)")
+                 "training set in one lax.scan), epochsK (K epochs per call), each with "
+                 "optional +select, +while, +bnpartial, +flat (train.* step variants)")
   g.add_argument("--width", type=float, help="ResNet-18 width multiplier (1.0; quick 0.125)")
   g.add_argument("--cnn-width", type=float, default=1.0, help="small-CNN width multiplier")
   g.add_argument("--chunk", type=int, help="steps per call of the chunk variant (40; "
@@ -84,13 +87,22 @@ def _resolve(args) -> None:
   args.models, args.dtypes, args.variants = (_csv(args.models), _csv(args.dtypes),
                                              _csv(args.variants))
   args.sizes = sorted(int(s) for s in _csv(args.sizes))
-  from jax_al.bench.train import VARIANTS
-  bad = ([m for m in args.models if m not in ("resnet18", "cnn")]
+  from jax_al.bench.train import MODIFIERS, VARIANTS, parse_variant
+
+  def bad_variant(v):
+    try:
+      parse_variant(v, 1, 1, 1)
+    except ValueError:
+      return True
+    return False
+
+  bad = ([m for m in args.models if m not in ("resnet18", "cnn", "mlp")]
          + [d for d in args.dtypes if d not in ("float32", "bfloat16")]
-         + [v for v in args.variants if v not in VARIANTS])
+         + [v for v in args.variants if bad_variant(v)])
   if bad:
-    raise SystemExit(f"error: unknown value(s) {bad}: models are resnet18/cnn, dtypes "
-                     f"float32/bfloat16, variants {'/'.join(VARIANTS)}")
+    raise SystemExit(f"error: unknown value(s) {bad}: models are resnet18/cnn/mlp, dtypes "
+                     f"float32/bfloat16, variants {'/'.join(VARIANTS)} or epochsK, each "
+                     f"with optional +{'/+'.join(MODIFIERS)}")
   if args.repeats < 1 or args.pool < 1 or not args.sizes or min(args.sizes) < 1:
     raise SystemExit("error: --repeats, --pool and --sizes must be positive")
   if max(args.sizes) > args.n_train:

@@ -33,13 +33,13 @@ import numpy as np
 
 from jax_al import compiles, parallel
 from jax_al.bench import common
-from jax_al.bench.train import IMAGE_SHAPE, NUM_CLASSES, fake_data, make_config
+from jax_al.bench.train import IMAGE_SHAPE, NUM_CLASSES, fake_data, make_config, parse_variant
 from jax_al.train import StepConfig, Trainer, init_model
 
 # (full, --quick) defaults.
 DEFAULTS = {"width": (1.0, 0.125), "dtype": ("bfloat16", "float32"), "n_train": (50000, 1024),
             "labeled": (5000, 256), "repeats": (5, 2)}
-COLUMNS = [("mode", "mode"), ("trials", "trials"), ("labeled", "labeled/trial"),
+COLUMNS = [("variant", "variant"), ("mode", "mode"), ("trials", "trials"), ("labeled", "labeled/trial"),
            ("compile_s", "compile s"), ("epoch_s", "epoch s"),
            ("images_per_s", "total images/s"), ("speedup", "speedup"),
            ("peak_device_bytes", "peak dev mem")]
@@ -50,14 +50,19 @@ def parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--quick", action="store_true", help="CPU sizes (tiny width, few images)")
   p.add_argument("--trials", default="3", help="comma-separated trial counts to stack (3)")
-  p.add_argument("--model", default="resnet18", help="resnet18 | cnn")
+  p.add_argument("--model", default="resnet18", help="resnet18 | cnn | mlp")
   p.add_argument("--width", type=float, help="width multiplier (1.0; quick 0.125)")
   p.add_argument("--dtype", help="float32 | bfloat16 (bfloat16; quick float32)")
   p.add_argument("--batch", type=int, default=128)
   p.add_argument("--steps-per-call", type=int, default=0, help="0 = auto (1 on CPU, else 40)")
+  p.add_argument("--variant", default="", help="a train-bench step variant instead, e.g. "
+                 "chunk or epochs5+bnpartial+flat (jax_al.bench.train.parse_variant; chunk = "
+                 "--steps-per-call, 40 if 0)")
   p.add_argument("--n-train", type=int, help="training-set rows on the device (50,000)")
   p.add_argument("--labeled", type=int, help="labeled examples per trial (5,000)")
   p.add_argument("--repeats", type=int, help="timed epochs per variant (median reported)")
+  p.add_argument("--vmap-only", action="store_true", help="time the vmapped trials only: no "
+                 "sequential row, no vmapped-vs-sequential check (each compiles its own program)")
   p.add_argument("--json", help="write the results here")
   return p
 
@@ -76,9 +81,33 @@ def _args(argv) -> argparse.Namespace:
       or args.labeled > args.n_train):
     raise SystemExit("error: --trials and --repeats must be >= 1 and 1 <= --labeled <= "
                      "--n-train")
-  if args.model not in ("resnet18", "cnn") or args.dtype not in ("float32", "bfloat16"):
-    raise SystemExit("error: --model is resnet18 or cnn, --dtype float32 or bfloat16")
+  if args.model not in ("resnet18", "cnn", "mlp") or args.dtype not in ("float32", "bfloat16"):
+    raise SystemExit("error: --model is resnet18, cnn or mlp, --dtype float32 or bfloat16")
   return args
+
+
+def _rows(args, trainer, times, compile_s) -> list[dict]:
+  """One row per (mode, trials) with at least one timed epoch."""
+  import os
+  seq = times.get(("sequential", 1))
+  base = args.labeled / common.median(seq) if seq else None
+  rows = []
+  for (mode, n), ts in times.items():
+    if not ts:
+      continue
+    epoch_s = common.median(ts)
+    rows.append({"model": args.model, "width": args.width, "dtype": args.dtype, "mode": mode,
+                 "variant": args.variant or f"spc={trainer.sc.steps_per_call}",
+                 "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                 "trials": n, "labeled": args.labeled, "n_train": args.n_train,
+                 "batch": args.batch, "steps_per_call": trainer.sc.steps_per_call,
+                 "epochs_per_call": trainer.sc.epochs_per_call,
+                 "steps": math.ceil(args.labeled / args.batch), "compile_s": compile_s[(mode, n)],
+                 "epoch_s": epoch_s, "epoch_s_all": ts, "repeats": len(ts),
+                 "images_per_s": n * args.labeled / epoch_s,
+                 "speedup": None if base is None else n * args.labeled / epoch_s / base,
+                 **common.memory()})
+  return rows
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -89,7 +118,14 @@ def main(argv: list[str] | None = None) -> dict:
         f"{args.model} w={args.width} {args.dtype}, {args.labeled} of {args.n_train} images "
         f"labeled per trial, batch {args.batch}", flush=True)
   images, labels = fake_data(args.n_train, seed=0)
-  c = make_config(args.model, args.width, args.dtype, args.steps_per_call, args.batch)
+  spc, fields = args.steps_per_call, {}
+  if args.variant:
+    try:
+      spc, fields = parse_variant(args.variant, args.steps_per_call or 40, args.n_train,
+                                  args.batch)
+    except ValueError as e:
+      raise SystemExit(f"error: --variant: {e}") from None
+  c = make_config(args.model, args.width, args.dtype, spc, args.batch, fields=fields)
   trainer = Trainer(*init_model(c, NUM_CLASSES, IMAGE_SHAPE, jax.random.key(0))[:1],
                     StepConfig.from_config(c, args.n_train), args.n_train)
   stacked_trainer = parallel.StackedTrainer(trainer)
@@ -103,18 +139,37 @@ def main(argv: list[str] | None = None) -> dict:
   keys = lambda name, epoch, n: jnp.stack(
       [jax.random.fold_in(jax.random.key(1000 * (name == "aug") + t), epoch) for t in range(n)])
   lr = c.train.lr
+  k = trainer.sc.epochs_per_call  # > 0: k epochs per call (run_epochs), timed per epoch
+  base_keys = lambda name, n: jnp.stack([jax.random.key(1000 * (name == "aug") + t)
+                                         for t in range(n)])
 
-  # (mode, trials): (a fresh state, one epoch from a state at an epoch number)
-  variants = {("sequential", 1): (
-      lambda: trainer.new_state(*inits[0]),
-      lambda s, e: trainer.run_epoch(s, images, labels, masks[0], args.labeled,
-                                     keys("order", e, 1)[0], keys("aug", e, 1)[0], lr))}
-  for n in args.trials:
-    variants[("vmap", n)] = (
-        lambda n=n: parallel.stack([trainer.new_state(*inits[t]) for t in range(n)]),
-        lambda s, e, n=n: stacked_trainer.run_epoch(s, images, labels, masks[:n], args.labeled,
-                                                    keys("order", e, n), keys("aug", e, n), lr))
+  # (mode, trials): (a fresh state, one call from a state at a call number)
+  if k:
+    variants = {("sequential", 1): (
+        lambda: trainer.new_state(*inits[0]),
+        lambda s, e: trainer.run_epochs(s, images, labels, masks[0], args.labeled,
+                                        base_keys("order", 1)[0], base_keys("aug", 1)[0],
+                                        e * k, [lr] * k))}
+    for n in args.trials:
+      variants[("vmap", n)] = (
+          lambda n=n: parallel.stack([trainer.new_state(*inits[t]) for t in range(n)]),
+          lambda s, e, n=n: stacked_trainer.run_epochs(
+              s, images, labels, masks[:n], args.labeled, base_keys("order", n),
+              base_keys("aug", n), e * k, [lr] * k))
+  else:
+    variants = {("sequential", 1): (
+        lambda: trainer.new_state(*inits[0]),
+        lambda s, e: trainer.run_epoch(s, images, labels, masks[0], args.labeled,
+                                       keys("order", e, 1)[0], keys("aug", e, 1)[0], lr))}
+    for n in args.trials:
+      variants[("vmap", n)] = (
+          lambda n=n: parallel.stack([trainer.new_state(*inits[t]) for t in range(n)]),
+          lambda s, e, n=n: stacked_trainer.run_epoch(s, images, labels, masks[:n],
+                                                      args.labeled, keys("order", e, n),
+                                                      keys("aug", e, n), lr))
 
+  if args.vmap_only:  # the sequential row is the train bench's; saves its compilation
+    del variants[("sequential", 1)]
   states, times, compile_s = {}, {v: [] for v in variants}, {}
   for v, (fresh, epoch) in variants.items():  # warm-up: compiles
     with compiles.CompileLog() as ct:
@@ -123,7 +178,17 @@ def main(argv: list[str] | None = None) -> dict:
   for r in range(args.repeats):
     for v, (_, epoch) in variants.items():  # round-robin
       (states[v], _), t = common.timed(lambda: epoch(states[v], r + 1))
-      times[v].append(t)
+      times[v].append(t / max(k, 1))  # seconds per epoch
+    # Rows so far, written after every repeat (a cut keeps them).
+    results.set("parallel", {"rows": _rows(args, trainer, times, compile_s),
+                             "status": f"{r + 1} of {args.repeats} repeats"})
+
+  if args.vmap_only:
+    out = {"rows": _rows(args, trainer, times, compile_s), "status": "done",
+           "check": "skipped (--vmap-only); tests/test_parallel.py pins vmapped = sequential"}
+    results.set("parallel", out)
+    print(common.table(out["rows"], COLUMNS))
+    return results.doc
 
   # Correctness: one step of every trial from the same start, vmapped vs alone,
   # beside the step's own sensitivity: the sequential step from weights nudged
@@ -153,17 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
       update = max(update, float(np.abs(a - p0).max()))
   del states, got
 
-  base = args.labeled / common.median(times[("sequential", 1)])
-  rows = []
-  for (mode, n), ts in times.items():
-    epoch_s = common.median(ts)
-    rows.append({"model": args.model, "width": args.width, "dtype": args.dtype, "mode": mode,
-                 "trials": n, "labeled": args.labeled, "n_train": args.n_train,
-                 "batch": args.batch, "steps_per_call": trainer.sc.steps_per_call,
-                 "steps": math.ceil(args.labeled / args.batch), "compile_s": compile_s[(mode, n)],
-                 "epoch_s": epoch_s, "epoch_s_all": ts, "repeats": args.repeats,
-                 "images_per_s": n * args.labeled / epoch_s,
-                 "speedup": n * args.labeled / epoch_s / base, **common.memory()})
+  rows = _rows(args, trainer, times, compile_s)
   check = {"trials": t_max, "max_param_diff": diff, "nudged_param_diff": floor,
            "max_update": update,
            "note": "one training step of every trial from the same start: max |param "

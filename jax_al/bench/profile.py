@@ -18,7 +18,9 @@ threads on a CPU):
   Ops" row, when the trace has one, is summarised apart as `top_hlo_ops`.
 
 The trace file (`perfetto_trace.json.gz`, viewable at ui.perfetto.dev) is
-kept under `--profile-dir` when given.
+kept under `--profile-dir` when given. The record is written at every stage
+(compiled, one untraced epoch timed, traced, summarised; `status` says
+which), so a run cut by a time limit keeps what it measured.
 """
 
 from __future__ import annotations
@@ -150,19 +152,31 @@ def bench_profile(args, results: common.Results) -> dict:
   sc = trainer.sc
   images, labels = fake_data(args.n_train, seed=0)
   epoch = epoch_runner(trainer, c, images, labels, labeled)
+  rec = {"model": model, "width": model_width(args, model), "dtype": dtype,
+         "labeled": labeled, "steps_per_call": sc.steps_per_call, "epochs": args.repeats,
+         "status": "compiling"}
+  results.set("profile", rec)  # written at every stage: a cut keeps the stages done
+  t = time.perf_counter()
   state, _ = jax.block_until_ready(epoch(state, 0))  # compiles
+  rec.update(status="untraced epoch", first_epoch_s=time.perf_counter() - t)
+  results.set("profile", rec)
+  (state, _), untraced_s = common.timed(lambda: epoch(state, 1))
+  rec.update(status="tracing", untraced_epoch_s=untraced_s,
+             images_per_s_untraced=labeled / untraced_s)
+  results.set("profile", rec)
   folder = args.profile_dir or tempfile.mkdtemp(prefix="jax_al_profile_")
   t = time.perf_counter()
   with jax.profiler.trace(folder, create_perfetto_trace=True):
     for i in range(args.repeats):
-      state, loss = epoch(state, i + 1)
+      state, loss = epoch(state, i + 2)
     jax.block_until_ready((state, loss))
   traced_s = time.perf_counter() - t
   path = _find_trace(folder)
-  rec = {"model": model, "width": model_width(args, model), "dtype": dtype,
-         "labeled": labeled, "steps_per_call": sc.steps_per_call, "epochs": args.repeats,
-         "wall_s": traced_s, "images_per_s_traced": labeled * args.repeats / traced_s,
-         "trace_file": path if args.profile_dir else None}
+  rec.update(status="summarising", wall_s=traced_s,
+             images_per_s_traced=labeled * args.repeats / traced_s,
+             trace_file=path if args.profile_dir else None,
+             trace_bytes=os.path.getsize(path) if path else None)
+  results.set("profile", rec)
   if path is None:
     rec["error"] = f"jax.profiler wrote no perfetto_trace.json.gz under {folder}"
   else:
@@ -170,6 +184,7 @@ def bench_profile(args, results: common.Results) -> dict:
       rec.update(summarize_trace(json.load(f)))
   if not args.profile_dir:
     shutil.rmtree(folder, ignore_errors=True)
+  rec["status"] = "done"
   results.set("profile", rec)
   return rec
 

@@ -6,7 +6,9 @@ image folder or archive (sets data.source=folder); any `--config.a.b=v`
 override is applied as with run.py. `--quick` first shrinks the run to CPU
 size (the overrides below); explicit `--config.*` overrides still win.
 
-Reports the wall time of each cycle (train / features / strategy / total, as
+While the run goes on, each finished cycle is copied into the JSON (status
+"running"), so a run cut by a time limit keeps its cycles. Reports the wall
+time of each cycle (train / features / strategy / total, as
 the loop's metrics record them; cycle 1 includes compiling the steps), the
 compilation inside each cycle (seconds and programs, from JAX's compile
 events: after cycle 1 it should be small change only) and the total,
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -59,6 +62,63 @@ def load_config(config_path: str, overrides: list[str]):
   return fv.config
 
 
+CYCLE_FIELDS = ("trial", "cycle", "labeled", "test_acc", "train_s", "features_s", "strategy_s",
+                "select_s", "compile_s", "compiles", "compile_cache_hits", "total_s")
+
+
+def _cycles(metrics: Path) -> list[dict]:
+  """The finished cycles' records in the loop's metrics.jsonl (none if absent)."""
+  try:
+    lines = metrics.read_text().splitlines()
+  except OSError:
+    return []
+  out = []
+  for line in lines:
+    try:
+      r = json.loads(line)
+    except ValueError:  # a line being written
+      continue
+    if r.get("kind") == "cycle":
+      out.append({k: r.get(k) for k in CYCLE_FIELDS})
+  return out
+
+
+def cycle1_acc(cycles: list[dict]) -> float | None:
+  """Test accuracy after the first cycle (trial 0), None before it finishes."""
+  first = [c for c in cycles if c.get("cycle") == 1 and c.get("trial", 0) == 0]
+  return first[0]["test_acc"] if first else None
+
+
+class _CycleWatcher:
+  """Copies each finished cycle from metrics.jsonl into the bench JSON while
+  the run goes on (a thread polling the file), so that a run killed by a time
+  limit still leaves its cycles in the JSON."""
+
+  def __init__(self, metrics: Path, rec: dict, results: common.Results, t0: float,
+               every_s: float = 2.0):
+    self.metrics, self.rec, self.results, self.t0 = metrics, rec, results, t0
+    self._stop = threading.Event()
+    self._seen = 0
+    self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+    self._thread.start()
+
+  def _run(self, every_s: float) -> None:
+    while not self._stop.wait(every_s):
+      self.poll()
+
+  def poll(self) -> None:
+    cycles = _cycles(self.metrics)
+    if len(cycles) != self._seen and not self._stop.is_set():
+      self._seen = len(cycles)
+      snap = dict(self.rec, cycles=cycles, cycle1_acc=cycle1_acc(cycles),
+                  elapsed_s=time.perf_counter() - self.t0)
+      self.results.set("protocol", snap)
+
+  def stop(self) -> None:
+    self._stop.set()
+    self._thread.join()
+
+
 def bench_protocol(args, overrides: list[str], results: common.Results) -> dict:
   from jax_al import loop
   from jax_al.errors import JaxALError
@@ -77,28 +137,25 @@ def bench_protocol(args, overrides: list[str], results: common.Results) -> dict:
          "config_values": json.loads(json.dumps(config.to_dict(), default=str))}
   results.set("protocol", rec)
   t0 = time.perf_counter()
+  watcher = _CycleWatcher(workdir / "metrics.jsonl", rec, results, t0)
   try:
     with compiles.CompileLog() as clog:
       summary = loop.run(config, workdir, overwrite=True, quiet=args.quiet)
   except JaxALError as e:
+    watcher.stop()
     rec.update(status="error", error=str(e), total_s=time.perf_counter() - t0)
     results.set("protocol", rec)
     raise SystemExit(f"error: protocol: {e}") from None
+  watcher.stop()
   total = time.perf_counter() - t0
-  cycles = []
-  for line in (workdir / "metrics.jsonl").read_text().splitlines():
-    r = json.loads(line)
-    if r.get("kind") == "cycle":
-      cycles.append({k: r.get(k) for k in ("trial", "cycle", "labeled", "test_acc", "train_s",
-                                           "features_s", "strategy_s", "select_s", "compile_s", "compiles",
-                                           "compile_cache_hits", "total_s")})
+  cycles = _cycles(workdir / "metrics.jsonl")
   cycle_sum = sum(c["total_s"] for c in cycles)
   rec.update(status="done", cycles=cycles, total_s=total, cycles_s=cycle_sum,
              setup_s=total - cycle_sum, summary_seconds=summary.get("seconds"),
              compile_s=clog.seconds, compiles=clog.count, compile_cache_hits=clog.cache_hits,
              setup_compile_s=clog.seconds - sum(c.get("compile_s", 0.0) for c in cycles),
              compile_by_function=dict(list(clog.by_function().items())[:12]),
-             test_acc=summary.get("mean"), **common.memory(),
+             test_acc=summary.get("mean"), cycle1_acc=cycle1_acc(cycles), **common.memory(),
              note="cycle 1 includes compiling the train/eval steps; setup_s is data "
                   "loading, model init and checkpoint writing outside the cycles")
   results.set("protocol", rec)
@@ -114,6 +171,8 @@ def print_protocol(rec: dict) -> None:
         f"{rec['compile_cache_hits']} of them loaded from the on-disk cache; "
         f"{rec['setup_compile_s']:.1f} s of it in setup). Largest: " + ", ".join(
             f"{k} {v:.1f} s" for k, v in list(rec["compile_by_function"].items())[:5]))
+  if rec.get("cycle1_acc") is not None:
+    print(f"cycle 1 test accuracy {rec['cycle1_acc']:.2f} %")
   print(f"total {rec['total_s']:.1f} s = cycles {rec['cycles_s']:.1f} s + setup "
         f"{rec['setup_s']:.1f} s (data loading, init, checkpoints); "
         f"peak host RSS {common.fmt_bytes(rec['peak_rss_bytes'])}, "

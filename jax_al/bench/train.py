@@ -8,12 +8,16 @@ built and compiled once; every labeled size then reuses the same executable
 (the bench records how many executables the jitted train function holds
 afterwards: 1 means no recompilation).
 
-Variants: `step` (steps_per_call=1: one jitted call per batch, no loop --
-what `train.steps_per_call=0` ("auto") picks on CPU), `chunk`
-(steps_per_call=40: 40 steps fused in a `lax.scan`, what "auto" picks on a
-GPU) and `epoch` (steps_per_call = all rows of the training set: the whole
-epoch in one `lax.scan`; steps without a labeled row are skipped by a
-`lax.cond`).
+Variants (`parse_variant`): `step` (steps_per_call=1: one jitted call per
+batch, no loop -- what `train.steps_per_call=0` ("auto") picks on CPU),
+`chunk` (steps_per_call=40: 40 steps fused in a `lax.scan`, what "auto"
+picks on a GPU: the shipped default, every other row's `vs_default` is
+relative to it) and `epoch` (steps_per_call = all rows of the training set:
+the whole epoch in one `lax.scan`; steps without a labeled row are skipped
+by a `lax.cond`); `epochsK` runs K epochs per call (train.epochs_per_call),
+and `+select`, `+while`, `+bnpartial`, `+flat` switch on the other step
+variants of `jax_al.train.StepConfig`. Each row records the train fields
+and the process's XLA_FLAGS.
 
 Cost: XLA's own analysis of the compiled one-step program gives FLOPs and
 bytes accessed per image (`flops_per_image`, `bytes_per_image`); times
@@ -38,20 +42,52 @@ from jax_al import compiles
 from jax_al.bench import common
 from jax_al.train import StepConfig, Trainer, init_model
 
-VARIANTS = ("step", "chunk", "epoch")
+VARIANTS = ("step", "chunk", "epoch")  # the bases; see `parse_variant` for the rest
+# Modifiers of a base, each one train.* field (jax_al.train.StepConfig).
+MODIFIERS = {"select": {"skip_padding": "select"}, "while": {"skip_padding": "while"},
+             "bnpartial": {"bn_mask": "partial"}, "flat": {"flat_state": True}}
+DEFAULT_VARIANT = "chunk"  # what train.steps_per_call=0 (auto) ships on a GPU
 IMAGE_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
 
 
+def parse_variant(name: str, chunk: int, n_train: int, batch: int) -> tuple[int, dict]:
+  """A variant name -> (steps per call, other train.* fields).
+
+  `BASE[+MOD...]`: BASE is `step` (1 step per call), `chunk` (`chunk` steps
+  in a lax.scan), `epoch` (every row of the training set in one lax.scan) or
+  `epochsK` (chunks of `chunk` steps, K epochs per call: train.epochs_per_call
+  = K); MOD is one of select, while (train.skip_padding), bnpartial
+  (train.bn_mask=partial), flat (train.flat_state). Raises ValueError.
+  """
+  base, *mods = name.split("+")
+  fields: dict = {}
+  if base in ("step", "chunk", "epoch"):
+    spc = {"step": 1, "chunk": chunk, "epoch": math.ceil(n_train / batch)}[base]
+  elif base.startswith("epochs") and base[6:].isdigit() and int(base[6:]) >= 1:
+    spc, fields["epochs_per_call"] = chunk, int(base[6:])
+  else:
+    raise ValueError(f"variant {name!r}: base {base!r} is not step, chunk, epoch or epochsK")
+  for m in mods:
+    if m not in MODIFIERS:
+      raise ValueError(f"variant {name!r}: unknown modifier {m!r} (choose from "
+                       f"{', '.join(MODIFIERS)})")
+    fields.update(MODIFIERS[m])
+  return spc, fields
+
+
 def make_config(model: str, width: float, dtype: str, steps_per_call: int,
-                batch: int, eval_batch: int | None = None):
-  """The CIFAR-10 protocol config with the benchmark's model/dtype/steps."""
+                batch: int, eval_batch: int | None = None, fields: dict | None = None):
+  """The CIFAR-10 protocol config with the benchmark's model/dtype/steps and
+  other train.* `fields` (the step variants)."""
   from configs import cifar10  # the repo's configs package (run from the repo root)
   c = cifar10.get_config()
   c.model.name, c.model.width = model, float(width)
   c.train.dtype = dtype
   c.train.steps_per_call = int(steps_per_call)
   c.train.batch_size = int(batch)
+  for k, v in (fields or {}).items():
+    c.train[k] = v
   if eval_batch:
     c.train.eval_batch_size = int(eval_batch)
   return c
@@ -65,32 +101,41 @@ def fake_data(n: int, seed: int = 0):
   return jax.device_put(x), jax.device_put(y)
 
 
-def build_trainer(args, model: str, dtype: str, steps_per_call: int):
+def build_trainer(args, model: str, dtype: str, steps_per_call: int,
+                  fields: dict | None = None):
   """(config, Trainer over `args.n_train` rows, fresh state, params) for one model and dtype."""
-  c = make_config(model, model_width(args, model), dtype, steps_per_call, args.batch)
+  c = make_config(model, model_width(args, model), dtype, steps_per_call, args.batch,
+                  fields=fields)
   gd, params, bs = init_model(c, NUM_CLASSES, IMAGE_SHAPE, jax.random.key(0))
   trainer = Trainer(gd, StepConfig.from_config(c, args.n_train), args.n_train)
   return c, trainer, trainer.new_state(params, bs), params
 
 
 def epoch_runner(trainer: Trainer, config, images, labels, labeled: int):
-  """`run(state, i)`: epoch i over the first `labeled` rows, with keys from i."""
+  """`run(state, i)`: one call of the Trainer from epoch i over the first
+  `labeled` rows, with keys from i: one epoch, or `train.epochs_per_call` = k
+  epochs (i*k .. i*k + k - 1) in one call. Returns (state, last epoch's loss);
+  `run.epochs` is the number of epochs per call."""
   mask = jnp.asarray(np.arange(labels.shape[0]) < labeled)
-  return lambda state, i: trainer.run_epoch(state, images, labels, mask, labeled,
-                                            jax.random.key(i), jax.random.key(10**6 + i),
-                                            config.train.lr)
-
-
-def _spc(variant: str, chunk: int, n_train: int, batch: int) -> int:
-  return {"step": 1, "chunk": chunk, "epoch": math.ceil(n_train / batch)}[variant]
+  k = trainer.sc.epochs_per_call
+  if k:
+    def run(state, i):
+      state, losses = trainer.run_epochs(state, images, labels, mask, labeled,
+                                         jax.random.key(i), jax.random.key(10**6 + i), i * k,
+                                         [config.train.lr] * k)
+      return state, losses[k - 1]
+  else:
+    run = lambda state, i: trainer.run_epoch(state, images, labels, mask, labeled,
+                                             jax.random.key(i), jax.random.key(10**6 + i),
+                                             config.train.lr)
+  run.epochs = max(k, 1)
+  return run
 
 
 def _cache_size(trainer: Trainer) -> int | None:
-  """Executables compiled for the Trainer's jitted train function (1 = no recompilation)."""
-  try:
-    return int(trainer._train._cache_size())
-  except Exception:  # a private jax API: absent in some version
-    return None
+  """Executables compiled for the Trainer's train calls (1 per program a
+  variant uses; more means a recompilation)."""
+  return trainer.train_executables()
 
 
 def step_cost(trainer: Trainer, state, images, labels, labeled: int) -> dict:
@@ -123,6 +168,7 @@ def model_width(args, model: str) -> float:
 
 TRAIN_COLUMNS = [("model", "model"), ("width", "width"), ("dtype", "dtype"),
                  ("variant", "variant"), ("steps_per_call", "spc"), ("labeled", "labeled"),
+                 ("vs_default", "vs chunk"),
                  ("steps", "steps"), ("compile_s", "compile s"), ("epoch_s", "epoch s"),
                  ("images_per_s", "images/s"), ("step_ms", "ms/step"),
                  ("tflops", "TFLOP/s"), ("cycle_s_est", "cycle s (200 ep, est.)"),
@@ -131,13 +177,15 @@ TRAIN_COLUMNS = [("model", "model"), ("width", "width"), ("dtype", "dtype"),
 
 def bench_train(args, results: common.Results) -> list[dict]:
   """Measures every (model, dtype, variant, labeled size); returns the rows."""
+  import os
   images, labels = fake_data(args.n_train, seed=0)
   rows, costs = [], {}
+  xla_flags = os.environ.get("XLA_FLAGS", "")
   for model in args.models:
     for dtype in args.dtypes:
       for variant in args.variants:
-        spc = _spc(variant, args.chunk, args.n_train, args.batch)
-        c, trainer, state, params = build_trainer(args, model, dtype, spc)
+        spc, fields = parse_variant(variant, args.chunk, args.n_train, args.batch)
+        c, trainer, state, params = build_trainer(args, model, dtype, spc, fields)
         sc = trainer.sc
         n_params = int(sum(p.size for p in jax.tree.leaves(params)))
         compile_s = first_s = None
@@ -154,20 +202,24 @@ def bench_train(args, results: common.Results) -> list[dict]:
             with compiles.CompileLog() as ct:
               (state, _), first_s = common.timed(lambda: one_epoch(state))
             compile_s, compile_src = ct.seconds, "jax compile events"
-            if sc.steps_per_call == 1:
+            if variant == "step":  # the plain one-step program: XLA's cost of one step
               costs[model, dtype] = step_cost(trainer, state, images, labels, labeled)
           times = []
           with compiles.CompileLog() as recompile:
             for _ in range(args.repeats):
               (state, loss), t = common.timed(lambda: one_epoch(state))
-              times.append(t)
+              times.append(t / run.epochs)  # seconds per epoch
           epoch_s = common.median(times)
           if labeled == args.sizes[0] and not ct.events:  # no events: first minus steady
-            compile_s, compile_src = max(first_s - epoch_s, 0.0), "first epoch - median"
+            compile_s, compile_src = (max(first_s - run.epochs * epoch_s, 0.0),
+                                       "first call - median")
           steps = math.ceil(labeled / args.batch)
           row = {
               "model": model, "width": model_width(args, model), "params": n_params,
-              "dtype": dtype, "variant": variant, "steps_per_call": sc.steps_per_call,
+              "dtype": dtype, "variant": variant, "train_fields": fields,
+              "epochs_per_call": sc.epochs_per_call, "xla_flags": xla_flags,
+              "shipped_default": variant == DEFAULT_VARIANT and not xla_flags,
+              "steps_per_call": sc.steps_per_call,
               "batch": args.batch, "n_train": args.n_train, "labeled": labeled,
               "steps": steps, "calls_per_epoch": math.ceil(steps / sc.steps_per_call),
               "scan_steps_per_epoch": math.ceil(steps / sc.steps_per_call) * sc.steps_per_call,
@@ -188,11 +240,17 @@ def bench_train(args, results: common.Results) -> list[dict]:
           }
           if "flops_per_image" in row:
             row["tflops"] = row["flops_per_image"] * row["images_per_s"] / 1e12
+          ref = next((r for r in rows if r["variant"] == DEFAULT_VARIANT
+                      and (r["model"], r["dtype"], r["labeled"]) == (model, dtype, labeled)),
+                     None)
+          if ref is not None:  # measured in this process, before this row
+            row["vs_default"] = row["images_per_s"] / ref["images_per_s"]
           rows.append(row)
           results.add("train", row)
           print(f"  train {model} w={row['width']} {dtype} {variant} labeled={labeled}: "
-                f"{row['images_per_s']:,.0f} images/s, epoch {epoch_s:.3f} s, "
-                f"compile {compile_s:.1f} s", flush=True)
+                f"{row['images_per_s']:,.0f} images/s"
+                + (f" (x{row['vs_default']:.2f} vs {DEFAULT_VARIANT})" if ref else "")
+                + f", epoch {epoch_s:.3f} s, compile {compile_s:.1f} s", flush=True)
         del state, trainer
   # Extrapolating tiny --quick sizes and widths to the protocol would mislead.
   est = [] if args.quick else protocol_estimates(rows, args)
