@@ -86,6 +86,11 @@ FIELDS: dict[str, Field] = {
     "train.dtype": Field("choice", choices=("float32", "bfloat16")),
     "train.eval_batch_size": _int(1, example=500),
     "train.steps_per_call": _int(0, 1_000_000, example=0),
+    # Step variants for speed, each pinned to the per-step path (docs/bench/README.md).
+    "train.skip_padding": Field("choice", choices=("cond", "select", "while")),
+    "train.bn_mask": Field("choice", choices=("always", "partial")),
+    "train.epochs_per_call": _int(0, 1_000_000, fix="use an integer >= 0 (0 = one call per chunk)"),
+    "train.flat_state": Field("bool"),
     "al.initial": _int(1, example=5000),
     "al.budget": _int(1, example=2500),
     "al.cycles": _int(1, 10_000, example=7),
@@ -196,7 +201,6 @@ def check_config(config) -> None:
       raise ConfigError(f, v, f"give one value per channel ({config.data.channels})")
   if config.mesh.data == 0:
     raise ConfigError("mesh.data", config.mesh.data, "use a device count >= 1, or -1 for all")
-  _check_step_variants(config)
   strategies.get_strategy(config.al.strategy, config.al)
   raw = str(config.compare.strategies)
   names = compare_strategies(config)
@@ -230,17 +234,3 @@ def check_sizes(config, num_train: int, num_classes: int) -> None:
     raise ConfigError("al.subset", al.subset,
                       f"the scored subset must hold at least al.budget = {al.budget} "
                       "candidates; raise al.subset or set it to 0 (whole pool)")
-
-
-def _check_step_variants(config) -> None:
-  """train.skip_padding / bn_mask / epochs_per_call (jax_al.train.StepConfig); flat_state is
-  a bool, which the ConfigDict type check enforces."""
-  t = config.train
-  for field, choices in (("skip_padding", ("cond", "select", "while")),
-                         ("bn_mask", ("always", "partial"))):
-    v = t.get(field, choices[0])
-    if v not in choices:
-      raise ConfigError(f"train.{field}", v, suggest(str(v), choices))
-  v = t.get("epochs_per_call", 0)
-  if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-    raise ConfigError("train.epochs_per_call", v, "use an integer >= 0 (0 = one call per chunk)")

@@ -22,6 +22,7 @@ run had checkpointed, deletes them).
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import hashlib
 import json
@@ -46,8 +47,11 @@ _TRIAL_DIR = re.compile(r"trial\d+")
 _SCHEMA = {"seed", "num_trials", "resume", "data", "model", "train", "al", "compare"}
 
 # Fields that change how a run executes, not its results: a run may be resumed
-# with other values (a vmap run by a sequential one, and back).
-EXECUTION_ONLY = ("resume", "compare.parallel", "compile_cache_dir")
+# with other values (a vmap run by a sequential one, and back; another
+# training-step variant, each pinned to the per-step path), and a run saved
+# before such a field existed resumes under its default.
+EXECUTION_ONLY = ("resume", "compare.parallel", "compile_cache_dir", "train.skip_padding",
+                  "train.bn_mask", "train.epochs_per_call", "train.flat_state")
 
 
 def marker() -> dict:
@@ -187,12 +191,22 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def _strip(d: dict) -> dict:
-  d = {k: v for k, v in d.items() if k != MARKER_KEY}
+  """A copy of `d` without the marker and the execution-only fields.
+
+  `compare.parallel` is kept as "none" rather than dropped, so that digests
+  of runs saved before the other fields joined EXECUTION_ONLY stay the same.
+  """
+  d = copy.deepcopy({k: v for k, v in d.items() if k != MARKER_KEY})
   for field in EXECUTION_ONLY:
-    if "." not in field:
-      d.pop(field, None)
-  if isinstance(d.get("compare"), dict) and "parallel" in d["compare"]:
-    d["compare"] = dict(d["compare"], parallel="none")  # compare as a sequential run
+    *parents, last = field.split(".")
+    node = d
+    for p in parents:
+      node = node.get(p) if isinstance(node, dict) else None
+    if isinstance(node, dict) and last in node:
+      if field == "compare.parallel":
+        node[last] = "none"
+      else:
+        node.pop(last)
   return d
 
 
