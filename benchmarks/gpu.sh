@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The GPU benchmarks as two calls, each sized for one H200 and cut by its own
-# deadline (GPU_DEADLINE_S, default 490 s from start: under 8.5 minutes wall).
+# deadline (GPU_DEADLINE_S; default 330 s for speed, 420 s for protocol, so
+# that both calls and the machine's start fit one session's 15 minutes of
+# device time; the per-call ceiling was 8.5 minutes).
 #
 #   bash benchmarks/gpu.sh speed     # training variants, 3 vmapped trials, features,
 #                                    # selection at 45,000 x 512, a profile at 5,000
@@ -10,8 +12,8 @@
 #     echo /.device/ >> .git/info/exclude
 #     mkdir -p .device && cp ../shared/wheels/*.whl ../shared/data/cifar10-jpeg.tar.gz .device/
 # Then through the device tool, from the repo root, one call each:
-#     run(command="bash benchmarks/gpu.sh speed", carry=[".device"], timeout_s=540)
-#     run(command="bash benchmarks/gpu.sh protocol", carry=[".device"], timeout_s=540)
+#     run(command="bash benchmarks/gpu.sh speed", carry=[".device"], timeout_s=390)
+#     run(command="bash benchmarks/gpu.sh protocol", carry=[".device"], timeout_s=480)
 #
 # What comes back (a GPU call returns at most 8 files of <= 16 MiB, names of
 # letters, digits, '.', '_', '-'): $OUT/results.tar.gz, every log and JSON
@@ -25,14 +27,14 @@
 # deadline minus a reserve for packing):
 #   1. train_variants: ResNet-18 x1, batch 128, bf16, 20,000 of 50,000 labeled,
 #      3 repeats: the shipped default (chunk) first, then the step variants
-#      (docs/bench/README.md), images/s side by side, compile s apart  (cap 200)
+#      (docs/bench/README.md), images/s side by side, compile s apart  (cap 150)
 #   2. train_xla_flags: the default and the combined variant again, under
-#      XLA flags for CUDA graphs (command buffers incl. loops and conds)  (cap 80)
+#      XLA flags for CUDA graphs (command buffers incl. loops and conds)  (cap 40)
 #   3. parallel_chunk / parallel_fast: 3 vmapped trials x 20,000 labeled, total
-#      images/s (goal >= 120,000), default and combined variant     (cap 60 each)
-#   4. features: Trainer.predict over 50,000                          (cap 30)
-#   5. selection: 45,000 x 512, JAX only                              (cap 50)
-#   6. profile: one epoch at 5,000 labeled under jax.profiler         (cap 40)
+#      images/s (goal >= 120,000), default and combined variant     (cap 40 each)
+#   4. features: Trainer.predict over 50,000                          (cap 15)
+#   5. selection: 45,000 x 512, JAX only                              (cap 30)
+#   6. profile: one epoch at 5,000 labeled under jax.profiler         (cap 25)
 #   7. selection_ref: the NumPy / scikit-learn references at 45,000, if time is left
 # protocol: jax_al.bench protocol on .device/cifar10-jpeg.tar.gz, bf16, cold
 # (--config.compile_cache_dir=off), with all the time left but a reserve; its
@@ -54,7 +56,8 @@ case "$MODE" in
   *) echo "usage: bash benchmarks/gpu.sh speed|protocol"; exit 2 ;;
 esac
 T0=$(date +%s)
-DEADLINE=$((T0 + ${GPU_DEADLINE_S:-490}))
+DEFAULT_DEADLINE=$([ "$MODE" = speed ] && echo 330 || echo 420)
+DEADLINE=$((T0 + ${GPU_DEADLINE_S:-$DEFAULT_DEADLINE}))
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 W=$(mktemp -d)/$MODE   # staging folder: everything lands here, packed into $OUT
@@ -168,17 +171,17 @@ if [ "$MODE" = speed ]; then
   # default step that part 1 compiled (each row's compile s is still cold:
   # part 1 compiles every program first).
   XC=(env JAX_COMPILATION_CACHE_DIR="$S/xla" JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0)
-  part train_variants 200 "${XC[@]}" "${B[@]}" train "${TRAIN[@]}" --variants "$VARIANTS" \
+  part train_variants 150 "${XC[@]}" "${B[@]}" train "${TRAIN[@]}" --variants "$VARIANTS" \
     --json "$W/train_variants.json"
-  part train_xla_flags 80 env XLA_FLAGS="$FLAGS" "${B[@]}" train "${TRAIN[@]}" \
+  part train_xla_flags 40 env XLA_FLAGS="$FLAGS" "${B[@]}" train "${TRAIN[@]}" \
     --variants "chunk,$FAST" --json "$W/train_xla_flags.json"
-  part parallel_chunk 60 "${XC[@]}" "${B[@]}" parallel "${PAR[@]}" --vmap-only --variant chunk \
+  part parallel_chunk 40 "${XC[@]}" "${B[@]}" parallel "${PAR[@]}" --vmap-only --variant chunk \
     --json "$W/parallel_chunk.json"
-  part parallel_fast 60 "${XC[@]}" "${B[@]}" parallel "${PAR[@]}" --vmap-only --variant "$FAST" \
+  part parallel_fast 40 "${XC[@]}" "${B[@]}" parallel "${PAR[@]}" --vmap-only --variant "$FAST" \
     --json "$W/parallel_fast.json"
-  part features 30 "${XC[@]}" "${B[@]}" features "${FEAT[@]}" --json "$W/features.json"
-  part selection 50 "${B[@]}" selection "${SEL[@]}" --no-reference --json "$W/selection.json"
-  part profile 40 "${XC[@]}" "${B[@]}" profile "${PROF[@]}" --profile-dir "$S/profile" \
+  part features 15 "${XC[@]}" "${B[@]}" features "${FEAT[@]}" --json "$W/features.json"
+  part selection 30 "${B[@]}" selection "${SEL[@]}" --no-reference --json "$W/selection.json"
+  part profile 25 "${XC[@]}" "${B[@]}" profile "${PROF[@]}" --profile-dir "$S/profile" \
     --json "$W/profile.json"
   # The Perfetto trace (ui.perfetto.dev) comes back as its own file if small enough.
   TR=$(find "$S/profile" -name perfetto_trace.json.gz 2>/dev/null | head -1)
