@@ -29,13 +29,15 @@ def load_dataset(data_cfg) -> Dataset:
     raise ConfigError("data.source", source, suggest(str(source), SOURCES))
   channels = check_channels_field(data_cfg.channels)
   image_size = check_image_size_field(data_cfg.image_size)
-  ds = _LOADERS[source](data_cfg, image_size=image_size, channels=channels)
-  ds = validate(ds, channels)
   features = data_cfg.get("features", "")
   if features not in coates.FEATURES:
     raise ConfigError("data.features", features,
-                      suggest(str(features), [f for f in coates.FEATURES if f]) +
-                      " (or leave it empty for raw pixels)")
+                      suggest(str(features), [f for f in coates.FEATURES if f])
+                      + " Or leave it empty for raw pixels.")
+  if features == "coates":
+    coates.params_from_config(data_cfg)  # bad fields fail before any decoding
+  ds = _LOADERS[source](data_cfg, image_size=image_size, channels=channels)
+  ds = validate(ds, channels)
   if features == "coates":
     ds = coates.apply(ds, data_cfg)
   return ds

@@ -45,7 +45,7 @@ from jax_al.data import cache
 from jax_al.data.dataset import Dataset
 from jax_al.errors import ConfigError
 
-FEATURES = ("", "none", "coates")
+FEATURES = ("", "coates")  # "" = pixels
 # Bump when the computation changes, so that old cache entries are not reused.
 VERSION = 1
 
@@ -106,7 +106,7 @@ def params_from_config(data_cfg) -> Params:
                        "encoding block, e.g. 100."))
 
 
-def check_shapes(p: Params, image_shape, n_train: int) -> None:
+def check_shapes(p: Params, image_shape) -> None:
   """Raises ConfigError when the images cannot give the requested features."""
   h, w = image_shape[:2]
   if p.patch > min(h, w) - 1:
@@ -118,7 +118,6 @@ def check_shapes(p: Params, image_shape, n_train: int) -> None:
     raise ConfigError("data.coates.n_patches", p.n_patches,
                       f"k-means needs at least k = {p.k} patches; sample more "
                       "(the paper: 400000) or lower data.coates.k.")
-  del n_train
 
 
 # ---- the computation ---------------------------------------------------------
@@ -299,7 +298,7 @@ def _digest(ds: Dataset) -> str:
 def apply(ds: Dataset, data_cfg) -> Dataset:
   """Returns `ds` with images replaced by its Coates features (cached)."""
   p = params_from_config(data_cfg)
-  check_shapes(p, ds.train_images.shape[1:], len(ds.train_labels))
+  check_shapes(p, ds.train_images.shape[1:])
   key = {"source": "coates", "version": VERSION, "data": _digest(ds), **p.key()}
   entry, key_text = cache.entry_path(cache.cache_dir(data_cfg.cache_dir), "coates", key)
   source = ds.description.removesuffix(" (cached)")
