@@ -32,6 +32,18 @@ def base() -> config_dict.ConfigDict:
   c.data.channels = 3            # 3 converts grayscale to RGB, 1 keeps one channel
   c.data.num_test = 500          # digits only: images held out for testing
   c.data.max_image_bytes = 64 * 2**20  # folder/tar: larger images are rejected unread
+  # Features instead of pixels: "" (pixels) | "coates" (single-layer k-means
+  # features, learned from the training split without labels; jax_al/data/coates.py).
+  c.data.features = ""
+  c.data.coates = config_dict.ConfigDict()
+  c.data.coates.k = 400              # centroids; 4k features
+  c.data.coates.patch = 6            # patch side in pixels
+  c.data.coates.n_patches = 400_000  # random training patches for whitening and k-means
+  c.data.coates.seed = 0             # patch sampling and k-means init (not config.seed)
+  c.data.coates.kmeans_iter = 50
+  c.data.coates.eps_norm = 10.0      # contrast normalisation (pixels 0..255)
+  c.data.coates.eps_zca = 0.1
+  c.data.coates.block = 100          # images encoded per compiled call (memory only)
   c.data.mean = (0.5, 0.5, 0.5)
   c.data.std = (0.25, 0.25, 0.25)
 
@@ -93,6 +105,10 @@ def base() -> config_dict.ConfigDict:
   c.al.approx = "exact"          # exact | rff (random Fourier features)
   c.al.rff_dim = 2048
   c.al.greedy_weight = 1.0       # greedy mode: weight of normalised uncertainty per pick
+  # The uncertainty u: cluster_margin (the users', from k-means on features) or a
+  # softmax score of the model's logits: margin | entropy | least_confidence.
+  c.al.utility = "cluster_margin"
+  c.al.prefilter = 0             # greedy mode: pick only among the N most uncertain; 0 = all
   c.al.kmeans = config_dict.ConfigDict()
   c.al.kmeans.init = "random"    # random (users: centres drawn from the batch) | k-means++
   c.al.kmeans.n_init = 1

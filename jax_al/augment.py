@@ -12,11 +12,18 @@ import jax.numpy as jnp
 
 
 def normalize(images: jax.Array, mean, std, dtype=jnp.float32) -> jax.Array:
-  """uint8 [B, H, W, C] -> (x / 255 - mean) / std in `dtype`."""
+  """uint8 [B, H, W, C] -> (x / 255 - mean) / std in `dtype`.
+
+  Float inputs (precomputed features, data.features) are already on their
+  own scale: they are not divided by 255.
+  """
   c = images.shape[-1]
   mean = jnp.asarray(mean, jnp.float32)[:c]
   std = jnp.asarray(std, jnp.float32)[:c]
-  return ((images.astype(jnp.float32) / 255.0 - mean) / std).astype(dtype)
+  x = images.astype(jnp.float32)
+  if not jnp.issubdtype(images.dtype, jnp.floating):
+    x = x / 255.0
+  return ((x - mean) / std).astype(dtype)
 
 
 def random_flip(rng: jax.Array, x: jax.Array) -> jax.Array:

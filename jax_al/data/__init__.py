@@ -3,10 +3,14 @@
 Sources (data.source): "digits" (scikit-learn, offline), "folder" (a
 directory or tar of split/class/image files, decoded once and cached) and
 "tfds" (TensorFlow Datasets, imported only when used).
+
+`data.features = "coates"` then replaces the images by single-layer k-means
+features learned from the training split (coates.py).
 """
 
 from __future__ import annotations
 
+from jax_al.data import coates
 from jax_al.data.dataset import (Dataset, check_channels_field,
                                  check_image_size_field, validate)
 from jax_al.data.digits import load_digits
@@ -25,8 +29,18 @@ def load_dataset(data_cfg) -> Dataset:
     raise ConfigError("data.source", source, suggest(str(source), SOURCES))
   channels = check_channels_field(data_cfg.channels)
   image_size = check_image_size_field(data_cfg.image_size)
+  features = data_cfg.get("features", "")
+  if features not in coates.FEATURES:
+    raise ConfigError("data.features", features,
+                      suggest(str(features), [f for f in coates.FEATURES if f])
+                      + " Or leave it empty for raw pixels.")
+  if features == "coates":
+    coates.params_from_config(data_cfg)  # bad fields fail before any decoding
   ds = _LOADERS[source](data_cfg, image_size=image_size, channels=channels)
-  return validate(ds, channels)
+  ds = validate(ds, channels)
+  if features == "coates":
+    ds = coates.apply(ds, data_cfg)
+  return ds
 
 
 __all__ = ["Dataset", "SOURCES", "load_dataset"]

@@ -15,7 +15,8 @@ class Dataset:
   """Decoded train and test splits held as numpy arrays.
 
   Attributes:
-    train_images: [N, H, W, C] uint8.
+    train_images: [N, H, W, C] uint8; float32 [N, 4, k, 1] when
+      data.features replaced the pixels by features (coates.py).
     train_labels: [N] int32 in [0, num_classes).
     test_images: [M, H, W, C] uint8.
     test_labels: [M] int32.

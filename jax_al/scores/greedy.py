@@ -60,7 +60,8 @@ def greedy_mmd(x: jax.Array, l: jax.Array, sigma: jax.Array, budget: int, *,
                l_count=None, utility: jax.Array | None = None,
                weight: float = 0.0, normalize: str | jax.Array = "none",
                unbiased: bool = False, block: int = 1024,
-               freqs: jax.Array | None = None) -> GreedyResult:
+               freqs: jax.Array | None = None,
+               allowed: jax.Array | None = None) -> GreedyResult:
   """Greedily picks `budget` candidates minimising MMD^2(L + Q, U).
 
   Args:
@@ -76,6 +77,9 @@ def greedy_mmd(x: jax.Array, l: jax.Array, sigma: jax.Array, budget: int, *,
     unbiased: static MMD estimator choice.
     block: static kernel block size for the initial sums.
     freqs: RFF frequencies for the initial sums, or None for exact.
+    allowed: optional [N] bool, the candidates that may be picked (at least
+      `budget` of them); U is still all N. This is the pre-filter of
+      Citovsky et al. 2021: keep the most uncertain, then diversify.
 
   Returns:
     GreedyResult. No candidate is picked twice.
@@ -110,7 +114,10 @@ def greedy_mmd(x: jax.Array, l: jax.Array, sigma: jax.Array, budget: int, *,
     return (picked.at[i].set(True), s_l + row, sum_ll + 2.0 * s_l[i] + 1.0,
             sum_lu + s_u[i], m + 1.0, idx.at[t].set(i.astype(jnp.int32)))
 
-  init = (jnp.zeros((n,), bool), s_l, sum_ll, sum_lu, m,
+  # Candidates outside `allowed` start as "picked": never chosen, and left
+  # out of the per-step normalisation, but still part of U.
+  start = jnp.zeros((n,), bool) if allowed is None else ~allowed
+  init = (start, s_l, sum_ll, sum_lu, m,
           jnp.zeros((budget,), jnp.int32))
   _, _, sum_ll_q, sum_lu_q, m_q, idx = jax.lax.fori_loop(0, budget, step, init)
   return GreedyResult(

@@ -27,6 +27,11 @@ labeled set (L = `pool.labeled_features`):
                  * norm(u) (scores/greedy.py). `al.term`, `al.lam` and
                  `al.sign` do not apply; `al.mmd_scope` must be "global".
   `al.use_mmd=False`: score = u.
+  `al.utility` replaces the cluster margin by a softmax score of the model's
+  logits (margin: p1 - p2, negated; entropy; least_confidence: 1 - p1), and
+  `al.prefilter = P > 0` restricts the greedy picks to the P candidates of
+  largest u (the pre-filter of Citovsky et al., NeurIPS 2021: keep the most
+  uncertain, then diversify); U stays all candidates.
 
 Candidates and labeled points are centred on the candidates' mean first:
 every quantity here is translation invariant, and smaller norms mean less
@@ -73,6 +78,7 @@ SCOPES = ("batch", "global")
 PADS = ("bucket", "run")
 MODES = ("topk", "greedy")
 APPROX = ("exact", "rff")
+UTILITIES = ("cluster_margin", "margin", "entropy", "least_confidence")
 
 
 class USettings(NamedTuple):
@@ -103,6 +109,7 @@ class Settings(NamedTuple):
   block: int
   approx: str
   rff_dim: int
+  prefilter: int = 0
 
 
 def _choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -146,6 +153,19 @@ def uncertainty(features: jax.Array, rng: jax.Array, *,
   if s.scope == "global":
     return cluster_margin.kmeans_margin(x, rng, **kw)
   return cluster_margin.minibatch_kmeans_margin(x, rng, batch=s.batch, **kw)
+
+
+@functools.partial(jax.jit, static_argnames=("kind",))
+def softmax_utility(logits: jax.Array, *, kind: str) -> jax.Array:
+  """[N] uncertainty from softmax(logits): larger = more uncertain."""
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  p = jnp.exp(logp)
+  if kind == "margin":
+    top2 = jax.lax.top_k(p, 2)[0]
+    return top2[:, 1] - top2[:, 0]
+  if kind == "least_confidence":
+    return 1.0 - jnp.max(p, axis=-1)
+  return -jnp.sum(p * logp, axis=-1)  # entropy
 
 
 def mmd_term(x: jax.Array, l: jax.Array, l_count: jax.Array,
@@ -215,11 +235,15 @@ def select_indices(features: jax.Array, u: jax.Array, labeled: jax.Array,
            if s.approx == "rff" else None)
   u_norm = norm_lib.normalize_indexed(u, knobs.normalize)
   if s.mode == "greedy":
+    allowed = None
+    if s.prefilter:
+      top = jax.lax.top_k(u, s.prefilter)[1]
+      allowed = jnp.zeros(u.shape, bool).at[top].set(True)
     res = greedy.greedy_mmd(
         x, l, sigma, budget, l_count=l_count, utility=u_norm,
         weight=knobs.greedy_weight, normalize=knobs.normalize,
         unbiased=s.unbiased,
-        block=s.block, freqs=freqs)
+        block=s.block, freqs=freqs, allowed=allowed)
     t, idx = res.first_gain, res.indices
     stats.update(mmd2_before=res.mmd2_before, mmd2_after=res.mmd2_after)
   else:
@@ -241,8 +265,14 @@ class UncertaintyMMD(Strategy):
     k = self.cfg.k
     return num_classes if k is None else k
 
+  def _utility(self) -> str:
+    return self.cfg.get("utility", "cluster_margin")
+
   def _check_uncertainty(self, num_candidates: int, num_classes: int) -> None:
     c = self.cfg
+    _choice("al.utility", self._utility(), UTILITIES)
+    if self._utility() != "cluster_margin":
+      return  # the k-means fields are unused
     _int_at_least("al.batch", c.batch, 1)
     _choice("al.transform", c.transform, cluster_margin.TRANSFORMS)
     _choice("al.u_scope", c.u_scope, SCOPES)
@@ -289,6 +319,11 @@ class UncertaintyMMD(Strategy):
                         "(cos and sin features come in pairs)")
     _float_at_least("al.greedy_weight", c.greedy_weight, 0.0,
                     "0 = pure distribution matching")
+    prefilter = c.get("prefilter", 0)
+    _int_at_least("al.prefilter", prefilter, 0)
+    if prefilter and c.mode != "greedy":
+      raise ConfigError("al.prefilter", prefilter, "the pre-filter restricts "
+                        "greedy picks; set al.mode='greedy' or al.prefilter=0")
     if c.mode == "greedy":
       if not c.use_mmd:
         raise ConfigError("al.mode", c.mode, "greedy mode minimises an MMD; "
@@ -307,6 +342,11 @@ class UncertaintyMMD(Strategy):
     self._check_uncertainty(num_candidates, num_classes)
     if self.use_mmd_field:
       self._check_mmd()
+      prefilter = self.cfg.get("prefilter", 0)
+      if prefilter and not budget <= prefilter <= num_candidates:
+        raise ConfigError("al.prefilter", prefilter,
+                          f"keep between al.budget = {budget} and the "
+                          f"{num_candidates} scored candidates, or 0 for all")
 
   def settings(self, num_classes: int) -> Settings:
     """The static settings for `config.al` (call `check` first).
@@ -325,11 +365,12 @@ class UncertaintyMMD(Strategy):
         repeats=int(c.repeats), draw_size=int(c.draw_size),
         median_sigma=float(c.sigma) <= 0.0,
         unbiased=c.estimator == "unbiased", block=int(c.block),
-        approx=c.approx, rff_dim=int(c.rff_dim))
+        approx=c.approx, rff_dim=int(c.rff_dim),
+        prefilter=int(c.get("prefilter", 0)) if c.mode == "greedy" else 0)
     if not use_mmd:
       s = s._replace(mmd_scope="", term="", mode="topk", repeats=0,
                      draw_size=0, median_sigma=False, unbiased=False,
-                     block=0, approx="", rff_dim=0)
+                     block=0, approx="", rff_dim=0, prefilter=0)
     elif s.mode == "greedy":
       s = s._replace(term="", repeats=0, draw_size=0)
     if s.approx != "rff":
@@ -364,7 +405,10 @@ class UncertaintyMMD(Strategy):
                             if self.use_mmd_field else 0),
         sigma=jnp.float32(c.sigma), greedy_weight=jnp.float32(c.greedy_weight))
     k_u, k_rest = jax.random.split(rng)
-    u = uncertainty(pool.features, k_u, s=s.u)
+    if self._utility() == "cluster_margin":
+      u = uncertainty(pool.features, k_u, s=s.u)
+    else:
+      u = softmax_utility(pool.logits, kind=self._utility())
     idx, stats = select_indices(pool.features, u, labeled, jnp.int32(m),
                                 k_rest, knobs, s=s, budget=int(budget))
     return Selection(np.asarray(idx, dtype=np.int64),
