@@ -308,7 +308,7 @@ def check_run(config, workdir: Path, overwrite: bool) -> Checked:
     # and held against the free memory before any weight is allocated.
     prof = memory.model_profile(config, ds.num_classes, image_shape)
     memory.check_run(config, n_train, len(ds.test_labels), ds.num_classes, image_shape, n_cand,
-                     labeled_capacity(config, n_train), prof)
+                     labeled_capacity(config, n_train), prof, ds.train_images.dtype.itemsize)
     graphdef, _, _ = init_model(config, ds.num_classes, image_shape,
                                 rng.stream(config.seed, 0, "init"))
     done = {}

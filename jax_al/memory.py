@@ -168,7 +168,7 @@ def check_data(n_images: int, image_size: int | None, channels: int, where: str)
 
 def check_run(config, n_train: int, n_test: int, num_classes: int,
               image_shape: tuple[int, int, int], n_candidates: int,
-              labeled_capacity: int, prof: ModelProfile) -> None:
+              labeled_capacity: int, prof: ModelProfile, itemsize: int = 1) -> None:
   """Every stage of a run against the free memory, largest consumers named.
 
   Device stages: the dataset copy, the training state and batch (times the
@@ -178,7 +178,7 @@ def check_run(config, n_train: int, n_test: int, num_classes: int,
   """
   t, al = config.train, config.al
   h, w, c = image_shape
-  data = images_bytes(n_train + n_test, h, w, c)
+  data = images_bytes(n_train + n_test, h, w, c) * itemsize  # uint8 pixels, or float features
   require("data", config.data.source, data, "the dataset on the device",
           "use a smaller data.image_size or fewer images", "device")
   trials = config.num_trials if config.compare.parallel == "vmap" else 1
