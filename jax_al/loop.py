@@ -160,7 +160,8 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
       if any(p.name.startswith(f".{n}.") for n in workdir_lib.RESULTS):
         p.unlink(missing_ok=True)
 
-    io.write_json(out / "config.json", workdir_lib.config_record(config))
+    if not (resuming and (out / "config.json").exists()):  # a resume keeps the run's record
+      io.write_json(out / "config.json", workdir_lib.config_record(config))
     log = io.TextLog(out / "log.txt", quiet=quiet or not main)
     if checked.settled:
       log(f"Note: {checked.settled}")
