@@ -532,25 +532,30 @@ class Trainer:
     mask_np[labeled_idx] = True
     labeled_mask = jnp.asarray(mask_np) if self.mesh is None else self._rep(mask_np)
     best, history, t0 = 0.0, [], time.perf_counter()
+
+    def record(epoch: int, loss: float, lr: float) -> None:
+      """The evaluation after 0-based `epoch`: guard, test pass, history, callback."""
+      nonlocal best
+      if not math.isfinite(loss):
+        raise TrainingError(
+            f"training loss became {loss} at epoch {epoch + 1} (lr {lr}); lower "
+            "train.lr or use train.dtype=float32")
+      acc, test_loss = self.evaluate(state.params, state.batch_stats, test_images,
+                                     test_labels, test_idx)
+      best = max(best, acc)
+      rec = dict(epoch=epoch + 1, train_loss=loss, test_acc=acc, test_loss=test_loss,
+                 best_acc=best, lr=lr, seconds=time.perf_counter() - t0)
+      history.append(rec)
+      if on_eval:
+        on_eval(rec)
+
     if self.sc.epochs_per_call:
       for first, lrs, evaluate in epoch_segments(train_cfg, self.sc.epochs_per_call):
         state, losses = self.run_epochs(state, images, labels, labeled_mask, len(labeled_idx),
                                         order_key, aug_key, first, lrs)
         epoch = first + len(lrs) - 1  # 0-based, the segment's last
         if evaluate:
-          loss = float(losses[len(lrs) - 1])
-          if not math.isfinite(loss):
-            raise TrainingError(
-                f"training loss became {loss} at epoch {epoch + 1} (lr {lrs[-1]}); lower "
-                "train.lr or use train.dtype=float32")
-          acc, test_loss = self.evaluate(state.params, state.batch_stats, test_images,
-                                         test_labels, test_idx)
-          best = max(best, acc)
-          rec = dict(epoch=epoch + 1, train_loss=loss, test_acc=acc, test_loss=test_loss,
-                     best_acc=best, lr=lrs[-1], seconds=time.perf_counter() - t0)
-          history.append(rec)
-          if on_eval:
-            on_eval(rec)
+          record(epoch, float(losses[len(lrs) - 1]), lrs[-1])
         for e in range(first, epoch + 1):
           if progress:
             progress(e + 1)
@@ -562,19 +567,7 @@ class Trainer:
           jax.random.fold_in(order_key, epoch), jax.random.fold_in(aug_key, epoch), lr)
       last = epoch + 1 == train_cfg.epochs
       if (epoch + 1) % train_cfg.eval_every == 0 or last:
-        loss = float(loss)
-        if not math.isfinite(loss):
-          raise TrainingError(
-              f"training loss became {loss} at epoch {epoch + 1} (lr {lr}); lower "
-              "train.lr or use train.dtype=float32")
-        acc, test_loss = self.evaluate(state.params, state.batch_stats, test_images,
-                                       test_labels, test_idx)
-        best = max(best, acc)
-        rec = dict(epoch=epoch + 1, train_loss=loss, test_acc=acc, test_loss=test_loss,
-                   best_acc=best, lr=lr, seconds=time.perf_counter() - t0)
-        history.append(rec)
-        if on_eval:
-          on_eval(rec)
+        record(epoch, float(loss), lr)
       if progress:
         progress(epoch + 1)
     return state, history
