@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import cifar10
-from jax_al import compiles, loop, strategies
+from jax_al import compiles, strategies
+from jax_al import cycle as cycle_lib
 from jax_al.strategies.base import Pool
 
 
@@ -30,7 +31,7 @@ def measure(preset: str, pad: str, n: int, d: int, seed: int = 0) -> list[dict]:
   c = cifar10.get_config(preset)
   c.al.pad_labeled = pad
   strategy = strategies.get_strategy(c.al.strategy, c.al)
-  capacity = loop.labeled_capacity(c, 50_000)
+  capacity = cycle_lib.labeled_capacity(c, 50_000)
   rng = np.random.default_rng(seed)
   x = jnp.asarray(rng.normal(size=(n, d)).astype(np.float32))
   rows = []

@@ -159,6 +159,18 @@ def latest(workdir: Path, trial: int) -> int | None:
     mngr.close()
 
 
+def steps(workdir: Path, trial: int) -> list[int]:
+  """The completed cycles checkpointed for `trial` (the last two are kept), ascending."""
+  path = root(workdir, trial)
+  if not path.is_dir():
+    return []
+  mngr = _manager(path)
+  try:
+    return sorted(mngr.all_steps())
+  finally:
+    mngr.close()
+
+
 def _step_dir(workdir: Path, trial: int, cycle: int) -> Path:
   base = root(workdir, trial)
   step_dir = base / str(cycle)

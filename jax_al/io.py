@@ -116,6 +116,16 @@ class JsonlLog:
     write_jsonl(self.path, self.records)
 
 
+class TrialOrderedLog(JsonlLog):
+  """A JsonlLog kept in trial order (stable), so that a vmapped run, whose
+  trials advance in lockstep, writes the same files as a sequential one."""
+
+  def extend(self, records: Iterable[dict]) -> None:
+    self.records.extend(jsonable(list(records)))
+    self.records.sort(key=lambda r: r.get("trial", -1))
+    write_jsonl(self.path, self.records)
+
+
 class TextLog:
   """Prints a line and appends it to `log.txt` (flushed at once)."""
 
@@ -132,3 +142,21 @@ class TextLog:
 
 def is_terminal() -> bool:
   return sys.stdout.isatty()
+
+
+class EpochBar:
+  """A tqdm bar over epochs when attached to a terminal, else nothing."""
+
+  def __init__(self, total: int, desc: str):
+    self.bar = None
+    if is_terminal():
+      from tqdm import tqdm
+      self.bar = tqdm(total=total, desc=desc, leave=False)
+
+  def __call__(self, epoch: int) -> None:
+    if self.bar is not None:
+      self.bar.update(1)
+
+  def close(self):
+    if self.bar is not None:
+      self.bar.close()

@@ -174,7 +174,30 @@ def paired_ci(diffs: np.ndarray, level: float = 0.95) -> tuple[float, float, flo
   return m, m - half, m + half
 
 
-def _std(x: np.ndarray) -> np.ndarray:
+def paired(a: dict, b: dict, trials=None) -> dict:
+  """AUC(a) - AUC(b) of two runs (`load_run` dicts) over the trials both hold
+  (or over `trials`): mean, Student-t 95 % interval, pairs, per-trial values.
+
+  Trial t of every run starts from the same labeled set and weights, so the
+  per-trial differences are paired. `significant`: the interval excludes 0.
+  """
+  common = sorted(set(a["trials"]) & set(b["trials"])) if trials is None else list(trials)
+  ia = [a["trials"].index(t) for t in common]
+  ib = [b["trials"].index(t) for t in common]
+  d = auc(a["labeled"], a["acc"][ia]) - auc(b["labeled"], b["acc"][ib])
+  m, lo, hi = paired_ci(d)
+  return {"diff": m, "lo": lo, "hi": hi, "pairs": len(common), "per_trial": d.tolist(),
+          "significant": bool(np.isfinite(lo) and (lo > 0 or hi < 0))}
+
+
+def first_trials(run: dict, n: int) -> dict:
+  """`run` (a `load_run` dict) restricted to its trials numbered below `n`."""
+  keep = [i for i, t in enumerate(run["trials"]) if t < n]
+  return {**run, "trials": [run["trials"][i] for i in keep], "acc": run["acc"][keep],
+          "select_s": run["select_s"][keep]}
+
+
+def std_over_trials(x: np.ndarray) -> np.ndarray:
   """Sample standard deviation over trials (ddof=1, as the t-intervals); 0 for one trial.
 
   NaN cells (sizes a partial trial did not reach) are left out.
@@ -198,6 +221,23 @@ def _nanmean(x: np.ndarray) -> list:
     return [float(v) for v in np.nanmean(x, 0)]
 
 
+def run_summary(config, records: list[dict], seconds: float) -> dict:
+  """summary.json of one run: accuracy per trial and cycle, and the mean and
+  sample std (ddof 1, 0 for one trial) over its complete trials."""
+  cyc = [r for r in records if r["kind"] == "cycle"]
+  trials = sorted({r["trial"] for r in cyc})
+  acc = [[r["test_acc"] for r in cyc if r["trial"] == t] for t in trials]
+  sizes = [r["labeled"] for r in cyc if r["trial"] == trials[0]] if trials else []
+  full = [a for a in acc if len(a) == len(sizes)]
+  full = np.asarray(full, float) if full else np.zeros((0, len(sizes)))
+  return {
+      "strategy": config.al.strategy, "seed": config.seed, "labeled": sizes,
+      "test_acc": acc, "mean": full.mean(0).tolist() if len(full) else [],
+      "std": std_over_trials(full).tolist() if len(full) else [], "trials": len(acc),
+      "seconds": seconds,
+  }
+
+
 def summarize(runs: list[dict], baseline: str = "random") -> dict:
   """Per-strategy mean/std per size, AUC, and paired differences against `baseline`.
 
@@ -218,9 +258,10 @@ def summarize(runs: list[dict], baseline: str = "random") -> dict:
     s = {"labeled": r["labeled"], "trials": [r["trials"][i] for i in full],
          "partial": r["partial"], "partial_included": [t for t in r["trials"]
                                                        if t not in r["complete"]],
-         "mean": _nanmean(r["acc"]), "std": _std(r["acc"]).tolist() if r["acc"].size else [],
+         "mean": _nanmean(r["acc"]),
+         "std": std_over_trials(r["acc"]).tolist() if r["acc"].size else [],
          "auc_mean": float(a.mean()) if len(a) else math.nan,
-         "auc_std": float(_std(a[:, None])[0]) if len(a) else math.nan,
+         "auc_std": float(std_over_trials(a[:, None])[0]) if len(a) else math.nan,
          "select_s_mean": _nanmean(r["select_s"])}
     if base is not None and r is not base and base["complete"]:
       common = sorted(set(base["complete"]) & set(r["complete"]))
@@ -231,11 +272,9 @@ def summarize(runs: list[dict], baseline: str = "random") -> dict:
         out["notes"].append(f"{r['name']}: no paired row, no complete trial in common with "
                             f"{baseline}")
       else:
-        bi = [base["trials"].index(t) for t in common]
-        ri = [r["trials"].index(t) for t in common]
-        d = auc(r["labeled"], r["acc"][ri]) - auc(base["labeled"], base["acc"][bi])
-        m, lo, hi = paired_ci(d)
-        s["vs_baseline"] = {"auc_diff": m, "ci95": [lo, hi], "pairs": len(common)}
+        p = paired(r, base, common)
+        s["vs_baseline"] = {"auc_diff": p["diff"], "ci95": [p["lo"], p["hi"]],
+                            "pairs": p["pairs"]}
     out["strategies"][r["name"]] = s
   return out
 

@@ -521,53 +521,80 @@ class Trainer:
           test_idx: np.ndarray, test_images, test_labels, train_cfg,
           order_key, aug_key, on_eval: Callable[[dict], None] | None = None,
           progress: Callable[[int], None] | None = None):
-    """Trains `train_cfg.epochs` epochs on the labeled set.
+    """Trains `train_cfg.epochs` epochs on the labeled set; returns (state, history).
 
     Evaluates on the test set every `eval_every` epochs and after the last,
     calling `on_eval(record)` with epoch (1-based), accuracy, loss, best
     accuracy and seconds. Raises TrainingError on a non-finite loss.
     """
-    n_train = labels.shape[0]
-    mask_np = np.zeros(n_train, bool)
+    mask_np = np.zeros(labels.shape[0], bool)
     mask_np[labeled_idx] = True
     labeled_mask = jnp.asarray(mask_np) if self.mesh is None else self._rep(mask_np)
-    best, history, t0 = 0.0, [], time.perf_counter()
-
-    def record(epoch: int, loss: float, lr: float) -> None:
-      """The evaluation after 0-based `epoch`: guard, test pass, history, callback."""
-      nonlocal best
-      if not math.isfinite(loss):
-        raise TrainingError(
-            f"training loss became {loss} at epoch {epoch + 1} (lr {lr}); lower "
-            "train.lr or use train.dtype=float32")
-      acc, test_loss = self.evaluate(state.params, state.batch_stats, test_images,
-                                     test_labels, test_idx)
-      best = max(best, acc)
-      rec = dict(epoch=epoch + 1, train_loss=loss, test_acc=acc, test_loss=test_loss,
-                 best_acc=best, lr=lr, seconds=time.perf_counter() - t0)
-      history.append(rec)
-      if on_eval:
-        on_eval(rec)
-
-    if self.sc.epochs_per_call:
-      for first, lrs, evaluate in epoch_segments(train_cfg, self.sc.epochs_per_call):
-        state, losses = self.run_epochs(state, images, labels, labeled_mask, len(labeled_idx),
-                                        order_key, aug_key, first, lrs)
-        epoch = first + len(lrs) - 1  # 0-based, the segment's last
-        if evaluate:
-          record(epoch, float(losses[len(lrs) - 1]), lrs[-1])
-        for e in range(first, epoch + 1):
-          if progress:
-            progress(e + 1)
-      return state, history
-    for epoch in range(train_cfg.epochs):
-      lr = learning_rate(train_cfg, epoch)
-      state, loss = self.run_epoch(
-          state, images, labels, labeled_mask, len(labeled_idx),
-          jax.random.fold_in(order_key, epoch), jax.random.fold_in(aug_key, epoch), lr)
-      last = epoch + 1 == train_cfg.epochs
-      if (epoch + 1) % train_cfg.eval_every == 0 or last:
-        record(epoch, float(loss), lr)
-      if progress:
-        progress(epoch + 1)
+    n = len(labeled_idx)
+    state, (history,) = fit_epochs(
+        state, train_cfg, self.sc, 1,
+        epoch=lambda st, e, lr: self.run_epoch(st, images, labels, labeled_mask, n,
+                                               jax.random.fold_in(order_key, e),
+                                               jax.random.fold_in(aug_key, e), lr),
+        epochs=lambda st, first, lrs: self.run_epochs(st, images, labels, labeled_mask, n,
+                                                      order_key, aug_key, first, lrs),
+        evaluate=lambda st, _: self.evaluate(st.params, st.batch_stats, test_images,
+                                             test_labels, test_idx),
+        on_eval=None if on_eval is None else (lambda _, rec: on_eval(rec)),
+        progress=progress)
     return state, history
+
+
+def fit_epochs(state, train_cfg, sc: StepConfig, num: int, epoch, epochs, evaluate,
+               on_eval=None, progress=None):
+  """The epoch loop of one model (`num = 1`) or of a vmapped stack of `num`.
+
+  Runs the multistep schedule of `train_cfg` through `epoch(state, e, lr) ->
+  (state, loss)` (one 0-based epoch), or, with `sc.epochs_per_call`, through
+  `epochs(state, first, lrs) -> (state, losses [..., epochs_per_call])` (one
+  call per segment ending at an evaluation epoch). Losses carry a leading
+  axis of `num` for a stack. At every evaluation epoch (each `eval_every`,
+  and the last) it checks the losses, calls `evaluate(state, i) -> (acc,
+  loss)` for model i and `on_eval(i, record)`, in model order; `progress(e)`
+  follows each finished 1-based epoch e.
+
+  A non-finite loss raises TrainingError with the attribute `trial`, the
+  index i of the model. Returns (state, [history of each model]).
+  """
+  best, histories, t0 = [0.0] * num, [[] for _ in range(num)], time.perf_counter()
+
+  def record(state, e: int, loss, lr: float) -> None:
+    losses = np.asarray(loss, np.float64).reshape(num)  # one host sync per evaluation
+    for i, v in enumerate(losses):
+      if not math.isfinite(v):
+        err = TrainingError(f"training loss became {float(v)} at epoch {e + 1} (lr {lr}); "
+                            "lower train.lr or use train.dtype=float32")
+        err.trial = i
+        raise err
+    for i in range(num):
+      acc, test_loss = evaluate(state, i)
+      best[i] = max(best[i], acc)
+      rec = dict(epoch=e + 1, train_loss=float(losses[i]), test_acc=acc, test_loss=test_loss,
+                 best_acc=best[i], lr=lr, seconds=time.perf_counter() - t0)
+      histories[i].append(rec)
+      if on_eval:
+        on_eval(i, rec)
+
+  if sc.epochs_per_call:
+    for first, lrs, evaluate_now in epoch_segments(train_cfg, sc.epochs_per_call):
+      state, losses = epochs(state, first, lrs)
+      last = first + len(lrs) - 1  # 0-based, the segment's last epoch
+      if evaluate_now:
+        record(state, last, losses[..., len(lrs) - 1], lrs[-1])
+      for e in range(first, last + 1):
+        if progress:
+          progress(e + 1)
+    return state, histories
+  for e in range(train_cfg.epochs):
+    lr = learning_rate(train_cfg, e)
+    state, loss = epoch(state, e, lr)
+    if (e + 1) % train_cfg.eval_every == 0 or e + 1 == train_cfg.epochs:
+      record(state, e, loss, lr)
+    if progress:
+      progress(e + 1)
+  return state, histories

@@ -32,6 +32,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import ml_collections
+
 from jax_al.errors import ConfigError, DataError
 
 TOOL = "jax-al"
@@ -132,6 +134,26 @@ def _read_config(path: Path):
     return json.loads(path.read_text())
   except (OSError, ValueError, UnicodeDecodeError):
     return None
+
+
+def load_config(workdir: Path):
+  """The ConfigDict a run in `workdir` ran with, from its config.json.
+
+  JSON lists become tuples again (the config files write sequences as
+  tuples), so the digest equals the run's.
+  """
+  path = Path(workdir) / "config.json"
+  saved = _read_config(path)
+  if not isinstance(saved, dict) or not is_ours(Path(workdir)):
+    raise DataError(str(path), "is missing or not a jax-al run's config",
+                    "pass the folder of a run made by run.py (it holds config.json)")
+
+  def tuples(v):
+    if isinstance(v, list):
+      return tuple(tuples(x) for x in v)
+    return {k: tuples(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+  return ml_collections.ConfigDict(tuples({k: v for k, v in saved.items() if k != MARKER_KEY}))
 
 
 def is_ours(workdir: Path) -> bool:

@@ -4,8 +4,8 @@
     JAX_AL_NOTEBOOK_MODE=full jupyter nbconvert --to notebook --execute --inplace \
         notebooks/seed_questions.ipynb            # runs it (about 8 min on 2 CPU cores)
 
-The notebook's code is here, as reviewable Python; its logic lives in
-`jax_al/analysis.py`. Edit this file, not the .ipynb, then rebuild and rerun.
+The notebook's code is here, as reviewable Python; its helpers are in
+`notebooks/seed_helpers.py`. Edit this file, not the .ipynb, then rebuild and rerun.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ md("""
 This notebook answers the four open questions of `RESEARCH.md` with experiments
 run through the project's own API (`jax_al.loop.run`, `jax_al.report`), on
 scikit-learn's digits on the CPU. Each question gets a plot and a short
-conclusion; the helpers are in `jax_al/analysis.py`.
+conclusion; the helpers are in `notebooks/seed_helpers.py`.
 
 **Setting.** `configs/digits.py` (one-hidden-layer MLP retrained each cycle,
 20 initial labels, +20 per cycle, 10 cycles, 500 test images) with three
@@ -68,7 +68,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from IPython.display import Image, display
 
-from jax_al import analysis as A
+from jax_al import replay, report
+import seed_helpers as A  # next to this notebook: plans, tables, pictures
 
 P = A.plan()  # $JAX_AL_NOTEBOOK_MODE: full (default) or ci
 ROOT = Path(os.environ.get("JAX_AL_NOTEBOOK_RUNS", REPO / "notebooks" / "runs" / P.mode))
@@ -140,8 +141,8 @@ jitted score functions and keys.
 """)
 
 code("""
-step = A.state_at(MAIN["users"], ROOT / "users", trial=0, cycle=P.pca_cycle)
-raw = A.raw_scores(step, MAIN["users"])
+step = replay.step(ROOT / "users", trial=0, cycle=P.pca_cycle, config=MAIN["users"])
+raw = replay.raw_scores(step, MAIN["users"])
 u, t = raw["u"], raw["t"]
 budget = MAIN["users"].al.budget
 u_cut = np.sort(u)[-budget]  # the smallest uncertainty among the picks
@@ -179,14 +180,14 @@ with the same key).
 """)
 
 code("""
-base = A.first_trials(RUNS["batch_uncertainty"], P.sweep_trials)
+base = report.first_trials(RUNS["batch_uncertainty"], P.sweep_trials)
 def sweep_run(nm, lam):
     if lam == 0:
         return base
     name = SAME.get((nm, lam))
-    return A.first_trials(RUNS[name], P.sweep_trials) if name else SWEEP_RUNS[f"sweep_{nm}_lam{lam:g}"]
+    return report.first_trials(RUNS[name], P.sweep_trials) if name else SWEEP_RUNS[f"sweep_{nm}_lam{lam:g}"]
 
-steps = [A.state_at(MAIN["batch_uncertainty"], ROOT / "batch_uncertainty", trial=tr, cycle=c)
+steps = [replay.step(ROOT / "batch_uncertainty", trial=tr, cycle=c, config=MAIN["batch_uncertainty"])
          for tr in P.probe_trials for c in P.probe_cycles]
 ov = A.overlap_sweep(steps, MAIN["users"], P.lams, P.norms)  # [norms, lams, steps]
 
@@ -194,7 +195,7 @@ fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
 x = np.arange(len(P.lams))
 rows = []
 for i, nm in enumerate(P.norms):
-    d = [A.paired(sweep_run(nm, lam), base) for lam in P.lams]
+    d = [report.paired(sweep_run(nm, lam), base) for lam in P.lams]
     m = np.array([r["diff"] for r in d]); lo = np.array([r["lo"] for r in d]); hi = np.array([r["hi"] for r in d])
     lo, hi = np.where(np.isfinite(lo), lo, m), np.where(np.isfinite(hi), hi, m)
     a1.errorbar(x + 0.06 * (i - 1.5), m, yerr=[m - lo, hi - m], marker="o", capsize=3, label=nm)
@@ -265,7 +266,7 @@ code("""
 Q3 = ["batch_uncertainty", "mmd_large", "mmd_small", "witness", "greedy"]
 rows = A.auc_table({n: RUNS[n] for n in Q3}, against="batch_uncertainty")
 print(A.format_table(rows, "batch_uncertainty"))
-g = A.paired(RUNS["greedy"], RUNS["global_uncertainty"])  # greedy trades MMD against global uncertainty
+g = report.paired(RUNS["greedy"], RUNS["global_uncertainty"])  # greedy trades MMD against global uncertainty
 print(f"\\ngreedy - global_uncertainty (its own uncertainty): {g['diff']:+.2f} [{g['lo']:+.2f}, {g['hi']:+.2f}]")
 FINDINGS["q3"] = rows
 FINDINGS["q3_greedy_vs_global_u"] = g
@@ -275,11 +276,11 @@ A.plot_paired(a2, {r["name"]: r["vs"] for r in rows if "vs" in r}, "AUC - AUC(ba
 # Both signs at several weights (rank normalisation), paired over the sweep's trials.
 def signed_run(sign, lam):
     if lam == 1.0:
-        return A.first_trials(RUNS["mmd_large" if sign > 0 else "mmd_small"], P.sweep_trials)
+        return report.first_trials(RUNS["mmd_large" if sign > 0 else "mmd_small"], P.sweep_trials)
     return SWEEP_RUNS[f"sweep_rank_lam{lam:g}" if sign > 0 else f"sweep_rank_small_lam{lam:g}"]
 sign_rows = []
 for sign, label in [(1, "large MMD (+1)"), (-1, "small MMD (-1)")]:
-    d = [A.paired(signed_run(sign, lam), base) for lam in P.sign_lams]
+    d = [report.paired(signed_run(sign, lam), base) for lam in P.sign_lams]
     m = np.array([r["diff"] for r in d])
     lo = np.array([r["lo"] if np.isfinite(r["lo"]) else r["diff"] for r in d])
     hi = np.array([r["hi"] if np.isfinite(r["hi"]) else r["diff"] for r in d])
@@ -306,11 +307,11 @@ of the 10 classes they cover.
 """)
 
 code("""
-pstep = A.state_at(MAIN["random"], ROOT / "random", trial=0, cycle=P.pca_cycle)
+pstep = replay.step(ROOT / "random", trial=0, cycle=P.pca_cycle, config=MAIN["random"])
 VARIANTS = {"uncertainty only": "batch_uncertainty", "large MMD (+1)": "mmd_large",
             "small MMD (-1)": "mmd_small", "witness": "witness", "greedy set-level": "greedy",
             "random": "random"}
-picks = {k: A.select(pstep, MAIN[n]) for k, n in VARIANTS.items()}
+picks = {k: replay.select(pstep, MAIN[n]) for k, n in VARIANTS.items()}
 feats = np.asarray(pstep.pool.features); lfeats = np.asarray(pstep.pool.labeled_features)
 allf = np.concatenate([feats, lfeats])
 xy, lxy = A.pca_2d(feats, allf), A.pca_2d(lfeats, allf)
@@ -355,7 +356,7 @@ print(f"best variant: {best}\\n")
 rows = A.auc_table({n: RUNS[n] for n in [best, "users"] + BASE}, against="random")
 print(A.format_table(rows, "random"))
 print()
-vs = {b: A.paired(RUNS[best], RUNS[b]) for b in BASE + ["users"]}
+vs = {b: report.paired(RUNS[best], RUNS[b]) for b in BASE + ["users"]}
 for b, v in vs.items():
     print(f"{best} - {b:9s} {v['diff']:+6.2f} [{v['lo']:+.2f}, {v['hi']:+.2f}]  {'significant' if v['significant'] else 'CI covers 0'}")
 FINDINGS["q4"] = {"best": best, "table": rows, "best_vs": vs}

@@ -20,7 +20,7 @@ from PIL import Image
 
 from conftest import REPO, snapshot, tiny_digits_config
 from jax_al import data as data_lib
-from jax_al import loop
+from jax_al import loop, train
 from jax_al.errors import ConfigError, DataError
 
 
@@ -29,7 +29,7 @@ def no_training(monkeypatch):
   """Fails the test if any training starts."""
   def fail(*args, **kwargs):
     raise AssertionError("training started despite bad input")
-  monkeypatch.setattr(loop.Trainer, "fit", fail)
+  monkeypatch.setattr(train.Trainer, "fit", fail)
 
 
 def rejected(config, workdir, error, *needles, overwrite=True):

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_al import compiles, loop
+from jax_al import compiles, cycle, loop, train
 from jax_al.errors import ConfigError
 from jax_al.strategies import uncertainty_mmd as umm
 from test_reliability import records
@@ -48,20 +48,20 @@ def test_users_method_compiles_its_programs_once_per_run(tiny_config, tmp_path, 
   # in cycle 1 only, although the labeled set grows 20 -> 100.
   sizes, made = {}, []
 
-  class Recorded(loop.Trainer):
+  class Recorded(train.Trainer):
     def __init__(self, *args, **kwargs):
       super().__init__(*args, **kwargs)
       made.append(self)
 
-  monkeypatch.setattr(loop, "Trainer", Recorded)
+  monkeypatch.setattr(cycle, "Trainer", Recorded)
 
   def run(pad):
-    loop._trainer.cache_clear()  # a fresh Trainer, so its jit caches start empty
+    cycle._trainer.cache_clear()  # a fresh Trainer, so its jit caches start empty
     c = tiny_config("uncertainty_mmd", al__cycles=5, al__subset=397, al__pad_labeled=pad,
                     train__eval_every=2)
     before = (umm.uncertainty._cache_size(), umm.select_indices._cache_size())
     loop.run(c, tmp_path / pad, quiet=True)
-    assert loop._trainer.cache_info().currsize == 1 and len(made) == 1
+    assert cycle._trainer.cache_info().currsize == 1 and len(made) == 1
     trainer = made.pop()
     # One train chunk for all cycles; prediction once per image array (train,
     # test). (Both jit a fresh functools.partial per Trainer, so their caches
@@ -88,11 +88,11 @@ def test_users_method_compiles_its_programs_once_per_run(tiny_config, tmp_path, 
 
 def test_labeled_capacity_is_the_last_selection_size(tiny_config):
   c = tiny_config("uncertainty_mmd", al__cycles=5, al__initial=20, al__budget=20)
-  assert loop.labeled_capacity(c, 1297) == 80  # selections after cycles 1-4: 20..80 labeled
+  assert cycle.labeled_capacity(c, 1297) == 80  # selections after cycles 1-4: 20..80 labeled
   c.al.cycles = 1
-  assert loop.labeled_capacity(c, 1297) == 20
+  assert cycle.labeled_capacity(c, 1297) == 20
   c.al.cycles, c.al.initial, c.al.budget = 7, 5000, 2500
-  assert loop.labeled_capacity(c, 50000) == 17500
+  assert cycle.labeled_capacity(c, 50000) == 17500
   assert np.isclose(umm.labeled_bucket(17500, 1024) / 1024, 18)
 
 

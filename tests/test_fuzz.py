@@ -127,7 +127,7 @@ from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from conftest import REPO, snapshot, tiny_digits_config  # noqa: E402
-from jax_al import cli, config as config_lib, loop  # noqa: E402
+from jax_al import cli, config as config_lib, loop, train  # noqa: E402
 from jax_al.errors import DataError, JaxALError  # noqa: E402
 
 _TEXT_FIELDS = ("data.source", "data.path", "model.name", "al.strategy", "al.transform",
@@ -184,7 +184,7 @@ def test_command_line_fuzz(finished_run, monkeypatch):
   def reached(*a, **k):
     raise ReachedTraining()
 
-  monkeypatch.setattr(loop.Trainer, "fit", reached)
+  monkeypatch.setattr(train.Trainer, "fit", reached)
   before = snapshot(finished_run)
   log_before = (finished_run / "log.txt").read_text()
 

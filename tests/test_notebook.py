@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "notebooks"))  # the notebook's helpers live next to it
 NOTEBOOK = REPO / "notebooks" / "seed_questions.ipynb"
 FIGURES = ("q1_scales.png", "q1_lam_sweep.png", "q2_scope.png", "q3_sign_curves.png",
            "q3_sign_pca.png", "q4_baselines.png")
 
 
 def test_plan_modes(monkeypatch):
-  from jax_al import analysis as A
+  import seed_helpers as A
 
   monkeypatch.setenv(A.MODE_ENV, "ci")
   assert A.plan().mode == "ci"
@@ -36,7 +37,8 @@ def test_plan_modes(monkeypatch):
 
 
 def test_small_helpers():
-  from jax_al import analysis as A
+  import seed_helpers as A
+  from jax_al import report
 
   assert A.overlap(np.array([1, 2, 3, 4]), np.array([4, 3, 9, 10])) == 0.5
   x = np.random.default_rng(0).normal(size=(50, 5)) * np.array([5, 3, 1, 0.1, 0.1])
@@ -44,15 +46,15 @@ def test_small_helpers():
   assert xy.shape == (50, 2) and abs(xy[:, 0].var() - xy.var(0).max()) < 1e-9
   r = {"trials": [0, 1, 2], "labeled": [1, 2], "acc": np.array([[1., 2.], [3., 4.], [5., 6.]]),
        "select_s": np.zeros((3, 2))}
-  a, b = A.first_trials(r, 2), {**r, "acc": r["acc"] - 1.0}
+  a, b = report.first_trials(r, 2), {**r, "acc": r["acc"] - 1.0}
   assert a["trials"] == [0, 1] and a["acc"].shape == (2, 2)
-  p = A.paired(r, b)
+  p = report.paired(r, b)
   assert p["pairs"] == 3 and p["diff"] == pytest.approx(1.0)
   assert A.cifar_runs(REPO / "no" / "such" / "folder") == {}
 
 
 def test_cifar_results_are_found(tmp_path):
-  from jax_al import analysis as A
+  import seed_helpers as A
 
   (tmp_path / "cmp").mkdir()
   (tmp_path / "cmp" / "report.json").write_text(json.dumps({"strategies": {
@@ -63,7 +65,8 @@ def test_cifar_results_are_found(tmp_path):
 
 def test_cifar_comparison_is_loaded_once(tmp_path):
   """A comparison folder (runs + report/report.json) gives each strategy once, from its run."""
-  from jax_al import analysis as A, loop
+  import seed_helpers as A
+  from jax_al import loop
 
   cfg = A.digits_config("random", A.PLANS["ci"], trials=1)
   cfg.al.cycles, cfg.train.epochs = 2, 1
@@ -75,27 +78,6 @@ def test_cifar_comparison_is_loaded_once(tmp_path):
   runs = A.cifar_runs(tmp_path)
   assert sorted(runs) == ["cmp/random", "cmp/report/other"]
   assert runs["cmp/random"]["labeled"] == [20, 40]
-
-
-def test_a_step_reproduces_the_runs_picks_and_logged_scores(tmp_path):
-  """state_at + select rebuild a run's selection step exactly."""
-  from jax_al import analysis as A, io
-
-  p = A.PLANS["ci"]
-  cfg = A.digits_config("users", p, trials=1)
-  cfg.al.cycles = 2
-  A.run_all({"users": cfg}, tmp_path, log=None)
-  step = A.state_at(cfg, tmp_path / "users", trial=0, cycle=1)
-  recorded = A.selected_sets(tmp_path / "users")[(0, 1)]
-  assert sorted(step.subset[A.select(step, cfg)]) == sorted(recorded)
-  raw = A.raw_scores(step, cfg)
-  rec = next(r for r in io.read_jsonl(tmp_path / "users" / "metrics.jsonl")
-             if r["kind"] == "cycle" and r["cycle"] == 1)
-  assert raw["sigma"] == pytest.approx(rec["sigma"], rel=1e-4)
-  assert np.median(raw["t"]) == pytest.approx(rec["mmd_median"], rel=1e-4)
-  assert raw["u"].max() == pytest.approx(rec["u_max"], rel=1e-4)
-  ov = A.overlap_sweep([step], cfg, (0.0, 1.0), ("none", "rank"))
-  assert ov.shape == (2, 2, 1) and np.all(ov[:, 0] == 1.0)
 
 
 def test_kernel_runs_this_environment():
@@ -142,3 +124,17 @@ def test_notebook_runs_in_ci_mode(tmp_path):
   assert found["mode"] == "ci"
   assert {"q1_raw", "q1_sweep", "q2", "q3", "q3_profile", "q4"} <= set(found)
   assert found["q4"]["best"] in {r["name"] for r in found["q4"]["table"]}
+
+
+def test_the_overlap_sweep_of_a_replayed_step(tmp_path):
+  """The notebook's sweep on a rebuilt step: lam 0 always shares every pick."""
+  import seed_helpers as A
+  from jax_al import replay
+
+  p = A.PLANS["ci"]
+  cfg = A.digits_config("users", p, trials=1)
+  cfg.al.cycles = 2
+  A.run_all({"users": cfg}, tmp_path, log=None)
+  step = replay.step(tmp_path / "users", trial=0, cycle=1, config=cfg)
+  ov = A.overlap_sweep([step], cfg, (0.0, 1.0), ("none", "rank"))
+  assert ov.shape == (2, 2, 1) and np.all(ov[:, 0] == 1.0)

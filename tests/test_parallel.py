@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_digits_config
-from jax_al import checkpoint, loop, parallel, sharding
+from jax_al import checkpoint, loop, sharding, train, vmap_trials
 from jax_al.errors import ConfigError, TrainingError
 from test_reliability import Interrupt, assert_same_run, count_calls, records
 
@@ -30,8 +30,8 @@ def seq_and_vmap(tmp_path_factory):
   root = tmp_path_factory.mktemp("parallel")
   loop.run(_config("none"), root / "seq", quiet=True)
   with pytest.MonkeyPatch.context() as m:
-    seq_fits = count_calls(m, loop.Trainer, "fit")
-    vmap_fits = count_calls(m, parallel.StackedTrainer, "fit")
+    seq_fits = count_calls(m, train.Trainer, "fit")
+    vmap_fits = count_calls(m, vmap_trials.StackedTrainer, "fit")
     loop.run(_config("vmap"), root / "vmap", quiet=True)
   assert (len(seq_fits), len(vmap_fits)) == (0, 3)  # one vmapped fit per cycle, no other
   return root / "seq", root / "vmap"
@@ -102,11 +102,11 @@ def test_vmap_run_interrupted_resumes_sequentially(seq_and_vmap, tmp_path, monke
   seq, _ = seq_and_vmap
   run = tmp_path / "run"
   with monkeypatch.context() as m:
-    count_calls(m, parallel.StackedTrainer, "fit", interrupt_at=2)
+    count_calls(m, vmap_trials.StackedTrainer, "fit", interrupt_at=2)
     with pytest.raises(Interrupt):
       loop.run(_config("vmap"), run, quiet=True)
   assert [checkpoint.latest(run, t) for t in range(3)] == [1, 1, 1]
-  fits = count_calls(monkeypatch, loop.Trainer, "fit")
+  fits = count_calls(monkeypatch, train.Trainer, "fit")
   loop.run(_config("none"), run, quiet=True)
   assert len(fits) == 6  # cycles 2 and 3 of each trial
   assert_same_run(run, seq)
@@ -131,15 +131,15 @@ def test_lagging_trials_catch_up_then_train_together(seq_and_vmap, tmp_path, mon
     with pytest.raises(Interrupt):
       loop.run(_config("vmap"), run, quiet=True)
   assert [checkpoint.latest(run, t) for t in range(3)] == [2, 1, 1]
-  real_fit = parallel.StackedTrainer.fit
+  real_fit = vmap_trials.StackedTrainer.fit
   groups = []
 
   def fit(self, state, images, labels, labeled_idx, *a, **k):
     groups.append(len(labeled_idx))
     return real_fit(self, state, images, labels, labeled_idx, *a, **k)
 
-  monkeypatch.setattr(parallel.StackedTrainer, "fit", fit)
-  seq_fits = count_calls(monkeypatch, loop.Trainer, "fit")
+  monkeypatch.setattr(vmap_trials.StackedTrainer, "fit", fit)
+  seq_fits = count_calls(monkeypatch, train.Trainer, "fit")
   loop.run(_config("vmap"), run, quiet=True)
   assert groups == [2, 3] and len(seq_fits) == 0
   assert_same_run(run, vmap)
@@ -157,18 +157,18 @@ def test_diverging_trials_stop_with_an_error_record(tmp_path):
 def test_vmap_with_a_mesh_is_refused_naming_the_field():
   config = _config("vmap")
   with pytest.raises(ConfigError, match="compare.parallel.*mesh.data=1"):
-    loop.check_parallel(config, sharding.make_mesh(1))
-  loop.check_parallel(config, None)
+    vmap_trials.check(config, sharding.make_mesh(1))
+  vmap_trials.check(config, None)
   config.num_trials = 1  # nothing to stack: runs normally
-  loop.check_parallel(config, sharding.make_mesh(1))
+  vmap_trials.check(config, sharding.make_mesh(1))
 
 
 def test_stack_and_unstack_round_trip():
   import jax.numpy as jnp
   trees = [{"a": jnp.full((2,), t), "b": (jnp.float32(t),)} for t in range(3)]
-  stacked = parallel.stack(trees)
+  stacked = vmap_trials.stack(trees)
   assert stacked["a"].shape == (3, 2) and stacked["b"][0].shape == (3,)
-  back = parallel.unstack(stacked, 3)
+  back = vmap_trials.unstack(stacked, 3)
   for x, y in zip(trees, back):
     np.testing.assert_array_equal(x["a"], y["a"])
     assert float(y["b"][0]) == float(x["b"][0])

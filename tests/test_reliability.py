@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, snapshot, tiny_digits_config
-from jax_al import checkpoint, io, loop, rng, strategies, train
+from jax_al import checkpoint, io, loop, preflight, rng, strategies, train
 from jax_al import workdir as workdir_lib
 from jax_al.errors import ConfigError, DataError, TrainingError
 
@@ -54,7 +54,7 @@ def assert_same_run(a: Path, b: Path) -> None:
 def no_training(monkeypatch):
   def fail(*args, **kwargs):
     raise AssertionError("a finished cycle was trained again")
-  monkeypatch.setattr(loop.Trainer, "fit", fail)
+  monkeypatch.setattr(train.Trainer, "fit", fail)
 
 
 # -------------------------------------------------------- kill + resume ------
@@ -175,7 +175,7 @@ def count_calls(monkeypatch, cls, name: str, interrupt_at: int | None = None) ->
 
 def count_fits(monkeypatch, interrupt_at: int | None = None) -> list:
   """Counts Trainer.fit calls (one per cycle); raises Interrupt in call `interrupt_at`."""
-  return count_calls(monkeypatch, loop.Trainer, "fit", interrupt_at)
+  return count_calls(monkeypatch, train.Trainer, "fit", interrupt_at)
 
 
 @pytest.mark.parametrize("reinit", [True, False], ids=["reinit", "warm_start"])
@@ -208,7 +208,7 @@ def test_rerun_of_finished_run_trains_nothing(tmp_path, monkeypatch):
   run = tmp_path / "run"
   first = loop.run(config, run, quiet=True)
   selected = (run / "selected.jsonl").read_text()
-  monkeypatch.setattr(loop.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
+  monkeypatch.setattr(train.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
   again = loop.run(config, run, quiet=True)
   assert again["test_acc"] == first["test_acc"] and again["labeled"] == first["labeled"]
   assert (run / "selected.jsonl").read_text() == selected
@@ -374,14 +374,14 @@ def test_nan_features_never_reach_a_strategy(tmp_path, monkeypatch):
 def test_empty_pool_ends_the_run_cleanly(tmp_path, monkeypatch, capsys):
   # The size checks forbid budgets that exhaust the pool; bypass them to reach
   # the loop's own guard: 1200 + 97 labels use up all 1297 digits after cycle 1.
-  monkeypatch.setattr(loop.config_lib, "check_sizes", lambda *a: None)
+  monkeypatch.setattr(preflight.config_lib, "check_sizes", lambda *a: None)
   config = tiny_digits_config(al__initial=1200, al__budget=97, al__cycles=3,
                               train__epochs=1, train__milestones=())
   run = tmp_path / "run"
   summary = loop.run(config, run)
   assert summary["labeled"] == [1200, 1297]
   assert "unlabeled pool is empty" in capsys.readouterr().out
-  monkeypatch.setattr(loop.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
+  monkeypatch.setattr(train.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
   assert loop.run(config, run, quiet=True)["labeled"] == [1200, 1297]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, snapshot, tiny_digits_config
-from jax_al import checkpoint, loop, memory, report
+from jax_al import checkpoint, loop, memory, report, train
 from jax_al import workdir as workdir_lib
 from jax_al.errors import ConfigError, DataError
 
@@ -74,14 +74,14 @@ def test_overwrite_killed_before_its_first_checkpoint_is_undone_next_time(victim
 
   real_restore = workdir_lib.Replacement.restore
   with monkeypatch.context() as m:
-    m.setattr(loop.Trainer, "fit", killed)
+    m.setattr(train.Trainer, "fit", killed)
     m.setattr(workdir_lib.Replacement, "restore", lambda self: None)  # no chance to clean up
     with pytest.raises(Kill):
       loop.run(tiny_digits_config("random", seed=7), victim, overwrite=True, quiet=True)
   assert (victim / workdir_lib.ASIDE).is_dir()
   assert workdir_lib.Replacement.restore is real_restore
   # The same run as before, resumed: nothing to train, and the old run is back.
-  monkeypatch.setattr(loop.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
+  monkeypatch.setattr(train.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
   loop.run(tiny_digits_config("random"), victim, quiet=True)
   after = snapshot(victim)
   assert {k: v for k, v in after.items() if k != "log.txt"} == \
@@ -134,7 +134,7 @@ def test_run_written_before_the_marker_is_still_recognised(victim, monkeypatch):
   saved.pop("jax_al")
   (victim / "config.json").write_text(json.dumps(saved))
   assert workdir_lib.is_ours(victim)
-  monkeypatch.setattr(loop.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
+  monkeypatch.setattr(train.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
   assert loop.run(tiny_digits_config("random"), victim, quiet=True)["labeled"] == [20, 40]
 
 

@@ -4,7 +4,7 @@
 
 Times one training epoch of the sequential path (`Trainer.run_epoch`, one
 trial) and of T trials stacked into one vmapped program
-(`parallel.StackedTrainer.run_epoch`), on `--labeled` of `--n-train` random
+(`vmap_trials.StackedTrainer.run_epoch`), on `--labeled` of `--n-train` random
 uint8 images of CIFAR shape, each trial with its own labeled set, order and
 augmentation keys, as in the loop. Total images/s = trials x labeled / epoch
 seconds; `speedup` is relative to the sequential path, so T sequential
@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_al import compiles, parallel
+from jax_al import compiles, vmap_trials
 from jax_al.bench import common
 from jax_al.bench.train import IMAGE_SHAPE, NUM_CLASSES, fake_data, make_config, parse_variant
 from jax_al.train import StepConfig, Trainer, init_model
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
   c = make_config(args.model, args.width, args.dtype, spc, args.batch, fields=fields)
   trainer = Trainer(*init_model(c, NUM_CLASSES, IMAGE_SHAPE, jax.random.key(0))[:1],
                     StepConfig.from_config(c, args.n_train), args.n_train)
-  stacked_trainer = parallel.StackedTrainer(trainer)
+  stacked_trainer = vmap_trials.StackedTrainer(trainer)
   t_max = max(args.trials)
   inits = [init_model(c, NUM_CLASSES, IMAGE_SHAPE, jax.random.key(t))[1:] for t in range(t_max)]
   rng = np.random.default_rng(0)
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
                                         e * k, [lr] * k))}
     for n in args.trials:
       variants[("vmap", n)] = (
-          lambda n=n: parallel.stack([trainer.new_state(*inits[t]) for t in range(n)]),
+          lambda n=n: vmap_trials.stack([trainer.new_state(*inits[t]) for t in range(n)]),
           lambda s, e, n=n: stacked_trainer.run_epochs(
               s, images, labels, masks[:n], args.labeled, base_keys("order", n),
               base_keys("aug", n), e * k, [lr] * k))
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
                                        keys("order", e, 1)[0], keys("aug", e, 1)[0], lr))}
     for n in args.trials:
       variants[("vmap", n)] = (
-          lambda n=n: parallel.stack([trainer.new_state(*inits[t]) for t in range(n)]),
+          lambda n=n: vmap_trials.stack([trainer.new_state(*inits[t]) for t in range(n)]),
           lambda s, e, n=n: stacked_trainer.run_epoch(s, images, labels, masks[:n],
                                                       args.labeled, keys("order", e, n),
                                                       keys("aug", e, n), lr))

@@ -1,42 +1,32 @@
-"""Helpers for `notebooks/seed_questions.ipynb`: the researchers' four questions.
+"""Helpers of `seed_questions.ipynb`: its plans, runs, tables and pictures.
 
-The notebook runs digits experiments through the project's own API
-(`loop.run`, `report.load_run`, `report.auc`, `report.paired_ci`) and then
-looks inside single selection steps: raw score arrays, selection overlaps and
-PCA pictures of the picks. The logic lives here so that the notebook's cells
-stay short and this module can be tested on its own.
-
-Reproducing a selection step. A run's checkpoints keep only its last two
-cycles, so `state_at` retrains the model of cycle `c` of trial `t` from the
-run's recorded labeled set with the run's own random streams (the same
-initial weights, data order and augmentation keys as `loop._run_cycle`), and
-`pool_at` scores the same random subset of the pool (`loop._select`). Every
-variant is then asked to select from that one model and pool with the same
-key, so differences between their picks come from the strategy alone.
-`tests/test_notebook.py` checks that this reproduces a run's recorded picks.
+The notebook answers four questions about the k-means cluster-margin + MMD
+method on digits through the library's API: `loop.run` for the runs,
+`report` for the paired statistics, `replay` to look inside single
+selection steps. What is here is presentation: the notebook's run plans,
+the digits configs they use, overlap sweeps, PCA pictures and plots.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Iterable
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_al import io, loop, report, rng, sharding, strategies
-from jax_al.data import load_dataset
-from jax_al.scores import mmd as mmd_lib
-from jax_al.scores import normalize as norm_lib
-from jax_al.strategies import uncertainty_mmd as umm
-from jax_al.train import StepConfig, init_model
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+  sys.path.insert(0, str(REPO))  # `configs` is a top-level package of the repository
+
+from jax_al import loop, replay, report  # noqa: E402
+from jax_al.scores import normalize as norm_lib  # noqa: E402
 
 MODE_ENV = "JAX_AL_NOTEBOOK_MODE"
 
@@ -144,31 +134,9 @@ def load(root: Path, names: Iterable[str]) -> dict[str, dict]:
   return {n: report.load_run(Path(root) / n) for n in names}
 
 
-def first_trials(run: dict, n: int) -> dict:
-  """`run` (a `load_run` dict) restricted to its first `n` trials."""
-  keep = [i for i, t in enumerate(run["trials"]) if t < n]
-  return {**run, "trials": [run["trials"][i] for i in keep], "acc": run["acc"][keep],
-          "select_s": run["select_s"][keep]}
-
-
 def aucs(runs: dict[str, dict]) -> dict[str, np.ndarray]:
   """Per-trial normalised AUC (`report.auc`) of each run."""
   return {n: report.auc(r["labeled"], r["acc"]) for n, r in runs.items()}
-
-
-def paired(a: dict, b: dict) -> dict:
-  """AUC(a) - AUC(b) over the trials both runs finished: mean, 95 % CI, pairs.
-
-  Trial t of every run starts from the same labeled set and weights, so the
-  per-trial differences are paired (`report.paired_ci`, Student t).
-  """
-  common = sorted(set(a["trials"]) & set(b["trials"]))
-  ia = [a["trials"].index(t) for t in common]
-  ib = [b["trials"].index(t) for t in common]
-  d = report.auc(a["labeled"], a["acc"])[ia] - report.auc(b["labeled"], b["acc"])[ib]
-  m, lo, hi = report.paired_ci(d)
-  return {"diff": m, "lo": lo, "hi": hi, "pairs": len(common), "per_trial": d.tolist(),
-          "significant": bool(np.isfinite(lo) and (lo > 0 or hi < 0))}
 
 
 def auc_table(runs: dict[str, dict], against: str | None = None) -> list[dict]:
@@ -181,7 +149,7 @@ def auc_table(runs: dict[str, dict], against: str | None = None) -> list[dict]:
            "auc_std": float(a.std(ddof=1)) if len(a) > 1 else math.nan,
            "final": float(r["acc"][:, -1].mean())}
     if against is not None and n != against:
-      row["vs"] = paired(r, runs[against])
+      row["vs"] = report.paired(r, runs[against])
     rows.append(row)
   return rows
 
@@ -201,149 +169,8 @@ def format_table(rows: list[dict], against: str | None = None) -> str:
   return "\n".join(lines)
 
 
-def selected_sets(workdir: Path) -> dict[tuple[int, int], np.ndarray]:
-  """{(trial, cycle): dataset indices} from a run's selected.jsonl (cycle 0 = initial)."""
-  return {(r["trial"], r["cycle"]): np.asarray(r["indices"], np.int64)
-          for r in io.read_jsonl(Path(workdir) / "selected.jsonl")}
 
-
-def labeled_before(workdir: Path, trial: int, cycle: int) -> np.ndarray:
-  """The labeled set a run trained on in `cycle` (initial set + picks of earlier cycles)."""
-  sel = selected_sets(workdir)
-  return np.concatenate([sel[(trial, c)] for c in range(cycle)])
-
-
-# ------------------------------------------------------ one selection step
-
-
-@dataclasses.dataclass
-class Step:
-  """A reproduced selection step of a run.
-
-  Attributes:
-    config: the run's config.
-    trial, cycle: which step.
-    labeled: [M] dataset indices of the labeled set trained on.
-    subset: [N] dataset indices of the scored candidates (pool order).
-    pool: the strategies' input (features and logits on the device).
-    key: the selection key the run used.
-    labels: [N] true labels of the candidates (for pictures only).
-    test_acc: the model's test accuracy (%).
-  """
-
-  config: object
-  trial: int
-  cycle: int
-  labeled: np.ndarray
-  subset: np.ndarray
-  pool: strategies.Pool
-  key: jax.Array
-  labels: np.ndarray
-  test_acc: float
-
-
-_DATA_CACHE: dict = {}
-
-
-def _data(config):
-  """Dataset and device arrays of `config.data`, loaded once per process."""
-  k = repr(sorted(config.data.to_dict().items()))
-  if k not in _DATA_CACHE:
-    ds = load_dataset(config.data)
-    mesh = sharding.setup(config)
-    _DATA_CACHE[k] = (ds, mesh, tuple(sharding.place(mesh, a) for a in (
-        ds.train_images, ds.train_labels.astype(np.int32), ds.test_images,
-        ds.test_labels.astype(np.int32))))
-  return _DATA_CACHE[k]
-
-
-def state_at(config, workdir: Path, trial: int, cycle: int) -> Step:
-  """Retrains the model of `cycle` of `trial` of the run in `workdir`; returns its Step.
-
-  Uses the run's labeled set and random streams exactly as the loop does, so
-  the model (and, for the run's own strategy, the picks) are the run's.
-  """
-  ds, mesh, (images, labels, test_images, test_labels) = _data(config)
-  n_train = len(ds.train_labels)
-  key = lambda name: rng.stream(config.seed, trial, name)
-  shape = tuple(ds.train_images.shape[1:])
-  graphdef, params, bs = init_model(config, ds.num_classes, shape, key("init"))
-  if config.train.reinit_each_cycle and cycle > 1:
-    _, params, bs = init_model(config, ds.num_classes, shape,
-                               rng.cycle_key(config.seed, trial, "init", cycle))
-  elif cycle > 1:
-    raise ValueError("warm-started runs need every earlier cycle; use a run with "
-                     "train.reinit_each_cycle=True (the digits config)")
-  # loop._trainer is cached per model and step settings: the runs' compiled steps.
-  trainer = loop._trainer(graphdef, StepConfig.from_config(config, n_train), n_train, mesh)
-  state = trainer.new_state(params, bs)
-  labeled = labeled_before(workdir, trial, cycle)
-  state, hist = trainer.fit(state, images, labels, labeled, np.arange(len(ds.test_labels)),
-                            test_images, test_labels, config.train,
-                            rng.cycle_key(config.seed, trial, "data_order", cycle),
-                            rng.cycle_key(config.seed, trial, "augment", cycle))
-  # The candidates: the same random subset of the unlabeled pool as loop._select.
-  ckey = lambda name: rng.cycle_key(config.seed, trial, name, cycle)
-  unlabeled = np.setdiff1d(np.arange(n_train), labeled)
-  n_sub = min(config.al.subset or len(unlabeled), len(unlabeled))
-  order = np.asarray(jax.random.permutation(ckey("subset"), len(unlabeled)))
-  subset = unlabeled[order[:n_sub]]
-  logits, feats = trainer.predict(state.params, state.batch_stats, images, subset)
-  l_logits, l_feats = trainer.predict(state.params, state.batch_stats, images, labeled)
-  pool = strategies.Pool(feats, logits, l_feats, l_logits, ds.num_classes,
-                         loop.labeled_capacity(config, n_train))
-  return Step(config, trial, cycle, labeled, subset, pool, ckey("select"),
-              ds.train_labels[subset], hist[-1]["test_acc"])
-
-
-def select(step: Step, config, budget: int | None = None) -> np.ndarray:
-  """Positions (into the step's candidates) that the strategy of `config.al` picks.
-
-  Same pool, same key for every config: a run's own config reproduces the
-  run's picks, and any other config shows what it would pick instead.
-  """
-  s = strategies.get_strategy(config.al.strategy, config.al)
-  return np.asarray(s.select(step.pool, budget or config.al.budget, step.key).indices)
-
-
-def with_al(config, **al):
-  """A copy of `config` with `config.al` fields replaced."""
-  c = copy.deepcopy(config)
-  for k, v in al.items():
-    c.al[k] = v
-  return c
-
-
-def raw_scores(step: Step, config) -> dict[str, np.ndarray | float]:
-  """The raw uncertainty u and MMD term t (before normalisation and sign) of a step.
-
-  `config.al` must be an `uncertainty_mmd` top-k variant with the MMD on.
-  Computed with the strategy's own jitted pieces (`uncertainty_mmd.uncertainty`,
-  `uncertainty_mmd.mmd_term`, `mmd.median_sigma`), the same padding of the
-  labeled rows and the keys its `select` derives, so `u` and `t` are exactly
-  what that selection ranked (its logged u_/mmd_ statistics match).
-  """
-  strat = strategies.get_strategy(config.al.strategy, config.al)
-  if not isinstance(strat, umm.UncertaintyMMD):
-    raise ValueError(f"{config.al.strategy} has no uncertainty and MMD terms")
-  s = strat.settings(step.pool.num_classes)
-  if not s.use_mmd or s.mode != "topk":
-    raise ValueError("raw_scores needs al.use_mmd=True and al.mode='topk'")
-  k_u, k_rest = jax.random.split(step.key)
-  u = umm.uncertainty(step.pool.features, k_u, s=s.u)
-  # The labeled rows padded and masked exactly as `UncertaintyMMD.select` does.
-  feats, m = step.pool.features, step.pool.labeled_features.shape[0]
-  lab = strat.padded_labeled(step.pool, s)
-  centre = jnp.mean(feats, axis=0)
-  x, l = feats - centre, lab - centre
-  k_sigma, _, k_mmd = jax.random.split(k_rest, 3)
-  if s.median_sigma:
-    w = jnp.concatenate([jnp.ones(x.shape[0]), (jnp.arange(l.shape[0]) < m) * 1.0])
-    sigma = mmd_lib.median_sigma(jnp.concatenate([x, l]), k_sigma, weights=w)
-  else:
-    sigma = jnp.float32(config.al.sigma)
-  t = umm.mmd_term(x, l, jnp.int32(m), sigma, k_mmd, None, s)
-  return {"u": np.asarray(u), "t": np.asarray(t), "sigma": float(sigma)}
+# ------------------------------------------------------ selection steps
 
 
 def normalised(v: np.ndarray, method: str) -> np.ndarray:
@@ -357,7 +184,7 @@ def overlap(a: np.ndarray, b: np.ndarray) -> float:
   return len(np.intersect1d(a, b)) / max(len(a), 1)
 
 
-def overlap_sweep(steps: list[Step], config, lams, norms) -> np.ndarray:
+def overlap_sweep(steps: list[replay.Step], config, lams, norms) -> np.ndarray:
   """[norms, lams, steps] share of the picks of `config` with al.normalize = norm
   and al.lam = lam that equal its picks with lam = 0 (uncertainty only).
 
@@ -366,10 +193,10 @@ def overlap_sweep(steps: list[Step], config, lams, norms) -> np.ndarray:
   """
   out = np.zeros((len(norms), len(lams), len(steps)))
   for k, st in enumerate(steps):
-    base = select(st, with_al(config, lam=0.0))
+    base = replay.select(st, replay.with_al(config, lam=0.0))
     for i, nm in enumerate(norms):
       for j, lam in enumerate(lams):
-        out[i, j, k] = overlap(base, select(st, with_al(config, lam=float(lam), normalize=nm)))
+        out[i, j, k] = overlap(base, replay.select(st, replay.with_al(config, lam=float(lam), normalize=nm)))
   return out
 
 
@@ -385,7 +212,7 @@ def pca_2d(x: np.ndarray, fit_on: np.ndarray | None = None) -> np.ndarray:
   return (x - mu) @ vt[:2].T
 
 
-def pick_profile(step: Step, picks: np.ndarray) -> dict[str, float]:
+def pick_profile(step: replay.Step, picks: np.ndarray) -> dict[str, float]:
   """Where picks sit: distance to the nearest labeled point, pool density, classes.
 
   dist_labeled: mean Euclidean distance (features) of a pick to its nearest
@@ -411,11 +238,11 @@ def pick_profile(step: Step, picks: np.ndarray) -> dict[str, float]:
 
 def plot_curves(ax, runs: dict[str, dict], names: Iterable[str] | None = None,
                 title: str = "") -> None:
-  """Mean learning curves with a band of +-1 std over trials, AUC in the legend."""
+  """Mean learning curves with a band of +-1 sample std over trials, AUC in the legend."""
   for n in (names or runs):
     r = runs[n]
     x, acc = np.asarray(r["labeled"]), r["acc"]
-    m, sd = acc.mean(0), acc.std(0)
+    m, sd = acc.mean(0), report.std_over_trials(acc)
     a = report.auc(r["labeled"], acc).mean()
     (line,) = ax.plot(x, m, marker="o", ms=3, label=f"{n} (AUC {a:.1f})")
     ax.fill_between(x, m - sd, m + sd, alpha=0.15, color=line.get_color())

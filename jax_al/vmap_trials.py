@@ -1,4 +1,4 @@
-"""Trials in parallel on one accelerator: `compare.parallel = "vmap"`.
+"""Trials vmapped on one accelerator: `compare.parallel = "vmap"`.
 
 Every trial of a run grows its labeled set by the same budget, so at every
 cycle all trials train on sets of one size. T trials can then train as one
@@ -25,16 +25,25 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_al import train
-from jax_al.errors import ConfigError, TrainingError
+from jax_al import sharding, train
+from jax_al.errors import ConfigError
 from jax_al.train import TrainState, Trainer
+
+
+def check(config, mesh) -> None:
+  """`compare.parallel = "vmap"` stacks trials on one device: not with a multi-device mesh."""
+  if config.compare.parallel == "vmap" and config.num_trials > 1 and mesh is not None:
+    raise ConfigError("compare.parallel", "vmap",
+                      f"vmapped trials run on one device, but mesh.data = {config.mesh.data} "
+                      f"spreads each batch over {sharding.mesh_size(mesh)} devices; use "
+                      "--config.compare.parallel=none with the mesh, or --config.mesh.data=1 "
+                      "to train the trials vmapped on one device")
 
 
 def stack(states: Sequence[Any]):
@@ -59,11 +68,9 @@ class StackedTrainer:
   """
 
   def __init__(self, trainer: Trainer):
-    if trainer.mesh is not None:
-      raise ConfigError("compare.parallel", "vmap",
-                        "vmapped trials run on one device, but a multi-device mesh "
-                        "(mesh.data) is set; use --config.compare.parallel=none with the "
-                        "mesh, or --config.mesh.data=1 for vmapped trials")
+    if trainer.mesh is not None:  # `check` tells a user this before anything runs
+      raise ValueError("a StackedTrainer stacks trials on one device: give it a Trainer "
+                       "without a mesh")
     self.base, self.sc = trainer, trainer.sc
     step = functools.partial(train.train_chunk, trainer.graphdef, trainer.tx, trainer.sc)
     # (state, loss_sum, images, labels, order, valid, start, rng, lr): per trial or shared.
@@ -121,10 +128,11 @@ class StackedTrainer:
           progress: Callable[[int], None] | None = None):
     """`Trainer.fit` for stacked trials: trial t trains on `labeled_idx[t]`.
 
-    Every labeled set must have the same size. Calls `on_eval(t, record)` per
-    trial at each evaluation, in trial order. A non-finite training loss
-    raises TrainingError with the attribute `trial` (its index here).
-    Returns (stacked state, [history of each trial]).
+    The epoch loop is `train.fit_epochs`, the one `Trainer.fit` runs. Every
+    labeled set must have the same size. Calls `on_eval(t, record)` per trial
+    at each evaluation, in trial order. A non-finite training loss raises
+    TrainingError with the attribute `trial` (its index here). Returns
+    (stacked state, [history of each trial]).
     """
     num = len(labeled_idx)
     sizes = sorted({len(l) for l in labeled_idx})
@@ -137,45 +145,14 @@ class StackedTrainer:
       masks[t, idx] = True
     masks = jnp.asarray(masks)
     order_keys, aug_keys = jnp.stack(list(order_keys)), jnp.stack(list(aug_keys))
-    best, histories, t0 = [0.0] * num, [[] for _ in range(num)], time.perf_counter()
-    if self.sc.epochs_per_call:
-      # (last epoch of the call, its loss, lr, evaluate after it), one per call.
-      def calls(state_box):
-        for first, lrs, evaluate in train.epoch_segments(train_cfg, self.sc.epochs_per_call):
-          state_box[0], losses = self.run_epochs(state_box[0], images, labels, masks, sizes[0],
-                                                 order_keys, aug_keys, first, lrs)
-          yield first + len(lrs) - 1, losses[:, len(lrs) - 1], lrs[-1], evaluate, first
-    else:
-      def calls(state_box):
-        for epoch in range(train_cfg.epochs):
-          lr = train.learning_rate(train_cfg, epoch)
-          state_box[0], loss = self.run_epoch(state_box[0], images, labels, masks, sizes[0],
-                                              _fold(order_keys, epoch), _fold(aug_keys, epoch),
-                                              lr)
-          yield epoch, loss, lr, ((epoch + 1) % train_cfg.eval_every == 0
-                                  or epoch + 1 == train_cfg.epochs), epoch
-    box = [state]
-    for epoch, loss, lr, evaluate, first in calls(box):
-      state = box[0]
-      if evaluate:
-        losses = np.asarray(loss, np.float64)
-        for t in range(num):
-          if not math.isfinite(losses[t]):
-            err = TrainingError(
-                f"training loss became {float(losses[t])} at epoch {epoch + 1} (lr {lr}); "
-                "lower train.lr or use train.dtype=float32")
-            err.trial = t
-            raise err
-        for t, (params, bs) in enumerate(unstack((state.params, state.batch_stats), num)):
-          acc, test_loss = self.base.evaluate(params, bs, test_images, test_labels, test_idx)
-          best[t] = max(best[t], acc)
-          rec = dict(epoch=epoch + 1, train_loss=float(losses[t]), test_acc=acc,
-                     test_loss=test_loss, best_acc=best[t], lr=lr,
-                     seconds=time.perf_counter() - t0)
-          histories[t].append(rec)
-          if on_eval:
-            on_eval(t, rec)
-      for e in range(first, epoch + 1):
-        if progress:
-          progress(e + 1)
-    return box[0], histories
+    n = sizes[0]
+    pick = lambda tree, t: jax.tree.map(lambda x: x[t], tree)
+    return train.fit_epochs(
+        state, train_cfg, self.sc, num,
+        epoch=lambda st, e, lr: self.run_epoch(st, images, labels, masks, n,
+                                               _fold(order_keys, e), _fold(aug_keys, e), lr),
+        epochs=lambda st, first, lrs: self.run_epochs(st, images, labels, masks, n, order_keys,
+                                                      aug_keys, first, lrs),
+        evaluate=lambda st, t: self.base.evaluate(*pick((st.params, st.batch_stats), t),
+                                                  test_images, test_labels, test_idx),
+        on_eval=on_eval, progress=progress)

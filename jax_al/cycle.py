@@ -1,0 +1,251 @@
+"""One active-learning cycle, step by step: keys, starting state, training,
+candidates, pool, selection.
+
+The loop (`jax_al.loop`) strings these steps together over trials and
+cycles, and `jax_al.replay` calls the same functions to rebuild any
+selection step of a finished run, so there is one definition of a cycle.
+
+Every random draw of cycle c of trial t comes from the named stream
+`fold_in(rng.stream(seed, t, name), c)` (`Keys`): the same config and seed
+give the same weights, data orders, candidates and picks, whether the cycle
+runs in one go, after a resume, vmapped with other trials, or in a replay.
+
+The functions are plain Python around jitted programs held by the
+`Experiment`'s Trainer; nothing here writes files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_al import rng, sharding, strategies, vmap_trials
+from jax_al.errors import TrainingError
+from jax_al.train import StepConfig, Trainer, TrainState, init_model
+
+
+@dataclasses.dataclass(frozen=True)
+class Keys:
+  """The random keys of one cycle of one trial (named streams, folded with the cycle).
+
+  Attributes:
+    init: re-initial weights (`train.reinit_each_cycle`).
+    data_order: the epochs' batch orders (folded with the epoch).
+    augment: the training views (folded with the epoch and the step).
+    subset: the random candidate subset of the unlabeled pool.
+    select: the strategy's own draws.
+  """
+
+  init: jax.Array
+  data_order: jax.Array
+  augment: jax.Array
+  subset: jax.Array
+  select: jax.Array
+
+
+def keys(seed: int, trial: int, cycle: int) -> Keys:
+  """The keys of `cycle` (1-based) of `trial` (0-based) in run `seed`."""
+  return Keys(**{f.name: rng.cycle_key(seed, trial, f.name, cycle)
+                 for f in dataclasses.fields(Keys)})
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Experiment:
+  """What every cycle of a run needs, fixed for the run: the data on the
+  device, the compiled Trainer and the strategy.
+
+  Attributes:
+    config: the run's ConfigDict.
+    ds: the loaded Dataset (host arrays).
+    trainer: the Trainer (its jitted steps compile once per process).
+    strategy: the selection strategy.
+    mesh: the device mesh, or None on one device.
+    images, labels, test_images, test_labels: the splits on the device.
+  """
+
+  config: Any
+  ds: Any
+  trainer: Trainer
+  strategy: Any
+  mesh: Any
+  images: Any
+  labels: Any
+  test_images: Any
+  test_labels: Any
+
+  @classmethod
+  def build(cls, config, ds, strategy, mesh=None, graphdef=None) -> "Experiment":
+    """Places the dataset on the device(s) and gets the run's Trainer."""
+    n_train = len(ds.train_labels)
+    if graphdef is None:
+      graphdef, _, _ = init_model(config, ds.num_classes, tuple(ds.train_images.shape[1:]),
+                                  rng.stream(config.seed, 0, "init"))
+    return cls(config=config, ds=ds, trainer=trainer(graphdef, config, n_train, mesh),
+               strategy=strategy, mesh=mesh,
+               images=sharding.place(mesh, ds.train_images),
+               labels=sharding.place(mesh, ds.train_labels.astype(np.int32)),
+               test_images=sharding.place(mesh, ds.test_images),
+               test_labels=sharding.place(mesh, ds.test_labels.astype(np.int32)))
+
+  @property
+  def num_train(self) -> int:
+    return len(self.ds.train_labels)
+
+  @property
+  def image_shape(self) -> tuple:
+    return tuple(self.ds.train_images.shape[1:])
+
+
+def trainer(graphdef, config, num_train: int, mesh=None) -> Trainer:
+  """The Trainer of this model and these step settings, built once per process."""
+  return _trainer(graphdef, StepConfig.from_config(config, num_train), num_train, mesh)
+
+
+@functools.lru_cache(maxsize=4)
+def _trainer(graphdef, sc: StepConfig, num_train: int, mesh=None) -> Trainer:
+  # A Trainer holds only jitted pure functions, so runs may share it: a
+  # comparison of strategies, a resumed run or a replay compiles its steps once.
+  return Trainer(graphdef, sc, num_train, mesh=mesh)
+
+
+@functools.lru_cache(maxsize=4)
+def stacked_trainer(tr: Trainer) -> vmap_trials.StackedTrainer:
+  """The vmapped counterpart of a Trainer (its step compiles once per trial count)."""
+  return vmap_trials.StackedTrainer(tr)
+
+
+def labeled_capacity(config, num_train: int) -> int:
+  """The largest labeled set a selection of this run scores: the one after
+  cycle `al.cycles - 1` (the last cycle selects nothing)."""
+  al = config.al
+  return min(num_train, al.initial + al.budget * max(al.cycles - 2, 0))
+
+
+def initial(exp: Experiment, trial: int) -> tuple[TrainState, np.ndarray]:
+  """A trial's fresh state (weights from its "init" stream) and initial labeled set."""
+  config = exp.config
+  _, params, bs = init_model(config, exp.ds.num_classes, exp.image_shape,
+                             rng.stream(config.seed, trial, "init"))
+  labeled = jax.random.permutation(rng.stream(config.seed, trial, "initial_set"),
+                                   exp.num_train)[:config.al.initial]
+  return exp.trainer.new_state(params, bs), np.asarray(labeled, np.int64)
+
+
+def start_state(exp: Experiment, trial: int, cycle: int, state: TrainState) -> TrainState:
+  """The state a cycle trains from: re-initialised (`train.reinit_each_cycle`,
+  after cycle 1), or the previous cycle's weights; the optimizer and its
+  schedule are new every cycle."""
+  config = exp.config
+  if config.train.reinit_each_cycle and cycle > 1:
+    _, params, bs = init_model(config, exp.ds.num_classes, exp.image_shape,
+                               keys(config.seed, trial, cycle).init)
+    return exp.trainer.new_state(params, bs)
+  return exp.trainer.new_state(state.params, state.batch_stats)
+
+
+def train(exp: Experiment, trial: int, cycle: int, labeled: np.ndarray, state: TrainState,
+          on_eval: Callable[[dict], None] | None = None,
+          progress: Callable[[int], None] | None = None):
+  """Trains cycle `cycle` of `trial` on `labeled` from `state` (the previous
+  cycle's, or the initial one); returns (state, evaluation history)."""
+  k = keys(exp.config.seed, trial, cycle)
+  return exp.trainer.fit(
+      start_state(exp, trial, cycle, state), exp.images, exp.labels, labeled,
+      np.arange(len(exp.ds.test_labels)), exp.test_images, exp.test_labels, exp.config.train,
+      k.data_order, k.augment, on_eval=on_eval, progress=progress)
+
+
+def train_stacked(exp: Experiment, trials: Sequence[int], cycle: int,
+                  labeled: Sequence[np.ndarray], states: Sequence[TrainState],
+                  on_eval: Callable[[int, dict], None] | None = None,
+                  progress: Callable[[int], None] | None = None):
+  """`train` for several trials at one cycle, as one vmapped program.
+
+  Every labeled set must have the same size. `on_eval(i, record)` gets the
+  position i in `trials`. Returns ([state per trial], [history per trial]).
+  """
+  ks = [keys(exp.config.seed, t, cycle) for t in trials]
+  stacked = vmap_trials.stack([start_state(exp, t, cycle, s) for t, s in zip(trials, states)])
+  stacked, hists = stacked_trainer(exp.trainer).fit(
+      stacked, exp.images, exp.labels, list(labeled), np.arange(len(exp.ds.test_labels)),
+      exp.test_images, exp.test_labels, exp.config.train, [k.data_order for k in ks],
+      [k.augment for k in ks], on_eval=on_eval, progress=progress)
+  return vmap_trials.unstack(stacked, len(trials)), hists
+
+
+def candidates(exp: Experiment, trial: int, cycle: int, labeled: np.ndarray) -> np.ndarray:
+  """Dataset indices of the unlabeled examples a cycle scores: a random
+  subset of `al.subset` (all when 0), in random order (per-batch scopes see
+  batches in this order). Empty when nothing is left unlabeled."""
+  unlabeled = np.setdiff1d(np.arange(exp.num_train), labeled)
+  if len(unlabeled) == 0:
+    return unlabeled
+  n_sub = min(exp.config.al.subset or len(unlabeled), len(unlabeled))
+  order = np.asarray(jax.random.permutation(keys(exp.config.seed, trial, cycle).subset,
+                                            len(unlabeled)))
+  return unlabeled[order[:n_sub]]
+
+
+def pool(exp: Experiment, state: TrainState, labeled: np.ndarray, subset: np.ndarray,
+         cycle: int) -> strategies.Pool:
+  """The strategies' input: logits and features of the candidates and of the
+  labeled set under `state`, on the device (sharded over the pool on a mesh).
+
+  Raises TrainingError when the model produced non-finite values.
+  """
+  tr = exp.trainer
+  logits, feats = tr.predict(state.params, state.batch_stats, exp.images, subset)
+  l_logits, l_feats = tr.predict(state.params, state.batch_stats, exp.images, labeled)
+  if not all(bool(jnp.all(jnp.isfinite(a))) for a in (feats, logits, l_feats, l_logits)):
+    raise TrainingError(f"cycle {cycle}: the model produced non-finite features or logits, "
+                        "so no strategy can score the pool; the network diverged. Lower "
+                        "train.lr or use train.dtype=float32")
+  return sharding.place_pool(exp.mesh, strategies.Pool(
+      feats, logits, l_feats, l_logits, exp.ds.num_classes,
+      labeled_capacity(exp.config, exp.num_train)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Picked:
+  """A cycle's selection.
+
+  Attributes:
+    indices: [budget] dataset indices of the picks.
+    stats: the record's selection fields: features_s, strategy_s, scored and
+      the strategy's own statistics.
+    seconds: the whole step (candidates, features pass, strategy).
+  """
+
+  indices: np.ndarray
+  stats: dict
+  seconds: float
+
+
+def select(exp: Experiment, trial: int, cycle: int, labeled: np.ndarray,
+           state: TrainState) -> Picked | None:
+  """Scores the candidates of a cycle under `state` and picks `al.budget` of
+  them (fewer when fewer are left); None when the pool is empty."""
+  t0 = time.perf_counter()
+  subset = candidates(exp, trial, cycle, labeled)
+  if len(subset) == 0:
+    return None
+  budget = min(exp.config.al.budget, len(subset))
+  p = pool(exp, state, labeled, subset, cycle)
+  t_feat = time.perf_counter() - t0
+  t1 = time.perf_counter()
+  sel = exp.strategy.select(p, budget, keys(exp.config.seed, trial, cycle).select)
+  idx = np.asarray(sel.indices)
+  t_sel = time.perf_counter() - t1
+  if (len(idx) != budget or len(np.unique(idx)) != budget or idx.min() < 0
+      or idx.max() >= len(subset)):
+    raise RuntimeError(f"strategy {exp.config.al.strategy} returned invalid indices "
+                       f"{idx[:10]}...")
+  stats = {"features_s": t_feat, "strategy_s": t_sel, "scored": int(len(subset)),
+           **{k: float(v) for k, v in sel.stats.items()}}
+  return Picked(subset[idx], stats, time.perf_counter() - t0)

@@ -1,0 +1,91 @@
+"""Every check a run makes before it writes anything, in one pass.
+
+`check_run` takes the workdir lock, then checks the config, the workdir
+(an existing run to resume, or someone else's files), the dataset, the
+sizes, the strategy, the model against the data, the memory the run will
+need and every saved checkpoint. Nothing of a run is written or deleted
+before all of them pass, so bad input never costs a previous run's files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from jax_al import checkpoint, cycle, memory, rng, strategies, vmap_trials
+from jax_al import config as config_lib
+from jax_al import workdir as workdir_lib
+from jax_al.data import load_dataset
+from jax_al.train import init_model
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Checked:
+  """What `check_run` found; nothing in the workdir was written but the lock.
+
+  Attributes:
+    resuming: the workdir holds this run, to be continued.
+    ds: the loaded dataset.
+    strategy: the built selection strategy.
+    done: {trial: last checkpointed cycle}.
+    graphdef: the model's graph definition.
+    lock: the held workdir lock.
+    settled: what was done with outputs an interrupted --overwrite had set
+      aside, or "".
+  """
+
+  resuming: bool
+  ds: Any
+  strategy: Any
+  done: dict
+  graphdef: Any
+  lock: workdir_lib.Lock
+  settled: str = ""
+
+
+def check_run(config, workdir: Path, overwrite: bool, mesh=None) -> Checked:
+  """Every check before a run, in order; writes and deletes nothing of a run.
+
+  The workdir lock is taken first, before the data loads, so a second
+  process is refused at once. A workdir that did not exist is created for
+  the write probe and the lock, and removed again if a check fails.
+  `mesh` is the run's device mesh (vmapped trials need one device).
+  """
+  config_lib.check_config(config)
+  vmap_trials.check(config, mesh)
+  created = workdir_lib.prepare(workdir)
+  lock = None
+  try:
+    lock = workdir_lib.Lock(workdir)
+    settled = workdir_lib.restore_aside(workdir) or ""
+    resuming = workdir_lib.existing_run(workdir, config, overwrite)
+    ds = load_dataset(config.data)
+    n_train = len(ds.train_labels)
+    config_lib.check_sizes(config, n_train, ds.num_classes)
+    strategy = strategies.get_strategy(config.al.strategy, config.al)
+    n_cand = min(config.al.subset or n_train, n_train - config.al.initial)
+    strategy.check(n_cand, config.al.budget, ds.num_classes)
+    image_shape = tuple(ds.train_images.shape[1:])
+    # Traced abstractly (checks the model fields against the data's shape)
+    # and held against the free memory before any weight is allocated.
+    prof = memory.model_profile(config, ds.num_classes, image_shape)
+    memory.check_run(config, n_train, len(ds.test_labels), ds.num_classes, image_shape, n_cand,
+                     cycle.labeled_capacity(config, n_train), prof,
+                     ds.train_images.dtype.itemsize)
+    graphdef, _, _ = init_model(config, ds.num_classes, image_shape,
+                                rng.stream(config.seed, 0, "init"))
+    done = {}
+    if resuming:
+      for trial in range(config.num_trials):
+        step = checkpoint.latest(workdir, trial)
+        if step is not None:
+          meta = checkpoint.restore_meta(workdir, trial, step)
+          checkpoint.check_meta(meta, config, trial, step, n_train, workdir)
+          done[trial] = step
+  except BaseException:
+    if lock is not None:
+      lock.release(remove=True)
+    workdir_lib.remove_empty(created)  # made just now and still empty: leave no trace
+    raise
+  return Checked(resuming, ds, strategy, done, graphdef, lock, settled)

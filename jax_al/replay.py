@@ -1,0 +1,163 @@
+"""Any selection step of a finished run, rebuilt exactly: model, pool, picks, raw scores.
+
+    step = replay.step("runs/digits_users", trial=0, cycle=3)
+    replay.select(step)                       # the run's own picks (positions)
+    replay.select(step, other_config)         # what another strategy would pick
+    replay.raw_scores(step)                   # u and the MMD term before normalisation
+
+The model a cycle selected with is restored from the run's checkpoint of
+that cycle when it is still there (a run keeps its last two), otherwise
+retrained with `jax_al.cycle` from the nearest earlier checkpoint (or from
+the initial weights) on the labeled sets the run recorded, with the run's own
+random streams. So the state, the candidates and the selection key are the
+run's, and every variant asked to select from one Step sees the same model
+and pool with the same key: differences between their picks come from the
+strategy alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jax_al import checkpoint, io, sharding, strategies
+from jax_al import cycle as cycle_lib
+from jax_al import workdir as workdir_lib
+from jax_al.data import load_dataset
+from jax_al.errors import DataError
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Step:
+  """A rebuilt selection step of a run.
+
+  Attributes:
+    config: the run's config.
+    trial, cycle: which step (cycle 1-based; cycle c selects after training c).
+    labeled: [M] dataset indices of the labeled set cycle c trained on.
+    subset: [N] dataset indices of the scored candidates (pool order).
+    pool: the strategies' input (features and logits on the device).
+    key: the selection key the run used.
+    labels: [N] true labels of the candidates (for pictures only).
+    state: the model's TrainState after training cycle c.
+    restored: True when `state` came from the cycle's own checkpoint, False
+      when it was retrained.
+  """
+
+  config: object
+  trial: int
+  cycle: int
+  labeled: np.ndarray
+  subset: np.ndarray
+  pool: strategies.Pool
+  key: jax.Array
+  labels: np.ndarray
+  state: object
+  restored: bool
+
+
+def selected_sets(workdir: Path) -> dict[tuple[int, int], np.ndarray]:
+  """{(trial, cycle): dataset indices} from a run's selected.jsonl (cycle 0 = initial set)."""
+  return {(r["trial"], r["cycle"]): np.asarray(r["indices"], np.int64)
+          for r in io.read_jsonl(Path(workdir) / "selected.jsonl")}
+
+
+def labeled_before(workdir: Path, trial: int, cycle: int) -> np.ndarray:
+  """The labeled set a run trained on in `cycle` (initial set + picks of earlier cycles)."""
+  sel = selected_sets(workdir)
+  missing = [c for c in range(cycle) if (trial, c) not in sel]
+  if missing:
+    raise DataError(str(Path(workdir) / "selected.jsonl"),
+                    f"has no selection of trial {trial} cycle {missing[0]}",
+                    "replay a cycle the run has finished")
+  return np.concatenate([sel[(trial, c)] for c in range(cycle)])
+
+
+_EXPERIMENTS: dict = {}
+
+
+def experiment(config) -> cycle_lib.Experiment:
+  """The run's `cycle.Experiment` (data on the device, Trainer, strategy).
+
+  The data and the Trainer are built once per process for every config that
+  differs only in `config.al` (a sweep over strategy settings reuses them).
+  """
+  k = repr(sorted((k, v) for k, v in config.to_dict().items() if k != "al"))
+  if k not in _EXPERIMENTS:
+    _EXPERIMENTS[k] = cycle_lib.Experiment.build(
+        config, load_dataset(config.data), strategies.get_strategy(config.al.strategy,
+                                                                   config.al),
+        sharding.setup(config))
+  return dataclasses.replace(_EXPERIMENTS[k], config=config,
+                             strategy=strategies.get_strategy(config.al.strategy, config.al))
+
+
+def step(workdir, trial: int, cycle: int, config=None) -> Step:
+  """Rebuilds selection step `cycle` of `trial` of the run in `workdir`.
+
+  `config` defaults to the run's own (config.json); one given must be the
+  run's (same digest), since the model and the pool depend on every field.
+  """
+  workdir = Path(workdir)
+  saved = workdir_lib.load_config(workdir)
+  config = saved if config is None else config
+  if workdir_lib.config_hash(config) != workdir_lib.config_hash(saved):
+    raise DataError(str(workdir / "config.json"), "is not the config given to replay.step "
+                    f"({workdir_lib.differences(saved.to_dict(), config.to_dict())})",
+                    "pass the run's own config, or none to use config.json")
+  if not 1 <= cycle < config.al.cycles:
+    raise ValueError(f"cycle {cycle}: runs select after cycles 1..{config.al.cycles - 1}")
+  exp = experiment(config)
+  state, restored = _state(exp, workdir, trial, cycle)
+  labeled = labeled_before(workdir, trial, cycle)
+  subset = cycle_lib.candidates(exp, trial, cycle, labeled)
+  pool = cycle_lib.pool(exp, state, labeled, subset, cycle)
+  return Step(config, trial, cycle, labeled, subset, pool,
+              cycle_lib.keys(config.seed, trial, cycle).select, exp.ds.train_labels[subset],
+              state, restored)
+
+
+def _state(exp: cycle_lib.Experiment, workdir: Path, trial: int, cycle: int):
+  """The state after training `cycle`: its checkpoint, or retrained forward."""
+  saved = [s for s in checkpoint.steps(workdir, trial) if s <= cycle]
+  state, _ = cycle_lib.initial(exp, trial)
+  if saved:
+    state, _ = checkpoint.restore(workdir, trial, saved[-1], state)
+    if saved[-1] == cycle:
+      return state, True
+  # A re-initialised cycle does not depend on the one before: train it alone.
+  first = cycle if exp.config.train.reinit_each_cycle else (saved[-1] + 1 if saved else 1)
+  for c in range(first, cycle + 1):
+    state, _ = cycle_lib.train(exp, trial, c, labeled_before(workdir, trial, c), state)
+  return state, False
+
+
+def with_al(config, **al):
+  """A copy of `config` with `config.al` fields replaced."""
+  c = copy.deepcopy(config)
+  for k, v in al.items():
+    c.al[k] = v
+  return c
+
+
+def select(st: Step, config=None, budget: int | None = None) -> np.ndarray:
+  """Positions (into the step's candidates) that the strategy of `config.al`
+  (default: the run's) picks from the step's pool with the run's key."""
+  config = st.config if config is None else config
+  s = strategies.get_strategy(config.al.strategy, config.al)
+  return np.asarray(s.select(st.pool, budget or config.al.budget, st.key).indices)
+
+
+def raw_scores(st: Step, config=None) -> dict:
+  """The raw uncertainty u and MMD term t (before normalisation and sign)
+  that the uncertainty + MMD strategy of `config.al` (default: the run's)
+  ranks at this step, with its kernel width sigma: {"u", "t", "sigma"}."""
+  config = st.config if config is None else config
+  s = strategies.get_strategy(config.al.strategy, config.al)
+  if not hasattr(s, "raw_terms"):
+    raise ValueError(f"{config.al.strategy} has no uncertainty and MMD terms")
+  return s.raw_terms(st.pool, st.key)
