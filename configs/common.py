@@ -55,6 +55,7 @@ def base() -> config_dict.ConfigDict:
   c.model = config_dict.ConfigDict()
   c.model.name = "cnn"           # resnet18 | cnn
   c.model.width = 1.0            # width multiplier (tiny networks for tests)
+  c.model.dropout = 0.0          # dropout rate on the features before the head; 0 = off
 
   # ---- training -----------------------------------------------------------
   c.train = config_dict.ConfigDict()

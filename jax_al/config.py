@@ -74,6 +74,8 @@ FIELDS: dict[str, Field] = {
     "augment.crop_pad": _int(0, 1024, example=4),
     "model.width": _float(0, 64, open_low=True,
                           fix="use a positive width multiplier up to 64, e.g. 1.0"),
+    "model.dropout": _float(0, 1, open_high=True,
+                            fix="use a dropout rate in [0, 1), e.g. 0.3 (0 = off)"),
     "train.epochs": _int(1, 1_000_000, example=200),
     "train.batch_size": _int(1, 1_000_000, example=128),
     "train.lr": _float(0, open_low=True, example=0.1),

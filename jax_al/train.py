@@ -136,18 +136,24 @@ def learning_rate(train_cfg, epoch: int) -> float:
   return float(lr)
 
 
-def loss_fn(graphdef, params, batch_stats, x, y, mask, bn_mask: bool = True):
+def loss_fn(graphdef, params, batch_stats, x, y, mask, bn_mask: bool = True,
+            dropout_rng=None):
   """Masked mean cross-entropy; returns (loss, new batch statistics).
 
   `bn_mask=False` leaves the mask out of BatchNorm: only for batches whose
   rows are all valid, where the statistics are the same up to rounding.
+  `dropout_rng` draws the dropout mask of models with `model.dropout > 0`.
   """
   model = nnx.merge(graphdef, params, batch_stats, copy=True)
-  logits, _ = model(x, train=True, mask=mask if bn_mask else None)
+  logits, _ = model(x, train=True, mask=mask if bn_mask else None, dropout_rng=dropout_rng)
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
   m = mask.astype(jnp.float32)
   loss = jnp.sum(ce * m) / jnp.maximum(jnp.sum(m), 1.0)
   return loss, nnx.state(model, nnx.BatchStat)
+
+
+# Folded into a step's augmentation key to give its dropout key.
+DROPOUT_FOLD = 0x64726F70
 
 
 def _constrain(tree, mesh: Mesh | None, spec: P):
@@ -171,8 +177,11 @@ def train_step(graphdef, tx, sc: StepConfig, state: TrainState, images, labels,
   x = augment.train_view(rng, x, flip=sc.flip, crop_pad=sc.crop_pad,
                          mean=sc.mean, std=sc.std, dtype=jnp.dtype(sc.dtype))
   x = _constrain(x, mesh, P(sharding_lib.DATA))
+  # The dropout mask's key comes from the step's key, so it is a pure function
+  # of (seed, trial, cycle, epoch, step): no RNG state to carry or checkpoint.
   (loss, bs), grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
-      graphdef, state.params, state.batch_stats, x, y, mask, bn_mask)
+      graphdef, state.params, state.batch_stats, x, y, mask, bn_mask,
+      jax.random.fold_in(rng, DROPOUT_FOLD))
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = jax.tree.map(lambda p, u: p + lr * u.astype(p.dtype), state.params, updates)
   return _constrain(TrainState(params, bs, opt_state), mesh, P()), loss

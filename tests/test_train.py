@@ -24,14 +24,14 @@ def test_resnet18_shapes_and_size():
   m = ResNet18(10, width=1.0, rngs=nnx.Rngs(0))
   n_params = sum(p.size for p in jax.tree.leaves(nnx.state(m, nnx.Param)))
   assert 11.1e6 < n_params < 11.2e6  # the CIFAR ResNet-18 has 11.17 M parameters
-  tiny = ResNet18(7, in_channels=3, width=0.125, rngs=nnx.Rngs(0))
+  tiny = ResNet18(7, image_shape=(32, 32, 3), width=0.125, rngs=nnx.Rngs(0))
   logits, feats = tiny(jnp.zeros((2, 32, 32, 3)))
   assert logits.shape == (2, 7) and feats.shape == (2, 64)
   assert logits.dtype == feats.dtype == jnp.float32
 
 
 def test_cnn_shapes_any_size_and_bf16():
-  m = SmallCNN(10, in_channels=1, width=0.5, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+  m = SmallCNN(10, image_shape=(8, 8, 1), width=0.5, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
   for hw in (8, 13, 32):
     logits, feats = m(jnp.zeros((3, hw, hw, 1)))
     assert logits.shape == (3, 10) and feats.shape == (3, 64)
@@ -291,3 +291,29 @@ def test_bad_step_variant_is_a_config_error(field, value):
   c.train[field] = value
   with pytest.raises(ConfigError, match=f"train.{field}"):
     check_config(c)
+
+
+def test_dropout_models_split_train_and_stay_deterministic(tmp_path):
+  """`model.dropout`: the model still splits into params + batch statistics
+  (the mask's key is an argument, not state), training draws a mask per step
+  (the loss differs from no dropout), inference ignores it, and the same
+  seed gives the same run."""
+  from conftest import tiny_digits_config
+  from jax_al import io, loop, train as train_lib
+
+  c = tiny_digits_config("entropy", model__dropout=0.5)
+  graphdef, params, bs = train_lib.init_model(c, 10, (8, 8, 1), jax.random.key(0))
+  model = nnx.merge(graphdef, params, bs)
+  x = jnp.ones((4, 8, 8, 1))
+  assert bool(jnp.all(model(x)[0] == model(x)[0]))
+  a = model(x, dropout_rng=jax.random.key(1))[0]
+  b = model(x, dropout_rng=jax.random.key(2))[0]
+  assert not bool(jnp.all(a == b)) and not bool(jnp.all(a == model(x)[0]))
+  losses = {}
+  for name, rate in (("off", 0.0), ("on", 0.5), ("on_again", 0.5)):
+    loop.run(tiny_digits_config("entropy", model__dropout=rate), tmp_path / name, quiet=True)
+    losses[name] = [r["train_loss"] for r in io.read_jsonl(tmp_path / name / "metrics.jsonl")
+                    if r["kind"] == "eval"]
+  assert losses["on"] == losses["on_again"] and losses["on"] != losses["off"]
+  assert (tmp_path / "on" / "selected.jsonl").read_text() == (
+      tmp_path / "on_again" / "selected.jsonl").read_text()

@@ -1,26 +1,37 @@
-"""Models, looked up by name. Each returns (logits, features) from `__call__`."""
+"""Models, one module each, looked up by `model.name`.
+
+Importing this package imports every module in it, which registers the
+models (`registry.register`). Each returns (logits, features) from
+`__call__`.
+"""
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 from flax import nnx
 import jax.numpy as jnp
 
 from jax_al.errors import ConfigError, suggest
-from jax_al.models.cnn import SmallCNN
-from jax_al.models.mlp import MLP
-from jax_al.models.resnet import ResNet18
+from jax_al.models import registry
+from jax_al.models.registry import names, register
 
-_MODELS = {"resnet18": ResNet18, "cnn": SmallCNN, "mlp": MLP}
+for _m in pkgutil.iter_modules(__path__):
+  if _m.name not in ("layers", "registry"):
+    importlib.import_module(f"{__name__}.{_m.name}")
 
 
 def create_model(model_cfg, num_classes: int, image_shape: tuple[int, int, int], dtype: str,
                  rngs: nnx.Rngs) -> nnx.Module:
   """Builds the model named `model_cfg.name` with float32 parameters."""
-  if model_cfg.name not in _MODELS:
-    raise ConfigError("model.name", model_cfg.name, suggest(model_cfg.name, _MODELS))
+  cls = registry.get(model_cfg.name)
+  if cls is None:
+    raise ConfigError("model.name", model_cfg.name, suggest(model_cfg.name, names()))
   if not model_cfg.width > 0:
     raise ConfigError("model.width", model_cfg.width, "use a positive width multiplier, e.g. 1.0")
-  kw = dict(num_classes=num_classes, width=model_cfg.width, dtype=jnp.dtype(dtype), rngs=rngs)
-  if model_cfg.name == "mlp":
-    return MLP(image_shape=tuple(image_shape), **kw)
-  return _MODELS[model_cfg.name](in_channels=int(image_shape[-1]), **kw)
+  return cls(num_classes=num_classes, image_shape=tuple(image_shape), width=model_cfg.width,
+             dtype=jnp.dtype(dtype), dropout=float(model_cfg.get("dropout", 0.0)), rngs=rngs)
+
+
+__all__ = ["create_model", "names", "register"]

@@ -24,3 +24,14 @@ def masked_bn(bn: nnx.BatchNorm, x: jax.Array, train: bool,
     return bn(x, use_running_average=not train)
   full = jnp.broadcast_to(mask.reshape((-1,) + (1,) * (x.ndim - 1)), x.shape)
   return bn(x, use_running_average=False, mask=full)
+
+
+def head_dropout(drop: nnx.Dropout, feats: jax.Array, rng: jax.Array | None) -> jax.Array:
+  """Dropout on the features before the head: active only when given a key.
+
+  The key is an argument, not model state, so the models split into params
+  and batch statistics alone and every mask is a pure function of the
+  step's key (training: derived from the step's augmentation key; MC
+  dropout at selection: one key per forward pass).
+  """
+  return feats if rng is None else drop(feats, deterministic=False, rngs=rng)

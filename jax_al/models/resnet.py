@@ -12,7 +12,8 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 
-from jax_al.models.layers import batch_norm, masked_bn
+from jax_al.models.layers import batch_norm, head_dropout, masked_bn
+from jax_al.models.registry import register
 
 
 def _conv(cin, cout, k, stride, dtype, rngs):
@@ -41,12 +42,13 @@ class BasicBlock(nnx.Module):
     return jax.nn.relu(x + y)
 
 
+@register("resnet18")
 class ResNet18(nnx.Module):
 
-  def __init__(self, num_classes: int, in_channels: int = 3, width: float = 1.0,
-               dtype=jnp.float32, *, rngs: nnx.Rngs):
+  def __init__(self, num_classes: int, image_shape=(32, 32, 3), width: float = 1.0,
+               dtype=jnp.float32, dropout: float = 0.0, *, rngs: nnx.Rngs):
     widths = [max(1, int(round(w * width))) for w in (64, 128, 256, 512)]
-    self.stem = _conv(in_channels, widths[0], 3, 1, dtype, rngs)
+    self.stem = _conv(int(image_shape[-1]), widths[0], 3, 1, dtype, rngs)
     self.stem_bn = batch_norm(widths[0], dtype, rngs)
     blocks, cin = [], widths[0]
     for i, cout in enumerate(widths):
@@ -55,11 +57,13 @@ class ResNet18(nnx.Module):
         cin = cout
     self.blocks = nnx.List(blocks)
     self.head = nnx.Linear(cin, num_classes, dtype=dtype, rngs=rngs)
+    self.drop = nnx.Dropout(dropout)
     self.feature_dim = cin
 
-  def __call__(self, x, train: bool = False, mask=None):
+  def __call__(self, x, train: bool = False, mask=None, dropout_rng=None):
     x = jax.nn.relu(masked_bn(self.stem_bn, self.stem(x), train, mask))
     for block in self.blocks:
       x = block(x, train, mask)
     feats = jnp.mean(x, axis=(1, 2))
-    return self.head(feats).astype(jnp.float32), feats.astype(jnp.float32)
+    logits = self.head(head_dropout(self.drop, feats, dropout_rng))
+    return logits.astype(jnp.float32), feats.astype(jnp.float32)
