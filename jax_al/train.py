@@ -38,6 +38,7 @@ from jax_al import augment
 from jax_al import sharding as sharding_lib
 from jax_al.errors import ConfigError, TrainingError
 from jax_al.models import create_model
+from jax_al.models.layers import head_dropout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -340,6 +341,19 @@ def eval_chunk(graphdef, sc: StepConfig, params, batch_stats, images, idx,
   return _constrain(model(x, train=False), mesh, P(sharding_lib.DATA))
 
 
+def mc_chunk(graphdef, sc: StepConfig, params, batch_stats, images, idx, keys,
+             mesh: Mesh | None = None):
+  """[T, B, C] float32 logits of `images[idx]` under T dropout masks (one per key).
+
+  Dropout sits only before the head, so the network body runs once in
+  inference mode and only the head is applied T times (vmapped).
+  """
+  model = nnx.merge(graphdef, params, batch_stats)
+  _, feats = eval_chunk(graphdef, sc, params, batch_stats, images, idx, mesh)
+  head = lambda k: model.head(head_dropout(model.drop, feats, k)).astype(jnp.float32)
+  return jax.vmap(head)(keys)
+
+
 def epoch_segments(train_cfg, per_call: int):
   """Splits the epochs into calls of at most `per_call` that end at every
   evaluation epoch: yields (first epoch, [lr of each epoch], evaluate after)."""
@@ -429,6 +443,7 @@ class Trainer:
                           donate_argnums=(0, 1))
     self._order = jax.jit(epoch_order, static_argnums=(2, 3))
     self._eval = jax.jit(functools.partial(eval_chunk, graphdef, sc, mesh=mesh))
+    self._mc = jax.jit(functools.partial(mc_chunk, graphdef, sc, mesh=mesh))
     # The step variants' programs (StepConfig); jit compiles only those called.
     chunk = lambda full: functools.partial(train_chunk, graphdef, self.tx, sc, mesh=mesh,
                                            full=full)
@@ -516,6 +531,20 @@ class Trainer:
     logits = jnp.concatenate([o[0] for o in outs])[:n]
     feats = jnp.concatenate([o[1] for o in outs])[:n]
     return logits, feats
+
+  def predict_mc(self, params, batch_stats, images, idx: np.ndarray, keys: jax.Array):
+    """[T, N, C] logits of `images[idx]` with dropout on, one pass per key of
+    `keys` [T] (MC dropout), in fixed-size chunks, on device."""
+    b = self.eval_chunk
+    n = len(idx)
+    padded = np.zeros(math.ceil(n / b) * b, np.int32)
+    padded[:n] = idx
+    images, keys = self._rep((images, keys))
+    put = jnp.asarray if self.mesh is None else (
+        lambda a: sharding_lib.place(self.mesh, a, P(sharding_lib.DATA)))
+    outs = [self._mc(params, batch_stats, images, put(padded[i:i + b]), keys)
+            for i in range(0, len(padded), b)]
+    return jnp.concatenate(outs, axis=1)[:, :n]
 
   def evaluate(self, params, batch_stats, images, labels, idx: np.ndarray):
     """(accuracy in %, mean cross-entropy) on `images[idx]`."""

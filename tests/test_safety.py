@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, snapshot, tiny_digits_config
-from jax_al import checkpoint, loop, memory, report, train
+from jax_al import checkpoint, loop, memory, preflight, report, train
 from jax_al import workdir as workdir_lib
 from jax_al.errors import ConfigError, DataError
 
@@ -303,7 +303,7 @@ def test_empty_strategy_list_is_refused(victim):
 
 def test_lock_is_taken_before_the_data_loads(victim, monkeypatch):
   holder = workdir_lib.Lock(victim)
-  monkeypatch.setattr(loop, "load_dataset", lambda *a: pytest.fail("data loaded"))
+  monkeypatch.setattr(preflight, "load_dataset", lambda *a: pytest.fail("data loaded"))
   try:
     with pytest.raises(ConfigError, match="another jax-al process"):
       loop.run(tiny_digits_config(), victim, quiet=True)
