@@ -63,6 +63,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--repeats", type=int, help="timed epochs per variant (median reported)")
   p.add_argument("--vmap-only", action="store_true", help="time the vmapped trials only: no "
                  "sequential row, no vmapped-vs-sequential check (each compiles its own program)")
+  p.add_argument("--config", help="config file[:preset] whose train.* fields the trials "
+                 "start from (default: configs/cifar10.py of the source checkout)")
   p.add_argument("--json", help="write the results here")
   return p
 
@@ -125,7 +127,8 @@ def main(argv: list[str] | None = None) -> dict:
                                   args.batch)
     except ValueError as e:
       raise SystemExit(f"error: --variant: {e}") from None
-  c = make_config(args.model, args.width, args.dtype, spc, args.batch, fields=fields)
+  c = make_config(args.model, args.width, args.dtype, spc, args.batch, fields=fields,
+                  config=args.config)
   trainer = Trainer(*init_model(c, NUM_CLASSES, IMAGE_SHAPE, jax.random.key(0))[:1],
                     StepConfig.from_config(c, args.n_train), args.n_train)
   stacked_trainer = parallel.StackedTrainer(trainer)
