@@ -85,6 +85,7 @@ def _args(argv) -> argparse.Namespace:
                      "--n-train")
   if args.model not in ("resnet18", "cnn", "mlp") or args.dtype not in ("float32", "bfloat16"):
     raise SystemExit("error: --model is resnet18, cnn or mlp, --dtype float32 or bfloat16")
+  common.config_spec(args.config)  # the config file, before any device work
   return args
 
 
