@@ -116,6 +116,13 @@ def base() -> config_dict.ConfigDict:
   c.al.kmeans.max_iter = 100
   c.al.kmeans.tol = 1e-4
 
+  # ---- logging ------------------------------------------------------------------
+  # log.txt and metrics.jsonl are always written. TensorBoard event files of
+  # the same numbers go to <workdir>/tensorboard/trial<N>/ when this is on
+  # (jax_al/events.py; watch with `tensorboard --logdir <workdir>/tensorboard`).
+  c.log = config_dict.ConfigDict()
+  c.log.tensorboard = False
+
   # ---- comparisons / devices --------------------------------------------------
   c.compare = config_dict.ConfigDict()
   c.compare.strategies = ""      # comma-separated; non-empty runs strategies x trials, paired

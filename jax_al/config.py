@@ -112,6 +112,7 @@ FIELDS: dict[str, Field] = {
     "al.kmeans.n_init": _int(1, 1000, example=1),
     "al.kmeans.max_iter": _int(1, 1_000_000, example=100),
     "al.kmeans.tol": _float(0, 1e30, example=1e-4),
+    "log.tensorboard": Field("bool"),
     "compare.parallel": Field("choice", choices=("none", "vmap")),
     "mesh.data": _int(-1, 1_000_000, example=1),
     "mesh.distributed": Field("bool"),

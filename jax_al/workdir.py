@@ -50,10 +50,11 @@ _SCHEMA = {"seed", "num_trials", "resume", "data", "model", "train", "al", "comp
 
 # Fields that change how a run executes, not its results: a run may be resumed
 # with other values (a vmap run by a sequential one, and back; another
-# training-step variant, each pinned to the per-step path), and a run saved
-# before such a field existed resumes under its default.
+# training-step variant, each pinned to the per-step path; TensorBoard files
+# on or off), and a run saved before such a field existed resumes under its default.
 EXECUTION_ONLY = ("resume", "compare.parallel", "compile_cache_dir", "train.skip_padding",
-                  "train.bn_mask", "train.epochs_per_call", "train.flat_state")
+                  "train.bn_mask", "train.epochs_per_call", "train.flat_state",
+                  "log.tensorboard")
 
 
 def marker() -> dict:
@@ -216,19 +217,26 @@ def _strip(d: dict) -> dict:
   """A copy of `d` without the marker and the execution-only fields.
 
   `compare.parallel` is kept as "none" rather than dropped, so that digests
-  of runs saved before the other fields joined EXECUTION_ONLY stay the same.
+  of runs saved before the other fields joined EXECUTION_ONLY stay the same;
+  for the same reason a section left empty (`log`, whose only field is
+  execution-only) is dropped too.
   """
   d = copy.deepcopy({k: v for k, v in d.items() if k != MARKER_KEY})
   for field in EXECUTION_ONLY:
     *parents, last = field.split(".")
-    node = d
+    nodes = [d]
     for p in parents:
-      node = node.get(p) if isinstance(node, dict) else None
+      nodes.append(nodes[-1].get(p) if isinstance(nodes[-1], dict) else None)
+    node = nodes[-1]
     if isinstance(node, dict) and last in node:
       if field == "compare.parallel":
         node[last] = "none"
       else:
         node.pop(last)
+        for parent, key, child in zip(nodes[-2::-1], parents[::-1], nodes[:0:-1]):
+          if child != {}:
+            break
+          parent.pop(key)
   return d
 
 

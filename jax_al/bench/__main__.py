@@ -71,8 +71,12 @@ def parser() -> argparse.ArgumentParser:
   g.add_argument("--eval-batch", type=int, help="predict chunk size (config: 1000)")
   g.add_argument("--profile-dir", help="profile: keep the jax.profiler trace here "
                  "(default: a temporary folder, deleted after the summary)")
+  p.add_argument("--config", help="config file[:preset] every part starts from (default: "
+                 "configs/cifar10.py of the source checkout; an installed package has none, "
+                 "so pass it). train/features/profile take its train/data fields and set "
+                 "model, width, dtype and steps themselves; selection's preset row takes its "
+                 "al fields; protocol runs it (in `all`, giving it runs the protocol)")
   g = p.add_argument_group("protocol")
-  g.add_argument("--config", help="config file[:preset] (default configs/cifar10.py)")
   g.add_argument("--data-path", help="image folder or .tar(.gz) for data.source=folder")
   g.add_argument("--workdir", help="run folder (default: a temporary one, deleted after)")
   g.add_argument("--quiet", action="store_true", help="no per-epoch log lines")
@@ -151,6 +155,8 @@ def main(argv: list[str] | None = None) -> dict:
   _resolve(args)
 
   from jax_al.bench import common, train
+  if set(what) & {"train", "features", "profile"}:  # the config file they start from
+    common.config_spec(args.config)
   results = common.Results(args.json)
   results.doc["meta"].update(quick=bool(args.quick), parts=list(what))
   m = results.doc["meta"]
@@ -176,7 +182,8 @@ def main(argv: list[str] | None = None) -> dict:
       print(f"\nselection: skipped ({e})")
       results.set("selection", {"status": "skipped", "reason": str(e)})
     else:
-      sel = sel_main((["--quick"] if args.quick else []) + other_args)
+      sel = sel_main((["--quick"] if args.quick else [])
+                     + (["--config", args.config] if args.config else []) + other_args)
       results.set("selection", sel)
       out["selection"] = sel
   if "protocol" in what:

@@ -1,8 +1,19 @@
-"""Shared pieces of the benchmarks: environment, timing, memory, tables, JSON."""
+"""Shared pieces of the benchmarks: environment, timing, memory, tables, JSON,
+and the config files they start from.
+
+The benchmarks take config files by path (`--config configs/cifar10.py[:preset]`),
+as run.py does; the library never imports a repository's `configs` package. Their
+default, the CIFAR-10 protocol's configs/cifar10.py, exists only in a source
+checkout (or an editable install of one): an installed package has no configs/
+folder, and a bench that needs the default then stops with one line naming
+the flag.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import importlib.util
 import math
 import os
 import platform
@@ -14,6 +25,91 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import jax
+
+# The source checkout this package runs from, if it is one: the folder above
+# jax_al/ holding pyproject.toml and configs/. None for an installed package.
+_CHECKOUT = Path(__file__).resolve().parents[2]
+CHECKOUT = _CHECKOUT if ((_CHECKOUT / "pyproject.toml").is_file()
+                         and (_CHECKOUT / "configs").is_dir()) else None
+# The CIFAR-10 protocol (ResNet-18, 5,000 + 2,500 x 6 labels, 200 epochs per
+# cycle), the default base of every benchmark. None outside a checkout.
+DEFAULT_CONFIG = CHECKOUT / "configs" / "cifar10.py" if CHECKOUT else None
+
+
+def config_spec(spec: str | None, flag: str = "--config") -> str:
+  """`spec` (path[:preset]), or the default config file; its file must exist.
+
+  Raises SystemExit with one line naming `flag` when the file is missing,
+  and when no spec is given outside a source checkout (no default there).
+  """
+  if spec is None:
+    if DEFAULT_CONFIG is None or not DEFAULT_CONFIG.is_file():
+      raise SystemExit(
+          f"error: flag {flag}: no config file given, and the default configs/cifar10.py "
+          "exists only in a source checkout of jax-al (this one is installed). Fix: pass "
+          f"{flag} PATH/TO/configs/cifar10.py (or another config file)")
+    return str(DEFAULT_CONFIG)
+  path = spec.partition(":")[0]
+  if not Path(path).is_file():
+    raise SystemExit(f"error: flag {flag}: config file {path!r} does not exist. Fix: pass an "
+                     f"existing file, e.g. {flag} configs/cifar10.py")
+  return spec
+
+
+@contextlib.contextmanager
+def _config_imports(path: str):
+  """Lets a config file import the files beside it as their package.
+
+  The config files of the repository import their shared base as
+  `from configs import common`: run.py, living above configs/, gets that for
+  free. Loading one by path from anywhere else needs the folder above the
+  config's own folder on sys.path while it runs; that is added (first, so the
+  config's own package wins) when the config's folder is a package (holds
+  __init__.py), and removed afterwards.
+  """
+  folder = Path(path).resolve().parent
+  added = str(folder.parent) if (folder / "__init__.py").is_file() else None
+  if added:
+    sys.path.insert(0, added)
+  try:
+    yield
+  finally:
+    if added and added in sys.path:
+      sys.path.remove(added)
+
+
+def load_config(spec: str | None, overrides: Sequence[str] = (), flag: str = "--config",
+                what: str = "bench"):
+  """The ConfigDict of config file `spec` (path[:preset]; None = the default)
+  with `--config.a.b=v` `overrides`, parsed as run.py parses them
+  (ml_collections.config_flags). Bad input: SystemExit with one line.
+  """
+  spec = config_spec(spec, flag)
+  if not overrides:  # no flags to parse: run get_config as config_flags would
+    path, _, preset = spec.partition(":")
+    with _config_imports(path):
+      module_spec = importlib.util.spec_from_file_location("_bench_config", path)
+      module = importlib.util.module_from_spec(module_spec)
+      module_spec.loader.exec_module(module)
+      return module.get_config(preset) if preset else module.get_config()
+  from absl import flags
+  from ml_collections import config_flags
+
+  argv = [f"jax_al.bench {what}", f"--config={spec}", *overrides]
+  fv = flags.FlagValues()
+  with _config_imports(spec.partition(":")[0]):
+    # sys_argv: the override flags are defined from this list (default: sys.argv).
+    config_flags.DEFINE_config_file("config", None, "config file", flag_values=fv,
+                                    lock_config=True, sys_argv=argv)
+    try:
+      extra = fv(argv)
+    except flags.Error as e:
+      raise SystemExit(f"error: {what}: {e}") from None
+    config = fv.config
+  if len(extra) > 1:
+    raise SystemExit(f"error: {what}: unexpected arguments {extra[1:]}; give config "
+                     "overrides as --config.field=value")
+  return config
 
 
 def environment() -> dict:

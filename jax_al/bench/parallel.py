@@ -63,6 +63,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--repeats", type=int, help="timed epochs per variant (median reported)")
   p.add_argument("--vmap-only", action="store_true", help="time the vmapped trials only: no "
                  "sequential row, no vmapped-vs-sequential check (each compiles its own program)")
+  p.add_argument("--config", help="config file[:preset] whose train.* fields the trials "
+                 "start from (default: configs/cifar10.py of the source checkout)")
   p.add_argument("--json", help="write the results here")
   return p
 
@@ -83,6 +85,7 @@ def _args(argv) -> argparse.Namespace:
                      "--n-train")
   if args.model not in ("resnet18", "cnn", "mlp") or args.dtype not in ("float32", "bfloat16"):
     raise SystemExit("error: --model is resnet18, cnn or mlp, --dtype float32 or bfloat16")
+  common.config_spec(args.config)  # the config file, before any device work
   return args
 
 
@@ -125,7 +128,8 @@ def main(argv: list[str] | None = None) -> dict:
                                   args.batch)
     except ValueError as e:
       raise SystemExit(f"error: --variant: {e}") from None
-  c = make_config(args.model, args.width, args.dtype, spc, args.batch, fields=fields)
+  c = make_config(args.model, args.width, args.dtype, spc, args.batch, fields=fields,
+                  config=args.config)
   trainer = Trainer(*init_model(c, NUM_CLASSES, IMAGE_SHAPE, jax.random.key(0))[:1],
                     StepConfig.from_config(c, args.n_train), args.n_train)
   stacked_trainer = vmap_trials.StackedTrainer(trainer)

@@ -1,7 +1,8 @@
 """The whole active-learning protocol, end to end, through `jax_al.loop.run`.
 
-Default config: configs/cifar10.py (the users' protocol: ResNet-18, 5,000 +
-2,500 x 6 labels, 200 epochs per cycle). `--data-path P` points it at an
+Default config: configs/cifar10.py of the source checkout (the CIFAR-10
+protocol: ResNet-18, 5,000 + 2,500 x 6 labels, 200 epochs per cycle; an
+installed package has none: pass `--config PATH`). `--data-path P` points it at an
 image folder or archive (sets data.source=folder); any `--config.a.b=v`
 override is applied as with run.py. `--quick` first shrinks the run to CPU
 size (the overrides below); explicit `--config.*` overrides still win.
@@ -27,8 +28,6 @@ from pathlib import Path
 from jax_al import compiles
 from jax_al.bench import common
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "cifar10.py"
-
 # CPU-sized protocol: tiny ResNet, 2 epochs per cycle, 2 cycles, small budgets.
 QUICK_OVERRIDES = {
     "model.width": "0.125", "train.epochs": "2", "train.eval_every": "2",
@@ -42,24 +41,10 @@ CYCLE_COLUMNS = [("cycle", "cycle"), ("labeled", "labeled"), ("test_acc", "test 
                  ("total_s", "cycle s")]
 
 
-def load_config(config_path: str, overrides: list[str]):
-  """Parses `--config.x=y` overrides onto the config file, as run.py does."""
-  from absl import flags
-  from ml_collections import config_flags
-
-  argv = ["jax_al.bench protocol", f"--config={config_path}", *overrides]
-  fv = flags.FlagValues()
-  # sys_argv: the override flags are defined from this list (default: sys.argv).
-  config_flags.DEFINE_config_file("config", None, "config file", flag_values=fv,
-                                  lock_config=True, sys_argv=argv)
-  try:
-    extra = fv(argv)
-  except flags.Error as e:
-    raise SystemExit(f"error: protocol: {e}") from None
-  if len(extra) > 1:
-    raise SystemExit(f"error: protocol: unexpected arguments {extra[1:]}; give config "
-                     "overrides as --config.field=value")
-  return fv.config
+def load_config(config_path: str | None, overrides: list[str]):
+  """Parses `--config.x=y` overrides onto the config file, as run.py does
+  (None: the checkout's configs/cifar10.py)."""
+  return common.load_config(config_path, overrides, what="protocol")
 
 
 CYCLE_FIELDS = ("trial", "cycle", "labeled", "test_acc", "train_s", "features_s", "strategy_s",
@@ -128,11 +113,12 @@ def bench_protocol(args, overrides: list[str], results: common.Results) -> dict:
     pre += [f"--config.{k}={v}" for k, v in QUICK_OVERRIDES.items()]
   if args.data_path:
     pre += ["--config.data.source=folder", f"--config.data.path={args.data_path}"]
-  config = load_config(args.config or str(DEFAULT_CONFIG), pre + list(overrides))
+  spec = common.config_spec(args.config)
+  config = load_config(spec, pre + list(overrides))
   if config.data.source == "tfds" and not args.data_path:
     print("note: protocol uses TFDS (config default); pass --data-path to read an image folder")
   workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="jax_al_bench_"))
-  rec = {"config": args.config or str(DEFAULT_CONFIG), "overrides": pre + list(overrides),
+  rec = {"config": spec, "overrides": pre + list(overrides),
          "workdir": str(workdir), "status": "running",
          "config_values": json.loads(json.dumps(config.to_dict(), default=str))}
   results.set("protocol", rec)

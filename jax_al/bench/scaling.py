@@ -48,7 +48,9 @@ DEFAULTS = {
     "labeled": (5000, 512), "repeats": (5, 3),
     "strategies": ("entropy,coreset,uncertainty_mmd", "entropy,coreset,uncertainty_mmd"),
 }
-ROOT = Path(__file__).resolve().parents[2]
+# The folder holding the jax_al package this module belongs to (a checkout or
+# site-packages): the simulated-device subprocess imports the same one.
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,6 +68,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--labeled", type=int, help="labeled rows given to the strategies")
   p.add_argument("--budget", type=int, default=128, help="picks per selection")
   p.add_argument("--strategies", help="comma-separated strategies to time")
+  p.add_argument("--config", help="config file[:preset] whose train and al fields the parts "
+                 "start from (default: configs/cifar10.py of the source checkout)")
   p.add_argument("--repeats", type=int, help="timed repeats (median reported)")
   p.add_argument("--no-train", action="store_true", help="skip the training part")
   p.add_argument("--no-select", action="store_true", help="skip the selection part")
@@ -103,7 +107,8 @@ def _rerun_with_simulated_devices(argv: list[str], n: int) -> dict:
   flags = " ".join(f for f in flags.split() if "xla_force_host_platform_device_count" not in f)
   env = dict(os.environ, XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count={n}".strip(),
              JAX_PLATFORMS="cpu")
-  env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+  env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_PARENT)]
+                                      + [p for p in [env.get("PYTHONPATH")] if p])
   out_json = None
   rest = list(argv)
   if "--json" in rest:  # the parent writes the file
@@ -111,8 +116,12 @@ def _rerun_with_simulated_devices(argv: list[str], n: int) -> dict:
     out_json = rest[i + 1]
     del rest[i:i + 2]
   rest = [a for a in rest if not a.startswith("--json=")]
-  proc = subprocess.run([sys.executable, "-m", "jax_al.bench.scaling", *rest, "--in-subprocess"],
-                        env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+  # The same working folder (relative --config paths stay valid) and the same
+  # site setting: a parent started without site-packages (-S, with an explicit
+  # PYTHONPATH) gets a child without them too.
+  flags_ = ["-S"] if sys.flags.no_site else []
+  proc = subprocess.run([sys.executable, *flags_, "-m", "jax_al.bench.scaling", *rest,
+                         "--in-subprocess"], env=env, stdout=subprocess.PIPE, text=True)
   doc = None
   for line in proc.stdout.splitlines():
     if line.startswith("SCALING_JSON "):
@@ -140,10 +149,9 @@ def _train_rows(args, counts: list[int], common) -> list[dict]:
   """
   import jax
   import numpy as np
-  from configs import common as cfg_common
-  from jax_al import sharding, train
+  from jax_al import compiles, sharding, train
 
-  c = cfg_common.base()
+  c = common.load_config(args.config)
   c.model.name, c.model.width = args.model, args.width
   c.train.batch_size, c.train.steps_per_call = args.batch, 0
   c.augment.flip, c.augment.crop_pad = True, 4
@@ -202,12 +210,11 @@ def _select_rows(args, counts: list[int], pool, common) -> list[dict]:
   """Per strategy: warms up every device count, then times selections round-robin."""
   import jax
   import numpy as np
-  from configs import common as cfg_common
-  from jax_al import sharding, strategies
+  from jax_al import compiles, sharding, strategies
 
   placed = {n: sharding.place_pool(None if n == 1 else sharding.make_mesh(n), pool)
             for n in counts}
-  cfg = cfg_common.base().al
+  cfg = common.load_config(args.config).al
   key = jax.random.key(0)
   rows = []
   for name in args.strategies:
@@ -262,6 +269,9 @@ def main(argv: list[str] | None = None) -> dict:
   argv = list(sys.argv[1:] if argv is None else argv)
   args = parser().parse_args(argv)
   _resolve(args)
+  if not (args.no_train and args.no_select):  # their config file, before any device work
+    from jax_al.bench import common
+    common.config_spec(args.config)
 
   import jax
   want = max(args.devices)
@@ -269,7 +279,6 @@ def main(argv: list[str] | None = None) -> dict:
   if want > have and jax.default_backend() == "cpu" and not args.in_subprocess:
     return _rerun_with_simulated_devices(argv, want)
 
-  from jax_al import compiles
   from jax_al.bench import common
   doc = {"meta": common.environment(), "scaling": [], "skipped_devices": []}
   cpu = jax.default_backend() == "cpu"

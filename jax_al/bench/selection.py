@@ -14,7 +14,7 @@ takes longer than --slow seconds) of:
   kmeans_batch       per-minibatch (128) k-means + margin  vs sklearn per batch
   witness_exact      mean_u k(x,u) - mean_l k(x,l)         vs NumPy (BLAS)
   witness_rff        the same with random Fourier features vs NumPy exact
-  per_sample_exact   users' (1/R) sum_r MMD^2({x}, L_r)     vs NumPy
+  per_sample_exact   (1/R) sum_r MMD^2({x}, L_r)           vs NumPy
   per_sample_rff
   decrease_exact     MMD^2(L,U) - MMD^2(L+{x},U)           vs NumPy
   decrease_rff
@@ -23,6 +23,11 @@ takes longer than --slow seconds) of:
   preset             the whole `uncertainty_mmd` default preset
                      (strategy.select) on a --preset-n subset vs sklearn +
                      NumPy doing the same steps
+
+per_sample is the per-sample term of the k-means cluster-margin + MMD method
+(`uncertainty_mmd`): R = 5 random draws L_r of 128 labeled points. The
+preset row takes the `al` fields of --config (default: configs/cifar10.py of
+the source checkout) with al.strategy = uncertainty_mmd.
 
 The NumPy references use the same sigma, the same draws and the same blocked
 float32 arithmetic through BLAS. k-means references use sklearn's Lloyd
@@ -87,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--no-reference", action="store_true",
                  help="skip the NumPy / scikit-learn timings")
   p.add_argument("--quick", action="store_true", help="small sizes, a smoke test")
+  p.add_argument("--config", help="config file[:preset] whose al fields the preset row "
+                 "uses (default: configs/cifar10.py of the source checkout)")
   p.add_argument("--json", help="write the results here (after every row)")
   p.add_argument("--seed", type=int, default=0)
   return p
@@ -364,11 +371,11 @@ def bench_size(n: int, args, results: common.Results, variants) -> list[dict]:
 
 
 def bench_preset(n: int, args, results: common.Results) -> dict:
-  """strategy.select with the users' default preset vs sklearn + NumPy."""
-  from configs import common as cfgs
+  """strategy.select of the k-means cluster-margin + MMD method
+  (`uncertainty_mmd`, the al fields of --config) vs sklearn + NumPy."""
   from jax_al.strategies import Pool, get_strategy
   x_np, l_np = mixture(n, args.labeled, args.dim, args.seed)
-  cfg = cfgs.base().al
+  cfg = common.load_config(args.config).al
   budget = max(1, min(args.budget, n // 4))
   strategy = get_strategy("uncertainty_mmd", cfg)
   pool = Pool(jnp.asarray(x_np), jnp.zeros((n, 10)), jnp.asarray(l_np),
@@ -437,6 +444,8 @@ def main(argv: list[str] | None = None) -> dict:
     raise SystemExit(f"error: unknown variants {bad} (choose from "
                      f"{', '.join(VARIANTS)}), or sizes {sizes} below 4 * k, or "
                      f"--labeled {args.labeled} < 2")
+  if "preset" in variants:  # its config file, before anything is measured
+    common.config_spec(args.config)
   results = common.Results(args.json)
   results.doc["meta"].update(quick=args.quick, args=vars(args))
   m = results.doc["meta"]

@@ -77,11 +77,12 @@ def parse_variant(name: str, chunk: int, n_train: int, batch: int) -> tuple[int,
 
 
 def make_config(model: str, width: float, dtype: str, steps_per_call: int,
-                batch: int, eval_batch: int | None = None, fields: dict | None = None):
-  """The CIFAR-10 protocol config with the benchmark's model/dtype/steps and
-  other train.* `fields` (the step variants)."""
-  from configs import cifar10  # the repo's configs package (run from the repo root)
-  c = cifar10.get_config()
+                batch: int, eval_batch: int | None = None, fields: dict | None = None,
+                config: str | None = None):
+  """Config file `config` (path[:preset]; None = the checkout's
+  configs/cifar10.py, the CIFAR-10 protocol) with the benchmark's
+  model/dtype/steps and other train.* `fields` (the step variants)."""
+  c = common.load_config(config)
   c.model.name, c.model.width = model, float(width)
   c.train.dtype = dtype
   c.train.steps_per_call = int(steps_per_call)
@@ -105,7 +106,7 @@ def build_trainer(args, model: str, dtype: str, steps_per_call: int,
                   fields: dict | None = None):
   """(config, Trainer over `args.n_train` rows, fresh state, params) for one model and dtype."""
   c = make_config(model, model_width(args, model), dtype, steps_per_call, args.batch,
-                  fields=fields)
+                  fields=fields, config=getattr(args, "config", None))
   gd, params, bs = init_model(c, NUM_CLASSES, IMAGE_SHAPE, jax.random.key(0))
   trainer = Trainer(gd, StepConfig.from_config(c, args.n_train), args.n_train)
   return c, trainer, trainer.new_state(params, bs), params
@@ -299,7 +300,8 @@ def bench_features(args, results: common.Results) -> list[dict]:
   rows = []
   for model in args.models:
     for dtype in args.dtypes:
-      c = make_config(model, model_width(args, model), dtype, 0, args.batch, args.eval_batch)
+      c = make_config(model, model_width(args, model), dtype, 0, args.batch, args.eval_batch,
+                      config=args.config)
       gd, params, bs = init_model(c, NUM_CLASSES, IMAGE_SHAPE, jax.random.key(0))
       trainer = Trainer(gd, StepConfig.from_config(c, args.pool), args.pool)
       with compiles.CompileLog() as ct:

@@ -1,0 +1,131 @@
+"""TensorBoard event files for watching long runs (config `log.tensorboard`).
+
+Off by default. When on, a run also writes, beside log.txt and metrics.jsonl
+(which stay exactly as they are), event files under
+`<workdir>/tensorboard/trial<N>/`, one folder per trial, for
+`tensorboard --logdir <workdir>/tensorboard`:
+
+* per evaluation (`eval`, a metrics.jsonl `kind=eval` record): `epoch/<key>`
+  for every number in it but the epoch (train_loss, test_acc, test_loss,
+  best_acc, lr, seconds), at step = the global epoch count across cycles,
+  (cycle - 1) x train.epochs + epoch, so the cycles follow one another on
+  one axis;
+* per cycle (`cycle`, a `kind=cycle` record): `cycle/<key>` for every number
+  in it but trial, cycle and labeled (test_acc, train_s, select_s, total_s,
+  features_s, strategy_s, compile_s, compiles, ..., and the strategy's score
+  statistics, e.g. u_min / u_median / mmd_max / sigma), at step = the labeled
+  count, the x axis of a learning curve.
+
+Both steps come from the records alone, so a resumed run continues the same
+curves. Each record is flushed at once: a long run shows its progress live.
+
+Writer: tensorboardX's `SummaryWriter`. It writes the TensorBoard event
+format in pure Python on top of protobuf, and needs only numpy, packaging
+and protobuf, all of which the core install already has (protobuf through
+orbax-checkpoint), so it is a light core dependency. The alternatives each
+bring a framework: `clu.metric_writers` (the flax examples' writer) writes
+events through `tf.summary`, i.e. TensorFlow (or through PyTorch), and
+TensorBoard's own writer comes with the TensorBoard server and its
+dependencies. tensorboardX is imported only when `log.tensorboard` is on (it
+imports PyTorch if that happens to be installed, to accept its tensors).
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+from pathlib import Path
+
+from jax_al.errors import ConfigError
+
+FIELD = "log.tensorboard"
+FOLDER = "tensorboard"
+# Keys of the records that say where a value belongs, not what was measured.
+_EVAL_IDS = ("kind", "trial", "cycle", "epoch")
+_CYCLE_IDS = ("kind", "trial", "cycle", "labeled")
+
+
+def _numbers(record: dict, skip) -> dict:
+  """The real-number fields of `record` (bools excluded) as floats."""
+  return {k: float(v) for k, v in record.items()
+          if k not in skip and isinstance(v, Real) and not isinstance(v, bool)}
+
+
+class EventWriter:
+  """TensorBoard scalars of one run, an event file folder per trial.
+
+  Args:
+    logdir: the folder of the per-trial folders (`<workdir>/tensorboard`).
+    epochs_per_cycle: `train.epochs`, for the global epoch step.
+  """
+
+  def __init__(self, logdir, epochs_per_cycle: int):
+    from tensorboardX import SummaryWriter  # imported here: only when switched on
+    self._new = SummaryWriter
+    self.logdir = Path(logdir)
+    self.epochs_per_cycle = int(epochs_per_cycle)
+    self._writers: dict = {}
+
+  def _writer(self, trial: int):
+    w = self._writers.get(int(trial))
+    if w is None:
+      # flush_secs: a safety net only; every record below is flushed at once.
+      w = self._new(logdir=str(self.logdir / f"trial{int(trial)}"), flush_secs=30)
+      self._writers[int(trial)] = w
+    return w
+
+  def global_epoch(self, cycle: int, epoch: int) -> int:
+    """The step of an evaluation: epochs trained in this trial up to it."""
+    return (int(cycle) - 1) * self.epochs_per_cycle + int(epoch)
+
+  def eval(self, trial: int, cycle: int, record: dict) -> None:
+    """One per-epoch evaluation record (epoch, train_loss, test_acc, ...)."""
+    w = self._writer(trial)
+    step = self.global_epoch(cycle, record["epoch"])
+    for k, v in _numbers(record, _EVAL_IDS).items():
+      w.add_scalar(f"epoch/{k}", v, step)
+    w.flush()
+
+  def cycle(self, record: dict) -> None:
+    """One cycle record (trial, cycle, labeled, test_acc, train_s, select_s, stats)."""
+    w = self._writer(record["trial"])
+    step = int(record["labeled"])
+    for k, v in _numbers(record, _CYCLE_IDS).items():
+      w.add_scalar(f"cycle/{k}", v, step)
+    w.flush()
+
+  def close(self) -> None:
+    for w in self._writers.values():
+      w.close()
+    self._writers.clear()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+def enabled(config) -> bool:
+  """`log.tensorboard`, False where the config has no such field (older runs)."""
+  log = config.get("log") if hasattr(config, "get") else None
+  return bool(log is not None and log.get("tensorboard", False))
+
+
+def from_config(config, workdir) -> EventWriter | None:
+  """The run's EventWriter, or None when `log.tensorboard` is off, and on
+  every process but the first of a multi-host run (only it writes results).
+
+  Raises ConfigError when it is on but tensorboardX cannot be imported.
+  """
+  if not enabled(config):
+    return None
+  import jax
+  if jax.process_index() != 0:
+    return None
+  import importlib
+  try:
+    importlib.import_module("tensorboardX")
+  except ImportError:
+    raise ConfigError(FIELD, True, "tensorboardX is not installed: pip install tensorboardX "
+                      "(a dependency of jax-al), or set log.tensorboard=False") from None
+  return EventWriter(Path(workdir) / FOLDER, config.train.epochs)

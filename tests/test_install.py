@@ -1,0 +1,196 @@
+"""An installed, non-editable wheel runs every documented `python -m jax_al...`
+entry point from a folder outside the repository (issue #15).
+
+The wheel is built offline from a copy of the sources, installed with
+`pip install --no-deps --target SITE`, and every entry point runs in a
+subprocess whose working folder is a temporary one, with the repository
+unreachable:
+
+* The test venv holds jax-al as an *editable* install: setuptools wrote
+  `__editable__.jax_al-*.pth`, which, when `site` processes it at start-up,
+  installs an import finder mapping `jax_al` to this checkout (other setups
+  write a .pth that puts the checkout itself on sys.path). So the
+  subprocesses run with `python -S` (no `site`: no .pth file is processed,
+  hence no editable hook) and an explicit `PYTHONPATH` of SITE followed by the
+  venv's site-packages folders, for the dependencies. Each command goes
+  through a prelude (below) that asserts, in the very process that then runs
+  the entry point, that `jax_al` comes from SITE, that `import configs` fails,
+  that no editable finder is on `sys.meta_path` and that the checkout is not
+  on `sys.path`; it then runs the module as `python -m` would (runpy).
+* The config files a user passes are a copy of configs/ in another temporary
+  folder (never the working folder, where `import configs` would find them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+# What the subprocess runs first: checks that the installed copy is the one
+# imported and the repository is out of reach, then the module as `-m` would.
+PRELUDE = r"""
+import importlib.util, runpy, sys
+from pathlib import Path
+site, repo, module, *args = sys.argv[1:]
+import jax_al
+assert Path(jax_al.__file__).resolve().is_relative_to(Path(site).resolve()), jax_al.__file__
+try:
+  import configs
+except ImportError:
+  pass
+else:
+  raise AssertionError(f"the repository's configs package is importable: {configs.__path__}")
+hooks = [f for f in sys.meta_path if "editable" in repr(f).lower()]
+assert not hooks, hooks
+assert not any(p and Path(p).resolve() == Path(repo).resolve() for p in sys.path), sys.path
+print("INSTALLED_JAX_AL", jax_al.__file__, flush=True)
+sys.argv = [module, *args]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+# Every `python -m MODULE` the README and docs/ document, with what this test
+# runs for each: `--help`, and a tiny real run where that is quick.
+DOCUMENTED = {"jax_al.bench", "jax_al.bench.scaling", "jax_al.bench.parallel", "jax_al.report"}
+
+
+def _documented_modules() -> set[str]:
+  texts = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+  found = set()
+  for t in texts:
+    found |= set(re.findall(r"python3? -m (jax_al[\w.]*)", t.read_text()))
+  return found
+
+
+def test_every_documented_entry_point_is_covered():
+  assert _documented_modules() <= DOCUMENTED, _documented_modules() - DOCUMENTED
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+  """(run, site, configs): the wheel installed in `site`; run(module, *args)
+  runs one entry point from a temporary working folder; `configs` is the
+  user's copy of the config files."""
+  pytest.importorskip("setuptools")  # the build backend, used offline (no isolation)
+  tmp = tmp_path_factory.mktemp("install")
+  src = tmp / "src"  # build from a copy: nothing is written into the checkout
+  src.mkdir()
+  for name in ("pyproject.toml", "README.md"):
+    shutil.copy2(ROOT / name, src / name)
+  shutil.copytree(ROOT / "jax_al", src / "jax_al",
+                  ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+  pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+  p = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                      "--no-cache-dir", "-w", str(tmp / "dist"), str(src)],
+                     capture_output=True, text=True, timeout=600)
+  assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+  (wheel,) = (tmp / "dist").glob("jax_al-*.whl")
+  site = tmp / "site"
+  p = subprocess.run([*pip, "install", "--no-deps", "--no-index", "--no-compile", "--target",
+                      str(site), str(wheel)], capture_output=True, text=True, timeout=600)
+  assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+  assert (site / "jax_al" / "bench" / "__main__.py").is_file()
+  assert not (site / "configs").exists()  # the repository's configs are not packaged
+
+  user_configs = tmp / "userconfigs" / "configs"  # the user's config files, elsewhere
+  shutil.copytree(ROOT / "configs", user_configs,
+                  ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+  work = tmp / "work"  # the working folder of every command
+  work.mkdir()
+  deps = [sysconfig.get_paths()[k] for k in ("purelib", "platlib")]
+  env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+  env.update(PYTHONPATH=os.pathsep.join(dict.fromkeys([str(site), *deps])),
+             JAX_PLATFORMS="cpu", PYTHONDONTWRITEBYTECODE="1",
+             MPLCONFIGDIR=str(tmp / "mpl"))
+
+  def run(module: str, *args: str, ok: bool = True, timeout: int = 600):
+    p = subprocess.run([sys.executable, "-S", "-c", PRELUDE, str(site), str(ROOT), module,
+                        *args], cwd=work, env=env, capture_output=True, text=True,
+                       timeout=timeout)
+    out = p.stdout + p.stderr
+    assert f"INSTALLED_JAX_AL {site}" in p.stdout, out[-3000:]
+    if ok:
+      assert p.returncode == 0, out[-4000:]
+    return p
+
+  return run, site, user_configs, work
+
+
+@pytest.mark.parametrize("module, args", [
+    ("jax_al.bench", ["--help"]),
+    ("jax_al.bench", ["selection", "--help"]),
+    ("jax_al.bench", ["scaling", "--help"]),
+    ("jax_al.bench", ["parallel", "--help"]),
+    ("jax_al.bench.scaling", ["--help"]),
+    ("jax_al.bench.parallel", ["--help"]),
+    ("jax_al.report", ["--help"]),
+])
+def test_help(installed, module, args):
+  run = installed[0]
+  p = run(module, *args)
+  assert "usage: python -m jax_al." in p.stdout
+
+
+def test_no_config_names_the_flag(installed):
+  """Outside a checkout there is no default config: one line naming --config."""
+  run = installed[0]
+  for module, args in [("jax_al.bench", ["train", "--quick"]),
+                       ("jax_al.bench", ["protocol", "--quick"])]:
+    p = run(module, *args, ok=False)
+    err = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and len(err) == 1, p.stdout[-2000:] + p.stderr[-2000:]
+    assert err[0].startswith("error: flag --config:") and "--config PATH" in err[0], err
+
+
+def test_bench_parts_and_report(installed):
+  """Tiny real runs of the bench (train, features, selection, scaling with its
+  simulated-device child process, protocol) and a report of the real run folder."""
+  run, site, cfg, work = installed
+  cifar, digits = str(cfg / "cifar10.py"), str(cfg / "digits.py")
+  tiny = ["--quick", "--models", "mlp", "--cnn-width", "0.25", "--dtypes", "float32",
+          "--batch", "32", "--n-train", "64", "--sizes", "32", "--repeats", "1"]
+  run("jax_al.bench", "train,features", *tiny, "--variants", "step", "--pool", "64",
+      "--eval-batch", "32", "--config", cifar, "--json", "tf.json")
+  doc = json.loads((work / "tf.json").read_text())
+  assert [r["labeled"] for r in doc["train"]] == [32] and doc["train"][0]["images_per_s"] > 0
+  assert doc["features"][0]["pool"] == 64
+
+  run("jax_al.bench", "selection", "--quick", "--sizes", "64", "--dim", "8", "--labeled", "32",
+      "--budget", "8", "--preset-n", "64", "--repeats", "1", "--variants", "preset",
+      "--config", cifar, "--json", "sel.json")
+  rows = json.loads((work / "sel.json").read_text())["selection"]
+  assert [r["variant"] for r in rows] == ["preset"] and rows[0]["jax_ms"] > 0
+
+  # Two simulated devices: scaling re-runs itself in a child process, which
+  # must import the same installed jax_al (and find the relative --config).
+  rel = os.path.relpath(cifar, work)
+  run("jax_al.bench", "scaling", "--quick", "--devices", "1,2", "--no-select", "--model", "mlp",
+      "--width", "0.25", "--batch", "32", "--n-train", "64", "--repeats", "1",
+      "--config", rel, "--json", "scaling.json")
+  rows = json.loads((work / "scaling.json").read_text())["scaling"]
+  assert [r["devices"] for r in rows] == [1, 2] and all(r["images_per_s"] > 0 for r in rows)
+
+  # parallel loads its config as train does (jax_al.bench.train.make_config):
+  # test_help covers its entry point; a real run would add half a minute.
+
+  run("jax_al.bench", "protocol", "--config", digits, "--config.al.strategy=random",
+      "--config.al.cycles=2",
+      "--config.train.epochs=2", "--config.train.eval_every=1", "--quiet",
+      "--workdir", "run", "--json", "protocol.json")
+  p = json.loads((work / "protocol.json").read_text())["protocol"]
+  assert p["status"] == "done" and [c["cycle"] for c in p["cycles"]] == [1, 2]
+  assert (work / "run" / "metrics.jsonl").is_file()
+
+  r = run("jax_al.report", "run", "--out", "report")
+  assert (work / "report").is_dir() and any((work / "report").iterdir())
+  assert "random" in r.stdout  # the run's strategy, in the printed table
