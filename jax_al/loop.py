@@ -97,7 +97,7 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
   out = workdir if main else Path(tempfile.mkdtemp(prefix="jax_al_worker_"))
   lock = checked.lock if main else workdir_lib.Lock(out)
   replacement = workdir_lib.Replacement(workdir)
-  progress = Progress()
+  progress, logs = Progress(), None
   try:
     if overwrite and main:
       replacement.set_aside()
@@ -107,7 +107,7 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
         p.unlink(missing_ok=True)
     if not (checked.resuming and (out / "config.json").exists()):  # a resume keeps it
       io.write_json(out / "config.json", workdir_lib.config_record(config))
-    logs = records.Logs.open(out, quiet=quiet or not main)
+    logs = records.Logs.open(out, quiet=quiet or not main, events=checked.events)
     logs.start(config, checked.ds, checked.resuming, workdir, checked.settled, cache_dir)
     exp = cycle.Experiment.build(config, checked.ds, checked.strategy, mesh, checked.graphdef)
     rs = Run(exp, logs, workdir, checked.done, replacement.commit, progress)
@@ -134,6 +134,8 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
               "its first checkpoint.", file=sys.stderr, flush=True)
     raise
   finally:
+    if logs is not None:
+      logs.close()
     lock.close()
   return summary
 
@@ -261,7 +263,7 @@ def _commit(tr: Trial, c: int, state, hist, t_train, total_s, picked, clogs, rs:
     if picked is not None:
       tr.labeled = np.concatenate([tr.labeled, picked.indices])
       rs.logs.selected.append({"trial": trial, "cycle": c, "indices": picked.indices.tolist()})
-    rs.logs.metrics.append(rec)
+    rs.logs.cycle(rec)
     checkpoint.save(rs.workdir, trial, c, state, {
         "trial": trial, "cycle": c, "labeled": tr.labeled.tolist(), "finished": finished,
         "config_hash": workdir_lib.config_hash(config),

@@ -15,6 +15,7 @@ from typing import Any
 
 from jax_al import checkpoint, cycle, memory, rng, strategies, vmap_trials
 from jax_al import config as config_lib
+from jax_al import events as events_lib
 from jax_al import workdir as workdir_lib
 from jax_al.data import load_dataset
 from jax_al.train import init_model
@@ -33,6 +34,7 @@ class Checked:
     lock: the held workdir lock.
     settled: what was done with outputs an interrupted --overwrite had set
       aside, or "".
+    events: the TensorBoard writer (`log.tensorboard`), or None.
   """
 
   resuming: bool
@@ -42,6 +44,7 @@ class Checked:
   graphdef: Any
   lock: workdir_lib.Lock
   settled: str = ""
+  events: Any = None
 
 
 def check_run(config, workdir: Path, overwrite: bool, mesh=None) -> Checked:
@@ -60,6 +63,7 @@ def check_run(config, workdir: Path, overwrite: bool, mesh=None) -> Checked:
     lock = workdir_lib.Lock(workdir)
     settled = workdir_lib.restore_aside(workdir) or ""
     resuming = workdir_lib.existing_run(workdir, config, overwrite)
+    events = events_lib.from_config(config, workdir)  # writes nothing before its first record
     ds = load_dataset(config.data)
     n_train = len(ds.train_labels)
     config_lib.check_sizes(config, n_train, ds.num_classes)
@@ -88,4 +92,4 @@ def check_run(config, workdir: Path, overwrite: bool, mesh=None) -> Checked:
       lock.release(remove=True)
     workdir_lib.remove_empty(created)  # made just now and still empty: leave no trace
     raise
-  return Checked(resuming, ds, strategy, done, graphdef, lock, settled)
+  return Checked(resuming, ds, strategy, done, graphdef, lock, settled, events)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from jax_al import compiles, io
+from jax_al import events as events_lib
 from jax_al.errors import TrainingError
 
 
@@ -27,17 +28,29 @@ class Logs:
     text: log.txt (and stdout unless quiet).
     metrics: metrics.jsonl: per-evaluation, per-cycle and error records.
     selected: selected.jsonl: the initial set and each cycle's picks.
+    events: TensorBoard event files (`log.tensorboard`), or None.
   """
 
   text: io.TextLog
   metrics: io.TrialOrderedLog
   selected: io.TrialOrderedLog
+  events: events_lib.EventWriter | None = None
 
   @classmethod
-  def open(cls, out: Path, quiet: bool) -> "Logs":
+  def open(cls, out: Path, quiet: bool, events=None) -> "Logs":
     return cls(io.TextLog(out / "log.txt", quiet=quiet),
                io.TrialOrderedLog(out / "metrics.jsonl"),
-               io.TrialOrderedLog(out / "selected.jsonl"))
+               io.TrialOrderedLog(out / "selected.jsonl"), events)
+
+  def cycle(self, rec: dict) -> None:
+    """A finished cycle's record (metrics.jsonl, and TensorBoard when on)."""
+    self.metrics.append(rec)
+    if self.events:
+      self.events.cycle(rec)
+
+  def close(self) -> None:
+    if self.events:
+      self.events.close()
 
   def __call__(self, line: str) -> None:
     self.text(line)
@@ -78,6 +91,8 @@ class Logs:
       self(f"Cycle: {cycle} Epoch: {rec['epoch']} --- Val Acc: {rec['test_acc']:.3f} \t"
            f"Best Acc: {rec['best_acc']:.3f}")
       self.metrics.append({"kind": "eval", "trial": trial, "cycle": cycle, **rec})
+      if self.events:
+        self.events.eval(trial, cycle, rec)
 
     return on_eval
 

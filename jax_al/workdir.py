@@ -41,6 +41,7 @@ FORMAT = 1
 MARKER_KEY = "jax_al"
 RESULTS = ("config.json", "log.txt", "metrics.jsonl", "selected.jsonl", "summary.json")
 CHECKPOINTS = "checkpoints"
+EVENTS = "tensorboard"  # the optional TensorBoard event files (log.tensorboard)
 ASIDE = ".jax_al_replaced"
 LOCK = ".lock"
 _TRIAL_DIR = re.compile(r"trial\d+")
@@ -177,6 +178,8 @@ def owned(workdir: Path) -> list[Path]:
     out += sorted(p for p in ck.iterdir() if _TRIAL_DIR.fullmatch(p.name))
   elif ck.is_symlink() or ck.exists():
     out.append(ck)  # a link or a file named checkpoints: ours to judge, refused below
+  if (workdir / EVENTS).exists() or (workdir / EVENTS).is_symlink():
+    out.append(workdir / EVENTS)
   return out
 
 
@@ -184,8 +187,7 @@ def foreign_named(workdir: Path) -> list[str]:
   """Names in `workdir` that look like a run's outputs (for the refusal)."""
   workdir = Path(workdir)
   names = [n for n in RESULTS if (workdir / n).exists()]
-  if (workdir / CHECKPOINTS).exists():
-    names.append(CHECKPOINTS + "/")
+  names += [n + "/" for n in (CHECKPOINTS, EVENTS) if (workdir / n).exists()]
   return names
 
 

@@ -129,3 +129,24 @@ def test_one_folder_per_trial(tmp_path):
     assert w.global_epoch(3, 2) == 2 * c.train.epochs + 2
   assert sorted(p.name for p in (tmp_path / "tensorboard").iterdir()) == ["trial0", "trial1"]
   assert all(list(p.glob("events.out.tfevents.*")) for p in (tmp_path / "tensorboard").iterdir())
+
+
+@pytest.mark.slow
+def test_the_loop_writes_them_and_overwrite_replaces_them(digits_run, tmp_path):
+  """loop.run itself writes the event files; --overwrite treats the folder as
+  the run's output (set aside, then deleted), never mixing two runs' events."""
+  config, wd, records = digits_run
+  got = _read(wd / "tensorboard" / "trial0")
+  cycles = [r for r in records if r["kind"] == "cycle"]
+  assert [s for s, _ in got["cycle/test_acc"]] == [20, 40]
+  assert got["cycle/test_acc"][-1][1] == pytest.approx(cycles[-1]["test_acc"], rel=1e-6)
+  assert len(got["epoch/train_loss"]) == 6
+
+  run = tmp_path / "run"
+  loop.run(config, run, quiet=True)
+  old = sorted((run / "tensorboard" / "trial0").glob("events.out.tfevents.*"))
+  loop.run(tiny_digits_config("random", train__epochs=3, log__tensorboard=True), run,
+           overwrite=True, quiet=True)
+  new = sorted((run / "tensorboard" / "trial0").glob("events.out.tfevents.*"))
+  assert len(new) == 1 and not set(old) & set(new)
+  assert not (run / workdir_lib.ASIDE).exists()
