@@ -15,11 +15,12 @@ _MODELS = {"resnet18": ResNet18, "cnn": SmallCNN, "mlp": MLP}
 
 def create_model(model_cfg, num_classes: int, image_shape: tuple[int, int, int], dtype: str,
                  rngs: nnx.Rngs) -> nnx.Module:
-  """Builds the model named `model_cfg.name` with float32 parameters."""
+  """Builds the model named `model_cfg.name` with float32 parameters.
+
+  `model_cfg.width` is checked with the other fields (config.check_config).
+  """
   if model_cfg.name not in _MODELS:
     raise ConfigError("model.name", model_cfg.name, suggest(model_cfg.name, _MODELS))
-  if not model_cfg.width > 0:
-    raise ConfigError("model.width", model_cfg.width, "use a positive width multiplier, e.g. 1.0")
   kw = dict(num_classes=num_classes, width=model_cfg.width, dtype=jnp.dtype(dtype), rngs=rngs)
   if model_cfg.name == "mlp":
     return MLP(image_shape=tuple(image_shape), **kw)
