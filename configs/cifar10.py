@@ -1,4 +1,4 @@
-"""The users' CIFAR-10 protocol, exactly as in RESEARCH.md.
+"""The CIFAR-10 protocol of the k-means cluster-margin + MMD method, exactly.
 
 ResNet-18 (CIFAR variant), 5,000 random initial labels, +2,500 per cycle,
 7 cycles (5,000 ... 20,000), SUBSET 10,000 scored candidates per cycle,
@@ -21,7 +21,7 @@ def get_config(preset: str = "users"):
   c.data.name = "cifar10"
   c.data.channels = 3
   c.data.mean = (0.4914, 0.4822, 0.4465)
-  c.data.std = (0.2023, 0.1994, 0.2010)   # the users' values, kept for fidelity
+  c.data.std = (0.2023, 0.1994, 0.2010)   # the protocol's values, kept for fidelity
   c.augment.flip = True
   c.augment.crop_pad = 4
 
@@ -36,7 +36,7 @@ def get_config(preset: str = "users"):
   c.train.milestones = (160,)
   c.train.gamma = 0.1
   c.train.eval_every = 20
-  c.train.reinit_each_cycle = False       # warm start, as the users do
+  c.train.reinit_each_cycle = False       # warm start, as the protocol does
   c.train.dtype = "float32"               # use bfloat16 on a GPU
   c.train.eval_batch_size = 1000
   c.train.steps_per_call = 0              # auto: per step on CPU, fused 40-step lax.scan chunks on GPU

@@ -53,7 +53,7 @@ def base() -> config_dict.ConfigDict:
 
   # ---- model ------------------------------------------------------------
   c.model = config_dict.ConfigDict()
-  c.model.name = "cnn"           # resnet18 | cnn
+  c.model.name = "cnn"           # resnet18 | cnn | mlp
   c.model.width = 1.0            # width multiplier (tiny networks for tests)
   c.model.dropout = 0.0          # dropout rate on the features before the head; 0 = off
 
@@ -67,7 +67,7 @@ def base() -> config_dict.ConfigDict:
   c.train.milestones = (160,)    # epochs at which the learning rate is multiplied by gamma
   c.train.gamma = 0.1
   c.train.eval_every = 20        # test accuracy every N epochs and at the last one
-  c.train.reinit_each_cycle = False  # False = warm start, as the users do
+  c.train.reinit_each_cycle = False  # False = warm start, as in the CIFAR-10 protocol
   c.train.dtype = "float32"      # compute dtype: float32 | bfloat16 (params stay float32)
   c.train.eval_batch_size = 500
   c.train.steps_per_call = 0     # steps fused in one lax.scan call; 0 = auto (1 on CPU, else 40)
@@ -84,14 +84,14 @@ def base() -> config_dict.ConfigDict:
   c.al.cycles = 7                # number of trained label-set sizes
   c.al.subset = 10000            # random unlabeled candidates scored per cycle; 0 = whole pool
   c.al.strategy = "random"
-  # The users' method (strategy "uncertainty_mmd") and its variants.
-  c.al.batch = 128               # minibatch size of per-batch scopes, in the users' order
+  # The k-means cluster-margin + MMD method (strategy "uncertainty_mmd") and its variants.
+  c.al.batch = 128               # minibatch size of per-batch scopes, in candidate order
   c.al.k = placeholder(int)      # k-means clusters; unset = number of classes
   c.al.transform = "inverse"     # inverse: 10/|d1-d2| | neg_gap: -(d2-d1)
   c.al.u_scope = "batch"         # batch | global
   c.al.mmd_scope = "batch"       # batch | global
   c.al.term = "per_sample"       # per_sample | witness | decrease
-  c.al.sign = 1                  # +1 picks large MMD (users), -1 picks small
+  c.al.sign = 1                  # +1 picks large MMD (the method's), -1 picks small
   c.al.lam = 1.0
   c.al.normalize = "none"        # none | minmax | zscore | rank
   c.al.mode = "topk"             # topk | greedy
@@ -106,12 +106,12 @@ def base() -> config_dict.ConfigDict:
   c.al.approx = "exact"          # exact | rff (random Fourier features)
   c.al.rff_dim = 2048
   c.al.greedy_weight = 1.0       # greedy mode: weight of normalised uncertainty per pick
-  # The uncertainty u: cluster_margin (the users', from k-means on features) or a
+  # The uncertainty u: cluster_margin (the method's, from k-means on features) or a
   # softmax score of the model's logits: margin | entropy | least_confidence.
   c.al.utility = "cluster_margin"
   c.al.prefilter = 0             # greedy mode: pick only among the N most uncertain; 0 = all
   c.al.kmeans = config_dict.ConfigDict()
-  c.al.kmeans.init = "random"    # random (users: centres drawn from the batch) | k-means++
+  c.al.kmeans.init = "random"    # random (the method's: centres drawn from the batch) | k-means++
   c.al.kmeans.n_init = 1
   c.al.kmeans.max_iter = 100
   c.al.kmeans.tol = 1e-4

@@ -1,10 +1,17 @@
 """Config checks that run before any data is touched or any model trained.
 
-`check_config` validates every field on its own, from one table (`FIELDS`):
-its type, that it is finite, and its range. `check_sizes` validates the
-budgets against the loaded dataset. Cross-field rules that depend on the
-strategy live in the strategy's `check`. Every failure is a ConfigError that
-names the field, the value and the fix.
+The one module of config validators. `check_config` validates every field
+on its own, from one table (`FIELDS`): its type, that it is finite, its
+range or its choices; then the rules between fields (`_check_rules`,
+`_check_al_rules`). `check_al` does the same for `config.al` alone and
+`check_section` for any sub-config (`load_dataset` checks `config.data`
+with it). `check_sizes` validates the budgets against the loaded dataset,
+and each strategy's `check` what depends on the sizes of a run (budget
+against candidates, labeled count, classes). Every failure is a ConfigError
+that names the field, the value and the fix in one line.
+
+A field is checked here whatever the strategy: a strategy's fields (say
+`al.term`) must hold valid values even in a run of another strategy.
 """
 
 from __future__ import annotations
@@ -16,6 +23,12 @@ from typing import Any
 import numpy as np
 
 from jax_al.errors import ConfigError, suggest
+from jax_al.scores import cluster_margin as cluster_margin_lib
+from jax_al.scores import kmeans as kmeans_lib
+from jax_al.scores import mmd as mmd_lib
+from jax_al.scores import normalize as norm_lib
+from jax_al.strategies import base as strategy_base
+from jax_al.strategies import uncertainty_mmd as umm
 
 # Seeds feed jax.random.key: a 32-bit range is portable across PRNG implementations.
 MAX_SEED = 2**32 - 1
@@ -28,7 +41,8 @@ class Field:
   kind: "int", "float", "bool", "choice", "ints" (a tuple of ints) or
   "floats" (a tuple of floats). `low`/`high` bound numbers (and the members
   of tuples); `open_low`/`open_high` exclude the bound itself. `optional`
-  allows None (an unset placeholder).
+  allows None (an unset placeholder). `multiple_of` asks an int to be a
+  multiple of it.
   """
 
   kind: str
@@ -41,6 +55,7 @@ class Field:
   example: Any = None
   noun: str = ""  # what the values mean, for the message ("epoch numbers")
   fix: str = ""   # the whole fix text, where the generic one reads badly
+  multiple_of: int = 1
 
   def range_text(self) -> str:
     num = lambda x: f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
@@ -98,17 +113,34 @@ FIELDS: dict[str, Field] = {
     "al.cycles": _int(1, 10_000, example=7),
     "al.subset": _int(0, example=10000),
     "al.batch": _int(1, example=128),
-    "al.k": _int(2, optional=True, example=10),
-    "al.sign": Field("choice", choices=(1, -1)),
+    "al.k": _int(2, optional=True, fix=(
+        "the cluster margin needs two nearest centres: use an integer >= 2, "
+        "or leave al.k unset for the number of classes")),
+    "al.utility": Field("choice", choices=umm.UTILITIES),
+    "al.transform": Field("choice", choices=cluster_margin_lib.TRANSFORMS),
+    "al.u_scope": Field("choice", choices=umm.SCOPES),
+    "al.mmd_scope": Field("choice", choices=umm.SCOPES),
+    "al.term": Field("choice", choices=mmd_lib.TERMS),
+    "al.sign": Field("choice", choices=(1, -1),
+                     fix="use 1 (pick large MMD terms) or -1 (pick small ones)"),
     "al.lam": _float(0, 1e12, example=1.0),
+    "al.normalize": Field("choice", choices=norm_lib.METHODS),
+    "al.mode": Field("choice", choices=umm.MODES),
     "al.use_mmd": Field("bool"),
     "al.repeats": _int(1, 10_000, example=5),
+    "al.estimator": Field("choice", choices=mmd_lib.ESTIMATORS),
     "al.draw_size": _int(1, example=128),
     "al.sigma": _float(0, 1e30, example=0.0),
     "al.block": _int(1, example=1024),
-    "al.pad_labeled": Field("choice", choices=("bucket", "run")),
-    "al.rff_dim": _int(2, example=2048),
+    "al.pad_labeled": Field("choice", choices=strategy_base.PADS),
+    "al.approx": Field("choice", choices=umm.APPROX),
+    "al.rff_dim": _int(2, multiple_of=2, fix=(
+        "use an even integer >= 2 (cos and sin features come in pairs), e.g. 2048")),
     "al.greedy_weight": _float(0, 1e12, example=1.0),
+    "al.prefilter": _int(0, example=0, fix=(
+        "use an integer >= 0: the number of most uncertain candidates the "
+        "greedy picks come from, 0 = all")),
+    "al.kmeans.init": Field("choice", choices=kmeans_lib.INITS),
     "al.kmeans.n_init": _int(1, 1000, example=1),
     "al.kmeans.max_iter": _int(1, 1_000_000, example=100),
     "al.kmeans.tol": _float(0, 1e30, example=1e-4),
@@ -169,7 +201,7 @@ def check_field(field: str, value: Any, spec: Field | None = None) -> None:
     if value not in spec.choices or isinstance(value, bool):
       bad(suggest(str(value), map(str, spec.choices)))
   elif spec.kind == "int":
-    if not _is_int(value) or not _in_range(spec, value):
+    if not _is_int(value) or not _in_range(spec, value) or value % spec.multiple_of:
       bad(f"use an integer {spec.range_text()}{example}")
   elif spec.kind == "float":
     if not _is_number(value) or not math.isfinite(value) or not _in_range(spec, value):
@@ -187,9 +219,51 @@ def check_field(field: str, value: Any, spec: Field | None = None) -> None:
     raise AssertionError(f"unknown field kind {spec.kind}")
 
 
+def check_section(node, prefix: str) -> None:
+  """Checks the `FIELDS` under `prefix` ("data", "al", ...) of a sub-config.
+
+  `node` is that sub-config (e.g. `config.data`); fields it lacks are skipped.
+  """
+  for field, spec in FIELDS.items():
+    head, _, rest = field.partition(".")
+    if head == prefix and rest and _has(node, rest):
+      check_field(field, _get(node, rest), spec)
+
+
+def check_al(al) -> None:
+  """Every check of `config.al` alone: its fields, then the rules between them."""
+  check_section(al, "al")
+  _check_al_rules(al)
+
+
+def _check_al_rules(al) -> None:
+  """The rules between `config.al` fields that hold at any size."""
+  g = al.get
+  if g("estimator") == "unbiased" and g("draw_size", 2) < 2:
+    raise ConfigError("al.draw_size", al.draw_size,
+                      "the unbiased estimator needs draws of at least 2 points: "
+                      "use an integer >= 2, or al.estimator='biased'")
+  prefilter = al.get("prefilter", 0)
+  if prefilter and g("mode") != "greedy":
+    raise ConfigError("al.prefilter", prefilter, "the pre-filter restricts "
+                      "greedy picks; set al.mode='greedy' or al.prefilter=0")
+  if g("mode") == "greedy":
+    if not g("use_mmd", True):
+      raise ConfigError("al.mode", al.mode, "greedy mode minimises an MMD; "
+                        "set al.use_mmd=True or al.mode='topk'")
+    if g("mmd_scope", "global") != "global":
+      raise ConfigError("al.mmd_scope", al.mmd_scope, "greedy mode matches "
+                        "L + Q to all candidates; set al.mmd_scope='global'")
+    if g("normalize") == "none" and g("greedy_weight", 0) > 0:
+      raise ConfigError("al.normalize", al.normalize, "greedy mode adds "
+                        "al.greedy_weight * uncertainty to MMD^2 decreases "
+                        "~1e4 times smaller; choose minmax, zscore or rank, "
+                        "or set al.greedy_weight=0")
+
+
 def check_config(config) -> None:
   """Checks every field whose validity does not depend on the data."""
-  from jax_al import presets, strategies  # importing strategies registers them
+  from jax_al import presets, strategies
 
   for field, spec in FIELDS.items():
     if _has(config, field):
@@ -204,6 +278,7 @@ def check_config(config) -> None:
       raise ConfigError(f, v, f"give one value per channel ({config.data.channels})")
   if config.mesh.data == 0:
     raise ConfigError("mesh.data", config.mesh.data, "use a device count >= 1, or -1 for all")
+  _check_al_rules(config.al)
   strategies.get_strategy(config.al.strategy, config.al)
   raw = str(config.compare.strategies)
   names = compare_strategies(config)
@@ -219,6 +294,8 @@ def check_config(config) -> None:
 def compare_strategies(config) -> list[str]:
   """The comma-separated `compare.strategies` as a list (empty = no comparison)."""
   return [s.strip() for s in str(config.compare.strategies).split(",") if s.strip()]
+
+
 def check_sizes(config, num_train: int, num_classes: int) -> None:
   """Checks the AL budgets against the size of the training pool."""
   al = config.al

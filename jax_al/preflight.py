@@ -69,7 +69,7 @@ def check_run(config, workdir: Path, overwrite: bool, mesh=None) -> Checked:
     config_lib.check_sizes(config, n_train, ds.num_classes)
     strategy = strategies.get_strategy(config.al.strategy, config.al)
     n_cand = min(config.al.subset or n_train, n_train - config.al.initial)
-    strategy.check(n_cand, config.al.budget, ds.num_classes)
+    strategy.check(n_cand, config.al.budget, ds.num_classes, num_labeled=config.al.initial)
     image_shape = tuple(ds.train_images.shape[1:])
     # Traced abstractly (checks the model fields against the data's shape)
     # and held against the free memory before any weight is allocated.

@@ -1,9 +1,9 @@
-"""Named variants of the users' method.
+"""Named variants of the k-means cluster-margin + MMD method (`uncertainty_mmd`).
 
 Selected with `--config configs/X.py:NAME`, or listed in
 `--config.compare.strategies=random,users,rank`.
 
-`users` reproduces their current setting exactly: per-batch clustering,
+`users` reproduces the method's original setting exactly: per-batch clustering,
 10/|d1-d2|, per-sample MMD to 5 labeled draws, sign +1, lam 1, raw scores.
 Any other strategy name in the registry (random, entropy, coreset, ...) is a
 preset too: it only sets `al.strategy`.
@@ -12,15 +12,15 @@ preset too: it only sets `al.strategy`.
 from jax_al.errors import ConfigError, suggest
 
 PRESETS = {
-    # The users' current method.
+    # The method as originally run (the name is kept: committed runs use it).
     "users": dict(strategy="uncertainty_mmd"),
-    # Uncertainty only, whole-pool clustering (their 94.3 % run).
+    # Uncertainty only, whole-pool clustering (the 94.3 % CIFAR-10 run).
     "global_uncertainty": dict(strategy="uncertainty_mmd", use_mmd=False, u_scope="global"),
     # Uncertainty only, per-batch clustering.
     "batch_uncertainty": dict(strategy="uncertainty_mmd", use_mmd=False, u_scope="batch"),
     # Both terms rank-normalised, so lam means what it says.
     "rank": dict(strategy="uncertainty_mmd", normalize="rank"),
-    # Their proposal: global clustering for uncertainty, per-batch MMD.
+    # Global clustering for uncertainty, per-batch MMD.
     "global_u_batch_mmd": dict(strategy="uncertainty_mmd", u_scope="global",
                                mmd_scope="batch", normalize="rank"),
     # Distribution matching: the witness of MMD(L, U), large where the pool is

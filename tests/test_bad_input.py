@@ -96,6 +96,17 @@ CONFIG_CASES = {
                               ("al.initial", "1297", "fewer initial labels")),
     "subset_below_budget": (dict(al__subset=10), ConfigError,
                             ("al.subset", "10", "al.budget = 20", "raise al.subset")),
+    # Checked by the strategy against the labeled count of the first selection,
+    # before cycle 1 trains (it used to fail in cycle 1's selection).
+    "too_few_labeled_for_the_mmd": (
+        dict(al__strategy="uncertainty_mmd", al__initial=1, al__term="decrease",
+             al__estimator="unbiased"), ConfigError,
+        ("al.initial", "= 1", "needs at least 2 labeled points", "raise al.initial")),
+    # Rules between strategy fields hold whatever the strategy.
+    "greedy_with_a_batch_scope": (dict(al__mode="greedy", al__mmd_scope="batch"), ConfigError,
+                                  ("al.mmd_scope", "'batch'", "al.mmd_scope='global'")),
+    "odd_rff_dim": (dict(al__rff_dim=7), ConfigError, ("al.rff_dim", "7", "even integer")),
+    "term_typo": (dict(al__term="witnes"), ConfigError, ("al.term", "'witnes'", "'witness'")),
 }
 
 
@@ -103,6 +114,31 @@ CONFIG_CASES = {
 def test_bad_config_field(case, victim, no_training):
   overrides, error, needles = CONFIG_CASES[case]
   rejected(tiny_digits_config("random", **overrides), victim, error, *needles)
+
+
+def test_strategy_size_check_comes_before_any_training(tmp_path, no_training):
+  # The labeled-count check of the MMD term runs in loop.check_run: nothing
+  # is trained, no metrics.jsonl is written, the new workdir is not left behind.
+  from jax_al import strategies
+  calls = []
+  real = strategies.uncertainty_mmd.UncertaintyMMD.check
+
+  def spy(self, *args, **kwargs):
+    calls.append((args, kwargs))
+    return real(self, *args, **kwargs)
+
+  fresh = tmp_path / "new" / "run"
+  config = tiny_digits_config("uncertainty_mmd", al__initial=1, al__term="witness",
+                              al__estimator="unbiased")
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(strategies.uncertainty_mmd.UncertaintyMMD, "check", spy)
+    with pytest.raises(ConfigError, match="al.initial") as e:
+      loop.check_run(config, fresh, overwrite=False)
+  assert "needs at least 2 labeled points" in str(e.value)
+  assert calls and calls[0][1].get("num_labeled") == 1, calls
+  assert not fresh.parent.exists()
+  rejected(config, fresh, ConfigError, "al.initial", "raise al.initial")
+  assert not (fresh / "metrics.jsonl").exists() and not fresh.parent.exists()
 
 
 def test_bad_config_leaves_no_new_workdir(tmp_path, no_training):

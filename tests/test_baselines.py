@@ -1,5 +1,11 @@
 """Baseline strategies against their defining properties, on sklearn digits.
 
+The first section is the template every registered strategy goes through
+(`strategies.names()`): valid, budget-sized, unique, in-range indices with
+finite stats, deterministic in the key, a selection (or a refusal from
+`check`) with no labeled set, degenerate pools, and `check` refusing a
+budget above the candidates. A new strategy gets these tests by registering.
+
 Features are the 64 raw pixels (integers 0..16, so float32 squared distances
 are exact and greedy choices can be compared with NumPy tie for tie); logits
 come from a logistic regression fitted on a small labeled set, so that the
@@ -17,13 +23,16 @@ from sklearn.linear_model import LogisticRegression
 
 from configs.common import base
 from jax_al.errors import ConfigError
+from jax_al import strategies
 from jax_al.scores import distances
 from jax_al.strategies import Pool, get_strategy
 from jax_al.strategies import badge as badge_lib
 from jax_al.strategies import typiclust as typiclust_lib
 
-MINE = ["entropy", "margin", "least_confidence", "coreset", "badge",
-        "typiclust"]
+ALL = strategies.names()  # every registered strategy
+# The MMD term compares candidates with the labeled set: with none, check()
+# refuses the run (al.initial) instead of selecting.
+NEEDS_LABELED = {"uncertainty_mmd"}
 NUM_LABELED, NUM_POOL, BUDGET = 40, 1000, 30
 
 
@@ -73,21 +82,27 @@ def assert_valid(sel, n, budget):
 # ---- every strategy -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", MINE)
+@pytest.mark.parametrize("name", ALL)
 def test_contract_and_determinism(name, cfg, pool):
   s = get_strategy(name, cfg)
+  s.check(pool.size, BUDGET, pool.num_classes, NUM_LABELED)
   a = s.select(pool, BUDGET, jax.random.key(3))
   b = s.select(pool, BUDGET, jax.random.key(3))
   assert_valid(a, pool.size, BUDGET)
   np.testing.assert_array_equal(a.indices, b.indices)
 
 
-@pytest.mark.parametrize("name", MINE)
+@pytest.mark.parametrize("name", ALL)
 def test_no_labeled_set(name, cfg, digits):
   x, logits = digits
   p = make_pool(x, logits, num_labeled=0, num_pool=300)
-  assert_valid(get_strategy(name, cfg).select(p, 20, jax.random.key(0)),
-               300, 20)
+  s = get_strategy(name, cfg)
+  if name in NEEDS_LABELED:
+    with pytest.raises(ConfigError, match="al.initial"):
+      s.check(300, 20, 10, num_labeled=0)
+    return
+  s.check(300, 20, 10, num_labeled=0)
+  assert_valid(s.select(p, 20, jax.random.key(0)), 300, 20)
 
 
 def _degenerate_pools(x, logits):
@@ -107,17 +122,25 @@ def _degenerate_pools(x, logits):
 
 
 @pytest.mark.parametrize("case", ["constant", "duplicated", "saturated"])
-@pytest.mark.parametrize("name", MINE)
+@pytest.mark.parametrize("name", ALL)
 def test_degenerate_inputs(name, case, cfg, digits):
   p = _degenerate_pools(*digits)[case]
   sel = get_strategy(name, cfg).select(p, 40, jax.random.key(1))
   assert_valid(sel, p.size, 40)
 
 
-@pytest.mark.parametrize("name", MINE)
+@pytest.mark.parametrize("name", ALL)
 def test_budget_above_candidates_is_rejected(name, cfg):
-  with pytest.raises(ConfigError):
-    get_strategy(name, cfg).check(num_candidates=10, budget=11, num_classes=10)
+  with pytest.raises(ConfigError, match="al.budget"):
+    get_strategy(name, cfg).check(num_candidates=10, budget=11, num_classes=10,
+                                  num_labeled=NUM_LABELED)
+
+
+def test_every_strategy_is_in_the_template():
+  # The template above runs over the registry, so this only pins that the
+  # registry holds the strategies this file was written for.
+  assert {"random", "entropy", "margin", "least_confidence", "coreset", "badge",
+          "typiclust", "cluster_margin", "uncertainty_mmd"} <= set(ALL)
 
 
 def test_margin_rejects_one_class(cfg):

@@ -91,7 +91,7 @@ def test_strategy_fuzz(name):
     pool, budget, seed = args
     n = pool.size
     try:
-      strategy.check(n, budget, pool.num_classes)
+      strategy.check(n, budget, pool.num_classes, int(pool.labeled_features.shape[0]))
     except ConfigError as e:
       assert "al." in str(e) or "budget" in str(e), str(e)  # names the field
       return

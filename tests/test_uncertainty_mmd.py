@@ -19,6 +19,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from configs import common
+from jax_al import config as config_lib
 from jax_al.errors import ConfigError
 from jax_al.scores import normalize as norm_lib
 from jax_al.strategies import Pool, get_strategy
@@ -64,8 +65,16 @@ def check_selection(sel, n, budget=BUDGET):
   assert all(np.isfinite(v) for v in sel.stats.values())
 
 
+def check_all(strategy, num_candidates, budget, num_classes, num_labeled=None):
+  """What a run checks before training: the fields and the rules between
+  them (config.check_al), then the sizes (the strategy's check)."""
+  config_lib.check_al(strategy.cfg)
+  strategy.check(num_candidates, budget, num_classes, num_labeled)
+
+
 def run(strategy, pool, seed=0, budget=BUDGET):
-  strategy.check(pool.size, budget, pool.num_classes)
+  check_all(strategy, pool.size, budget, pool.num_classes,
+            pool.labeled_features.shape[0])
   return strategy.select(pool, budget, jax.random.key(seed))
 
 
@@ -156,7 +165,10 @@ def test_default_preset_is_dominated_by_uncertainty():
 def test_cluster_margin_strategy_is_uncertainty_alone():
   pool = digits_pool()
   cfg = al_config(u_scope="global", term="nonsense")  # MMD fields not read
-  sel = run(get_strategy("cluster_margin", cfg), pool)
+  # (config.check_al would refuse the typo; the strategy never looks at it)
+  strategy = get_strategy("cluster_margin", cfg)
+  strategy.check(pool.size, BUDGET, pool.num_classes, 60)
+  sel = strategy.select(pool, BUDGET, jax.random.key(0))
   check_selection(sel, pool.size)
   ref = run(get_strategy("uncertainty_mmd",
                          al_config(u_scope="global", use_mmd=False)), pool)
@@ -185,7 +197,7 @@ def test_different_seeds_differ_and_labeled_bucket():
 def test_bad_values_raise_config_error_naming_the_field(field, value):
   strategy = get_strategy("uncertainty_mmd", al_config(**{field: value}))
   with pytest.raises(ConfigError, match=f"al.{field}") as info:
-    strategy.check(388, BUDGET, 10)
+    check_all(strategy, 388, BUDGET, 10)
   assert repr(value) in str(info.value) or str(value) in str(info.value)
 
 
@@ -200,9 +212,9 @@ def test_bad_values_raise_config_error_naming_the_field(field, value):
 def test_inconsistent_settings_raise(overrides, field):
   strategy = get_strategy("uncertainty_mmd", al_config(**overrides))
   with pytest.raises(ConfigError, match=field):
-    strategy.check(100, 10, 10)
+    check_all(strategy, 100, 10, 10)
   with pytest.raises(ConfigError, match="al.budget"):
-    get_strategy("uncertainty_mmd", al_config()).check(100, 101, 10)
+    check_all(get_strategy("uncertainty_mmd", al_config()), 100, 101, 10)
 
 
 def test_too_few_labeled_points_raise():
@@ -213,3 +225,58 @@ def test_too_few_labeled_points_raise():
                    al_config(term="decrease", estimator="unbiased"))
   with pytest.raises(ConfigError, match="al.initial"):
     s.select(pool, BUDGET, jax.random.key(0))
+  # check() knows the labeled count too, so a run refuses this before training
+  # (tests/test_bad_input.py: too_few_labeled_for_the_mmd).
+  with pytest.raises(ConfigError, match="al.initial") as e:
+    s.check(pool.size, BUDGET, 10, num_labeled=1)
+  assert "at least 2 labeled points" in str(e.value)
+  s.check(pool.size, BUDGET, 10, num_labeled=2)
+  s.check(pool.size, BUDGET, 10)  # labeled count unknown: not checked
+  with pytest.raises(ConfigError, match="al.initial"):
+    get_strategy("uncertainty_mmd", al_config()).check(pool.size, BUDGET, 10, num_labeled=0)
+  get_strategy("uncertainty_mmd", al_config(use_mmd=False)).check(
+      pool.size, BUDGET, 10, num_labeled=0)  # uncertainty alone needs none
+
+
+def test_field_values_are_checked_by_the_config_table_alone():
+  # One place per field: the strategy's check covers sizes only.
+  bad = get_strategy("uncertainty_mmd", al_config(term="witnes", sign=0, rff_dim=7))
+  bad.check(388, BUDGET, 10, num_labeled=60)
+  with pytest.raises(ConfigError, match="al.term"):
+    config_lib.check_al(bad.cfg)
+
+
+@pytest.mark.parametrize("case", [
+    dict(), dict(u_scope="global", mmd_scope="global", term="witness"),
+    dict(mode="greedy", mmd_scope="global", normalize="rank"),
+    dict(use_mmd=False), dict(utility="margin", term="witness", approx="rff", rff_dim=512),
+], ids=["default", "witness", "greedy", "no_mmd", "softmax_rff"])
+def test_raw_terms_are_what_select_ranked(case):
+  pool = digits_pool()
+  s = get_strategy("uncertainty_mmd", al_config(**case))
+  key = jax.random.key(4)
+  sel = s.select(pool, BUDGET, key)
+  terms = s.raw_terms(pool, key, budget=BUDGET)  # the very program select ran
+  u, t = terms["u"], terms["t"]
+  assert u.shape == (pool.size,) and u.dtype == np.float32
+  for name, v in (("u", u), ("mmd", t)):
+    if name == "mmd" and not case.get("use_mmd", True):
+      assert t is None and terms["sigma"] is None
+      assert "mmd_min" not in sel.stats
+      continue
+    assert v.shape == (pool.size,)
+    assert float(v.min()) == sel.stats[f"{name}_min"]
+    assert float(v.max()) == sel.stats[f"{name}_max"]
+    assert np.isclose(np.median(v), sel.stats[f"{name}_median"], rtol=1e-6, atol=0)
+  if t is not None:
+    assert terms["sigma"] == sel.stats["sigma"]
+  # The terms do not depend on the budget: the default (1) gives them too.
+  again = s.raw_terms(pool, key)
+  np.testing.assert_allclose(again["u"], u, rtol=1e-6)
+  if t is not None:
+    np.testing.assert_allclose(again["t"], t, rtol=1e-5, atol=1e-7)
+    assert np.isclose(again["sigma"], terms["sigma"], rtol=1e-6)
+  # In top-k mode select's picks are the top-k of norm(u) + lam * sign * norm(t).
+  if t is not None and s.cfg.mode == "topk" and s.cfg.normalize == "none":
+    score = u.astype(np.float64) + s.cfg.lam * s.cfg.sign * t
+    assert set(np.argsort(-score, kind="stable")[:BUDGET - 5]) <= set(sel.indices)

@@ -11,8 +11,8 @@ features learned from the training split (coates.py).
 from __future__ import annotations
 
 from jax_al.data import coates
-from jax_al.data.dataset import (Dataset, check_channels_field,
-                                 check_image_size_field, validate)
+from jax_al import config as config_lib
+from jax_al.data.dataset import Dataset, validate
 from jax_al.data.digits import load_digits
 from jax_al.data.folder import load_folder
 from jax_al.data.tfds_source import load_tfds
@@ -27,8 +27,9 @@ def load_dataset(data_cfg) -> Dataset:
   source = data_cfg.source
   if source not in _LOADERS:
     raise ConfigError("data.source", source, suggest(str(source), SOURCES))
-  channels = check_channels_field(data_cfg.channels)
-  image_size = check_image_size_field(data_cfg.image_size)
+  config_lib.check_section(data_cfg, "data")  # every data.* field of the table
+  channels = int(data_cfg.channels)
+  image_size = None if data_cfg.image_size is None else int(data_cfg.image_size)
   features = data_cfg.get("features", "")
   if features not in coates.FEATURES:
     raise ConfigError("data.features", features,

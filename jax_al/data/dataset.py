@@ -1,4 +1,5 @@
-"""The `Dataset` every source returns, and the checks all sources share."""
+"""The `Dataset` every source returns, and the checks of the decoded arrays
+all sources share (the config fields are checked in jax_al/config.py)."""
 
 from __future__ import annotations
 
@@ -40,26 +41,6 @@ class Dataset:
     # The default repr would print pixel arrays.
     return (f"Dataset({self.description!r}, train={self.train_images.shape}, "
             f"test={self.test_images.shape}, classes={self.num_classes})")
-
-
-def check_channels_field(channels) -> int:
-  """Returns data.channels as an int, or raises ConfigError if not 1 or 3."""
-  if channels not in (1, 3) or isinstance(channels, bool):
-    raise ConfigError("data.channels", channels,
-                      "use 3 (RGB; grayscale is repeated) or 1 (grayscale).")
-  return int(channels)
-
-
-def check_image_size_field(image_size) -> int | None:
-  """Returns data.image_size (None = keep), or raises ConfigError."""
-  if image_size is None:
-    return None
-  if (isinstance(image_size, bool)
-      or not isinstance(image_size, (int, np.integer)) or image_size < 1):
-    raise ConfigError("data.image_size", image_size,
-                      "use a positive int (square side in pixels) or leave it "
-                      "unset.")
-  return int(image_size)
 
 
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:

@@ -333,13 +333,9 @@ def _decode_split(tree, items, image_size, channels, max_bytes, first):
 
 
 def _max_bytes(data_cfg) -> int:
+  # Checked (a positive int) by config.check_section in load_dataset.
   value = data_cfg.get("max_image_bytes", None)
-  if value is None:
-    return DEFAULT_MAX_IMAGE_BYTES
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ConfigError("data.max_image_bytes", value,
-                      "use a positive number of bytes (default 64 MiB).")
-  return value
+  return DEFAULT_MAX_IMAGE_BYTES if value is None else int(value)
 
 
 def _dir_fingerprint(tree: _DirTree, items: Iterable[_Parts]) -> str:

@@ -24,12 +24,14 @@ for _m in pkgutil.iter_modules(__path__):
 
 def create_model(model_cfg, num_classes: int, image_shape: tuple[int, int, int], dtype: str,
                  rngs: nnx.Rngs) -> nnx.Module:
-  """Builds the model named `model_cfg.name` with float32 parameters."""
+  """Builds the model named `model_cfg.name` with float32 parameters.
+
+  `model_cfg.width` and `model_cfg.dropout` are checked with the other
+  fields (config.check_config).
+  """
   cls = registry.get(model_cfg.name)
   if cls is None:
     raise ConfigError("model.name", model_cfg.name, suggest(model_cfg.name, names()))
-  if not model_cfg.width > 0:
-    raise ConfigError("model.width", model_cfg.width, "use a positive width multiplier, e.g. 1.0")
   return cls(num_classes=num_classes, image_shape=tuple(image_shape), width=model_cfg.width,
              dtype=jnp.dtype(dtype), dropout=float(model_cfg.get("dropout", 0.0)), rngs=rngs)
 

@@ -1,4 +1,4 @@
-"""A one-hidden-layer MLP on flattened pixels: the stand-in model of RESEARCH.md.
+"""A one-hidden-layer MLP on flattened pixels: the stand-in model for digits.
 
 With tiny labeled sets (digits: 20 ... 200 labels) an MLP without batch
 normalisation learns faster and steadier than a CNN, which is what makes the

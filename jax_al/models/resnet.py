@@ -1,4 +1,4 @@
-"""ResNet-18, CIFAR variant, as in the users' PyTorch code.
+"""ResNet-18, CIFAR variant, as in the CIFAR-10 protocol's PyTorch reference code.
 
 3x3 stem conv, no max-pool, BasicBlocks [2, 2, 2, 2] at widths 64/128/256/512
 (times `width`), global average pool (the 4x4 pool at 32x32 input), linear head.

@@ -4,13 +4,14 @@ For a point x and centres c_1..c_K (K >= 2), let d1 <= d2 be the Euclidean
 distances from x to its two nearest centres. A point about as far from two
 centres as from each other lies between clusters, so it is uncertain:
 
-  inverse: u = 10 / (|d1 - d2| + eps)   (the users' score, about 1..600)
+  inverse: u = 10 / (|d1 - d2| + eps)   (the score of the k-means
+           cluster-margin + MMD method, about 1..600 on CIFAR-10)
   neg_gap: u = -(d2 - d1)               (same order, bounded, no division)
 
 Larger u = more uncertain. `eps` guards the division when a point is exactly
 equidistant (e.g. duplicated centres). Its default, 1e-6, is about the
 float32 resolution of distances of order 10, so gaps below it are rounding
-noise anyway; it caps u at 1e7, far above the values the users see.
+noise anyway; it caps u at 1e7, far above the values seen on CIFAR-10.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def minibatch_kmeans_margin(x: jax.Array, rng: jax.Array, *, batch: int,
                             k: int, transform: str = "inverse",
                             init: str = "random", n_init: int = 1,
                             max_iter: int = 100, tol: float = 1e-4) -> jax.Array:
-  """Per-batch scope (the users'): k-means and margins inside each minibatch.
+  """Per-batch scope (the method's default): k-means and margins inside each
+  minibatch.
 
   Consecutive minibatches of `batch` points (a tail of fewer than k points
   joins the minibatch before it, see `minibatch.layout`), all vmapped at

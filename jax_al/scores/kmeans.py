@@ -1,16 +1,27 @@
 """k-means on feature vectors: one set, or each minibatch of a set.
 
-A thin layer over `ott.tools.k_means.k_means` (Lloyd's algorithm). Its
-"random" initialisation draws k distinct points of the set as the initial
-centres, which is the users' variant; it stops after `max_iter` Lloyd
-iterations, when no assignment changes, or when the squared Frobenius norm of
-the centre shift falls to `tol` (an absolute tolerance, unlike
-scikit-learn's, which is relative to the data variance). An empty cluster is
-re-seeded at the point farthest from its centre, as in scikit-learn.
+A thin layer over `ott.tools.k_means.k_means` (Lloyd's algorithm); nothing
+here changes its updates. Its "random" initialisation draws k distinct
+points of the set as the initial centres, the initialisation of the k-means
+cluster-margin + MMD method; it stops after `max_iter` Lloyd iterations,
+when no assignment changes, or when the squared Frobenius norm of the
+centre shift falls to `tol` (an absolute tolerance, unlike scikit-learn's,
+which is relative to the data variance).
+
+Empty clusters (ott-jax 0.6, `_update_centroids`): after each assignment
+the k points farthest from their assigned centres are ranked, farthest
+first, and an empty cluster j (0-based id) is re-seeded at the (j+1)-th of
+them, that point's weight being moved out of its old cluster. Points of
+weight 0 are ranked too, so a padded point could be picked: minibatch.py
+never pads for that reason. The rank
+follows the cluster id, not the order of the empty clusters: if only
+cluster 3 is empty it gets the 4th farthest point. scikit-learn instead
+gives its e empty clusters the e farthest points, the first empty cluster
+the farthest one.
 
 ott-jax needs `k`, `n_init`, `init` and the iteration cap as Python values,
 so every function here takes them as keyword arguments and callers jit with
-them static. Un-jitted ott k-means calls use too much memory (NOTES.md):
+them static. Un-jitted ott k-means calls are known to use too much memory:
 call these inside `jax.jit`.
 """
 

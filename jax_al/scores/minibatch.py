@@ -1,16 +1,18 @@
-"""Consecutive minibatches of the scored candidates, the users' per-batch scope.
+"""Consecutive minibatches of the scored candidates: the per-batch scope of
+the k-means cluster-margin + MMD method.
 
-The users score the candidates in DataLoader order, 128 at a time, and
-compute some statistics (k-means, MMD references) inside each minibatch.
+That method scores the candidates in DataLoader order, 128 at a time, and
+computes some statistics (k-means, MMD references) inside each minibatch.
 Here the full minibatches share one shape and run under one `vmap`; the last,
 partial minibatch (the "tail") has its own shape and runs as one more call.
 There is no padding, so no padded point can ever influence a real one or be
-selected (ott-jax's k-means can re-seed an empty cluster at a zero-weight
-point, see NOTES.md).
+selected (ott-jax's k-means can re-seed an empty cluster at a point of
+weight 0, see kmeans.py).
 
 A tail smaller than `min_size` (for k-means: fewer points than clusters) is
 merged into the minibatch before it, which is then up to
-`batch + min_size - 1` points long. The users' code would have failed there.
+`batch + min_size - 1` points long. The method's original per-batch loop
+would have failed there (k-means of fewer points than clusters).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Gaussian-kernel MMD between point sets, and per-candidate MMD scores.
 
-Definitions (RESEARCH.md, "Definitions to use"):
+Definitions:
 
   k(a, b) = exp(-||a - b||^2 / (2 sigma^2)), so k(a, a) = 1.
   MMD^2(P, Q) = mean k(P, P) + mean k(Q, Q) - 2 mean k(P, Q)    (biased)
@@ -11,7 +11,8 @@ The candidates being scored are the reference set U (the unlabeled pool as
 far as this selection sees it); L is the labeled set. Three per-candidate
 quantities, each [N]:
 
-  per_sample  m(x) = (1/R) sum_r MMD^2({x}, L_r): the users' score. L_r are
+  per_sample  m(x) = (1/R) sum_r MMD^2({x}, L_r): the score of the k-means
+              cluster-margin + MMD method. L_r are
               R random draws of `draw_size` labeled points. For {x} the
               within-set term is k(x, x) = 1 under both estimators (the
               unbiased one is undefined for one point; a point mass has
@@ -29,10 +30,10 @@ quantities, each [N]:
 
 Scope. With `batch=None` U is every candidate. With `batch=b` U for a
 candidate is its own consecutive minibatch of b candidates (see
-`minibatch.layout`), as in the users' per-batch loop; L is always the whole
+`minibatch.layout`), as in that method's per-batch loop; L is always the whole
 labeled set. For `per_sample` the scope decides only how the draws are
 shared: one set of R draws for all candidates, or fresh draws per minibatch
-(the users' loop draws inside each minibatch).
+(the method's loop draws inside each minibatch).
 
 Block-wise evaluation. Every sum over a kernel matrix goes through
 `kernel_matvec` (or `kernel_sum` for a set against itself, which computes
@@ -511,7 +512,8 @@ def per_sample_mmd2(x: jax.Array, l: jax.Array, sigma: jax.Array,
                     batch: int | None = None, min_size: int = 1,
                     block: int = 1024, freqs: jax.Array | None = None,
                     chunk: int = 16) -> jax.Array:
-  """[N] users' per-sample term m(x) = (1/R) sum_r MMD^2({x}, L_r).
+  """[N] per-sample term m(x) = (1/R) sum_r MMD^2({x}, L_r) of the k-means
+  cluster-margin + MMD method.
 
   Each draw L_r is `draw_size` labeled rows drawn uniformly WITH
   replacement from the first `l_count`: i.i.d. draws from the labeled

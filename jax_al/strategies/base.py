@@ -12,11 +12,14 @@ unlabeled pool and for the labeled set. `sel.indices` are positions into
 
 Adding a strategy means adding one file to this package that defines a
 subclass decorated with `@register("name")`; `jax_al.strategies` imports
-every module of the package, so nothing else needs editing.
+every module of the package, so nothing else needs editing. A strategy that
+ranks one per-candidate score subclasses `ScoreStrategy` and defines only
+`score` (docs/extending.md).
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Any, ClassVar
 
@@ -25,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_al.errors import ConfigError, suggest
+
+PADS = ("bucket", "run")  # al.pad_labeled; see `Pool.labeled_rows`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,8 +86,15 @@ class Selection:
   stats: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
-class Strategy:
-  """Base class. Subclasses set `name` (via `register`) and define `select`."""
+class Strategy(abc.ABC):
+  """A selection strategy: subclasses define `select`, and `check` where
+  some sizes cannot work. `register("name")` sets `name`.
+
+  `cfg` is `config.al` and is assumed valid field by field:
+  `config.check_config` (or `config.check_al` for `config.al` alone)
+  validates every field and every rule between fields before a strategy is
+  built. `check` adds only what depends on the sizes of a run.
+  """
 
   name: ClassVar[str] = ""
 
@@ -90,19 +102,89 @@ class Strategy:
     """`cfg` is `config.al`; a strategy reads the fields it needs."""
     self.cfg = cfg
 
-  def check(self, num_candidates: int, budget: int, num_classes: int) -> None:
+  def check(self, num_candidates: int, budget: int, num_classes: int,
+            num_labeled: int | None = None) -> None:
     """Raises ConfigError for settings that cannot work at these sizes.
 
-    Called by the loop before any training. The default checks the budget.
+    Called by the loop before any training (`loop.check_run`), with the
+    sizes of the first selection. Overrides call `super().check(...)` and
+    check only what depends on the sizes; field values and rules between
+    fields belong to `jax_al/config.py`.
+
+    Args:
+      num_candidates: N, the candidates scored per selection.
+      budget: the picks per selection.
+      num_classes: C, the number of classes.
+      num_labeled: M, the labeled points at the first selection (the labeled
+        set only grows); None = unknown, which skips the checks that need it.
     """
+    del num_classes, num_labeled  # the default needs neither
     if budget > num_candidates:
       raise ConfigError(
           "al.budget", budget,
           f"the strategy scores only {num_candidates} candidates; lower "
           "al.budget or raise al.subset")
 
+  @abc.abstractmethod
   def select(self, pool: Pool, budget: int, rng: jax.Array) -> Selection:
-    raise NotImplementedError
+    """Picks `budget` of the `pool.size` candidates.
+
+    Args:
+      pool: the features and logits of the N scored candidates and of the M
+        labeled points (see `Pool`); nothing else about the run is visible.
+      budget: the number of picks, 1 <= budget <= N (`check` refuses more).
+      rng: a JAX key. The selection is a deterministic function of (config,
+        pool, budget, rng): the same arguments give the same indices bit for
+        bit; strategies that draw nothing ignore the key.
+
+    Returns:
+      A `Selection` whose `indices` are `budget` distinct int64 positions
+      into `pool.features` (row numbers of the candidates, not dataset
+      indices: the loop maps them back), best or first pick first where the
+      strategy has an order; `stats` are floats logged to metrics.jsonl.
+    """
+
+
+def score_stats(prefix: str, v: jax.Array) -> dict[str, jax.Array]:
+  """`{prefix}_min`, `{prefix}_median`, `{prefix}_max` of a raw [N] score.
+
+  The one place these statistics are written: `ScoreStrategy` and
+  `uncertainty_mmd` (inside its jitted selection) both log them. jnp
+  scalars; callers convert them with `float`.
+  """
+  return {f"{prefix}_min": jnp.min(v), f"{prefix}_median": jnp.median(v),
+          f"{prefix}_max": jnp.max(v)}
+
+
+_score_stats = jax.jit(score_stats, static_argnums=0)
+
+
+class ScoreStrategy(Strategy):
+  """A strategy that ranks one per-candidate score and picks its top k.
+
+  A subclass defines only `score`; it may set `stat` (the prefix of the
+  logged min/median/max of the raw score) and `smallest_first` (pick the
+  smallest scores instead of the largest). Ties go to the lower position.
+
+      @register("entropy")
+      class Entropy(ScoreStrategy):
+        def score(self, pool, rng):
+          return entropy_scores(pool.logits)
+  """
+
+  stat: ClassVar[str] = "u"
+  smallest_first: ClassVar[bool] = False
+
+  @abc.abstractmethod
+  def score(self, pool: Pool, rng: jax.Array) -> jax.Array:
+    """[N] raw score of every candidate, a deterministic function of
+    (pool, rng); larger = picked first (smaller with `smallest_first`)."""
+
+  def select(self, pool: Pool, budget: int, rng: jax.Array) -> Selection:
+    s = self.score(pool, rng)
+    idx = top_k_indices(-s if self.smallest_first else s, budget)
+    stats = {k: float(v) for k, v in _score_stats(self.stat, s).items()}
+    return Selection(idx, stats)
 
 
 _REGISTRY: dict[str, type[Strategy]] = {}

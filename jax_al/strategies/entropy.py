@@ -5,33 +5,24 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jax_al.strategies.base import Pool, Selection, Strategy, register, top_k_indices
+from jax_al.strategies.base import Pool, ScoreStrategy, register
 
 
 @jax.jit
-def entropy_scores(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Entropy (nats) of softmax(logits) per row, and its [min, median, max].
+def entropy_scores(logits: jax.Array) -> jax.Array:
+  """[N] entropy (nats) of softmax(logits) per row of [N, C] logits.
 
   Computed from log_softmax so that probabilities that underflow to 0 add
   0 * finite rather than 0 * -inf = NaN.
-
-  Args:
-    logits: [N, C].
-
-  Returns:
-    ([N] entropies, [3] summary).
   """
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  h = -jnp.sum(jnp.exp(logp) * logp, axis=-1)
-  return h, jnp.stack([h.min(), jnp.median(h), h.max()])
+  return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
 
 
 @register("entropy")
-class Entropy(Strategy):
+class Entropy(ScoreStrategy):
+  """Largest entropy first; logs u_min, u_median, u_max of the entropy."""
 
-  def select(self, pool: Pool, budget: int, rng: jax.Array) -> Selection:
+  def score(self, pool: Pool, rng: jax.Array) -> jax.Array:
     del rng  # deterministic: ties go to the lower position
-    h, (lo, med, hi) = entropy_scores(pool.logits)
-    return Selection(top_k_indices(h, budget),
-                     {"u_min": float(lo), "u_median": float(med),
-                      "u_max": float(hi)})
+    return entropy_scores(pool.logits)

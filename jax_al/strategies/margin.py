@@ -7,39 +7,34 @@ import jax
 import jax.numpy as jnp
 
 from jax_al.errors import ConfigError
-from jax_al.strategies.base import Pool, Selection, Strategy, register, top_k_indices
+from jax_al.strategies.base import Pool, ScoreStrategy, register
 
 
 @jax.jit
-def margin_gaps(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """p(1st) - p(2nd) of softmax(logits) per row, and its [min, median, max].
-
-  Args:
-    logits: [N, C] with C >= 2.
-
-  Returns:
-    ([N] gaps in [0, 1], [3] summary).
-  """
+def margin_gaps(logits: jax.Array) -> jax.Array:
+  """[N] p(1st) - p(2nd) of softmax(logits) per row of [N, C] logits, C >= 2,
+  in [0, 1]."""
   p = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
   top2, _ = jax.lax.top_k(p, 2)
-  gap = top2[:, 0] - top2[:, 1]
-  return gap, jnp.stack([gap.min(), jnp.median(gap), gap.max()])
+  return top2[:, 0] - top2[:, 1]
 
 
 @register("margin")
-class Margin(Strategy):
+class Margin(ScoreStrategy):
+  """Smallest gap first (top-k of the negated gap); logs margin_min,
+  margin_median, margin_max of the gap itself."""
 
-  def check(self, num_candidates: int, budget: int, num_classes: int) -> None:
-    super().check(num_candidates, budget, num_classes)
+  stat = "margin"
+  smallest_first = True
+
+  def check(self, num_candidates: int, budget: int, num_classes: int,
+            num_labeled: int | None = None) -> None:
+    super().check(num_candidates, budget, num_classes, num_labeled)
     if num_classes < 2:
       raise ConfigError("al.strategy", "margin",
                         f"the data has {num_classes} class; margin needs at "
                         "least 2. Choose another strategy")
 
-  def select(self, pool: Pool, budget: int, rng: jax.Array) -> Selection:
+  def score(self, pool: Pool, rng: jax.Array) -> jax.Array:
     del rng  # deterministic: ties go to the lower position
-    gap, (lo, med, hi) = margin_gaps(pool.logits)
-    # The smallest gap first: top-k of the negated gap.
-    return Selection(top_k_indices(-gap, budget),
-                     {"margin_min": float(lo), "margin_median": float(med),
-                      "margin_max": float(hi)})
+    return margin_gaps(pool.logits)

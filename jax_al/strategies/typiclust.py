@@ -14,10 +14,36 @@
    exactly one point from each of the `budget` largest uncovered clusters;
    otherwise the rest is filled from the next clusters of the order.
 
-Differences from the authors' code: typicality uses Euclidean distances (the
-authors' faiss index returns squared ones), a cluster's ranking is computed
-once rather than after each pick, and no minimum cluster size is imposed
-(the order already puts small clusters last).
+Differences from the authors' code (github.com/avihu111/TypiClust). They
+are kept, so that the committed results reproduce; each changes picks only
+in the cases named.
+
+- Cluster order. The authors sort clusters by their number of labeled
+  points (ascending), then by size (descending). Here a cluster is only
+  covered (>= 1 labeled point) or not: uncovered first, then size (labeled
+  + candidates, descending), then id, so among covered clusters one with 5
+  labeled points is not preferred to one with 1. Why: the method's premise
+  is a pick from each cluster that has no label yet, and coverage is what
+  that needs. The two orders agree on the uncovered clusters, so they pick
+  the same points while at least `budget` uncovered clusters have
+  candidates (K = |L| + budget uncapped makes that likely). They differ
+  when the budget spills into covered clusters, which is the rule once the
+  MAX_CLUSTERS cap binds (e.g. 5,000 CIFAR-10 labels and K = 500).
+- Neighbours of small clusters. Typicality averages over the
+  min(TYPICALITY_K, n - 1) nearest other candidates of a cluster of n; the
+  authors use min(20, n // 2) (a 3-point cluster: 2 neighbours here, 1
+  there). Why: one fixed-k neighbour search serves every cluster
+  (`distances.knn_sq_dists` returns the TYPICALITY_K nearest members of the
+  same cluster and marks the missing ones), so a small cluster simply uses
+  all its other members. Clusters of more than 40 candidates are unaffected.
+- Epsilon. Typicality is 1 / (mean distance + 1e-8) (`_EPS`); the authors
+  add 1e-5. Why: it only guards the division for a candidate whose
+  neighbours coincide with it (duplicated points). The two differ in the
+  ranking only where mean neighbour distances are of order 1e-5 or below.
+- Smaller ones: typicality uses Euclidean distances (the authors' faiss
+  index returns squared ones); a cluster's ranking is computed
+  once rather than after each pick; and no minimum cluster size is imposed
+  (the order already puts small clusters last).
 """
 
 from __future__ import annotations
@@ -137,7 +163,8 @@ class TypiClust(Strategy):
   """Reads `cfg.kmeans.{n_init, max_iter, tol}` and `cfg.block`.
 
   The seeding is always k-means++ as in the authors' code, whatever
-  `cfg.kmeans.init` says (that field is the users' method's).
+  `cfg.kmeans.init` says (that field belongs to the k-means cluster-margin +
+  MMD method).
   """
 
   def plan(self, pool: Pool, budget: int, rng: jax.Array):

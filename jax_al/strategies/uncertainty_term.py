@@ -1,0 +1,126 @@
+"""The uncertainty u shared by `cluster_margin` and `uncertainty_mmd`.
+
+Both strategies hold an `UncertaintyTerm` (composition, not inheritance):
+`cluster_margin` ranks u alone, `uncertainty_mmd` adds an MMD term to it.
+
+u is, per `al.utility`:
+  cluster_margin    the k-means cluster margin (scores/cluster_margin.py):
+                    k-means with K = `al.k` (unset: the number of classes)
+                    clusters, inside each consecutive minibatch of
+                    `al.batch` candidates (`al.u_scope="batch"`, the
+                    per-batch scope of the k-means cluster-margin + MMD
+                    method) or over all candidates ("global"), turned into
+                    a score by `al.transform`; reads `al.kmeans.*`.
+  margin            p2 - p1 of softmax(logits) (the negated top-two gap).
+  entropy           the softmax entropy.
+  least_confidence  1 - p1.
+Larger u = more uncertain.
+
+This module registers no strategy.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jax_al.errors import ConfigError
+from jax_al.scores import cluster_margin
+from jax_al.strategies.base import Pool
+
+UTILITIES = ("cluster_margin", "margin", "entropy", "least_confidence")
+SCOPES = ("batch", "global")  # al.u_scope (and al.mmd_scope)
+
+
+class USettings(NamedTuple):
+  """The static part of `config.al` the uncertainty compiles for."""
+
+  batch: int
+  k: int
+  transform: str
+  scope: str
+  init: str
+  n_init: int
+  max_iter: int
+  tol: float
+
+
+@functools.partial(jax.jit, static_argnames=("s",))
+def uncertainty(features: jax.Array, rng: jax.Array, *,
+                s: USettings) -> jax.Array:
+  """[N] raw cluster-margin uncertainty under the settings' scope.
+
+  Jitted on its own, not inside the MMD selection: the k-means (vmapped over
+  minibatches) is the slowest part to compile, and this way every MMD
+  variant with the same uncertainty settings reuses one compilation.
+  """
+  x = features - jnp.mean(features, axis=0)
+  kw = dict(k=s.k, transform=s.transform, init=s.init, n_init=s.n_init,
+            max_iter=s.max_iter, tol=s.tol)
+  if s.scope == "global":
+    return cluster_margin.kmeans_margin(x, rng, **kw)
+  return cluster_margin.minibatch_kmeans_margin(x, rng, batch=s.batch, **kw)
+
+
+@functools.partial(jax.jit, static_argnames=("kind",))
+def softmax_utility(logits: jax.Array, *, kind: str) -> jax.Array:
+  """[N] uncertainty from softmax(logits): larger = more uncertain."""
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  p = jnp.exp(logp)
+  if kind == "margin":
+    top2 = jax.lax.top_k(p, 2)[0]
+    return top2[:, 1] - top2[:, 0]
+  if kind == "least_confidence":
+    return 1.0 - jnp.max(p, axis=-1)
+  return -jnp.sum(p * logp, axis=-1)  # entropy
+
+
+class UncertaintyTerm:
+  """u for `config.al` (`cfg`); see the module docstring."""
+
+  def __init__(self, cfg: Any):
+    self.cfg = cfg
+
+  @property
+  def utility(self) -> str:
+    return self.cfg.get("utility", "cluster_margin")
+
+  def k(self, num_classes: int) -> int:
+    """K: `al.k`, or the number of classes when it is unset."""
+    k = self.cfg.k
+    return num_classes if k is None else k
+
+  def check(self, num_candidates: int, num_classes: int) -> None:
+    """The checks of u that depend on the sizes (the fields themselves are
+    checked by `config.check_al`)."""
+    if self.utility != "cluster_margin":
+      return  # the k-means fields are unused
+    c, k = self.cfg, self.k(num_classes)
+    if k < 2:  # al.k itself is >= 2: unset, with fewer than 2 classes
+      raise ConfigError("al.k", k, "the cluster margin needs two nearest "
+                        "centres: use an integer >= 2, or leave al.k unset "
+                        "for the number of classes")
+    if k > num_candidates:
+      raise ConfigError("al.k", k, f"only {num_candidates} candidates are "
+                        "scored; lower al.k or raise al.subset")
+    if c.u_scope == "batch" and k > c.batch:
+      raise ConfigError("al.k", k, f"per-batch k-means clusters minibatches "
+                        f"of al.batch={c.batch} points; lower al.k, raise "
+                        "al.batch or set al.u_scope='global'")
+
+  def settings(self, num_classes: int) -> USettings:
+    """The static settings of the cluster margin."""
+    c = self.cfg
+    return USettings(
+        batch=int(c.batch), k=int(self.k(num_classes)), transform=c.transform,
+        scope=c.u_scope, init=c.kmeans.init, n_init=int(c.kmeans.n_init),
+        max_iter=int(c.kmeans.max_iter), tol=float(c.kmeans.tol))
+
+  def __call__(self, pool: Pool, rng: jax.Array) -> jax.Array:
+    """[N] raw u of the pool's candidates; `rng` seeds the k-means."""
+    if self.utility == "cluster_margin":
+      return uncertainty(pool.features, rng, s=self.settings(pool.num_classes))
+    return softmax_utility(pool.logits, kind=self.utility)
