@@ -160,4 +160,4 @@ def raw_scores(st: Step, config=None) -> dict:
   s = strategies.get_strategy(config.al.strategy, config.al)
   if not hasattr(s, "raw_terms"):
     raise ValueError(f"{config.al.strategy} has no uncertainty and MMD terms")
-  return s.raw_terms(st.pool, st.key)
+  return s.raw_terms(st.pool, st.key, min(config.al.budget, len(st.subset)))

@@ -20,7 +20,7 @@ from PIL import Image
 
 from conftest import REPO, snapshot, tiny_digits_config
 from jax_al import data as data_lib
-from jax_al import loop, train
+from jax_al import loop, preflight, train
 from jax_al.errors import ConfigError, DataError
 
 
@@ -117,7 +117,7 @@ def test_bad_config_field(case, victim, no_training):
 
 
 def test_strategy_size_check_comes_before_any_training(tmp_path, no_training):
-  # The labeled-count check of the MMD term runs in loop.check_run: nothing
+  # The labeled-count check of the MMD term runs in preflight.check_run: nothing
   # is trained, no metrics.jsonl is written, the new workdir is not left behind.
   from jax_al import strategies
   calls = []
@@ -133,7 +133,7 @@ def test_strategy_size_check_comes_before_any_training(tmp_path, no_training):
   with pytest.MonkeyPatch.context() as mp:
     mp.setattr(strategies.uncertainty_mmd.UncertaintyMMD, "check", spy)
     with pytest.raises(ConfigError, match="al.initial") as e:
-      loop.check_run(config, fresh, overwrite=False)
+      preflight.check_run(config, fresh, overwrite=False)
   assert "needs at least 2 labeled points" in str(e.value)
   assert calls and calls[0][1].get("num_labeled") == 1, calls
   assert not fresh.parent.exists()
@@ -229,14 +229,14 @@ def test_single_class(victim, tmp_path, no_training):
 
 
 def test_labels_out_of_range(victim, monkeypatch, no_training):
-  real = data_lib._LOADERS["digits"]
+  real = data_lib.LOADERS["digits"]
 
   def broken(*args, **kwargs):
     ds = real(*args, **kwargs)
     ds.train_labels[7] = 10  # one label past the 10 classes
     return ds
 
-  monkeypatch.setitem(data_lib._LOADERS, "digits", broken)
+  monkeypatch.setitem(data_lib.LOADERS, "digits", broken)
   rejected(tiny_digits_config(), victim, DataError, "digits", "label 10",
            "outside [0, 10)", "labels must index class_names")
 

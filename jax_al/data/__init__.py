@@ -1,6 +1,7 @@
 """Datasets as uint8 numpy arrays: `load_dataset(config.data)`.
 
-Sources (data.source): "digits" (scikit-learn, offline), "folder" (a
+Sources (data.source), one module each, registered with
+`@register_source(name)`: "digits" (scikit-learn, offline), "folder" (a
 directory or tar of split/class/image files, decoded once and cached) and
 "tfds" (TensorFlow Datasets, imported only when used).
 
@@ -10,22 +11,25 @@ features learned from the training split (coates.py).
 
 from __future__ import annotations
 
-from jax_al.data import coates
+import importlib
+import pkgutil
+
 from jax_al import config as config_lib
-from jax_al.data.dataset import Dataset, validate
-from jax_al.data.digits import load_digits
-from jax_al.data.folder import load_folder
-from jax_al.data.tfds_source import load_tfds
+from jax_al.data import coates
+from jax_al.data.dataset import LOADERS, Dataset, register_source, validate
 from jax_al.errors import ConfigError, suggest
 
-_LOADERS = {"digits": load_digits, "folder": load_folder, "tfds": load_tfds}
-SOURCES = tuple(_LOADERS)
+# Every module of the package is imported, so a source's @register_source runs.
+for _m in pkgutil.iter_modules(__path__):
+  importlib.import_module(f"{__name__}.{_m.name}")
+
+SOURCES = tuple(sorted(LOADERS))
 
 
 def load_dataset(data_cfg) -> Dataset:
   """Loads and validates the dataset that `data_cfg` (config.data) names."""
   source = data_cfg.source
-  if source not in _LOADERS:
+  if source not in LOADERS:
     raise ConfigError("data.source", source, suggest(str(source), SOURCES))
   config_lib.check_section(data_cfg, "data")  # every data.* field of the table
   channels = int(data_cfg.channels)
@@ -37,11 +41,11 @@ def load_dataset(data_cfg) -> Dataset:
                       + " Or leave it empty for raw pixels.")
   if features == "coates":
     coates.params_from_config(data_cfg)  # bad fields fail before any decoding
-  ds = _LOADERS[source](data_cfg, image_size=image_size, channels=channels)
+  ds = LOADERS[source](data_cfg, image_size=image_size, channels=channels)
   ds = validate(ds, channels)
   if features == "coates":
     ds = coates.apply(ds, data_cfg)
   return ds
 
 
-__all__ = ["Dataset", "SOURCES", "load_dataset"]
+__all__ = ["Dataset", "LOADERS", "SOURCES", "load_dataset", "register_source"]

@@ -127,3 +127,25 @@ def validate(ds: Dataset, channels: int) -> Dataset:
     raise DataError(what, f"class(es) {empty} have no training images",
                     "add training images for them or remove the classes.")
   return ds
+
+
+# data.source -> loader(data_cfg, *, image_size, channels) -> Dataset, filled
+# by `register_source` in each source's module (jax_al.data imports them all).
+LOADERS: dict = {}
+
+
+def register_source(name: str):
+  """Function decorator that registers a dataset loader as `data.source = name`.
+
+  A loader takes `(data_cfg, *, image_size, channels)` (the config.data
+  section, the checked square size or None, 1 or 3) and returns a uint8
+  `Dataset`; `load_dataset` validates it and applies `data.features`.
+  """
+
+  def wrap(fn):
+    if name in LOADERS:
+      raise ValueError(f"data source {name!r} is registered twice")
+    LOADERS[name] = fn
+    return fn
+
+  return wrap

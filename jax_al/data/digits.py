@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jax_al.data.dataset import Dataset, resize_images, to_channels
+from jax_al.data.dataset import Dataset, resize_images, to_channels, register_source
 from jax_al.errors import ConfigError
 
 # Fixed, not config.seed: the test split must not move between runs.
@@ -12,6 +12,7 @@ SPLIT_SEED = 0
 NUM_CLASSES = 10
 
 
+@register_source("digits")
 def load_digits(data_cfg, *, image_size: int | None, channels: int) -> Dataset:
   """Splits the digits into train and a stratified test set of data.num_test.
 

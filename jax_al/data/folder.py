@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from jax_al.data import cache
-from jax_al.data.dataset import Dataset
+from jax_al.data.dataset import Dataset, register_source
 from jax_al import memory
 from jax_al.errors import ConfigError, DataError
 
@@ -351,6 +351,7 @@ def _dir_fingerprint(tree: _DirTree, items: Iterable[_Parts]) -> str:
   return digest.hexdigest()
 
 
+@register_source("folder")
 def load_folder(data_cfg, *, image_size: int | None, channels: int) -> Dataset:
   """Loads `data_cfg.path` (directory or tar), using the decoded-array cache.
 

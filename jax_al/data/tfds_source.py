@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jax_al.data.dataset import Dataset, resize_images, to_channels
+from jax_al.data.dataset import Dataset, resize_images, to_channels, register_source
 from jax_al.errors import ConfigError, DataError
 
 _INSTALL = "install TensorFlow and TFDS with `pip install -e .[tfds]`."
@@ -14,6 +14,7 @@ _INSTALL = "install TensorFlow and TFDS with `pip install -e .[tfds]`."
 _READ_BATCH = 4096
 
 
+@register_source("tfds")
 def load_tfds(data_cfg, *, image_size: int | None, channels: int) -> Dataset:
   """Loads data.name's train and test splits whole, as numpy arrays."""
   name = data_cfg.name

@@ -106,7 +106,7 @@ class Strategy(abc.ABC):
             num_labeled: int | None = None) -> None:
     """Raises ConfigError for settings that cannot work at these sizes.
 
-    Called by the loop before any training (`loop.check_run`), with the
+    Called by the loop before any training (`preflight.check_run`), with the
     sizes of the first selection. Overrides call `super().check(...)` and
     check only what depends on the sizes; field values and rules between
     fields belong to `jax_al/config.py`.
