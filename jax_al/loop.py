@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_al import checkpoint, compiles, cycle, io, preflight, records, report, sharding
+from jax_al import checkpoint, compiles, cycle, files, preflight, records, report, sharding
 from jax_al import workdir as workdir_lib
 from jax_al.errors import Interrupted, TrainingError, critical
 
@@ -106,7 +106,7 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
       if any(p.name.startswith(f".{n}.") for n in workdir_lib.RESULTS):
         p.unlink(missing_ok=True)
     if not (checked.resuming and (out / "config.json").exists()):  # a resume keeps it
-      io.write_json(out / "config.json", workdir_lib.config_record(config))
+      files.write_json(out / "config.json", workdir_lib.config_record(config))
     logs = records.Logs.open(out, quiet=quiet or not main, events=checked.events)
     logs.start(config, checked.ds, checked.resuming, workdir, checked.settled, cache_dir)
     exp = cycle.Experiment.build(config, checked.ds, checked.strategy, mesh, checked.graphdef)
@@ -123,7 +123,7 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
     summary = report.run_summary(config, logs.metrics.records, time.perf_counter() - t_start)
     path = out / "summary.json"
     if progress.cycles_run or not path.exists():  # a rerun of a finished run keeps it
-      io.write_json(path, summary)
+      files.write_json(path, summary)
     else:
       summary = json.loads(path.read_text())
   except BaseException:
@@ -189,7 +189,7 @@ def _run_one(tr: Trial, c: int, rs: Run) -> None:
   t0 = time.perf_counter()
   try:
     with compiles.CompileLog() as clog:
-      bar = io.EpochBar(rs.config.train.epochs, f"trial {tr.trial + 1} cycle {c}")
+      bar = files.EpochBar(rs.config.train.epochs, f"trial {tr.trial + 1} cycle {c}")
       try:
         state, hist = cycle.train(rs.exp, tr.trial, c, tr.labeled, tr.state,
                                   rs.logs.on_eval(tr.trial, c), bar)
@@ -215,7 +215,7 @@ def _run_group(group: list[Trial], c: int, rs: Run) -> None:
     callbacks[i](rec)
 
   t0 = time.perf_counter()
-  bar = io.EpochBar(rs.config.train.epochs,
+  bar = files.EpochBar(rs.config.train.epochs,
                     f"trials {group[0].trial + 1}-{group[-1].trial + 1} cycle {c}")
   train_log = compiles.CompileLog().start()  # shared by the group, like train_s
   try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_al import compiles, io
+from jax_al import compiles, files
 from jax_al import events as events_lib
 from jax_al.errors import TrainingError
 
@@ -31,16 +31,16 @@ class Logs:
     events: TensorBoard event files (`log.tensorboard`), or None.
   """
 
-  text: io.TextLog
-  metrics: io.TrialOrderedLog
-  selected: io.TrialOrderedLog
+  text: files.TextLog
+  metrics: files.TrialOrderedLog
+  selected: files.TrialOrderedLog
   events: events_lib.EventWriter | None = None
 
   @classmethod
   def open(cls, out: Path, quiet: bool, events=None) -> "Logs":
-    return cls(io.TextLog(out / "log.txt", quiet=quiet),
-               io.TrialOrderedLog(out / "metrics.jsonl"),
-               io.TrialOrderedLog(out / "selected.jsonl"), events)
+    return cls(files.TextLog(out / "log.txt", quiet=quiet),
+               files.TrialOrderedLog(out / "metrics.jsonl"),
+               files.TrialOrderedLog(out / "selected.jsonl"), events)
 
   def cycle(self, rec: dict) -> None:
     """A finished cycle's record (metrics.jsonl, and TensorBoard when on)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jax_al import checkpoint, io, sharding, strategies
+from jax_al import checkpoint, files, sharding, strategies
 from jax_al import cycle as cycle_lib
 from jax_al import workdir as workdir_lib
 from jax_al.data import load_dataset
@@ -63,7 +63,7 @@ class Step:
 def selected_sets(workdir: Path) -> dict[tuple[int, int], np.ndarray]:
   """{(trial, cycle): dataset indices} from a run's selected.jsonl (cycle 0 = initial set)."""
   return {(r["trial"], r["cycle"]): np.asarray(r["indices"], np.int64)
-          for r in io.read_jsonl(Path(workdir) / "selected.jsonl")}
+          for r in files.read_jsonl(Path(workdir) / "selected.jsonl")}
 
 
 def labeled_before(workdir: Path, trial: int, cycle: int) -> np.ndarray:

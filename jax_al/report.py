@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io as _io
+import io
 import json
 import math
 import warnings
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_al import io
+from jax_al import files
 from jax_al.errors import DataError, JaxALError
 
 
@@ -325,7 +325,7 @@ def to_markdown(summary: dict) -> str:
 
 
 def to_csv(summary: dict) -> str:
-  buf = _io.StringIO()
+  buf = io.StringIO()
   w = csv.writer(buf)
   w.writerow(["strategy", "labeled", "mean_acc", "std_acc", "trials", "select_s"])
   for name, s in summary["strategies"].items():
@@ -416,9 +416,9 @@ def make_report(paths, out, baseline: str = "random", include_partial: bool = Fa
   out = Path(out)
   try:
     out.mkdir(parents=True, exist_ok=True)
-    io.write_json(out / "report.json", summary)
-    io.atomic_write_text(out / "report.md", to_markdown(summary))
-    io.atomic_write_text(out / "report.csv", to_csv(summary))
+    files.write_json(out / "report.json", summary)
+    files.atomic_write_text(out / "report.md", to_markdown(summary))
+    files.atomic_write_text(out / "report.csv", to_csv(summary))
     plot(summary, out)
   except OSError as e:
     raise DataError(str(out), f"cannot be written ({e.strerror or e})",

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, snapshot, tiny_digits_config
-from jax_al import checkpoint, io, loop, preflight, rng, strategies, train
+from jax_al import checkpoint, files, loop, preflight, rng, strategies, train
 from jax_al import workdir as workdir_lib
 from jax_al.errors import ConfigError, DataError, TrainingError
 
@@ -286,11 +286,11 @@ def test_atomic_json_survives_sigkill(tmp_path):
   """Kill a writer in a tight loop of large rewrites: the file is always whole."""
   target = tmp_path / "summary.json"
   code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-          "from jax_al import io\n"
+          "from jax_al import files\n"
           f"big = {{'x': list(range(200000))}}\n"
           "i = 0\n"
           "while True:\n"
-          f"  io.write_json({str(target)!r}, dict(big, i=i)); i += 1\n")
+          f"  files.write_json({str(target)!r}, dict(big, i=i)); i += 1\n")
   proc = subprocess.Popen([sys.executable, "-c", code])
   t0 = time.monotonic()
   while not target.exists() and time.monotonic() - t0 < 60:
@@ -303,11 +303,11 @@ def test_atomic_json_survives_sigkill(tmp_path):
 
 
 def test_results_files_are_strict_json_and_readable(tmp_path):
-  io.write_jsonl(tmp_path / "m.jsonl", [{"a": float("nan"), "b": [np.float32(np.inf)],
+  files.write_jsonl(tmp_path / "m.jsonl", [{"a": float("nan"), "b": [np.float32(np.inf)],
                                          "c": np.int64(3)}])
   assert records(tmp_path, "m.jsonl") == [{"a": None, "b": [None], "c": 3}]
   assert oct((tmp_path / "m.jsonl").stat().st_mode & 0o777) != oct(0o600)
-  log = io.JsonlLog(tmp_path / "m.jsonl")  # creating a log truncates nothing
+  log = files.JsonlLog(tmp_path / "m.jsonl")  # creating a log truncates nothing
   assert records(tmp_path, "m.jsonl") == [{"a": None, "b": [None], "c": 3}]
   log.append({"d": 1})
   assert records(tmp_path, "m.jsonl") == [{"d": 1}]

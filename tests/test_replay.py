@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_digits_config
-from jax_al import io, loop, replay
+from jax_al import files, loop, replay
 from jax_al.errors import DataError
 
 
@@ -23,7 +23,7 @@ def test_a_step_reproduces_the_runs_picks_and_logged_scores(tmp_path):
   assert step.restored  # cycle 1 of 2: its checkpoint is kept
   assert sorted(step.subset[replay.select(step, cfg)]) == sorted(recorded)
   raw = replay.raw_scores(step, cfg)
-  rec = next(r for r in io.read_jsonl(tmp_path / "users" / "metrics.jsonl")
+  rec = next(r for r in files.read_jsonl(tmp_path / "users" / "metrics.jsonl")
              if r["kind"] == "cycle" and r["cycle"] == 1)
   assert raw["sigma"] == pytest.approx(rec["sigma"], rel=1e-4)
   assert np.median(raw["t"]) == pytest.approx(rec["mmd_median"], rel=1e-4)

@@ -152,7 +152,7 @@ def _section_loop(tmp: Path):
   import jax
   from configs import digits
   from jax_al import loop, sharding, train
-  from jax_al.io import read_jsonl
+  from jax_al.files import read_jsonl
 
   # Spies: the run must really train and select on the mesh.
   seen = dict(trainer=[], pool=[])

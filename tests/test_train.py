@@ -299,7 +299,7 @@ def test_dropout_models_split_train_and_stay_deterministic(tmp_path):
   (the loss differs from no dropout), inference ignores it, and the same
   seed gives the same run."""
   from conftest import tiny_digits_config
-  from jax_al import io, loop, train as train_lib
+  from jax_al import files, loop, train as train_lib
 
   c = tiny_digits_config("entropy", model__dropout=0.5)
   graphdef, params, bs = train_lib.init_model(c, 10, (8, 8, 1), jax.random.key(0))
@@ -312,7 +312,7 @@ def test_dropout_models_split_train_and_stay_deterministic(tmp_path):
   losses = {}
   for name, rate in (("off", 0.0), ("on", 0.5), ("on_again", 0.5)):
     loop.run(tiny_digits_config("entropy", model__dropout=rate), tmp_path / name, quiet=True)
-    losses[name] = [r["train_loss"] for r in io.read_jsonl(tmp_path / name / "metrics.jsonl")
+    losses[name] = [r["train_loss"] for r in files.read_jsonl(tmp_path / name / "metrics.jsonl")
                     if r["kind"] == "eval"]
   assert losses["on"] == losses["on_again"] and losses["on"] != losses["off"]
   assert (tmp_path / "on" / "selected.jsonl").read_text() == (

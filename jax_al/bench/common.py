@@ -215,6 +215,6 @@ class Results:
     self.doc["memory"] = memory()
     if self.path is None:
       return
-    from jax_al import io
+    from jax_al import files
     self.path.parent.mkdir(parents=True, exist_ok=True)
-    io.write_json(self.path, self.doc)
+    files.write_json(self.path, self.doc)

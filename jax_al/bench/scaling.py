@@ -136,9 +136,9 @@ def _rerun_with_simulated_devices(argv: list[str], n: int) -> dict:
 
 
 def _write(path: str, doc: dict) -> None:
-  from jax_al import io
+  from jax_al import files
   Path(path).parent.mkdir(parents=True, exist_ok=True)
-  io.write_json(Path(path), doc)
+  files.write_json(Path(path), doc)
 
 
 def _train_rows(args, counts: list[int], common) -> list[dict]:
