@@ -112,6 +112,7 @@ FIELDS: dict[str, Field] = {
     "al.budget": _int(1, example=2500),
     "al.cycles": _int(1, 10_000, example=7),
     "al.subset": _int(0, example=10000),
+    "al.mc_samples": _int(1, 10_000, example=20),
     "al.batch": _int(1, example=128),
     "al.k": _int(2, optional=True, fix=(
         "the cluster margin needs two nearest centres: use an integer >= 2, "

@@ -192,23 +192,35 @@ def candidates(exp: Experiment, trial: int, cycle: int, labeled: np.ndarray) -> 
   return unlabeled[order[:n_sub]]
 
 
+# Folded into a cycle's selection key to give the keys of its MC-dropout passes.
+MC_FOLD = 0x6D63
+
+
 def pool(exp: Experiment, state: TrainState, labeled: np.ndarray, subset: np.ndarray,
-         cycle: int) -> strategies.Pool:
+         trial: int, cycle: int) -> strategies.Pool:
   """The strategies' input: logits and features of the candidates and of the
-  labeled set under `state`, on the device (sharded over the pool on a mesh).
+  labeled set under `state`, on the device (sharded over the pool on a mesh),
+  plus `al.mc_samples` MC-dropout predictions of the candidates for a
+  strategy that asks for them (`Strategy.samples`).
 
   Raises TrainingError when the model produced non-finite values.
   """
   tr = exp.trainer
   logits, feats = tr.predict(state.params, state.batch_stats, exp.images, subset)
   l_logits, l_feats = tr.predict(state.params, state.batch_stats, exp.images, labeled)
-  if not all(bool(jnp.all(jnp.isfinite(a))) for a in (feats, logits, l_feats, l_logits)):
+  samples = None
+  if exp.strategy.samples == "mc_dropout":
+    k = jax.random.fold_in(keys(exp.config.seed, trial, cycle).select, MC_FOLD)
+    samples = tr.predict_mc(state.params, state.batch_stats, exp.images, subset,
+                            jax.random.split(k, exp.config.al.mc_samples))
+  arrays = (feats, logits, l_feats, l_logits) + (() if samples is None else (samples,))
+  if not all(bool(jnp.all(jnp.isfinite(a))) for a in arrays):
     raise TrainingError(f"cycle {cycle}: the model produced non-finite features or logits, "
                         "so no strategy can score the pool; the network diverged. Lower "
                         "train.lr or use train.dtype=float32")
   return sharding.place_pool(exp.mesh, strategies.Pool(
       feats, logits, l_feats, l_logits, exp.ds.num_classes,
-      labeled_capacity(exp.config, exp.num_train)))
+      labeled_capacity(exp.config, exp.num_train), samples))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +248,7 @@ def select(exp: Experiment, trial: int, cycle: int, labeled: np.ndarray,
   if len(subset) == 0:
     return None
   budget = min(exp.config.al.budget, len(subset))
-  p = pool(exp, state, labeled, subset, cycle)
+  p = pool(exp, state, labeled, subset, trial, cycle)
   t_feat = time.perf_counter() - t0
   t1 = time.perf_counter()
   sel = exp.strategy.select(p, budget, keys(exp.config.seed, trial, cycle).select)

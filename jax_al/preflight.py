@@ -18,6 +18,7 @@ from jax_al import config as config_lib
 from jax_al import events as events_lib
 from jax_al import workdir as workdir_lib
 from jax_al.data import load_dataset
+from jax_al.errors import ConfigError
 from jax_al.train import init_model
 
 
@@ -70,6 +71,10 @@ def check_run(config, workdir: Path, overwrite: bool, mesh=None) -> Checked:
     strategy = strategies.get_strategy(config.al.strategy, config.al)
     n_cand = min(config.al.subset or n_train, n_train - config.al.initial)
     strategy.check(n_cand, config.al.budget, ds.num_classes, num_labeled=config.al.initial)
+    if strategy.samples == "mc_dropout" and not config.model.get("dropout", 0.0) > 0:
+      raise ConfigError("model.dropout", config.model.get("dropout", 0.0),
+                        f"al.strategy={config.al.strategy} scores MC-dropout passes, which "
+                        "need dropout; set model.dropout > 0, e.g. 0.3")
     image_shape = tuple(ds.train_images.shape[1:])
     # Traced abstractly (checks the model fields against the data's shape)
     # and held against the free memory before any weight is allocated.

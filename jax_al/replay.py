@@ -115,7 +115,7 @@ def step(workdir, trial: int, cycle: int, config=None) -> Step:
   state, restored = _state(exp, workdir, trial, cycle)
   labeled = labeled_before(workdir, trial, cycle)
   subset = cycle_lib.candidates(exp, trial, cycle, labeled)
-  pool = cycle_lib.pool(exp, state, labeled, subset, cycle)
+  pool = cycle_lib.pool(exp, state, labeled, subset, trial, cycle)
   return Step(config, trial, cycle, labeled, subset, pool,
               cycle_lib.keys(config.seed, trial, cycle).select, exp.ds.train_labels[subset],
               state, restored)

@@ -14,6 +14,8 @@ pool has a realistic spread of confident and unsure points.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,12 +58,19 @@ def digits():
   return x, logits
 
 
+def with_samples(p: Pool, num: int = 8) -> Pool:
+  """`p` with stochastic predictions for the sample-based strategies (bald,
+  variation_ratio): its logits under `num` fixed perturbations."""
+  noise = np.random.RandomState(1).normal(size=(num, *p.logits.shape)).astype(np.float32)
+  return dataclasses.replace(p, sample_logits=p.logits[None] + jnp.asarray(noise))
+
+
 def make_pool(x, logits, num_labeled=NUM_LABELED, num_pool=NUM_POOL):
   cand = slice(num_labeled, num_labeled + num_pool)
-  return Pool(features=jnp.asarray(x[cand]), logits=jnp.asarray(logits[cand]),
-              labeled_features=jnp.asarray(x[:num_labeled]),
-              labeled_logits=jnp.asarray(logits[:num_labeled]),
-              num_classes=logits.shape[1])
+  return with_samples(Pool(features=jnp.asarray(x[cand]), logits=jnp.asarray(logits[cand]),
+                           labeled_features=jnp.asarray(x[:num_labeled]),
+                           labeled_logits=jnp.asarray(logits[:num_labeled]),
+                           num_classes=logits.shape[1]))
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +127,8 @@ def _degenerate_pools(x, logits):
   sat = Pool(jnp.asarray(x[:n]), jnp.asarray(1e4 * np.eye(10)[np.arange(n) % 10],
                                              dtype=jnp.float32),
              jnp.asarray(x[n:n + 5]), jnp.zeros((5, 10)), 10)
-  return {"constant": const, "duplicated": dup, "saturated": sat}
+  return {k: with_samples(v) for k, v in
+          {"constant": const, "duplicated": dup, "saturated": sat}.items()}
 
 
 @pytest.mark.parametrize("case", ["constant", "duplicated", "saturated"])

@@ -71,8 +71,13 @@ def pools(draw):
   elif logit_kind == "huge":
     logits *= 1e4
   logits = logits.astype(np.float32)
+  # Stochastic predictions for bald / variation_ratio: S perturbed copies of
+  # the logits, identical ones included (no disagreement at all).
+  s, spread = draw(st.integers(1, 6)), draw(st.sampled_from([0.0, 0.1, 3.0]))
+  samples = logits[:n][None] + spread * rs.standard_normal((s, n, c)).astype(np.float32)
   pool = strategies.Pool(jnp.asarray(feats[:n]), jnp.asarray(logits[:n]),
-                         jnp.asarray(feats[n:]), jnp.asarray(logits[n:]), c)
+                         jnp.asarray(feats[n:]), jnp.asarray(logits[n:]), c,
+                         sample_logits=jnp.asarray(samples, jnp.float32))
   return pool, budget, seed
 
 

@@ -236,8 +236,9 @@ def per_strategy(tmp_path_factory):
     dirs = []
     for i in range(2):
       d = tmp_path_factory.mktemp(f"{name}{i}") / "run"
-      loop.run(tiny_digits_config(name, train__epochs=1, train__milestones=()), d,
-               quiet=True)
+      sampled = strategies.get_strategy(name, tiny_digits_config().al).samples
+      loop.run(tiny_digits_config(name, train__epochs=1, train__milestones=(),
+                                  model__dropout=0.3 if sampled else 0.0), d, quiet=True)
       dirs.append(d)
     out[name] = dirs
   return out

@@ -45,6 +45,9 @@ class Pool:
     labeled_capacity: the largest labeled set this run will score (0 =
       unknown). A strategy may pad the labeled rows to it, so that one
       compiled program serves every cycle (`al.pad_labeled = "run"`).
+    sample_logits: [S, N, C] float32 logits of the candidates under S
+      stochastic predictions (MC-dropout passes), for strategies whose
+      `samples` asks for them; None otherwise.
   """
 
   features: jax.Array
@@ -53,6 +56,7 @@ class Pool:
   labeled_logits: jax.Array
   num_classes: int
   labeled_capacity: int = 0
+  sample_logits: jax.Array | None = None
 
   @property
   def size(self) -> int:
@@ -97,6 +101,9 @@ class Strategy(abc.ABC):
   """
 
   name: ClassVar[str] = ""
+  # "mc_dropout": the pool must carry `al.mc_samples` MC-dropout predictions
+  # (`Pool.sample_logits`; the model needs `model.dropout > 0`).
+  samples: ClassVar[str] = ""
 
   def __init__(self, cfg: Any):
     """`cfg` is `config.al`; a strategy reads the fields it needs."""
