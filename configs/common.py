@@ -85,6 +85,7 @@ def base() -> config_dict.ConfigDict:
   c.al.subset = 10000            # random unlabeled candidates scored per cycle; 0 = whole pool
   c.al.strategy = "random"
   c.al.mc_samples = 20           # bald, variation_ratio: MC-dropout passes per candidate
+  c.al.ensemble_size = 5         # ensemble_*: members trained per cycle as one vmapped program
   # The k-means cluster-margin + MMD method (strategy "uncertainty_mmd") and its variants.
   c.al.batch = 128               # minibatch size of per-batch scopes, in candidate order
   c.al.k = placeholder(int)      # k-means clusters; unset = number of classes

@@ -113,6 +113,7 @@ FIELDS: dict[str, Field] = {
     "al.cycles": _int(1, 10_000, example=7),
     "al.subset": _int(0, example=10000),
     "al.mc_samples": _int(1, 10_000, example=20),
+    "al.ensemble_size": _int(2, 1_000, example=5),
     "al.batch": _int(1, example=128),
     "al.k": _int(2, optional=True, fix=(
         "the cluster margin needs two nearest centres: use an integer >= 2, "

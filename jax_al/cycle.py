@@ -120,6 +120,19 @@ def stacked_trainer(tr: Trainer) -> vmap_trials.StackedTrainer:
   return vmap_trials.StackedTrainer(tr)
 
 
+def members(config, strategy) -> int:
+  """Models a cycle trains: `al.ensemble_size` for an ensemble strategy
+  (`Strategy.samples == "ensemble"`), else 1."""
+  return int(config.al.ensemble_size) if strategy.samples == "ensemble" else 1
+
+
+def member_key(key: jax.Array, m: int) -> jax.Array:
+  """Member m's key of a named stream: member 0 has the trial's own keys (it
+  is the single model of the same run without the ensemble), member m > 0
+  folds m in, so members differ in initial weights, data order and views."""
+  return key if m == 0 else jax.random.fold_in(key, m)
+
+
 def labeled_capacity(config, num_train: int) -> int:
   """The largest labeled set a selection of this run scores: the one after
   cycle `al.cycles - 1` (the last cycle selects nothing)."""
@@ -130,11 +143,19 @@ def labeled_capacity(config, num_train: int) -> int:
 def initial(exp: Experiment, trial: int) -> tuple[TrainState, np.ndarray]:
   """A trial's fresh state (weights from its "init" stream) and initial labeled set."""
   config = exp.config
-  _, params, bs = init_model(config, exp.ds.num_classes, exp.image_shape,
-                             rng.stream(config.seed, trial, "init"))
   labeled = jax.random.permutation(rng.stream(config.seed, trial, "initial_set"),
                                    exp.num_train)[:config.al.initial]
-  return exp.trainer.new_state(params, bs), np.asarray(labeled, np.int64)
+  return _fresh(exp, rng.stream(config.seed, trial, "init")), np.asarray(labeled, np.int64)
+
+
+def _fresh(exp: Experiment, key: jax.Array) -> TrainState:
+  """New weights from `key`: one model, or an ensemble's members stacked."""
+  def one(k):
+    _, params, bs = init_model(exp.config, exp.ds.num_classes, exp.image_shape, k)
+    return exp.trainer.new_state(params, bs)
+
+  k = members(exp.config, exp.strategy)
+  return one(key) if k == 1 else vmap_trials.stack([one(member_key(key, m)) for m in range(k)])
 
 
 def start_state(exp: Experiment, trial: int, cycle: int, state: TrainState) -> TrainState:
@@ -143,10 +164,8 @@ def start_state(exp: Experiment, trial: int, cycle: int, state: TrainState) -> T
   schedule are new every cycle."""
   config = exp.config
   if config.train.reinit_each_cycle and cycle > 1:
-    _, params, bs = init_model(config, exp.ds.num_classes, exp.image_shape,
-                               keys(config.seed, trial, cycle).init)
-    return exp.trainer.new_state(params, bs)
-  return exp.trainer.new_state(state.params, state.batch_stats)
+    return _fresh(exp, keys(config.seed, trial, cycle).init)
+  return exp.trainer.new_state(state.params, state.batch_stats)  # per member when stacked
 
 
 def train(exp: Experiment, trial: int, cycle: int, labeled: np.ndarray, state: TrainState,
@@ -155,10 +174,40 @@ def train(exp: Experiment, trial: int, cycle: int, labeled: np.ndarray, state: T
   """Trains cycle `cycle` of `trial` on `labeled` from `state` (the previous
   cycle's, or the initial one); returns (state, evaluation history)."""
   k = keys(exp.config.seed, trial, cycle)
-  return exp.trainer.fit(
-      start_state(exp, trial, cycle, state), exp.images, exp.labels, labeled,
-      np.arange(len(exp.ds.test_labels)), exp.test_images, exp.test_labels, exp.config.train,
-      k.data_order, k.augment, on_eval=on_eval, progress=progress)
+  n = members(exp.config, exp.strategy)
+  test_idx = np.arange(len(exp.ds.test_labels))
+  if n == 1:
+    return exp.trainer.fit(
+        start_state(exp, trial, cycle, state), exp.images, exp.labels, labeled, test_idx,
+        exp.test_images, exp.test_labels, exp.config.train, k.data_order, k.augment,
+        on_eval=on_eval, progress=progress)
+  # An ensemble: the members train as one vmapped program; member 0's
+  # evaluations are the logged ones, and the cycle's last record carries the
+  # ensemble's accuracy (mean softmax) beside member 0's.
+  state, hists = stacked_trainer(exp.trainer).fit(
+      start_state(exp, trial, cycle, state), exp.images, exp.labels, [labeled] * n, test_idx,
+      exp.test_images, exp.test_labels, exp.config.train,
+      [member_key(k.data_order, m) for m in range(n)],
+      [member_key(k.augment, m) for m in range(n)],
+      on_eval=None if on_eval is None else (lambda i, rec: on_eval(rec) if i == 0 else None),
+      progress=progress)
+  logits, _ = _member_logits(exp, state, exp.test_images, test_idx)
+  acc = 100.0 * float(jnp.mean(jnp.argmax(_mean_logits(logits), -1) == exp.test_labels))
+  last = dict(hists[0][-1], test_acc=acc, member_acc=hists[0][-1]["test_acc"])
+  return state, hists[0][:-1] + [last]
+
+
+def _member_logits(exp: Experiment, state: TrainState, images, idx):
+  """[K, N, C] logits and [K, N, d] features of `images[idx]` under each member."""
+  outs = [exp.trainer.predict(p, b, images, idx) for p, b in vmap_trials.unstack(
+      (state.params, state.batch_stats), members(exp.config, exp.strategy))]
+  return jnp.stack([o[0] for o in outs]), jnp.stack([o[1] for o in outs])
+
+
+def _mean_logits(member_logits: jax.Array) -> jax.Array:
+  """Logits of the members' mean softmax (log of the mean probability)."""
+  logp = jax.nn.log_softmax(member_logits, axis=-1)
+  return jax.nn.logsumexp(logp, axis=0) - jnp.log(jnp.float32(logp.shape[0]))
 
 
 def train_stacked(exp: Experiment, trials: Sequence[int], cycle: int,
@@ -206,9 +255,16 @@ def pool(exp: Experiment, state: TrainState, labeled: np.ndarray, subset: np.nda
   Raises TrainingError when the model produced non-finite values.
   """
   tr = exp.trainer
-  logits, feats = tr.predict(state.params, state.batch_stats, exp.images, subset)
-  l_logits, l_feats = tr.predict(state.params, state.batch_stats, exp.images, labeled)
   samples = None
+  if exp.strategy.samples == "ensemble":
+    # Features are member 0's; logits the members' mean prediction.
+    samples, feats = _member_logits(exp, state, exp.images, subset)
+    l_samples, l_feats = _member_logits(exp, state, exp.images, labeled)
+    logits, feats = _mean_logits(samples), feats[0]
+    l_logits, l_feats = _mean_logits(l_samples), l_feats[0]
+  else:
+    logits, feats = tr.predict(state.params, state.batch_stats, exp.images, subset)
+    l_logits, l_feats = tr.predict(state.params, state.batch_stats, exp.images, labeled)
   if exp.strategy.samples == "mc_dropout":
     k = jax.random.fold_in(keys(exp.config.seed, trial, cycle).select, MC_FOLD)
     samples = tr.predict_mc(state.params, state.batch_stats, exp.images, subset,

@@ -256,6 +256,8 @@ def _commit(tr: Trial, c: int, state, hist, t_train, total_s, picked, clogs, rs:
   config, trial, finished = rs.config, tr.trial, False
   rec = records.cycle_record(trial, c, len(tr.labeled), hist[-1]["test_acc"], t_train, total_s,
                              picked, clogs)
+  if "member_acc" in hist[-1]:  # an ensemble: test_acc is the ensemble's, this member 0's
+    rec["member_acc"] = hist[-1]["member_acc"]
   if picked is None and c < config.al.cycles:
     rs.logs("The unlabeled pool is empty: nothing left to select, stopping the trial.")
     finished = True

@@ -168,7 +168,8 @@ def check_data(n_images: int, image_size: int | None, channels: int, where: str)
 
 def check_run(config, n_train: int, n_test: int, num_classes: int,
               image_shape: tuple[int, int, int], n_candidates: int,
-              labeled_capacity: int, prof: ModelProfile, itemsize: int = 1) -> None:
+              labeled_capacity: int, prof: ModelProfile, itemsize: int = 1,
+              members: int = 1) -> None:
   """Every stage of a run against the free memory, largest consumers named.
 
   Device stages: the dataset copy, the training state and batch (times the
@@ -182,14 +183,18 @@ def check_run(config, n_train: int, n_test: int, num_classes: int,
   require("data", config.data.source, data, "the dataset on the device",
           "use a smaller data.image_size or fewer images", "device")
   trials = config.num_trials if config.compare.parallel == "vmap" else 1
+  # `members`: models trained per cycle as one stacked program (an ensemble)
   state = 3 * prof.param_bytes  # params, momentum, gradients
   train = t.batch_size * prof.train_bytes_per_image
   field, value, fix = "train.batch_size", t.batch_size, "lower train.batch_size"
-  if trials > 1 and trials * (state + train) > state + train + data:
+  if members > 1 and members * (state + train) > state + train + data:
+    field, value, fix = ("al.ensemble_size", members, "lower al.ensemble_size")
+  elif trials > 1 and trials * (state + train) > state + train + data:
     field, value, fix = ("num_trials", config.num_trials,
                          "lower num_trials or use --config.compare.parallel=none")
   elif state > train:
     field, value, fix = "model.width", config.model.width, "use a smaller model.width"
+  trials = max(trials, members)
   require(field, value, data + trials * (state + train),
           f"training ({trials} x [{fmt(state)} of weights and optimizer, "
           f"{fmt(train)} for a batch of {t.batch_size}] plus the data)", fix, "device")

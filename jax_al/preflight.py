@@ -75,13 +75,18 @@ def check_run(config, workdir: Path, overwrite: bool, mesh=None) -> Checked:
       raise ConfigError("model.dropout", config.model.get("dropout", 0.0),
                         f"al.strategy={config.al.strategy} scores MC-dropout passes, which "
                         "need dropout; set model.dropout > 0, e.g. 0.3")
+    if strategy.samples == "ensemble" and (mesh is not None or (
+        config.compare.parallel == "vmap" and config.num_trials > 1)):
+      raise ConfigError("al.strategy", config.al.strategy,
+                        "an ensemble already trains its members as one vmapped program on "
+                        "one device; use --config.compare.parallel=none and --config.mesh.data=1")
     image_shape = tuple(ds.train_images.shape[1:])
     # Traced abstractly (checks the model fields against the data's shape)
     # and held against the free memory before any weight is allocated.
     prof = memory.model_profile(config, ds.num_classes, image_shape)
     memory.check_run(config, n_train, len(ds.test_labels), ds.num_classes, image_shape, n_cand,
                      cycle.labeled_capacity(config, n_train), prof,
-                     ds.train_images.dtype.itemsize)
+                     ds.train_images.dtype.itemsize, cycle.members(config, strategy))
     graphdef, _, _ = init_model(config, ds.num_classes, image_shape,
                                 rng.stream(config.seed, 0, "init"))
     done = {}

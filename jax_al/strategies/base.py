@@ -46,8 +46,10 @@ class Pool:
       unknown). A strategy may pad the labeled rows to it, so that one
       compiled program serves every cycle (`al.pad_labeled = "run"`).
     sample_logits: [S, N, C] float32 logits of the candidates under S
-      stochastic predictions (MC-dropout passes), for strategies whose
-      `samples` asks for them; None otherwise.
+      stochastic predictions (MC-dropout passes, or the members of an
+      ensemble), for strategies whose `samples` asks for them; None
+      otherwise. With an ensemble, `logits` are the members' mean
+      prediction (log mean softmax) and the features are member 0's.
   """
 
   features: jax.Array
@@ -101,8 +103,10 @@ class Strategy(abc.ABC):
   """
 
   name: ClassVar[str] = ""
-  # "mc_dropout": the pool must carry `al.mc_samples` MC-dropout predictions
-  # (`Pool.sample_logits`; the model needs `model.dropout > 0`).
+  # "mc_dropout": the pool carries `al.mc_samples` MC-dropout predictions
+  # (`Pool.sample_logits`; the model needs `model.dropout > 0`). "ensemble":
+  # each cycle trains `al.ensemble_size` members as one vmapped program and
+  # the pool carries their predictions.
   samples: ClassVar[str] = ""
 
   def __init__(self, cfg: Any):
