@@ -13,7 +13,7 @@ import pytest
 from jax_al.errors import ConfigError
 from jax_al.strategies import get_strategy
 from jax_al.strategies import uncertainty_mmd as um
-from test_uncertainty_mmd import al_config, digits_pool
+from test_uncertainty_mmd import al_config, check_all, digits_pool
 
 GREEDY = dict(mode="greedy", term="decrease", mmd_scope="global", normalize="rank",
               u_scope="global")
@@ -62,11 +62,13 @@ def test_utility_weight_moves_picks_towards_the_utility():
 
 
 def test_bad_utility_fields():
+  # check_all: config.check_al (fields, rules between them), then the sizes.
   pool = digits_pool()
   with pytest.raises(ConfigError, match="al.utility.*margin"):
-    get_strategy("uncertainty_mmd", al_config(utility="margn", **GREEDY)).check(
-        pool.size, 25, 10)
+    check_all(get_strategy("uncertainty_mmd", al_config(utility="margn", **GREEDY)),
+              pool.size, 25, 10)
   with pytest.raises(ConfigError, match="al.prefilter"):
-    get_strategy("uncertainty_mmd", al_config(prefilter=10, **GREEDY)).check(pool.size, 25, 10)
+    check_all(get_strategy("uncertainty_mmd", al_config(prefilter=10, **GREEDY)),
+              pool.size, 25, 10)
   with pytest.raises(ConfigError, match="al.prefilter"):
-    get_strategy("uncertainty_mmd", al_config(prefilter=60)).check(pool.size, 25, 10)
+    check_all(get_strategy("uncertainty_mmd", al_config(prefilter=60)), pool.size, 25, 10)
