@@ -155,3 +155,19 @@ def test_protocol_cycles_reach_the_json_while_the_run_goes_on(tmp_path):
     assert [c["cycle"] for c in json.loads(out.read_text())["protocol"]["cycles"]] == [1, 2]
   finally:
     watcher.stop()
+
+
+def test_acquisitions_bench_times_every_chosen_strategy(tmp_path):
+  from jax_al.bench import acquisitions
+
+  out = tmp_path / "acq.json"
+  r = acquisitions.main(["--quick", "--n", "300", "--dim", "8", "--labeled", "20",
+                         "--budget", "10", "--samples", "4", "--members", "3",
+                         "--repeats", "1", "--strategies", "entropy,bald,ensemble_bald",
+                         "--json", str(out)])
+  rows = {row["strategy"]: row for row in r["acquisitions"]}
+  assert [rows[s]["samples"] for s in ("entropy", "bald", "ensemble_bald")] == [0, 4, 3]
+  assert all(row["select_ms"] > 0 and row["first_call_s"] > 0 for row in rows.values())
+  assert len(json.loads(out.read_text())["acquisitions"]) == 3
+  with pytest.raises(SystemExit):
+    acquisitions.main(["--strategies", "nope"])

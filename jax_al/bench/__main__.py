@@ -6,12 +6,14 @@
     python -m jax_al.bench selection [its own flags]           # jax_al.bench.selection
     python -m jax_al.bench scaling [its own flags]             # jax_al.bench.scaling
     python -m jax_al.bench parallel [its own flags]            # jax_al.bench.parallel
+    python -m jax_al.bench acquisitions [its own flags]        # every strategy's select cost
     python -m jax_al.bench profile --profile-dir prof/         # where an epoch's time goes
     python -m jax_al.bench all --quick --json docs/bench/cpu.json
 
 `what` is one of train, features, profile, protocol, selection, all (= those
-five), or a comma-separated list of them; `scaling` and `parallel` run alone. `selection`,
-`scaling` and `parallel` given alone get the rest of the command line verbatim.
+five), or a comma-separated list of them; `scaling`, `parallel` and `acquisitions` run
+alone. `selection`, `scaling`, `parallel` and `acquisitions` given alone get the rest of
+the command line verbatim.
 In a list, arguments this parser does not know go to the protocol (`--config.*`)
 or to the selection benchmark (anything else).
 """
@@ -116,7 +118,7 @@ def _resolve(args) -> None:
 # Benchmarks that live in their own modules, each with `main(argv) -> dict`.
 # `python -m jax_al.bench NAME ...` hands them the rest of the command line verbatim.
 DELEGATES = {"selection": "jax_al.bench.selection", "scaling": "jax_al.bench.scaling",
-             "parallel": "jax_al.bench.parallel"}
+             "parallel": "jax_al.bench.parallel", "acquisitions": "jax_al.bench.acquisitions"}
 
 
 def _delegate_main(name: str):
