@@ -386,6 +386,7 @@ def _all_norms(x, where):
 
 @hypothesis.settings(max_examples=40, deadline=None)
 @hypothesis.given(hnp.arrays(np.float32, st.integers(1, _PAD), elements=finite))
+@hypothesis.example(np.array([1.1754944e-38, 0.0], np.float32))  # a subnormal mean
 def test_normalisations_have_their_properties(x):
   # One padded shape and a `where` mask: one compilation for every example,
   # and the masked path is what the greedy loop uses.

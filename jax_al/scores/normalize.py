@@ -40,6 +40,11 @@ def zscore(x: jax.Array, where: jax.Array | None = None) -> jax.Array:
   """(x - mean) / std (population std): mean 0, std 1; all 0 if constant."""
   w = _mask(x, where)
   n = jnp.maximum(jnp.sum(w), 1)
+  # Scores near the smallest normal float have a subnormal mean, which XLA:CPU
+  # flushes to zero: bring those up to about 1 first (z-scores do not depend on
+  # the scale). Any other input is multiplied by exactly 1.
+  big = jnp.max(jnp.where(w, jnp.abs(x), 0.0))
+  x = x * jnp.where((big > 0) & (big < 1e-30), 1.0 / jnp.where(big > 0, big, 1.0), 1.0)
   mean = jnp.sum(jnp.where(w, x, 0.0)) / n
   dev = jnp.where(w, x - mean, 0.0)
   # Deviations are scaled to at most 1 before squaring, so that neither
