@@ -27,6 +27,7 @@ import numpy as np
 
 from jax_al import rng, sharding, strategies, vmap_trials
 from jax_al.errors import TrainingError
+from jax_al.scores import bayes
 from jax_al.train import StepConfig, Trainer, TrainState, init_model
 
 
@@ -172,7 +173,12 @@ def train(exp: Experiment, trial: int, cycle: int, labeled: np.ndarray, state: T
           on_eval: Callable[[dict], None] | None = None,
           progress: Callable[[int], None] | None = None):
   """Trains cycle `cycle` of `trial` on `labeled` from `state` (the previous
-  cycle's, or the initial one); returns (state, evaluation history)."""
+  cycle's, or the initial one); returns (state, evaluation history).
+
+  For an ensemble strategy the state is the members' stack, the history is
+  member 0's, and its last record's `test_acc` is the ensemble's (mean
+  softmax) with member 0's as `member_acc`.
+  """
   k = keys(exp.config.seed, trial, cycle)
   n = members(exp.config, exp.strategy)
   test_idx = np.arange(len(exp.ds.test_labels))
@@ -192,7 +198,8 @@ def train(exp: Experiment, trial: int, cycle: int, labeled: np.ndarray, state: T
       on_eval=None if on_eval is None else (lambda i, rec: on_eval(rec) if i == 0 else None),
       progress=progress)
   logits, _ = _member_logits(exp, state, exp.test_images, test_idx)
-  acc = 100.0 * float(jnp.mean(jnp.argmax(_mean_logits(logits), -1) == exp.test_labels))
+  pred = jnp.argmax(bayes.mean_log_probs(logits), -1)
+  acc = 100.0 * float(jnp.mean(pred == exp.test_labels))
   last = dict(hists[0][-1], test_acc=acc, member_acc=hists[0][-1]["test_acc"])
   return state, hists[0][:-1] + [last]
 
@@ -203,11 +210,6 @@ def _member_logits(exp: Experiment, state: TrainState, images, idx):
       (state.params, state.batch_stats), members(exp.config, exp.strategy))]
   return jnp.stack([o[0] for o in outs]), jnp.stack([o[1] for o in outs])
 
-
-def _mean_logits(member_logits: jax.Array) -> jax.Array:
-  """Logits of the members' mean softmax (log of the mean probability)."""
-  logp = jax.nn.log_softmax(member_logits, axis=-1)
-  return jax.nn.logsumexp(logp, axis=0) - jnp.log(jnp.float32(logp.shape[0]))
 
 
 def train_stacked(exp: Experiment, trials: Sequence[int], cycle: int,
@@ -260,8 +262,8 @@ def pool(exp: Experiment, state: TrainState, labeled: np.ndarray, subset: np.nda
     # Features are member 0's; logits the members' mean prediction.
     samples, feats = _member_logits(exp, state, exp.images, subset)
     l_samples, l_feats = _member_logits(exp, state, exp.images, labeled)
-    logits, feats = _mean_logits(samples), feats[0]
-    l_logits, l_feats = _mean_logits(l_samples), l_feats[0]
+    logits, feats = bayes.mean_log_probs(samples), feats[0]
+    l_logits, l_feats = bayes.mean_log_probs(l_samples), l_feats[0]
   else:
     logits, feats = tr.predict(state.params, state.batch_stats, exp.images, subset)
     l_logits, l_feats = tr.predict(state.params, state.batch_stats, exp.images, labeled)
