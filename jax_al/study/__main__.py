@@ -20,16 +20,20 @@ from ml_collections import config_flags
 
 from jax_al.study import grid
 
-config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/digits.py[:preset].",
-                                lock_config=True)
-config_flags.DEFINE_config_dict("study", grid.study_defaults(), "The study's own fields.",
-                                lock_config=True)
 flags.DEFINE_string("out", None, "The study's folder (new, empty, or a study's to resume it).")
 flags.DEFINE_string("mode", "full", "full: the config's own sizes (evidence); ci: tiny (tests).")
 flags.DEFINE_bool("plan", False, "Print the runs and the estimated cost; run nothing.")
 flags.DEFINE_string("executor", "local", "local: jobs in this process; slurm: through submitit.")
-flags.mark_flags_as_required(["config", "out"])
 FLAGS = flags.FLAGS
+
+
+def define_config_flags() -> None:
+  """--config and --study; config_flags reads their overrides from argv as they are defined."""
+  config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/digits.py[:preset].",
+                                  lock_config=True)
+  config_flags.DEFINE_config_dict("study", grid.study_defaults(), "The study's own fields.",
+                                  lock_config=True)
+  flags.mark_flags_as_required(["config", "out"])
 
 
 def _explain_study(argv, exc) -> str | None:
@@ -70,6 +74,7 @@ def parse_flags(argv):
   with critical():
     check_config_arg(argv)
     try:
+      define_config_flags()
       rest = FLAGS(argv)
       FLAGS.config.keys()
     except SystemExit:

@@ -144,7 +144,11 @@ def run_analysis(st, name: str, best: str) -> dict:
     except ValueError:
       pass
   import time
+
+  from jax_al import compiles
   t0 = time.perf_counter()
+  # The runs' compiled programs are on disk: the replays load them (as loop.run does).
+  compiles.use_persistent_cache(st.base.compile_cache_dir)
   select_runs = [n for n, r in st.runs.items() if r.phase == "select"]
   seeds = st.select_seeds[:st.fields.probe_trials]
   steps = []

@@ -136,32 +136,41 @@ def make_executor(fields, folder: Path):
   return ex
 
 
+def run_group(fn, calls: list[tuple]) -> list:
+  """Several jobs in one submitted task, one after another (each in its own workdir)."""
+  return [fn(*args) for args in calls]
+
+
 def _submitit(fn_args, *, fields, folder: Path, log, label, fn):
   ex = make_executor(fields, folder)
-  job_fn = SubmititJob(fn)
+  group = max(1, int(fields.slurm.group))
+  tasks = [fn_args[i:i + group] for i in range(0, len(fn_args), group)]
+  job_fn = SubmititJob(run_group)
   par = max(1, int(fields.slurm.array_parallelism))
   results = []
   # SLURM throttles an array itself (slurm_array_parallelism); the local and
-  # debug clusters start every job at once, so they get chunks of that size.
-  chunks = ([fn_args] if ex.cluster == "slurm" else
-            [fn_args[i:i + par] for i in range(0, len(fn_args), par)])
+  # debug clusters start every task at once, so they get chunks of that size.
+  chunks = ([tasks] if ex.cluster == "slurm" else
+            [tasks[i:i + par] for i in range(0, len(tasks), par)])
   done = 0
   for chunk in chunks:
     with ex.batch():
-      jobs = [ex.submit(job_fn, *args) for args in chunk]
+      jobs = [ex.submit(job_fn, fn, calls) for calls in chunk]
     ids = sorted({str(j.job_id).split("_")[0] for j in jobs})
-    log(f"  submitted {len(jobs)} {label} ({ex.cluster}, job id {', '.join(ids)}); "
-        f"logs in {folder}")
-    for j, args in zip(jobs, chunk):
+    log(f"  submitted {sum(map(len, chunk))} {label} in {len(jobs)} task(s) ({ex.cluster}, "
+        f"job id {', '.join(ids)}); logs in {folder}")
+    for j, calls in zip(jobs, chunk):
       try:
-        results.append(j.result())
+        res = j.result()
       except Exception as e:  # the job's own error, with its log file
         from jax_al.errors import TrainingError
-        raise TrainingError(f"job {args[1]} failed ({type(e).__name__}): "
-                            f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''}; "
-                            f"its log: {j.paths.stderr}; fix it and rerun the same command "
-                            "to resume") from None
-      done += 1
-      secs = results[-1].get("seconds") if isinstance(results[-1], dict) else None
-      log(f"  [{done}/{len(fn_args)}] {args[1]}" + (f"  {secs:.1f} s" if secs else ""))
+        last = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+        raise TrainingError(f"a task of {len(calls)} job(s) from {calls[0][1]} failed "
+                            f"({type(e).__name__}: {last}); its log: {j.paths.stderr}; fix it "
+                            "and rerun the same command to resume") from None
+      for args, r in zip(calls, res):
+        results.append(r)
+        done += 1
+        secs = r.get("seconds") if isinstance(r, dict) else None
+        log(f"  [{done}/{len(fn_args)}] {args[1]}" + (f"  {secs:.1f} s" if secs else ""))
   return results

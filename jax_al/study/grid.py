@@ -48,7 +48,7 @@ USERS = dict(strategy="uncertainty_mmd", use_mmd=True, u_scope="batch", mmd_scop
 MODE_DEFAULTS = {
     "ci": dict(trials=2, report_trials=2, lams=(1.0,), norms=("none", "rank"),
                sign_lams=(1.0,), probe_trials=1),
-    "full": dict(trials=3, report_trials=3, lams=(0.1, 0.3, 1.0, 3.0, 10.0), norms=NORMS,
+    "full": dict(trials=3, report_trials=5, lams=(0.1, 1.0, 10.0), norms=NORMS,
                  sign_lams=(0.1, 1.0), probe_trials=2),
 }
 # ci mode shrinks these config fields (unless given with --config.*).
@@ -85,7 +85,9 @@ def study_defaults() -> config_dict.ConfigDict:
   s.slurm.cpus = 8                     # CPUs per job
   s.slurm.mem_gb = 32
   s.slurm.time_min = 240               # per job; a pre-empted or timed-out job is requeued
-  s.slurm.array_parallelism = 16       # jobs running at once
+  s.slurm.array_parallelism = 16       # tasks running at once
+  s.slurm.group = 1                    # jobs per submitted task, run one after another (small
+                                       # jobs amortise the start-up); each keeps its own workdir
   s.slurm.account = ""
   s.slurm.extra = ""                   # more sbatch options: "key=value,key=value"
   return s
@@ -274,6 +276,20 @@ def build(config, fields, *, config_spec: str, mode: str, out, executor: str = "
     if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
                               and (k != "train_images_per_s" or v > 0)):
       raise ConfigError(f"study.{k}", v, f"use a positive number, e.g. --study.{k}=1000")
+  sl = f.slurm
+  if sl.cluster not in ("", "slurm", "local", "debug"):
+    raise ConfigError("study.slurm.cluster", sl.cluster,
+                      'use "" (SLURM), "local" (local subprocesses) or "debug" (this process)')
+  for k, low in (("gpus", 0), ("cpus", 1), ("mem_gb", 1), ("time_min", 1),
+                 ("array_parallelism", 1), ("group", 1)):
+    v = sl[k]
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+      raise ConfigError(f"study.slurm.{k}", v, f"use an integer >= {low}, e.g. "
+                        f"--study.slurm.{k}={max(low, 1)}")
+  for kv in [x for x in sl.extra.split(",") if x.strip()]:
+    if "=" not in kv:
+      raise ConfigError("study.slurm.extra", sl.extra, 'use "key=value,key=value", e.g. '
+                        "--study.slurm.extra=constraint=h100,qos=high")
   cycles = base.al.cycles
   if cycles < 2:
     raise ConfigError("al.cycles", cycles, "a study needs selection steps: use al.cycles >= 2")
@@ -437,46 +453,52 @@ def device_of(fields) -> str:
 
 def measured_rates(out: Path) -> dict | None:
   """Per-image training seconds, per-candidate selection seconds and per-job
-  overhead measured by the finished cycles under `out` (None if none)."""
+  overhead measured by the finished cycles under `out` (None if none).
+
+  The rates come from cycles after the first (the first also compiles);
+  the overhead is the median over finished jobs of their wall time minus
+  what the rates predict for their cycles (start-up, data, compilation).
+  """
   out = Path(out)
   runs = out / "runs"
   if not runs.is_dir():
     return None
-  t_train = n_train = t_sel = n_sel = 0.0
-  files = 0
-  for m in runs.glob("*/seed*/metrics.jsonl"):
+  jobs = []
+  for m in sorted(runs.glob("*/seed*/metrics.jsonl")):
     try:
       cfg = json.loads((m.parent / "config.json").read_text())
-      epochs = cfg["train"]["epochs"]
-      lines = m.read_text().splitlines()
+      epochs = int(cfg["train"]["epochs"])
+      recs = [json.loads(x) for x in m.read_text().splitlines() if x.strip()]
     except (OSError, ValueError, KeyError, TypeError):
       continue
-    for line in lines:
-      try:
-        r = json.loads(line)
-      except ValueError:
-        continue
-      if r.get("kind") != "cycle":
-        continue
-      files += 1
-      t_train += float(r.get("train_s", 0.0))
-      n_train += epochs * int(r.get("labeled", 0))
-      if r.get("scored"):
-        t_sel += float(r.get("select_s", 0.0))
-        n_sel += int(r["scored"])
-  if not files or not n_train:
+    cyc = [r for r in recs if isinstance(r, dict) and r.get("kind") == "cycle"]
+    if cyc:
+      jobs.append((m.parent, epochs, cyc))
+  steady = [(e, r) for _, e, cs in jobs for r in cs if r.get("cycle", 1) > 1] or \
+      [(e, r) for _, e, cs in jobs for r in cs]
+  if not steady:
     return None
+  t_train = sum(float(r.get("train_s", 0.0)) for _, r in steady)
+  n_train = sum(e * int(r.get("labeled", 0)) for e, r in steady)
+  sel = [r for _, r in steady if r.get("scored")]
+  t_sel = sum(float(r.get("select_s", 0.0)) for r in sel)
+  n_sel = sum(int(r["scored"]) for r in sel)
+  if not n_train:
+    return None
+  train_rate, sel_rate = t_train / n_train, (t_sel / n_sel if n_sel else 0.0)
   over = []
-  for t in (out / "timing").glob("*.json"):
+  for wd, e, cs in jobs:
+    t = out / "timing" / f"{wd.parent.name}__{wd.name}.json"
     try:
-      rec = json.loads(t.read_text())
-      over.append(float(rec["seconds"]) - float(rec["cycle_seconds"]))
+      seconds = float(json.loads(t.read_text())["seconds"])
     except (OSError, ValueError, KeyError, TypeError):
       continue
-  return {"train_s_per_image": t_train / n_train,
-          "select_s_per_candidate": t_sel / n_sel if n_sel else 0.0,
+    pred = sum(e * int(r.get("labeled", 0)) * train_rate + int(r.get("scored", 0)) * sel_rate
+               for r in cs)
+    over.append(max(seconds - pred, 0.0))
+  return {"train_s_per_image": train_rate, "select_s_per_candidate": sel_rate,
           "overhead_s": (sorted(over)[len(over) // 2] if over else None),
-          "cycles": files}
+          "cycles": len(steady), "jobs": len(over)}
 
 
 def estimate(st: Study) -> dict:
@@ -489,11 +511,11 @@ def estimate(st: Study) -> dict:
     sel_s = meas["select_s_per_candidate"]
     infer_s = 0.0  # measured train_s includes the test passes; select_s the features pass
     over = meas["overhead_s"] if meas["overhead_s"] is not None else OVERHEAD_S[dev]
-    basis = (f"measured under {st.out}: {meas['cycles']} finished cycles give "
+    basis = (f"measured under {st.out}: {meas['cycles']} finished cycles (after the first) give "
              f"{1 / train_s:,.0f} training images/s (test passes included) and "
              f"{sel_s * 1e6:,.1f} us per scored candidate (features pass included); "
              f"{over:.1f} s per job for start-up and compilation"
-             + (" (median of finished jobs)" if meas["overhead_s"] is not None else
+             + (f" (median of {meas['jobs']} finished jobs)" if meas["overhead_s"] is not None else
                 " (assumed)"))
   else:
     rate = st.fields.train_images_per_s
@@ -536,7 +558,10 @@ def estimate(st: Study) -> dict:
       continue
     retrain += 1 if st.base.train.reinit_each_cycle else c
   probes = len(st.probe_cycles) * st.fields.probe_trials
-  analysis = over + retrain * st.fields.probe_trials * per_cycle + probes * 2.0
+  # Each probe step selects once per variant and normalisation, plus the pictures.
+  selects = probes * (len(n1) + len(st.fields.norms) + 2) + len(n1) + 2
+  per_select = (sel_s * (uimg["scored"] / max(cycles - 1, 1)) if sel_s else 2.0)
+  analysis = over + retrain * st.fields.probe_trials * per_cycle + selects * per_select
   return {"device": dev, "basis": basis, "per_job_s": per_run, "phase1_s": p1,
           "phase2_s": p2, "analysis_s": analysis, "total_s": p1 + p2 + analysis,
           "images": job_images(st.base), "measured": bool(meas)}
@@ -570,7 +595,7 @@ def plan_text(st: Study) -> str:
   fixed2 = list(st.phase2_runs(None))
   lines += ["", f"phase 2: {len(fixed2) + 1} runs x {len(st.report_seeds)} report seeds = "
             f"{(len(fixed2) + 1) * len(st.report_seeds)} jobs, {fmt_s(e['phase2_s'])}",
-            f"  {'<best of phase 1>':22s} {'q4':12s} {'(at most)':>13s}  chosen by mean AUC on "
+            f"  {'<best of phase 1>':22s} {'q4':12s} {fmt_s(max(e['per_job_s'][n] for n in st.candidates())):>9s}/job  (at most) chosen by mean AUC on "
             f"the selection seeds among {len(st.candidates())} candidates"]
   for n in fixed2:
     r = st.runs[n]
