@@ -82,13 +82,8 @@ def test_plan_for_a_gpu_states_its_assumption(tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["--study.trialz=3"], "unknown study field `trialz`"),
     (["--study.norms=none,fancy"], "study.norms"),
-    (["--study.trials=0"], "study.trials"),
-    (["--study.lams=-1"], "study.lams"),
-    (["--study.baselines=random,nope"], "study.baselines"),
     (["--mode=fast"], "--mode"),
-    (["--executor=pbs"], "--executor"),
     (["--config.al.lam=nan"], "al.lam"),
-    (["--study.slurm.group=0"], "study.slurm.group"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, needle):
   out = tmp_path / "s"
@@ -98,6 +93,23 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, needle):
   assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], r.stderr
   assert "Fix" in lines[0] or "fix" in lines[0] or "choose" in lines[0] or "use" in lines[0]
   assert not out.exists()
+
+
+@pytest.mark.parametrize("fields,needle", [
+    (dict(trials=0), "study.trials"), (dict(lams="-1"), "study.lams"),
+    (dict(baselines="random,nope"), "study.baselines"), (dict(sign_norm="l2"), "study.sign_norm"),
+    (dict(probe_cycles="7"), "study.probe_cycles"), (dict(slurm__group=0), "study.slurm.group"),
+    (dict(slurm__cluster="pbs"), "study.slurm.cluster"), (dict(candidates="nope"),
+                                                           "study.candidates"),
+])
+def test_bad_study_fields_name_the_field(tmp_path, fields, needle):
+  from jax_al.errors import ConfigError
+
+  with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+    _study(tmp_path / "s", **fields)
+  with pytest.raises(ConfigError, match="--executor"):
+    _study(tmp_path / "s", executor="pbs")
+  assert not (tmp_path / "s").exists()
 
 
 def test_refuses_an_out_with_other_files(tmp_path):
