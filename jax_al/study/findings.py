@@ -74,6 +74,8 @@ def pair(a: dict, b: dict) -> dict:
 
 
 def verdict(p: dict) -> str:
+  if p.get("per_trial") and all(d == 0 for d in p["per_trial"]):
+    return "identical in every seed"
   if not np.isfinite(p["lo"]):
     return "one pair: no interval"
   if p["lo"] > 0:
@@ -217,7 +219,10 @@ def markdown(f: dict) -> str:
         "(area under the learning curve: mean test accuracy in % over the budget axis) with a "
         "95 % Student-t interval over seeds; seed s of every run starts from the same labeled "
         "set and weights. Questions 1-3 run on the selection seeds "
-        f"{f['select_seeds']}; question 4 on the report seeds {f['report_seeds']}.", ""]
+        f"{f['select_seeds']}; question 4 on the report seeds {f['report_seeds']}. "
+        f"With {n_sel} and {n_rep} seeds the intervals are wide: a verdict says better or "
+        "worse only when the interval excludes 0, and every answer holds for this config "
+        "(dataset, model, budgets) only.", ""]
   if f["missing"]:
     L += ["Unfinished jobs left out: " + "; ".join(f"{k}: seeds {v}" for k, v in
                                                    f["missing"].items()), ""]
@@ -247,17 +252,20 @@ def markdown(f: dict) -> str:
            q["replay_reproduces_runs"] is False else "."), ""]
   if q["best"]:
     b = q["best"]
-    L += [f"Answer (data): the best (norm, lam) by mean AUC is {b['norm']}, lam {b['lam']:g}: "
-          f"{_ci(b['vs_u_only'])} against uncertainty only ({b['vs_u_only']['verdict']})."]
+    text = (f"Answer (data): the best (norm, lam) by mean AUC is {b['norm']}, lam {b['lam']:g}: "
+            f"{_ci(b['vs_u_only'])} against uncertainty only ({b['vs_u_only']['verdict']}).")
     raw = [r for r in q["sweep"] if r["norm"] == "none" and r["lam"] > 0]
     if raw:
-      L += [" With raw scores the MMD term changes "
-            + ", ".join(f"{_pct(r['share_changed'])} at lam {r['lam']:g}" for r in raw)
-            + " of the picks."]
+      text += (" With raw scores the MMD term changes "
+               + ", ".join(f"{_pct(r['share_changed'])} of the picks at lam {r['lam']:g}"
+                           for r in raw) + ".")
     better = [f"{r['norm']} lam {r['lam']:g}" for r in q["sweep"]
               if r["lam"] > 0 and r["vs_u_only"]["verdict"] == "better"]
-    L += [" Settings significantly better than uncertainty only: "
-          + (", ".join(better) if better else "none") + ".", ""]
+    worse = [f"{r['norm']} lam {r['lam']:g}" for r in q["sweep"]
+             if r["lam"] > 0 and r["vs_u_only"]["verdict"] == "worse"]
+    text += (" Significantly better than uncertainty only: " + (", ".join(better) or "none")
+             + "; significantly worse: " + (", ".join(worse) or "none") + ".")
+    L += [text, ""]
   # q2
   q = f["q2"]
   L += ["## 2. Scope: per-batch or whole-pool clustering, and the proposal", ""]
