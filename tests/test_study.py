@@ -153,6 +153,13 @@ def test_ci_study_findings(ci_study):
   assert sweep[("none", 1.0)]["run"] == "users"
   sc = f["q1"]["scales"]
   assert sc["u_max"] >= sc["u_cut"] >= sc["u_min"] and sc["t_max"] >= sc["t_min"]
+  if f["q2"]["users_equals_u_only"]:  # same picks, same models: the users' run logged these terms
+    rec = [json.loads(x) for x in (out / "runs" / "users" / f"seed{sc['seed']}" /
+                                   "metrics.jsonl").read_text().splitlines()]
+    rec = next(r for r in rec if r["kind"] == "cycle" and r["cycle"] == sc["cycle"])
+    for a, b in (("u_min", "u_min"), ("u_median", "u_median"), ("u_max", "u_max"),
+                 ("t_min", "mmd_min"), ("t_median", "mmd_median"), ("t_max", "mmd_max")):
+      assert sc[a] == pytest.approx(rec[b], rel=1e-5), a
   # Paired intervals are finite with 2 seeds (where the runs differ).
   for p in [*f["q2"]["vs_u_batch"].values(), *f["q4"]["best_vs"].values(),
             f["q3"]["greedy"]["vs_u_only"], f["q3"]["witness"]["vs_u_only"]]:
