@@ -1,0 +1,618 @@
+"""The study's fields, its grid of runs, its jobs and its cost estimate.
+
+A study is a list of *runs* (a name and the `config.al` method fields it
+sets on top of the given config) and a list of *jobs*, one per (run, seed).
+Every job is an ordinary jax-al run with `num_trials = 1` and
+`seed = <the trial's seed>` in its own workdir, `<out>/runs/<run>/seed<s>`.
+Trial pairing holds across runs because the initial labeled set and the
+initial weights come from the streams `rng.stream(seed, 0, "initial_set" |
+"init")`, which no strategy setting touches: the job of every run with
+seed s starts from the same labeled set and weights. Nothing is added to the
+loop, and a job never shares a workdir (nor its lock) with another.
+
+Two sets of seeds: the *selection* seeds (`config.seed + i`, i < trials)
+run the grid of questions 1-3, on which the best variant of question 4 is
+chosen; the *report* seeds (`config.seed + study.report_offset + i`) run
+that variant, the users' method and the baselines again, and question 4 is
+reported on them only.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+from ml_collections import config_dict
+from ml_collections.config_dict import placeholder
+
+from jax_al.errors import ConfigError, suggest
+
+MODES = ("ci", "full")
+EXECUTORS = ("local", "slurm")
+NORMS = ("none", "minmax", "zscore", "rank")
+DEFAULT_BASELINES = "random,entropy,margin,least_confidence,coreset,badge,typiclust"
+
+# The users' method, every method field spelled out: each variant below sets
+# all of these, so a preset in the given config (`configs/x.py:rank`) never
+# leaks into a variant that means something else. Other `config.al` fields
+# (sigma, repeats, draw_size, kmeans, batch, ...) pass through to every run.
+USERS = dict(strategy="uncertainty_mmd", use_mmd=True, u_scope="batch", mmd_scope="batch",
+             term="per_sample", sign=1, lam=1.0, normalize="none", mode="topk",
+             utility="cluster_margin", greedy_weight=1.0, prefilter=0)
+
+# What each mode uses where the study field is unset. "ci" is tiny (tests;
+# its numbers are not evidence); "full" keeps the config's own sizes.
+MODE_DEFAULTS = {
+    "ci": dict(trials=2, report_trials=2, lams=(1.0,), norms=("none", "rank"),
+               sign_lams=(1.0,), probe_trials=1),
+    "full": dict(trials=3, report_trials=5, lams=(0.1, 1.0, 10.0), norms=NORMS,
+                 sign_lams=(0.1, 1.0), probe_trials=2),
+}
+# ci mode shrinks these config fields (unless given with --config.*).
+CI_SIZES = dict(epochs=6, cycles=3, subset=300, initial=20, budget=20, width=0.0625)
+
+
+def study_defaults() -> config_dict.ConfigDict:
+  """Every study field (`--study.<field>=...`); unset ones come from --mode."""
+  s = config_dict.ConfigDict()
+  s.trials = placeholder(int)          # selection seeds (questions 1-3, choosing the best)
+  s.report_trials = placeholder(int)   # report seeds (question 4)
+  s.report_offset = 1000               # report seed i = config.seed + report_offset + i
+  # Lists are comma-separated strings ("" = the mode's default).
+  s.lams = ""                          # lam sweep (question 1); 0 = uncertainty only is always run
+  s.norms = ""                         # normalisations swept (none,minmax,zscore,rank)
+  s.sign_lams = ""                     # lams at which large and small MMD are compared (question 3)
+  s.sign_norm = "rank"                 # normalisation of the sign runs, witness and proposal
+  s.baselines = DEFAULT_BASELINES      # comma-separated strategies or presets (question 4)
+  s.candidates = ""                    # runs the best is chosen among; "" = every variant of 1-3
+  s.probe_trials = placeholder(int)    # selection seeds whose steps are replayed (pick shares)
+  s.probe_cycles = ""                  # replayed selection steps; "" = all when the model is
+                                       # re-initialised each cycle, else the last selecting cycle
+  s.pca_cycle = placeholder(int)       # the step of the score-scale and PCA pictures
+  # Cost of --plan where nothing was measured under --out yet (assumptions, stated in the plan).
+  s.device = "auto"                    # auto (this machine's JAX backend) | cpu | gpu
+  s.train_images_per_s = placeholder(float)  # unset = the table in jax_al/study/grid.py
+  s.job_overhead_s = placeholder(float)      # start, data load, compilation per job
+  # --executor slurm (submitit). cluster: "" = SLURM; "local" runs the jobs as
+  # local subprocesses (tests, a workstation); "debug" runs them in this process.
+  s.slurm = config_dict.ConfigDict()
+  s.slurm.cluster = ""
+  s.slurm.partition = ""
+  s.slurm.gpus = 1                     # GPUs per job
+  s.slurm.cpus = 8                     # CPUs per job
+  s.slurm.mem_gb = 32
+  s.slurm.time_min = 240               # per job; a pre-empted or timed-out job is requeued
+  s.slurm.array_parallelism = 16       # tasks running at once
+  s.slurm.group = 1                    # jobs per submitted task, run one after another (small
+                                       # jobs amortise the start-up); each keeps its own workdir
+  s.slurm.account = ""
+  s.slurm.extra = ""                   # more sbatch options: "key=value,key=value"
+  return s
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """A variant or baseline: its name, what it is, the questions it serves and
+  the `config.al` fields it sets (`preset`: a preset or strategy name applied first)."""
+
+  name: str
+  what: str
+  questions: tuple
+  al: dict
+  preset: str = ""
+  phase: str = "select"  # "select" (selection seeds) or "report" (report seeds)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  run: str
+  seed: int
+  phase: str
+  workdir: Path
+
+
+@dataclasses.dataclass
+class Study:
+  """A resolved study: the base config, the fields, the runs and the jobs."""
+
+  config_spec: str
+  mode: str
+  base: object                      # the run config, sized by the mode, overrides applied
+  fields: object                    # the resolved study ConfigDict
+  out: Path
+  select_seeds: list
+  report_seeds: list
+  runs: dict                        # name -> Run (phase 1 and the fixed part of phase 2)
+  aliases: dict                     # name -> the run with the same settings
+  probe_cycles: list
+  pca_cycle: int
+  baselines: list
+  executor: str = "local"
+
+  def run_config(self, name: str, seed: int, run: Run | None = None):
+    """The config of job (run `name`, seed): num_trials 1, its own seed."""
+    from jax_al import presets
+
+    run = run or self.runs[name]
+    c = copy.deepcopy(self.base)
+    with c.unlocked():
+      if run.preset:
+        presets.apply(c, run.preset, field="--study.baselines")
+      for k, v in run.al.items():
+        c.al[k] = v
+      c.num_trials = 1
+      c.seed = int(seed)
+      c.compare.strategies = ""
+    return c
+
+  def job(self, name: str, seed: int, phase: str) -> Job:
+    return Job(name, int(seed), phase, self.out / "runs" / name / f"seed{int(seed)}")
+
+  def phase1_jobs(self) -> list[Job]:
+    return [self.job(n, s, "select") for n, r in self.runs.items() if r.phase == "select"
+            for s in self.select_seeds]
+
+  def phase2_runs(self, best: str | None) -> dict:
+    """The runs of question 4 on the report seeds: the best, the users' method, the baselines."""
+    out = {}
+    if best is not None:
+      out[best] = self.runs[best]
+    out.setdefault("users", self.runs["users"])
+    for b in self.baselines:
+      out.setdefault(b, self.runs[b])
+    return out
+
+  def phase2_jobs(self, best: str | None) -> list[Job]:
+    return [self.job(n, s, "report") for n in self.phase2_runs(best) for s in self.report_seeds]
+
+  def candidates(self) -> list[str]:
+    names = [n for n, r in self.runs.items() if r.phase == "select"]
+    want = [x.strip() for x in self.fields.candidates.split(",") if x.strip()]
+    return want or names
+
+
+# ----------------------------------------------------------------- resolve
+
+
+def _tuple(value, field: str, kind=float) -> tuple:
+  if isinstance(value, (int, float)) and not isinstance(value, bool):
+    value = (value,)
+  if isinstance(value, str):
+    value = tuple(v for v in value.split(",") if v.strip())
+  try:
+    return tuple(kind(v) if kind is not str else str(v).strip() for v in value)
+  except (TypeError, ValueError):
+    raise ConfigError(f"study.{field}", value, f"use a comma-separated list, e.g. "
+                      f"--study.{field}=" + ("none,rank" if kind is str else "0.1,1")) from None
+
+
+def _check_int(value, field: str, low: int, high: int | None = None) -> int:
+  ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (
+      high is None or value <= high)
+  if not ok:
+    rng = f">= {low}" + (f" and <= {high:,}" if high is not None else "")
+    raise ConfigError(f"study.{field}", value, f"use an integer {rng}, e.g. --study.{field}="
+                      f"{max(low, 2)}")
+  return value
+
+
+def ci_shrink(config, given: set) -> None:
+  """Makes `config` tiny for --mode ci, except the fields given with --config.*."""
+  with config.unlocked():
+    def put(field, value):
+      if field in given:
+        return
+      node, *rest = field.split(".")
+      getattr(config, node)[rest[0]] = value
+
+    epochs = min(config.train.epochs, CI_SIZES["epochs"])
+    if "train.epochs" not in given:
+      put("train.epochs", epochs)
+      put("train.milestones", (max(1, int(0.8 * epochs)),))
+      put("train.eval_every", epochs)
+    put("al.cycles", min(config.al.cycles, CI_SIZES["cycles"]))
+    put("al.subset", min(config.al.subset or CI_SIZES["subset"], CI_SIZES["subset"]))
+    put("al.initial", min(config.al.initial, CI_SIZES["initial"]))
+    put("al.budget", min(config.al.budget, CI_SIZES["budget"]))
+    if config.model.name == "resnet18":
+      put("model.width", min(config.model.width, CI_SIZES["width"]))
+
+
+def build(config, fields, *, config_spec: str, mode: str, out, executor: str = "local",
+          given: set = frozenset()) -> Study:
+  """Checks the study fields and resolves the grid; raises ConfigError (one line)."""
+  from jax_al import config as config_lib
+  from jax_al import presets, strategies
+
+  if mode not in MODES:
+    raise ConfigError("--mode", mode, suggest(str(mode), MODES))
+  if executor not in EXECUTORS:
+    raise ConfigError("--executor", executor, suggest(str(executor), EXECUTORS))
+  if config.compare.strategies:
+    raise ConfigError("compare.strategies", config.compare.strategies,
+                      "the study chooses its own runs; drop --config.compare.strategies "
+                      "(add strategies with --study.baselines)")
+  base = copy.deepcopy(config)
+  if mode == "ci":
+    ci_shrink(base, given)
+  config_lib.check_config(base)
+  d = MODE_DEFAULTS[mode]
+  resolved = fields.to_dict()
+  for k, v in d.items():
+    if resolved[k] in (None, ""):
+      resolved[k] = v
+  f = config_dict.ConfigDict(resolved)
+  trials = _check_int(f.trials, "trials", 1, 10_000)
+  report_trials = _check_int(f.report_trials, "report_trials", 1, 10_000)
+  offset = _check_int(f.report_offset, "report_offset", 0, config_lib.MAX_SEED)
+  lams = _tuple(f.lams, "lams")
+  if not lams or not all(math.isfinite(x) and 0 <= x <= 1e12 for x in lams):
+    raise ConfigError("study.lams", f.lams, "use finite lams >= 0, e.g. --study.lams=0.1,1,10")
+  sign_lams = _tuple(f.sign_lams, "sign_lams")
+  if not sign_lams or not all(math.isfinite(x) and 0 < x <= 1e12 for x in sign_lams):
+    raise ConfigError("study.sign_lams", f.sign_lams,
+                      "use finite lams > 0, e.g. --study.sign_lams=0.1,1")
+  norms = _tuple(f.norms, "norms", str)
+  for n in norms + (f.sign_norm,):
+    if n not in NORMS:
+      field = "study.sign_norm" if n == f.sign_norm and n not in norms else "study.norms"
+      raise ConfigError(field, n, suggest(n, NORMS))
+  if not norms:
+    raise ConfigError("study.norms", f.norms, "name at least one of " + ", ".join(NORMS))
+  baselines = [b.strip() for b in str(f.baselines).split(",") if b.strip()]
+  if not baselines:
+    raise ConfigError("study.baselines", f.baselines,
+                      f"name at least one strategy, e.g. --study.baselines={DEFAULT_BASELINES}")
+  for b in baselines:
+    if b not in presets.names():
+      raise ConfigError("study.baselines", b, suggest(b, presets.names()))
+  if f.device not in ("auto", "cpu", "gpu"):
+    raise ConfigError("study.device", f.device, suggest(str(f.device), ("auto", "cpu", "gpu")))
+  for k in ("train_images_per_s", "job_overhead_s"):
+    v = f[k]
+    if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
+                              and (k != "train_images_per_s" or v > 0)):
+      raise ConfigError(f"study.{k}", v, f"use a positive number, e.g. --study.{k}=1000")
+  sl = f.slurm
+  if sl.cluster not in ("", "slurm", "local", "debug"):
+    raise ConfigError("study.slurm.cluster", sl.cluster,
+                      'use "" (SLURM), "local" (local subprocesses) or "debug" (this process)')
+  for k, low in (("gpus", 0), ("cpus", 1), ("mem_gb", 1), ("time_min", 1),
+                 ("array_parallelism", 1), ("group", 1)):
+    v = sl[k]
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+      raise ConfigError(f"study.slurm.{k}", v, f"use an integer >= {low}, e.g. "
+                        f"--study.slurm.{k}={max(low, 1)}")
+  for kv in [x for x in sl.extra.split(",") if x.strip()]:
+    if "=" not in kv:
+      raise ConfigError("study.slurm.extra", sl.extra, 'use "key=value,key=value", e.g. '
+                        "--study.slurm.extra=constraint=h100,qos=high")
+  cycles = base.al.cycles
+  if cycles < 2:
+    raise ConfigError("al.cycles", cycles, "a study needs selection steps: use al.cycles >= 2")
+  probe_trials = _check_int(f.probe_trials, "probe_trials", 1, trials)
+  if f.probe_cycles in (None, ""):
+    probe = (list(range(1, cycles)) if base.train.reinit_each_cycle and mode == "full"
+             else [cycles - 1])
+  else:
+    probe = [int(x) for x in _tuple(f.probe_cycles, "probe_cycles", int)]
+  for c in probe:
+    if not 1 <= c < cycles:
+      raise ConfigError("study.probe_cycles", c, f"runs select after cycles 1..{cycles - 1}; "
+                        f"e.g. --study.probe_cycles={cycles - 1}")
+  pca = f.pca_cycle if f.pca_cycle is not None else probe[len(probe) // 2]
+  _check_int(pca, "pca_cycle", 1, cycles - 1)
+  if pca not in probe:
+    probe = sorted(set(probe) | {pca})
+  seed = base.seed
+  select_seeds = [seed + i for i in range(trials)]
+  report_seeds = [seed + offset + i for i in range(report_trials)]
+  if max(select_seeds + report_seeds) > config_lib.MAX_SEED:
+    raise ConfigError("seed", seed, f"the study's seeds run up to "
+                      f"{max(select_seeds + report_seeds)}, above {config_lib.MAX_SEED}; "
+                      "use a smaller --config.seed or --study.report_offset")
+  f = config_dict.ConfigDict({**f.to_dict(), "lams": lams, "norms": norms,
+                              "sign_lams": sign_lams, "probe_cycles": tuple(probe),
+                              "pca_cycle": pca})
+  runs, aliases = grid(lams, norms, sign_lams, f.sign_norm, baselines)
+  st = Study(config_spec, mode, base, f, Path(out), select_seeds, report_seeds, runs, aliases,
+             probe, pca, baselines, executor)
+  want = [x.strip() for x in f.candidates.split(",") if x.strip()]
+  for n in want:
+    if n not in runs or runs[n].phase != "select":
+      raise ConfigError("study.candidates", n, suggest(n, [k for k, r in runs.items()
+                                                           if r.phase == "select"]))
+  # Every job's config must pass the run checks before anything runs.
+  for n, r in runs.items():
+    config_lib.check_config(st.run_config(n, seed, r))
+  strategies.names()
+  return st
+
+
+def grid(lams, norms, sign_lams, sign_norm, baselines) -> tuple[dict, dict]:
+  """The runs of questions 1-3 (phase "select") and the baselines (phase "report").
+
+  Runs with identical settings are one run (the first name); `aliases` maps
+  every other name to it.
+  """
+  runs, aliases, seen = {}, {}, {}
+
+  def add(name, what, q, preset="", phase="select", **al):
+    spec = json.dumps([preset, sorted(al.items())], default=str)
+    if spec in seen:
+      first = seen[spec]
+      aliases[name] = first
+      old = runs[first]
+      runs[first] = dataclasses.replace(old, questions=tuple(dict.fromkeys(old.questions + q)))
+      return first
+    seen[spec] = name
+    runs[name] = Run(name, what, q, al, preset, phase)
+    return name
+
+  add("u_batch", "uncertainty only, per-batch k-means (lam = 0)", ("q1", "q2", "q3"),
+      **{**USERS, "use_mmd": False})
+  add("users", "the users' method: per-batch uncertainty + raw per-sample MMD, lam 1, large MMD",
+      ("q1", "q2", "q4"), **USERS)
+  for nm in norms:
+    for lam in lams:
+      if lam == 0:
+        continue
+      add(sweep_name(nm, lam), f"per-batch uncertainty + per-sample MMD, {nm}, lam {lam:g}",
+          ("q1",), **{**USERS, "normalize": nm, "lam": float(lam)})
+  add("u_global", "uncertainty only, one k-means over all candidates", ("q2",),
+      **{**USERS, "use_mmd": False, "u_scope": "global"})
+  add("proposal", f"the proposal: global uncertainty + per-batch MMD, {sign_norm}, lam 1",
+      ("q2",), **{**USERS, "u_scope": "global", "normalize": sign_norm})
+  for lam in sign_lams:
+    add(sweep_name(sign_norm, lam), f"per-batch uncertainty + per-sample MMD, {sign_norm}, "
+        f"lam {lam:g}, large MMD (+1)", ("q3",), **{**USERS, "normalize": sign_norm,
+                                                   "lam": float(lam)})
+    add(sweep_name(sign_norm, lam, -1), f"per-batch uncertainty + per-sample MMD, {sign_norm}, "
+        f"lam {lam:g}, small MMD (-1)", ("q3",), **{**USERS, "normalize": sign_norm,
+                                                   "lam": float(lam), "sign": -1})
+  add("witness", f"uncertainty + witness mean_u k(x,u) - mean_l k(x,l) over the pool, {sign_norm}",
+      ("q3",), **{**USERS, "term": "witness", "mmd_scope": "global", "normalize": sign_norm})
+  add("greedy", "greedy set-level batch minimising MMD^2(L + Q, U), with global uncertainty",
+      ("q3",), **{**USERS, "mode": "greedy", "term": "decrease", "mmd_scope": "global",
+                  "normalize": sign_norm, "u_scope": "global"})
+  for b in baselines:
+    if b in runs:
+      raise ConfigError("study.baselines", b, f"{b!r} is the name of a study variant; "
+                        "drop it from --study.baselines")
+    add(b, f"baseline `{b}`", ("q4",), preset=b, phase="report")
+  return runs, aliases
+
+
+def sweep_name(norm: str, lam: float, sign: int = 1) -> str:
+  return f"{norm}_lam{lam:g}" + ("_small" if sign < 0 else "")
+
+
+# ------------------------------------------------------------------- cost
+
+# Training images per second where nothing was measured, by (model, device),
+# at width 1. Assumptions, printed with every estimate. cpu: this project's
+# 2-core CPU machines (README, docs/bench). gpu: NOT measured: no GPU was
+# available to this project's sessions; 20,000 images/s is a third of the
+# project's 60,000 images/s goal for ResNet-18 in bfloat16 on one H200.
+THROUGHPUT = {("resnet18", "cpu"): 20.0, ("resnet18", "gpu"): 20_000.0,
+              ("cnn", "cpu"): 2_000.0, ("cnn", "gpu"): 200_000.0,
+              ("mlp", "cpu"): 40_000.0, ("mlp", "gpu"): 1_000_000.0}
+OVERHEAD_S = {"cpu": 4.0, "gpu": 40.0}  # start, data, compilation (from the disk cache after one)
+INFER_FRACTION = 1 / 3                  # a forward pass costs about a third of a training step
+
+
+def pool_size(config) -> int | None:
+  """Training images of known datasets, from the config alone (no data is loaded)."""
+  d = config.data
+  if d.source == "digits":
+    return 1797 - d.num_test
+  if d.source == "tfds" and d.name in ("cifar10", "cifar100"):
+    return 50_000
+  return None
+
+
+def test_size(config) -> int:
+  d = config.data
+  if d.source == "digits":
+    return d.num_test
+  return 10_000
+
+
+def job_images(config) -> dict:
+  """Images one job trains on, runs forward (test, features) and scores, from its sizes."""
+  al, tr = config.al, config.train
+  n_train = pool_size(config)
+  train = infer = scored = 0
+  for c in range(1, al.cycles + 1):
+    m = al.initial + (c - 1) * al.budget
+    if n_train is not None:
+      m = min(m, n_train)
+    train += tr.epochs * m
+    evals = len(range(tr.eval_every, tr.epochs + 1, tr.eval_every)) + (
+        tr.epochs % tr.eval_every != 0)
+    infer += evals * test_size(config)
+    if c < al.cycles:
+      unl = None if n_train is None else max(n_train - m, 0)
+      s = al.subset if al.subset else (unl if unl is not None else 0)
+      if unl is not None:
+        s = min(s, unl)
+      scored += s
+      infer += s + m
+  return {"train": train, "infer": infer, "scored": scored, "pool_known": n_train is not None}
+
+
+def device_of(fields) -> str:
+  if fields.device != "auto":
+    return fields.device
+  import jax
+  return "cpu" if jax.default_backend() == "cpu" else "gpu"
+
+
+def measured_rates(out: Path) -> dict | None:
+  """Per-image training seconds, per-candidate selection seconds and per-job
+  overhead measured by the finished cycles under `out` (None if none).
+
+  The rates come from cycles after the first (the first also compiles);
+  the overhead is the median over finished jobs of their wall time minus
+  what the rates predict for their cycles (start-up, data, compilation).
+  """
+  out = Path(out)
+  runs = out / "runs"
+  if not runs.is_dir():
+    return None
+  jobs = []
+  for m in sorted(runs.glob("*/seed*/metrics.jsonl")):
+    try:
+      cfg = json.loads((m.parent / "config.json").read_text())
+      epochs = int(cfg["train"]["epochs"])
+      recs = [json.loads(x) for x in m.read_text().splitlines() if x.strip()]
+    except (OSError, ValueError, KeyError, TypeError):
+      continue
+    cyc = [r for r in recs if isinstance(r, dict) and r.get("kind") == "cycle"]
+    if cyc:
+      jobs.append((m.parent, epochs, cyc))
+  steady = [(e, r) for _, e, cs in jobs for r in cs if r.get("cycle", 1) > 1] or \
+      [(e, r) for _, e, cs in jobs for r in cs]
+  if not steady:
+    return None
+  t_train = sum(float(r.get("train_s", 0.0)) for _, r in steady)
+  n_train = sum(e * int(r.get("labeled", 0)) for e, r in steady)
+  sel = [r for _, r in steady if r.get("scored")]
+  t_sel = sum(float(r.get("select_s", 0.0)) for r in sel)
+  n_sel = sum(int(r["scored"]) for r in sel)
+  if not n_train:
+    return None
+  train_rate, sel_rate = t_train / n_train, (t_sel / n_sel if n_sel else 0.0)
+  over = []
+  for wd, e, cs in jobs:
+    t = out / "timing" / f"{wd.parent.name}__{wd.name}.json"
+    try:
+      seconds = float(json.loads(t.read_text())["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+      continue
+    pred = sum(e * int(r.get("labeled", 0)) * train_rate + int(r.get("scored", 0)) * sel_rate
+               for r in cs)
+    over.append(max(seconds - pred, 0.0))
+  return {"train_s_per_image": train_rate, "select_s_per_candidate": sel_rate,
+          "overhead_s": (sorted(over)[len(over) // 2] if over else None),
+          "cycles": len(steady), "jobs": len(over)}
+
+
+def estimate(st: Study) -> dict:
+  """Seconds per job of each run and in total, with what the numbers assume."""
+  dev = device_of(st.fields)
+  meas = measured_rates(st.out)
+  model, width = st.base.model.name, st.base.model.width
+  if meas:
+    train_s = meas["train_s_per_image"]
+    sel_s = meas["select_s_per_candidate"]
+    infer_s = 0.0  # measured train_s includes the test passes; select_s the features pass
+    over = meas["overhead_s"] if meas["overhead_s"] is not None else OVERHEAD_S[dev]
+    basis = (f"measured under {st.out}: {meas['cycles']} finished cycles (after the first) give "
+             f"{1 / train_s:,.0f} training images/s (test passes included) and "
+             f"{sel_s * 1e6:,.1f} us per scored candidate (features pass included); "
+             f"{over:.1f} s per job for start-up and compilation"
+             + (f" (median of {meas['jobs']} finished jobs)" if meas["overhead_s"] is not None else
+                " (assumed)"))
+  else:
+    rate = st.fields.train_images_per_s
+    scale = width ** 2 if model in ("resnet18", "cnn") else 1.0
+    if rate is None:
+      rate = THROUGHPUT.get((model, dev), THROUGHPUT[("resnet18", dev)]) / max(scale, 1e-6)
+      src = ("assumed, NOT measured (no GPU was available): a third of the project's "
+             "60,000 images/s ResNet-18 goal on one H200, scaled by width^2"
+             if dev == "gpu" else "assumed from this project's 2-core CPU measurements, "
+             "scaled by width^2")
+    else:
+      src = "given by --study.train_images_per_s"
+    train_s = 1.0 / rate
+    infer_s = train_s * INFER_FRACTION
+    sel_s = 0.0
+    over = st.fields.job_overhead_s if st.fields.job_overhead_s is not None else OVERHEAD_S[dev]
+    basis = (f"nothing measured under {st.out} yet; {model} (width {width:g}) on {dev}: "
+             f"{rate:,.0f} training images/s ({src}); a forward pass costs "
+             f"{INFER_FRACTION:.2f} of a training step; selection itself not counted; "
+             f"{over:.0f} s per job for start-up and compilation (assumed)")
+  per_run = {}
+  names = list(st.phase2_runs(None)) + [n for n, r in st.runs.items() if r.phase == "select"]
+  for n in dict.fromkeys(names):
+    img = job_images(st.run_config(n, st.select_seeds[0]))
+    per_run[n] = over + img["train"] * train_s + img["infer"] * infer_s + img["scored"] * sel_s
+  n1 = [n for n, r in st.runs.items() if r.phase == "select"]
+  p1 = sum(per_run[n] for n in n1) * len(st.select_seeds)
+  # Phase 2: the best variant is not known before phase 1; costed as the dearest candidate.
+  best_cost = max(per_run[n] for n in st.candidates())
+  fixed2 = [n for n in st.phase2_runs(None)]
+  p2 = (sum(per_run[n] for n in fixed2) + best_cost) * len(st.report_seeds)
+  # Replay: the probe steps retrain every cycle whose checkpoint was not kept (the last two are).
+  cycles = st.base.al.cycles
+  uimg = job_images(st.run_config("u_batch", st.select_seeds[0]))
+  per_cycle = (uimg["train"] * train_s + uimg["infer"] * infer_s) / cycles
+  kept = {cycles - 1, cycles}
+  retrain = 0
+  for c in st.probe_cycles:
+    if c in kept:
+      continue
+    retrain += 1 if st.base.train.reinit_each_cycle else c
+  probes = len(st.probe_cycles) * st.fields.probe_trials
+  # Each probe step selects once per variant and normalisation, plus the pictures.
+  selects = probes * (len(n1) + len(st.fields.norms) + 2) + len(n1) + 2
+  per_select = (sel_s * (uimg["scored"] / max(cycles - 1, 1)) if sel_s else 2.0)
+  analysis = over + retrain * st.fields.probe_trials * per_cycle + selects * per_select
+  return {"device": dev, "basis": basis, "per_job_s": per_run, "phase1_s": p1,
+          "phase2_s": p2, "analysis_s": analysis, "total_s": p1 + p2 + analysis,
+          "images": job_images(st.base), "measured": bool(meas)}
+
+
+def fmt_s(s: float) -> str:
+  if s < 120:
+    return f"{s:.0f} s"
+  if s < 2 * 3600:
+    return f"{s / 60:.1f} min"
+  return f"{s / 3600:.1f} h"
+
+
+def plan_text(st: Study) -> str:
+  """What --plan prints: every run and job, and the estimated cost."""
+  e = estimate(st)
+  c = st.base
+  lines = [f"study of {st.config_spec} (--mode {st.mode}, --executor {st.executor}), out: {st.out}",
+           f"sizes: {c.al.initial} initial + {c.al.budget} per cycle x {c.al.cycles} cycles, "
+           f"{c.train.epochs} epochs, subset {c.al.subset or 'whole pool'}, model {c.model.name} "
+           f"(width {c.model.width:g}); each job = 1 trial (num_trials=1, its own seed)",
+           f"selection seeds {st.select_seeds} (questions 1-3, choosing the best); report seeds "
+           f"{st.report_seeds} (question 4)", ""]
+  n1 = [n for n, r in st.runs.items() if r.phase == "select"]
+  lines.append(f"phase 1: {len(n1)} runs x {len(st.select_seeds)} selection seeds = "
+               f"{len(n1) * len(st.select_seeds)} jobs, {fmt_s(e['phase1_s'])}")
+  for n in n1:
+    r = st.runs[n]
+    lines.append(f"  {n:22s} {','.join(r.questions):12s} {fmt_s(e['per_job_s'][n]):>9s}/job  "
+                 f"{r.what}")
+  fixed2 = list(st.phase2_runs(None))
+  lines += ["", f"phase 2: {len(fixed2) + 1} runs x {len(st.report_seeds)} report seeds = "
+            f"{(len(fixed2) + 1) * len(st.report_seeds)} jobs, {fmt_s(e['phase2_s'])}",
+            f"  {'<best of phase 1>':22s} {'q4':12s} {fmt_s(max(e['per_job_s'][n] for n in st.candidates())):>9s}/job  (at most) chosen by mean AUC on "
+            f"the selection seeds among {len(st.candidates())} candidates"]
+  for n in fixed2:
+    r = st.runs[n]
+    lines.append(f"  {n:22s} {'q4':12s} {fmt_s(e['per_job_s'][n]):>9s}/job  {r.what}")
+  lines += ["", f"analysis: replays {len(st.probe_cycles)} selection step(s) (cycles "
+            f"{st.probe_cycles}) of u_batch on {st.fields.probe_trials} selection seed(s): "
+            f"pick shares, score scales (cycle {st.pca_cycle}), PCA picture, "
+            f"{fmt_s(e['analysis_s'])}", "",
+            f"estimated total: {fmt_s(e['total_s'])} of {e['device']} time "
+            f"({len(n1) * len(st.select_seeds) + (len(fixed2) + 1) * len(st.report_seeds)} jobs "
+            "+ the analysis), one after another",
+            f"estimate basis: {e['basis']}"]
+  if not e["images"]["pool_known"]:
+    lines.append("note: the pool size of this data source is unknown before loading it; "
+                 "scoring cost counts al.subset only")
+  if set(st.select_seeds) & set(st.report_seeds):
+    lines.append(f"WARNING: report seeds {sorted(set(st.select_seeds) & set(st.report_seeds))} "
+                 "are also selection seeds: question 4 would be reported on seeds it was "
+                 "chosen on (--study.report_offset)")
+  return "\n".join(lines)
