@@ -26,6 +26,7 @@ if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))  # `configs` is a top-level package of the repository
 
 from jax_al import loop, replay, report  # noqa: E402
+from jax_al.study.analysis import pca_2d  # noqa: E402,F401  (the study's; used by the notebook)
 from jax_al.scores import normalize as norm_lib  # noqa: E402
 
 MODE_ENV = "JAX_AL_NOTEBOOK_MODE"
@@ -201,15 +202,6 @@ def overlap_sweep(steps: list[replay.Step], config, lams, norms) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- pictures
-
-
-def pca_2d(x: np.ndarray, fit_on: np.ndarray | None = None) -> np.ndarray:
-  """[n, 2] projection of x on the two leading principal axes of `fit_on` (default x)."""
-  x = np.asarray(x, np.float64)
-  ref = x if fit_on is None else np.asarray(fit_on, np.float64)
-  mu = ref.mean(0)
-  _, _, vt = np.linalg.svd(ref - mu, full_matrices=False)
-  return (x - mu) @ vt[:2].T
 
 
 def pick_profile(step: replay.Step, picks: np.ndarray) -> dict[str, float]:

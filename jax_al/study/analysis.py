@@ -18,10 +18,8 @@ and writes `<out>/analysis/analysis.json` and `analysis.npz`.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -49,58 +47,19 @@ def inputs_key(st, best: str) -> str:
   return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=None)
-def _raw_fn():
-  import jax
-  import jax.numpy as jnp
-
-  from jax_al.scores import mmd
-  from jax_al.strategies import uncertainty_mmd as um
-
-  @functools.partial(jax.jit, static_argnames=("s",))
-  def raw(features, labeled, l_count, rng, sigma_fixed, *, s):
-    k_u, k_rest = jax.random.split(rng)
-    u = um.uncertainty(features, k_u, s=s.u)
-    centre = jnp.mean(features, axis=0)
-    x, l = features - centre, labeled - centre
-    k_sigma, k_rff, k_mmd = jax.random.split(k_rest, 3)
-    sigma = sigma_fixed
-    if s.median_sigma:
-      weights = jnp.concatenate([jnp.ones(x.shape[0]), (jnp.arange(l.shape[0]) < l_count) * 1.0])
-      sigma = mmd.median_sigma(jnp.concatenate([x, l]), k_sigma, weights=weights)
-    freqs = mmd.rff_frequencies(k_rff, x.shape[1], s.rff_dim, sigma) if s.approx == "rff" else None
-    t = um.mmd_term(x, l, l_count, sigma, k_mmd, freqs, s)
-    return u, t, sigma
-
-  return raw
-
-
 def raw_terms(step, config) -> dict:
-  """The raw u and MMD term t the users' top-k method ranks at `step`, with sigma.
+  """The raw u and MMD term t the uncertainty + MMD method ranks at `step`,
+  with sigma (`replay.raw_scores`: the strategy's own `raw_terms`)."""
+  from jax_al import replay
 
-  `replay.raw_scores` when the strategy provides `raw_terms`; otherwise the
-  same computation as `UncertaintyMMD.select` (same key splits, same jitted
-  functions), done here.
-  """
-  import jax.numpy as jnp
-
-  from jax_al import replay, strategies
-
-  s = strategies.get_strategy(config.al.strategy, config.al)
-  if hasattr(s, "raw_terms"):
-    r = replay.raw_scores(step, config)
-    return {"u": np.asarray(r["u"]), "t": np.asarray(r["t"]), "sigma": float(r["sigma"])}
-  sett = s.settings(step.pool.num_classes)
-  labeled = s.padded_labeled(step.pool, sett)
-  m = step.pool.labeled_features.shape[0]
-  u, t, sigma = _raw_fn()(step.pool.features, labeled, jnp.int32(m), step.key,
-                          jnp.float32(config.al.sigma), s=sett)
-  return {"u": np.asarray(u), "t": np.asarray(t), "sigma": float(sigma)}
+  r = replay.raw_scores(step, config)
+  return {"u": np.asarray(r["u"]), "t": np.asarray(r["t"]), "sigma": float(r["sigma"])}
 
 
-def pca_2d(x: np.ndarray, fit_on: np.ndarray) -> np.ndarray:
+def pca_2d(x: np.ndarray, fit_on: np.ndarray | None = None) -> np.ndarray:
+  """[n, 2] projection of x on the two leading principal axes of `fit_on` (default x)."""
   x = np.asarray(x, np.float64)
-  ref = np.asarray(fit_on, np.float64)
+  ref = x if fit_on is None else np.asarray(fit_on, np.float64)
   mu = ref.mean(0)
   _, _, vt = np.linalg.svd(ref - mu, full_matrices=False)
   return (x - mu) @ vt[:2].T

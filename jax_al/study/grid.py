@@ -293,7 +293,7 @@ def build(config, fields, *, config_spec: str, mode: str, out, executor: str = "
   cycles = base.al.cycles
   if cycles < 2:
     raise ConfigError("al.cycles", cycles, "a study needs selection steps: use al.cycles >= 2")
-  probe_trials = _check_int(f.probe_trials, "probe_trials", 1, trials)
+  _check_int(f.probe_trials, "probe_trials", 1, trials)
   if f.probe_cycles in (None, ""):
     probe = (list(range(1, cycles)) if base.train.reinit_each_cycle and mode == "full"
              else [cycles - 1])
