@@ -409,13 +409,13 @@ does nothing. In the cycle-3 step above the uncertainty has median 3.8, the
 into or out of the top 20. Accordingly, with raw scores 100 % of the picks
 equal the uncertainty-only picks for lam <= 1 (98 % at lam 10), and `users`
 has exactly the accuracy of uncertainty only in every trial and cycle (AUC
-88.10 both). (On digits the gap is 10-1,000x rather than the 10^4 seen on
+88.14 both). (On digits the gap is 10-1,000x rather than the 10^4 seen on
 CIFAR, but the consequence is the same.) Normalising makes lam meaningful:
-at lam = 1 the picks shared with uncertainty only fall to 18 % (min-max),
-51 % (z-score) and 16 % (rank). But with the users' sign (+1, large MMD)
+at lam = 1 the picks shared with uncertainty only fall to 17 % (min-max),
+50 % (z-score) and 14 % (rank). But with the users' sign (+1, large MMD)
 every normalisation and every lam > 0 lowered the AUC, and none raised it:
-at lam = 0.1, -2.3 [-4.5, -0.2] (min-max), -0.2 [-1.8, +1.5] (z-score),
--4.3 [-8.8, +0.2] (rank); at lam = 1, -16.8, -3.3 and -12.3 points. Answer:
+at lam = 0.1, -2.4 [-4.7, -0.0] (min-max), -0.3 [-1.8, +1.3] (z-score),
+-4.4 [-8.6, -0.1] (rank); at lam = 1, -16.2, -3.3 and -12.4 points. Answer:
 normalise (rank or z-score; min-max squashes the heavy-tailed uncertainty to
 about 0, so the MMD term decides alone) and treat lam as a real
 hyper-parameter; on digits the best lam for the per-sample term is 0, which
@@ -424,10 +424,10 @@ trials per sweep point: intervals at lam >= 0.3 are wide, but their signs
 all agree.""",
     "Q2": """\
 On digits, per-batch clustering was better, the opposite of the users'
-CIFAR observation: whole-pool k-means uncertainty scored -3.36 AUC points
-[-6.06, -0.65] against per-batch k-means (84.74 against 88.10, 5 paired
+CIFAR observation: whole-pool k-means uncertainty scored -3.40 AUC points
+[-6.11, -0.68] against per-batch k-means (84.74 against 88.14, 5 paired
 trials). Their proposal, global uncertainty + per-batch MMD (rank-normalised,
-lam 1, large MMD), was worse still: -8.19 [-10.08, -6.31], because the large
+lam 1, large MMD), was worse still: -8.23 [-10.11, -6.36], because the large
 per-sample MMD term at equal weight hurts (questions 1 and 3). So the answer
 here is no: neither whole-pool uncertainty nor adding per-batch MMD to it
 helped. The CIFAR evidence for whole-pool clustering (94.3 % against 93.36 %
@@ -437,15 +437,15 @@ several trials) before it is acted on. Digits has 8 minibatches of 128 per
 selection; CIFAR has 79, so the two scopes may differ more there.""",
     "Q3": """\
 Picking small MMD instead of large is not the fix: at rank normalisation and
-lam 1 both lost about 11 AUC points to uncertainty only (large -10.62
-[-15.63, -5.61], small -11.15 [-16.98, -5.32]), and both still lost about 4
+lam 1 both lost about 11 AUC points to uncertainty only (large -10.66
+[-15.72, -5.60], small -11.05 [-16.62, -5.47]), and both still lost about 4
 points at lam 0.1. The picture shows why. Large per-sample MMD picks
 outliers (mean pool-density percentile 14); small MMD picks the densest
 points (92nd percentile), covering only 4 of the 10 classes: redundancy, as
 the literature warns. The witness mean_u k(x,u) - mean_l k(x,l) picks one
-dense, under-labeled region (3 classes) and lost 3.56 [-5.22, -1.91]. Only
+dense, under-labeled region (3 classes) and lost 3.57 [-5.21, -1.92]. Only
 the set-level greedy batch, which minimises MMD^2(L + Q, U) against global
-uncertainty, did not hurt: +0.44 [-1.73, +2.60] against per-batch
+uncertainty, did not hurt: +0.40 [-1.76, +2.56] against per-batch
 uncertainty (not significant), and +3.80 [+1.21, +6.38] against global
 uncertainty alone, its own uncertainty term. Its picks are dense (82nd
 percentile) and cover 8 classes. Answer: drop the per-sample term, whichever
@@ -458,8 +458,8 @@ beat random by +2.10 [+1.30, +2.90] and was level with entropy (+0.11
 [-1.90, +2.13]). It trailed coreset (-2.04 [-4.57, +0.48], interval covers
 0) and BADGE (-1.68 [-3.34, -0.02], just significant). Coreset (90.58) and
 BADGE (90.22) were the best strategies on digits. The users' method as they
-run it (88.10, identical to uncertainty only) was not significantly better
-than random (+1.66 [-0.68, +4.01]). So, on this test bed, uncertainty + MMD
+run it (88.14, identical to uncertainty only) was not significantly better
+than random (+1.70 [-0.66, +4.07]). So, on this test bed, uncertainty + MMD
 is not yet an advance over standard baselines. The publishable variant is
 the set-level one, and a claim needs CIFAR-10 runs against coreset and BADGE
 with several paired trials. Caveats: digits with an MLP stand-in; 5 trials;
