@@ -61,7 +61,8 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 # Every `python -m MODULE` the README and docs/ document, with what this test
 # runs for each: `--help`, and a tiny real run where that is quick.
-DOCUMENTED = {"jax_al.bench", "jax_al.bench.scaling", "jax_al.bench.parallel", "jax_al.report"}
+DOCUMENTED = {"jax_al.bench", "jax_al.bench.scaling", "jax_al.bench.parallel", "jax_al.report",
+              "jax_al.study"}
 
 
 def _documented_modules() -> set[str]:
@@ -131,6 +132,7 @@ def installed(tmp_path_factory):
     ("jax_al.bench", ["selection", "--help"]),
     ("jax_al.bench", ["scaling", "--help"]),
     ("jax_al.bench", ["parallel", "--help"]),
+    ("jax_al.bench", ["acquisitions", "--help"]),
     ("jax_al.bench.scaling", ["--help"]),
     ("jax_al.bench.parallel", ["--help"]),
     ("jax_al.report", ["--help"]),
@@ -194,3 +196,13 @@ def test_bench_parts_and_report(installed):
   r = run("jax_al.report", "run", "--out", "report")
   assert (work / "report").is_dir() and any((work / "report").iterdir())
   assert "random" in r.stdout  # the run's strategy, in the printed table
+
+
+def test_study_plans_from_the_installed_package(installed):
+  """`python -m jax_al.study --plan` with the user's config file, outside the
+  repository: it prints every run and a cost, and creates nothing."""
+  run, site, cfg, work = installed
+  p = run("jax_al.study", "--config", str(cfg / "digits.py"), "--out", str(work / "study"),
+          "--plan", "--mode", "ci")
+  assert "estimated total:" in p.stdout and "u_batch" in p.stdout, p.stdout[-2000:]
+  assert not (work / "study").exists()

@@ -36,7 +36,7 @@ import os
 import time
 from pathlib import Path
 
-from jax_al import io
+from jax_al import files
 from jax_al.errors import ConfigError, DataError
 from jax_al.study import analysis, executors, findings, grid
 from jax_al.study.grid import Study, build, plan_text  # noqa: F401
@@ -149,7 +149,7 @@ def run_study(st: Study, log=print) -> dict:
   lock_path = st.out / ".lock"
   try:
     if not (st.out / "study.json").exists():
-      io.write_json(st.out / "study.json", _record(st))
+      files.write_json(st.out / "study.json", _record(st))
     ran = skipped = 0
     folder = st.out / "submitit"
 
@@ -165,7 +165,7 @@ def run_study(st: Study, log=print) -> dict:
     executors.call(st.executor, _args(st, p1), fields=st.fields, folder=folder, log=log)
     ran += len(p1)
     best, choice = choose_best(st)
-    io.write_json(st.out / "choice.json", choice)
+    files.write_json(st.out / "choice.json", choice)
     log(f"best variant on the selection seeds: {best} (mean AUC {choice['aucs'][best]:.2f})")
     all2 = st.phase2_jobs(best)
     p2 = todo(all2)

@@ -23,7 +23,7 @@ import json
 
 import numpy as np
 
-from jax_al import io
+from jax_al import files
 
 DENSITY_REF = 2000  # candidates the pool density is measured against (memory: N x 2000)
 
@@ -147,7 +147,7 @@ def run_analysis(st, name: str, best: str) -> dict:
              "seconds": time.perf_counter() - t0, "probe_seeds": seeds,
              "probe_cycles": list(st.probe_cycles), "run": name_u}
   np.savez(out / "analysis.npz", **arrays)
-  io.write_json(done, summary)
+  files.write_json(done, summary)
   return {"seconds": summary["seconds"], "reused": False}
 
 

@@ -22,7 +22,7 @@ import platform
 import time
 from pathlib import Path
 
-from jax_al import io
+from jax_al import files
 
 try:  # pre-emption support when submitit is installed (the [slurm] extra)
   from submitit.helpers import Checkpointable as _Base
@@ -67,7 +67,7 @@ def run_job(config, workdir: str, timing: str) -> dict:
   rec = {"workdir": str(workdir), "seconds": seconds, "cycle_seconds": min(cyc, seconds),
          "host": platform.node(), "pid": os.getpid(), "finished": time.time()}
   Path(timing).parent.mkdir(parents=True, exist_ok=True)
-  io.write_json(Path(timing), rec)
+  files.write_json(Path(timing), rec)
   return rec
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_al import io, report
+from jax_al import files, report
 
 
 def combine(name: str, dirs: dict) -> dict:
@@ -472,8 +472,8 @@ def write(f: dict, out: Path) -> list[Path]:
   out = Path(out)
   paths = plots(f, out / "analysis" / "analysis.npz", out)
   clean = {k: v for k, v in f.items() if k != "_runs"}
-  io.write_json(out / "findings.json", clean)
-  io.atomic_write_text(out / "findings.md", markdown(f))
+  files.write_json(out / "findings.json", clean)
+  files.atomic_write_text(out / "findings.md", markdown(f))
   return [out / "findings.md", out / "findings.json", *paths]
 
 
