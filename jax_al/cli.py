@@ -16,8 +16,19 @@ import ast
 import difflib
 import importlib.util
 import os
+from pathlib import Path
 
 
+
+
+def config_import_root(path: str) -> str | None:
+  """The folder to put on sys.path so that config file `path` can import its
+  own package's modules (the repository's configs do `from configs import
+  common`): the folder above the config's folder when that folder is a
+  package (holds __init__.py), else None. run.py, living above configs/,
+  gets this for free; an installed package run from elsewhere does not."""
+  folder = Path(path.partition(":")[0]).resolve().parent
+  return str(folder.parent) if (folder / "__init__.py").is_file() else None
 
 def _flag_values(argv, name: str):
   """(flag, value) pairs of `--name=value`, `--name value` and `--[no]name.x` forms."""

@@ -26,6 +26,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import jax
 
+from jax_al.cli import config_import_root
+
 # The source checkout this package runs from, if it is one: the folder above
 # jax_al/ holding pyproject.toml and configs/. None for an installed package.
 _CHECKOUT = Path(__file__).resolve().parents[2]
@@ -67,8 +69,7 @@ def _config_imports(path: str):
   config's own package wins) when the config's folder is a package (holds
   __init__.py), and removed afterwards.
   """
-  folder = Path(path).resolve().parent
-  added = str(folder.parent) if (folder / "__init__.py").is_file() else None
+  added = config_import_root(path)
   if added:
     sys.path.insert(0, added)
   try:

@@ -126,8 +126,19 @@ def main(argv):
   return 0
 
 
+def _config_imports_on_path(argv) -> None:
+  """Makes `--config`'s own package importable before absl parses it (the
+  config file may `from configs import common`), wherever the command runs."""
+  from jax_al.cli import _flag_values, config_import_root
+
+  for flag, value in _flag_values(argv, "config"):
+    if flag == "config" and value and (root := config_import_root(value)):
+      sys.path.insert(0, root)
+
+
 if __name__ == "__main__":
   from jax_al.errors import Interrupted, handle_signals
+  _config_imports_on_path(sys.argv)
   with handle_signals():
     try:
       app.run(main, flags_parser=parse_flags)
