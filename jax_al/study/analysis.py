@@ -8,7 +8,8 @@ picks come from the strategy alone:
 - the share of picks each lam changes: picks with (norm, lam) against picks
   with (norm, lam = 0) from the same step, and lam = 0 against
   uncertainty only (use_mmd = False), which must share all picks;
-- the raw uncertainty u and MMD term t of the users' method at one step
+- the raw uncertainty u and MMD term t of the cluster-margin + MMD method
+  (preset `users`) at one step
   (their scales), and where each variant's picks sit (PCA picture, distance
   to the labeled set, pool density, classes covered).
 

@@ -13,8 +13,8 @@ loop, and a job never shares a workdir (nor its lock) with another.
 Two sets of seeds: the *selection* seeds (`config.seed + i`, i < trials)
 run the grid of questions 1-3, on which the best variant of question 4 is
 chosen; the *report* seeds (`config.seed + study.report_offset + i`) run
-that variant, the users' method and the baselines again, and question 4 is
-reported on them only.
+that variant, the `users` preset (the cluster-margin + MMD method as first
+run) and the baselines again, and question 4 is reported on them only.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ class Study:
             for s in self.select_seeds]
 
   def phase2_runs(self, best: str | None) -> dict:
-    """The runs of question 4 on the report seeds: the best, the users' method, the baselines."""
+    """The runs of question 4 on the report seeds: the best, the `users` preset, the baselines."""
     out = {}
     if best is not None:
       out[best] = self.runs[best]
