@@ -1,4 +1,5 @@
-"""`ensemble_variation_ratio`: the variation ratio over the members of a deep ensemble.
+"""`ensemble_entropy`, `ensemble_bald`, `ensemble_variation_ratio`: scores over
+the members of a deep ensemble.
 
 Deep ensembles: Lakshminarayanan, Pritzel and Blundell, "Simple and
 Scalable Predictive Uncertainty Estimation using Deep Ensembles" (NeurIPS
@@ -11,7 +12,11 @@ initial weights, data orders and augmentation (member 0 has the trial's own
 keys, member m folds m into each) as one vmapped program: the stacked
 training of `jax_al.vmap_trials`. The pool carries the members' logits; the
 cycle's test accuracy is the ensemble's (mean softmax), with member 0's
-recorded beside it as `member_acc`. Score: 1 - (votes of the modal class) / K over the members' argmax.
+recorded beside it as `member_acc`. Scores (`scores.bayes`):
+
+- `ensemble_entropy`: H[mean_m p_m];
+- `ensemble_bald`: H[mean_m p_m] - mean_m H[p_m], 0 when the members agree;
+- `ensemble_variation_ratio`: 1 - (votes of the modal class) / K.
 """
 
 from __future__ import annotations
@@ -22,12 +27,27 @@ from jax_al.scores import bayes
 from jax_al.strategies.base import Pool, ScoreStrategy, register
 
 
-@register("ensemble_variation_ratio")
-class EnsembleVariationRatio(ScoreStrategy):
-  """Largest variation ratio first; logs u_min, u_median, u_max of it."""
+class _Ensemble(ScoreStrategy):
+  """Largest `fn` of the members' logits first; logs u_min, u_median, u_max of it."""
 
   samples = "ensemble"
+  fn = staticmethod(bayes.predictive_entropy)
 
   def score(self, pool: Pool, rng: jax.Array) -> jax.Array:
     del rng
-    return bayes.variation_ratio(pool.sample_logits)
+    return self.fn(pool.sample_logits)
+
+
+@register("ensemble_entropy")
+class EnsembleEntropy(_Ensemble):
+  fn = staticmethod(bayes.predictive_entropy)
+
+
+@register("ensemble_bald")
+class EnsembleBALD(_Ensemble):
+  fn = staticmethod(bayes.mutual_information)
+
+
+@register("ensemble_variation_ratio")
+class EnsembleVariationRatio(_Ensemble):
+  fn = staticmethod(bayes.variation_ratio)
