@@ -32,6 +32,8 @@ imports PyTorch if that happens to be installed, to accept its tensors).
 
 from __future__ import annotations
 
+import os
+import uuid
 from numbers import Real
 from pathlib import Path
 
@@ -68,8 +70,12 @@ class EventWriter:
   def _writer(self, trial: int):
     w = self._writers.get(int(trial))
     if w is None:
+      # tensorboardX names a file by the second and the host and opens it 'wb':
+      # a resume or an --overwrite rerun in the same second would truncate the
+      # earlier file. A random suffix keeps every writer's file its own.
       # flush_secs: a safety net only; every record below is flushed at once.
-      w = self._new(logdir=str(self.logdir / f"trial{int(trial)}"), flush_secs=30)
+      w = self._new(logdir=str(self.logdir / f"trial{int(trial)}"), flush_secs=30,
+                    filename_suffix=f".{os.getpid()}.{uuid.uuid4().hex[:8]}")
       self._writers[int(trial)] = w
     return w
 

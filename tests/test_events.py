@@ -149,4 +149,17 @@ def test_the_loop_writes_them_and_overwrite_replaces_them(digits_run, tmp_path):
            overwrite=True, quiet=True)
   new = sorted((run / "tensorboard" / "trial0").glob("events.out.tfevents.*"))
   assert len(new) == 1 and not set(old) & set(new)
+  assert len(_read(run / "tensorboard" / "trial0")["epoch/train_loss"]) == 6  # the new run's only
   assert not (run / workdir_lib.ASIDE).exists()
+
+
+def test_writers_in_the_same_second_keep_their_own_files(tmp_path):
+  """A resume right after a crash opens a second writer on the same folder,
+  often within the same second: both event files survive, neither truncated."""
+  c = tiny_digits_config("random", log__tensorboard=True)
+  for epoch in (1, 2):  # two writers, as two processes of one run would open them
+    with events.from_config(c, tmp_path) as w:
+      w.eval(0, 1, {"epoch": epoch, "train_loss": float(epoch)})
+  files = list((tmp_path / "tensorboard" / "trial0").glob("events.out.tfevents.*"))
+  assert len(files) == 2, files
+  assert sorted(_read(tmp_path / "tensorboard" / "trial0")["epoch/train_loss"]) == [(1, 1.0), (2, 2.0)]
