@@ -86,6 +86,11 @@ def base() -> config_dict.ConfigDict:
   c.al.strategy = "random"
   c.al.mc_samples = 20           # bald, variation_ratio: MC-dropout passes per candidate
   c.al.ensemble_size = 5         # ensemble_*: members trained per cycle as one vmapped program
+  # learning_loss (Yoo & Kweon 2019): ranking-loss weight and margin, and the
+  # fraction of train.epochs after which the loss module stops shaping the backbone.
+  c.al.ll_weight = 1.0
+  c.al.ll_margin = 1.0
+  c.al.ll_detach = 0.6           # epoch 120 of 200
   # The k-means cluster-margin + MMD method (strategy "uncertainty_mmd") and its variants.
   c.al.batch = 128               # minibatch size of per-batch scopes, in candidate order
   c.al.k = placeholder(int)      # k-means clusters; unset = number of classes

@@ -114,6 +114,10 @@ FIELDS: dict[str, Field] = {
     "al.subset": _int(0, example=10000),
     "al.mc_samples": _int(1, 10_000, example=20),
     "al.ensemble_size": _int(2, 1_000, example=5),
+    "al.ll_weight": _float(0, 1e6, example=1.0),
+    "al.ll_margin": _float(0, 1e6, example=1.0),
+    "al.ll_detach": _float(0, 1, fix="use a fraction of train.epochs in [0, 1], e.g. 0.6 "
+                           "(epoch 120 of 200; 1 = never detach)"),
     "al.batch": _int(1, example=128),
     "al.k": _int(2, optional=True, fix=(
         "the cluster margin needs two nearest centres: use an integer >= 2, "
@@ -263,6 +267,20 @@ def _check_al_rules(al) -> None:
                         "or set al.greedy_weight=0")
 
 
+def _check_model_rules(config) -> None:
+  """What a strategy needs of the model."""
+  from jax_al import models
+  from jax_al.models import loss_net
+
+  if loss_net.enabled(config):
+    cls = models.registry.get(config.model.name)
+    if cls is not None and not hasattr(cls, "forward"):
+      with_stages = [n for n in models.names() if hasattr(models.registry.get(n), "forward")]
+      raise ConfigError("model.name", config.model.name,
+                        f"al.strategy={loss_net.STRATEGY} reads the stage outputs of a "
+                        f"ResNet; use model.name={' or '.join(with_stages)}")
+
+
 def check_config(config) -> None:
   """Checks every field whose validity does not depend on the data."""
   from jax_al import presets, strategies
@@ -281,6 +299,7 @@ def check_config(config) -> None:
   if config.mesh.data == 0:
     raise ConfigError("mesh.data", config.mesh.data, "use a device count >= 1, or -1 for all")
   _check_al_rules(config.al)
+  _check_model_rules(config)
   strategies.get_strategy(config.al.strategy, config.al)
   raw = str(config.compare.strategies)
   names = compare_strategies(config)

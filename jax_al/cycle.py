@@ -251,8 +251,9 @@ def pool(exp: Experiment, state: TrainState, labeled: np.ndarray, subset: np.nda
          trial: int, cycle: int) -> strategies.Pool:
   """The strategies' input: logits and features of the candidates and of the
   labeled set under `state`, on the device (sharded over the pool on a mesh),
-  plus `al.mc_samples` MC-dropout predictions of the candidates for a
-  strategy that asks for them (`Strategy.samples`).
+  plus `al.mc_samples` MC-dropout predictions of the candidates, or the
+  predicted losses of a learning-loss model, for a strategy that asks for
+  them (`Strategy.samples`).
 
   Raises TrainingError when the model produced non-finite values.
   """
@@ -271,14 +272,18 @@ def pool(exp: Experiment, state: TrainState, labeled: np.ndarray, subset: np.nda
     k = jax.random.fold_in(keys(exp.config.seed, trial, cycle).select, MC_FOLD)
     samples = tr.predict_mc(state.params, state.batch_stats, exp.images, subset,
                             jax.random.split(k, exp.config.al.mc_samples))
-  arrays = (feats, logits, l_feats, l_logits) + (() if samples is None else (samples,))
+  predicted = None
+  if exp.strategy.samples == "loss_prediction":
+    predicted = tr.predict_loss(state.params, state.batch_stats, exp.images, subset)
+  arrays = (feats, logits, l_feats, l_logits) + tuple(
+      a for a in (samples, predicted) if a is not None)
   if not all(bool(jnp.all(jnp.isfinite(a))) for a in arrays):
     raise TrainingError(f"cycle {cycle}: the model produced non-finite features or logits, "
                         "so no strategy can score the pool; the network diverged. Lower "
                         "train.lr or use train.dtype=float32")
   return sharding.place_pool(exp.mesh, strategies.Pool(
       feats, logits, l_feats, l_logits, exp.ds.num_classes,
-      labeled_capacity(exp.config, exp.num_train), samples))
+      labeled_capacity(exp.config, exp.num_train), samples, predicted))
 
 
 @dataclasses.dataclass(frozen=True)

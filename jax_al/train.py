@@ -37,7 +37,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jax_al import augment
 from jax_al import sharding as sharding_lib
 from jax_al.errors import ConfigError, TrainingError
-from jax_al.models import create_model
+from jax_al.models import create_model, loss_net
 from jax_al.models.layers import head_dropout
 
 
@@ -68,6 +68,9 @@ class StepConfig:
   epochs_per_call: int = 0
   # flat_state: the jitted calls take the state as a flat list of leaves.
   flat_state: bool = False
+  # The learning-loss objective (the model carries a loss-prediction module),
+  # or None: plain cross-entropy.
+  learning_loss: loss_net.Objective | None = None
 
   @classmethod
   def from_config(cls, config, num_train: int) -> "StepConfig":
@@ -82,7 +85,8 @@ class StepConfig:
                skip_padding=str(t.get("skip_padding", "cond")),
                bn_mask=str(t.get("bn_mask", "always")),
                epochs_per_call=int(t.get("epochs_per_call", 0)),
-               flat_state=bool(t.get("flat_state", False)))
+               flat_state=bool(t.get("flat_state", False)),
+               learning_loss=loss_net.objective(config))
 
 
 def auto_steps_per_call(rows: int) -> int:
@@ -105,10 +109,17 @@ class TrainState(NamedTuple):
 
 
 def init_model(config, num_classes: int, image_shape: tuple[int, int, int], rng: jax.Array):
-  """Returns (graphdef, params, batch_stats) of a freshly initialised model."""
+  """Returns (graphdef, params, batch_stats) of a freshly initialised model.
+
+  A learning-loss run (`loss_net.enabled`) wraps the model with its
+  loss-prediction module, drawn after the model from the same stream, so the
+  model's own initial weights are those of every other run.
+  """
   seed = int(jax.random.randint(rng, (), 0, 2**31 - 1))
-  model = create_model(config.model, num_classes, image_shape, config.train.dtype,
-                       nnx.Rngs(seed))
+  rngs = nnx.Rngs(seed)
+  model = create_model(config.model, num_classes, image_shape, config.train.dtype, rngs)
+  if loss_net.enabled(config):
+    model = loss_net.LossPredictionModel(model, jnp.dtype(config.train.dtype), rngs=rngs)
   return nnx.split(model, nnx.Param, nnx.BatchStat)
 
 
@@ -138,18 +149,29 @@ def learning_rate(train_cfg, epoch: int) -> float:
 
 
 def loss_fn(graphdef, params, batch_stats, x, y, mask, bn_mask: bool = True,
-            dropout_rng=None):
+            dropout_rng=None, learning_loss: loss_net.Objective | None = None):
   """Masked mean cross-entropy; returns (loss, new batch statistics).
 
   `bn_mask=False` leaves the mask out of BatchNorm: only for batches whose
   rows are all valid, where the statistics are the same up to rounding.
   `dropout_rng` draws the dropout mask of models with `model.dropout > 0`.
+  With `learning_loss`, the loss adds weight x the ranking loss of the
+  model's predicted losses against the per-sample cross-entropies (valid
+  rows are a prefix of the batch, as `epoch_order_n` lays them out).
   """
   model = nnx.merge(graphdef, params, batch_stats, copy=True)
-  logits, _ = model(x, train=True, mask=mask if bn_mask else None, dropout_rng=dropout_rng)
+  bn = mask if bn_mask else None
+  if learning_loss is None:
+    logits, _ = model(x, train=True, mask=bn, dropout_rng=dropout_rng)
+  else:
+    logits, _, predicted = model.with_loss(x, train=True, mask=bn, dropout_rng=dropout_rng,
+                                           detach=learning_loss.detached)
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
   m = mask.astype(jnp.float32)
   loss = jnp.sum(ce * m) / jnp.maximum(jnp.sum(m), 1.0)
+  if learning_loss is not None:
+    loss = loss + learning_loss.weight * loss_net.ranking_loss(
+        predicted, ce, jnp.sum(mask.astype(jnp.int32)), learning_loss.margin)
   return loss, nnx.state(model, nnx.BatchStat)
 
 
@@ -182,7 +204,7 @@ def train_step(graphdef, tx, sc: StepConfig, state: TrainState, images, labels,
   # of (seed, trial, cycle, epoch, step): no RNG state to carry or checkpoint.
   (loss, bs), grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
       graphdef, state.params, state.batch_stats, x, y, mask, bn_mask,
-      jax.random.fold_in(rng, DROPOUT_FOLD))
+      jax.random.fold_in(rng, DROPOUT_FOLD), sc.learning_loss)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = jax.tree.map(lambda p, u: p + lr * u.astype(p.dtype), state.params, updates)
   return _constrain(TrainState(params, bs, opt_state), mesh, P()), loss
@@ -354,13 +376,25 @@ def mc_chunk(graphdef, sc: StepConfig, params, batch_stats, images, idx, keys,
   return jax.vmap(head)(keys)
 
 
-def epoch_segments(train_cfg, per_call: int):
+def loss_chunk(graphdef, sc: StepConfig, params, batch_stats, images, idx,
+               mesh: Mesh | None = None):
+  """[B] float32 predicted losses of `images[idx]` (a learning-loss model), inference mode."""
+  model = nnx.merge(graphdef, params, batch_stats)
+  idx = _constrain(idx, mesh, P(sharding_lib.DATA))
+  x = _constrain(images[idx], mesh, P(sharding_lib.DATA))
+  x = augment.normalize(x, sc.mean, sc.std, jnp.dtype(sc.dtype))
+  return _constrain(model.with_loss(x, train=False)[2], mesh, P(sharding_lib.DATA))
+
+
+def epoch_segments(train_cfg, per_call: int, breaks: Sequence[int] = ()):
   """Splits the epochs into calls of at most `per_call` that end at every
-  evaluation epoch: yields (first epoch, [lr of each epoch], evaluate after)."""
+  evaluation epoch and before each 0-based epoch in `breaks` (where the
+  program changes): yields (first epoch, [lr of each epoch], evaluate after)."""
   epochs, every = train_cfg.epochs, train_cfg.eval_every
   first = 0
   while first < epochs:
-    end = min(epochs, first + per_call, (first // every + 1) * every)
+    end = min([epochs, first + per_call, (first // every + 1) * every]
+              + [b for b in breaks if b > first])
     yield first, [learning_rate(train_cfg, e) for e in range(first, end)], (
         end % every == 0 or end == epochs)
     first = end
@@ -451,6 +485,20 @@ class Trainer:
                            default=self._train)
     self._epochs = StepFns(sc, {False: functools.partial(train_epochs, graphdef, self.tx, sc,
                                                          self.rows, mesh=mesh)}, donate=(0,))
+    self._loss = jax.jit(functools.partial(loss_chunk, graphdef, sc, mesh=mesh))
+    # Learning loss: the epochs from `detach_epoch` on run another program, in
+    # which the loss module's gradient stops at the feature maps.
+    ll = sc.learning_loss
+    self.after_detach = None if ll is None or ll.detached else Trainer(
+        graphdef, dataclasses.replace(sc, learning_loss=dataclasses.replace(ll, detached=True)),
+        num_train, mesh)
+
+  def at(self, epoch: int) -> "Trainer":
+    """The Trainer whose programs train 0-based `epoch`: this one, or, from a
+    learning-loss run's detach epoch on, `after_detach` (same state layout)."""
+    if self.after_detach is not None and epoch >= self.sc.learning_loss.detach_epoch:
+      return self.after_detach
+    return self
 
   def _rep(self, tree):
     """Replicated on the mesh (a no-op without one or when already there)."""
@@ -517,17 +565,20 @@ class Trainer:
     a, b = self._chunks.executables(), self._epochs.executables()
     return None if a is None or b is None else a + b
 
-  def predict(self, params, batch_stats, images, idx: np.ndarray):
-    """(logits, features) for `images[idx]`, in fixed-size chunks, on device."""
+  def _chunked(self, fn, idx: np.ndarray, *args) -> list:
+    """`fn(*args, chunk of idx)` over `idx` padded to whole `eval_chunk`s: one
+    compiled shape for any count (the pad rows are row 0, cut by the caller)."""
     b = self.eval_chunk
-    n = len(idx)
-    padded = np.zeros(math.ceil(n / b) * b, np.int32)
-    padded[:n] = idx
-    images = self._rep(images)
+    padded = np.zeros(math.ceil(len(idx) / b) * b, np.int32)
+    padded[:len(idx)] = idx
     put = jnp.asarray if self.mesh is None else (
         lambda a: sharding_lib.place(self.mesh, a, P(sharding_lib.DATA)))
-    outs = [self._eval(params, batch_stats, images, put(padded[i:i + b]))
-            for i in range(0, len(padded), b)]
+    return [fn(*args, put(padded[i:i + b])) for i in range(0, len(padded), b)]
+
+  def predict(self, params, batch_stats, images, idx: np.ndarray):
+    """(logits, features) for `images[idx]`, in fixed-size chunks, on device."""
+    n = len(idx)
+    outs = self._chunked(self._eval, idx, params, batch_stats, self._rep(images))
     logits = jnp.concatenate([o[0] for o in outs])[:n]
     feats = jnp.concatenate([o[1] for o in outs])[:n]
     return logits, feats
@@ -535,16 +586,18 @@ class Trainer:
   def predict_mc(self, params, batch_stats, images, idx: np.ndarray, keys: jax.Array):
     """[T, N, C] logits of `images[idx]` with dropout on, one pass per key of
     `keys` [T] (MC dropout), in fixed-size chunks, on device."""
-    b = self.eval_chunk
-    n = len(idx)
-    padded = np.zeros(math.ceil(n / b) * b, np.int32)
-    padded[:n] = idx
     images, keys = self._rep((images, keys))
-    put = jnp.asarray if self.mesh is None else (
-        lambda a: sharding_lib.place(self.mesh, a, P(sharding_lib.DATA)))
-    outs = [self._mc(params, batch_stats, images, put(padded[i:i + b]), keys)
-            for i in range(0, len(padded), b)]
-    return jnp.concatenate(outs, axis=1)[:, :n]
+    outs = self._chunked(lambda p, bs, im, i: self._mc(p, bs, im, i, keys), idx, params,
+                         batch_stats, images)
+    return jnp.concatenate(outs, axis=1)[:, :len(idx)]
+
+  def predict_loss(self, params, batch_stats, images, idx: np.ndarray):
+    """[N] predicted losses of `images[idx]` by a learning-loss model's module."""
+    if self.sc.learning_loss is None:
+      raise ValueError("predict_loss needs a model with a loss-prediction module "
+                       "(al.strategy=learning_loss)")
+    outs = self._chunked(self._loss, idx, params, batch_stats, self._rep(images))
+    return jnp.concatenate(outs)[:len(idx)]
 
   def evaluate(self, params, batch_stats, images, labels, idx: np.ndarray):
     """(accuracy in %, mean cross-entropy) on `images[idx]`."""
@@ -571,11 +624,11 @@ class Trainer:
     n = len(labeled_idx)
     state, (history,) = fit_epochs(
         state, train_cfg, self.sc, 1,
-        epoch=lambda st, e, lr: self.run_epoch(st, images, labels, labeled_mask, n,
-                                               jax.random.fold_in(order_key, e),
-                                               jax.random.fold_in(aug_key, e), lr),
-        epochs=lambda st, first, lrs: self.run_epochs(st, images, labels, labeled_mask, n,
-                                                      order_key, aug_key, first, lrs),
+        epoch=lambda st, e, lr: self.at(e).run_epoch(st, images, labels, labeled_mask, n,
+                                                     jax.random.fold_in(order_key, e),
+                                                     jax.random.fold_in(aug_key, e), lr),
+        epochs=lambda st, first, lrs: self.at(first).run_epochs(
+            st, images, labels, labeled_mask, n, order_key, aug_key, first, lrs),
         evaluate=lambda st, _: self.evaluate(st.params, st.batch_stats, test_images,
                                              test_labels, test_idx),
         on_eval=None if on_eval is None else (lambda _, rec: on_eval(rec)),
@@ -597,7 +650,9 @@ def fit_epochs(state, train_cfg, sc: StepConfig, num: int, epoch, epochs, evalua
   follows each finished 1-based epoch e.
 
   A non-finite loss raises TrainingError with the attribute `trial`, the
-  index i of the model. Returns (state, [history of each model]).
+  index i of the model. Returns (state, [history of each model]). A
+  learning-loss run's segments also end before its detach epoch, where the
+  program changes (`Trainer.at`).
   """
   best, histories, t0 = [0.0] * num, [[] for _ in range(num)], time.perf_counter()
 
@@ -619,7 +674,8 @@ def fit_epochs(state, train_cfg, sc: StepConfig, num: int, epoch, epochs, evalua
         on_eval(i, rec)
 
   if sc.epochs_per_call:
-    for first, lrs, evaluate_now in epoch_segments(train_cfg, sc.epochs_per_call):
+    breaks = () if sc.learning_loss is None else (sc.learning_loss.detach_epoch,)
+    for first, lrs, evaluate_now in epoch_segments(train_cfg, sc.epochs_per_call, breaks):
       state, losses = epochs(state, first, lrs)
       last = first + len(lrs) - 1  # 0-based, the segment's last epoch
       if evaluate_now:

@@ -89,6 +89,13 @@ class StackedTrainer:
     self._epochs = train.StepFns(
         self.sc, {False: jax.vmap(epochs, in_axes=(0, None, None, 0, None, 0, 0, None, None,
                                                    None))}, donate=(0,))
+    # A learning-loss run's epochs after its detach epoch (`Trainer.at`).
+    self.after_detach = None if trainer.after_detach is None else StackedTrainer(
+        trainer.after_detach)
+
+  def at(self, epoch: int) -> "StackedTrainer":
+    return self if self.after_detach is None or self.base.at(epoch) is self.base else (
+        self.after_detach)
 
   def run_epoch(self, state: TrainState, images, labels, labeled_masks, num_labeled: int,
                 order_keys, aug_keys, lr: float):
@@ -149,10 +156,11 @@ class StackedTrainer:
     pick = lambda tree, t: jax.tree.map(lambda x: x[t], tree)
     return train.fit_epochs(
         state, train_cfg, self.sc, num,
-        epoch=lambda st, e, lr: self.run_epoch(st, images, labels, masks, n,
-                                               _fold(order_keys, e), _fold(aug_keys, e), lr),
-        epochs=lambda st, first, lrs: self.run_epochs(st, images, labels, masks, n, order_keys,
-                                                      aug_keys, first, lrs),
+        epoch=lambda st, e, lr: self.at(e).run_epoch(st, images, labels, masks, n,
+                                                     _fold(order_keys, e), _fold(aug_keys, e),
+                                                     lr),
+        epochs=lambda st, first, lrs: self.at(first).run_epochs(
+            st, images, labels, masks, n, order_keys, aug_keys, first, lrs),
         evaluate=lambda st, t: self.base.evaluate(*pick((st.params, st.batch_stats), t),
                                                   test_images, test_labels, test_idx),
         on_eval=on_eval, progress=progress)

@@ -59,10 +59,16 @@ def digits():
 
 
 def with_samples(p: Pool, num: int = 8) -> Pool:
-  """`p` with stochastic predictions for the sample-based strategies (bald,
-  variation_ratio): its logits under `num` fixed perturbations."""
-  noise = np.random.RandomState(1).normal(size=(num, *p.logits.shape)).astype(np.float32)
-  return dataclasses.replace(p, sample_logits=p.logits[None] + jnp.asarray(noise))
+  """`p` with what the model-based strategies read: stochastic predictions
+  (bald, variation_ratio, ensembles), its logits under `num` fixed
+  perturbations; predicted losses (learning_loss), the logits' entropy plus
+  noise, as a loss module trained on the labeled set would roughly give."""
+  rs = np.random.RandomState(1)
+  noise = rs.normal(size=(num, *p.logits.shape)).astype(np.float32)
+  ent = -jnp.sum(jax.nn.softmax(p.logits) * jax.nn.log_softmax(p.logits), -1)
+  loss = ent + 0.1 * jnp.asarray(rs.normal(size=p.logits.shape[0]).astype(np.float32))
+  return dataclasses.replace(p, sample_logits=p.logits[None] + jnp.asarray(noise),
+                             predicted_loss=loss)
 
 
 def make_pool(x, logits, num_labeled=NUM_LABELED, num_pool=NUM_POOL):

@@ -75,9 +75,14 @@ def pools(draw):
   # the logits, identical ones included (no disagreement at all).
   s, spread = draw(st.integers(1, 6)), draw(st.sampled_from([0.0, 0.1, 3.0]))
   samples = logits[:n][None] + spread * rs.standard_normal((s, n, c)).astype(np.float32)
+  # Predicted losses for learning_loss: spread, tied, or all equal.
+  loss_kind = draw(st.sampled_from(["normal", "ties", "constant", "huge"]))
+  predicted = {"normal": rs.standard_normal(n), "ties": np.round(rs.standard_normal(n)),
+               "constant": np.zeros(n), "huge": 1e30 * rs.standard_normal(n)}[loss_kind]
   pool = strategies.Pool(jnp.asarray(feats[:n]), jnp.asarray(logits[:n]),
                          jnp.asarray(feats[n:]), jnp.asarray(logits[n:]), c,
-                         sample_logits=jnp.asarray(samples, jnp.float32))
+                         sample_logits=jnp.asarray(samples, jnp.float32),
+                         predicted_loss=jnp.asarray(predicted, jnp.float32))
   return pool, budget, seed
 
 

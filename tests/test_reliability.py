@@ -237,8 +237,12 @@ def per_strategy(tmp_path_factory):
     for i in range(2):
       d = tmp_path_factory.mktemp(f"{name}{i}") / "run"
       sampled = strategies.get_strategy(name, tiny_digits_config().al).samples
-      loop.run(tiny_digits_config(name, train__epochs=1, train__milestones=(),
-                                  model__dropout=0.3 if sampled else 0.0), d, quiet=True)
+      # Each strategy's model needs: dropout for MC dropout, a ResNet's stages
+      # for the loss-prediction module.
+      model = ({"model__name": "resnet18", "model__width": 0.0625}
+               if sampled == "loss_prediction" else {"model__dropout": 0.3 if sampled else 0.0})
+      loop.run(tiny_digits_config(name, train__epochs=1, train__milestones=(), **model), d,
+               quiet=True)
       dirs.append(d)
     out[name] = dirs
   return out

@@ -3,7 +3,8 @@
 3x3 stem conv, no max-pool, BasicBlocks [2, 2, 2, 2] at widths 64/128/256/512
 (times `width`), global average pool (the 4x4 pool at 32x32 input), linear head.
 `__call__` returns (logits, features) where features are the 512-d
-penultimate activations after pooling.
+penultimate activations after pooling; `forward` also returns the four
+stages' outputs (the feature maps a learning-loss module reads).
 """
 
 from __future__ import annotations
@@ -59,11 +60,20 @@ class ResNet18(nnx.Module):
     self.head = nnx.Linear(cin, num_classes, dtype=dtype, rngs=rngs)
     self.drop = nnx.Dropout(dropout)
     self.feature_dim = cin
+    self.stage_widths = tuple(widths)
 
-  def __call__(self, x, train: bool = False, mask=None, dropout_rng=None):
+  def forward(self, x, train: bool = False, mask=None, dropout_rng=None):
+    """(logits, features, [the output of each of the 4 stages, NHWC])."""
     x = jax.nn.relu(masked_bn(self.stem_bn, self.stem(x), train, mask))
-    for block in self.blocks:
+    stages = []
+    for i, block in enumerate(self.blocks):
       x = block(x, train, mask)
+      if i % 2 == 1:  # two BasicBlocks per stage
+        stages.append(x)
     feats = jnp.mean(x, axis=(1, 2))
     logits = self.head(head_dropout(self.drop, feats, dropout_rng))
-    return logits.astype(jnp.float32), feats.astype(jnp.float32)
+    return logits.astype(jnp.float32), feats.astype(jnp.float32), stages
+
+  def __call__(self, x, train: bool = False, mask=None, dropout_rng=None):
+    logits, feats, _ = self.forward(x, train, mask, dropout_rng)
+    return logits, feats

@@ -50,6 +50,8 @@ class Pool:
       ensemble), for strategies whose `samples` asks for them; None
       otherwise. With an ensemble, `logits` are the members' mean
       prediction (log mean softmax) and the features are member 0's.
+    predicted_loss: [N] float32 losses of the candidates predicted by a
+      learning-loss model's module (`samples = "loss_prediction"`), else None.
   """
 
   features: jax.Array
@@ -59,6 +61,7 @@ class Pool:
   num_classes: int
   labeled_capacity: int = 0
   sample_logits: jax.Array | None = None
+  predicted_loss: jax.Array | None = None
 
   @property
   def size(self) -> int:
@@ -106,7 +109,8 @@ class Strategy(abc.ABC):
   # "mc_dropout": the pool carries `al.mc_samples` MC-dropout predictions
   # (`Pool.sample_logits`; the model needs `model.dropout > 0`). "ensemble":
   # each cycle trains `al.ensemble_size` members as one vmapped program and
-  # the pool carries their predictions.
+  # the pool carries their predictions. "loss_prediction": the model carries a
+  # learning-loss module and the pool its predicted losses (`predicted_loss`).
   samples: ClassVar[str] = ""
 
   def __init__(self, cfg: Any):
