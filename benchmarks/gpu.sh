@@ -35,7 +35,10 @@
 #   4. features: Trainer.predict over 50,000                          (cap 15)
 #   5. selection: 45,000 x 512, JAX only                              (cap 30)
 #   6. profile: one epoch at 5,000 labeled under jax.profiler         (cap 25)
-#   7. selection_ref: the NumPy / scikit-learn references at 45,000, if time is left
+#   7. ensemble: 5 members at 5,000 labeled as one vmapped program vs one member
+#      (goal < 2x one member's epoch)                                 (cap 40)
+#   8. acquisitions: every strategy's select at 45,000 x 512          (cap 25)
+#   9. selection_ref: the NumPy / scikit-learn references at 45,000, if time is left
 # protocol: jax_al.bench protocol on .device/cifar10-jpeg.tar.gz, bf16, cold
 # (--config.compile_cache_dir=off), with all the time left but a reserve; its
 # per-cycle records land in protocol.json and protocol/metrics.jsonl as each
@@ -159,6 +162,9 @@ if [ "$MODE" = speed ]; then
     SEL=(--sizes 600 --dim 32 --labeled 300 --budget 50 --preset-n 600 --repeats 1
          --variants kmeans_global,witness_exact,witness_rff,per_sample_exact)
     PROF=("${M[@]}" --sizes 128 --repeats 1)
+    ENS=(--model "${GPU_SH_MODEL:-mlp}" --width 0.25 --dtype bfloat16 --batch 32 --n-train 256
+         --labeled 128 --repeats 1 --trials 5 --steps-per-call 2)
+    ACQ=(--quick --repeats 1)
   else
     M=(--models resnet18 --dtypes bfloat16)
     TRAIN=("${M[@]}" --sizes 20000 --repeats 3)
@@ -166,6 +172,8 @@ if [ "$MODE" = speed ]; then
     FEAT=("${M[@]}" --pool 50000 --repeats 3)
     SEL=(--sizes 45000 --dim 512 --labeled 20000)
     PROF=("${M[@]}" --sizes 5000 --repeats 1)
+    ENS=(--model resnet18 --dtype bfloat16 --labeled 5000 --repeats 3 --trials 5)
+    ACQ=(--repeats 3)
   fi
   # Parts 1, 3, 4, 6 share an on-disk compilation cache: the profile loads the
   # default step that part 1 compiled (each row's compile s is still cold:
@@ -183,6 +191,10 @@ if [ "$MODE" = speed ]; then
   part selection 30 "${B[@]}" selection "${SEL[@]}" --no-reference --json "$W/selection.json"
   part profile 25 "${XC[@]}" "${B[@]}" profile "${PROF[@]}" --profile-dir "$S/profile" \
     --json "$W/profile.json"
+  # 5 ensemble members as one vmapped program vs one member (goal < 2x), and
+  # every strategy's selection cost at 45,000 x 512.
+  part ensemble 40 "${XC[@]}" "${B[@]}" parallel "${ENS[@]}" --ensemble --json "$W/ensemble.json"
+  part acquisitions 25 "${B[@]}" acquisitions "${ACQ[@]}" --json "$W/acquisitions.json"
   # The Perfetto trace (ui.perfetto.dev) comes back as its own file if small enough.
   TR=$(find "$S/profile" -name perfetto_trace.json.gz 2>/dev/null | head -1)
   if [ -n "$TR" ] && [ "$(stat -c %s "$TR")" -lt 15000000 ]; then

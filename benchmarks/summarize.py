@@ -82,6 +82,25 @@ def _parallel(docs: dict) -> None:
           f"{best:,.0f} -> {'MET' if best >= GOAL_TRIALS_IMAGES_PER_S else 'not met'}")
 
 
+def _ensemble(docs: dict) -> None:
+  rows = [r for d in docs.values() if isinstance(d.get("parallel"), dict)
+          for r in d["parallel"].get("rows", []) if r.get("vs_one_member") is not None]
+  for r in rows:
+    x = r["vs_one_member"]
+    print(f"ensemble of {r['trials']} ({r['model']} w={r.get('width')} {r['dtype']}, "
+          f"L={r['labeled']}): {x:.2f}x one member's epoch (sequential: {r['trials']}x) -> "
+          f"goal < 2x {'MET' if x < 2 else 'not met'}")
+
+
+def _acquisitions(docs: dict) -> None:
+  for d in docs.values():
+    rows = d.get("acquisitions") or []
+    if rows and isinstance(rows, list):
+      print(f"\nacquisition cost per selection ({rows[0]['n']:,} x {rows[0]['dim']}):")
+      for r in rows:
+        print(f"  {r['strategy']:26s} samples {r['samples']:3d}  {r['select_ms']:9.1f} ms")
+
+
 def _features(docs: dict) -> None:
   for d in docs.values():
     for r in d.get("features", []):
@@ -196,9 +215,11 @@ def main(folder: str) -> None:
       print(f"  {name}: {' '.join(str(a) for a in m.get('argv', []))[:100]}")
   _train(docs)
   _parallel(docs)
+  _ensemble(docs)
   _features(docs)
   _torch(docs)
   _selection(docs)
+  _acquisitions(docs)
   _profile(docs)
   _protocol(docs, out)
   for d in docs.values():

@@ -163,11 +163,12 @@ def test_acquisitions_bench_times_every_chosen_strategy(tmp_path):
   out = tmp_path / "acq.json"
   r = acquisitions.main(["--quick", "--n", "300", "--dim", "8", "--labeled", "20",
                          "--budget", "10", "--samples", "4", "--members", "3",
-                         "--repeats", "1", "--strategies", "entropy,bald,ensemble_bald",
+                         "--repeats", "1", "--strategies", "entropy,bald,ensemble_bald,learning_loss",
                          "--json", str(out)])
   rows = {row["strategy"]: row for row in r["acquisitions"]}
-  assert [rows[s]["samples"] for s in ("entropy", "bald", "ensemble_bald")] == [0, 4, 3]
+  assert [rows[s]["samples"] for s in ("entropy", "bald", "ensemble_bald", "learning_loss")] \
+      == [0, 4, 3, 0]
   assert all(row["select_ms"] > 0 and row["first_call_s"] > 0 for row in rows.values())
-  assert len(json.loads(out.read_text())["acquisitions"]) == 3
+  assert len(json.loads(out.read_text())["acquisitions"]) == 4
   with pytest.raises(SystemExit):
     acquisitions.main(["--strategies", "nope"])

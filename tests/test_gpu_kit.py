@@ -83,10 +83,10 @@ def test_speed_call_cut_by_its_deadline_keeps_its_rows(tmp_path):
 
 
 def test_speed_call_later_parts(tmp_path):
-  """Features, selection (JAX only) and the profile,
-  whose trace comes back as its own file."""
-  _, out, folder, _ = _run(tmp_path, "speed", timeout=300,
-                           GPU_SH_PARTS="features,selection,profile")
+  """Features, selection (JAX only), the profile, whose trace comes back as
+  its own file, the ensemble's training cost and every acquisition's."""
+  _, out, folder, _ = _run(tmp_path, "speed", timeout=360,
+                           GPU_SH_PARTS="features,selection,profile,ensemble,acquisitions")
   assert not (folder / "train_variants.json").exists()
   (f,) = _doc(folder, "features")["features"]
   assert f["images_per_s"] > 0
@@ -96,8 +96,14 @@ def test_speed_call_later_parts(tmp_path):
   prof = _doc(folder, "profile")["profile"]
   assert prof["status"] == "done" and prof["devices"] and prof["images_per_s_untraced"] > 0
   assert (out / "profile_trace.json.gz").exists()
+  seq, ens = _doc(folder, "ensemble")["parallel"]["rows"]
+  assert (seq["mode"], ens["mode"], ens["trials"]) == ("sequential", "ensemble", 5)
+  assert ens["vs_one_member"] > 0
+  acq = {r["strategy"] for r in _doc(folder, "acquisitions")["acquisitions"]}
+  assert {"bald", "ensemble_bald", "learning_loss", "uncertainty_mmd"} <= acq
   summary = (out / "summary.txt").read_text()
   assert "selection (every variant" in summary and "profile (" in summary
+  assert "ensemble of 5" in summary and "acquisition cost per selection" in summary
 
 
 def test_protocol_call_on_digits(tmp_path):

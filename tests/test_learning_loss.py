@@ -5,7 +5,6 @@ true losses of held-out digits."""
 
 import dataclasses
 
-from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np

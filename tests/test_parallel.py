@@ -184,3 +184,21 @@ def test_bench_parallel_smoke(tmp_path):
   assert all(r["images_per_s"] > 0 and r["epoch_s"] > 0 for r in rows)
   check = doc["parallel"]["check"]
   assert check["max_param_diff"] <= 1e-3 * check["max_update"] + 10 * check["nudged_param_diff"]
+
+
+def test_bench_parallel_ensemble_rows(tmp_path):
+  """`--ensemble`: the stacked members share one labeled set, and the row
+  gives the ensemble's epoch in units of one member's."""
+  from jax_al.bench.parallel import main
+  main(["--quick", "--model", "mlp", "--width", "0.25", "--trials", "3", "--batch", "32",
+        "--n-train", "96", "--labeled", "64", "--repeats", "1", "--ensemble", "--vmap-only",
+        "--json", str(tmp_path / "e.json")])
+  rows = json.loads((tmp_path / "e.json").read_text())["parallel"]["rows"]
+  assert [(r["mode"], r["trials"]) for r in rows] == [("ensemble", 3)]
+  assert rows[0]["vs_one_member"] is None  # --vmap-only: no single member to compare with
+  main(["--quick", "--model", "mlp", "--width", "0.25", "--trials", "3", "--batch", "32",
+        "--n-train", "96", "--labeled", "64", "--repeats", "1", "--ensemble",
+        "--json", str(tmp_path / "f.json")])
+  seq, ens = json.loads((tmp_path / "f.json").read_text())["parallel"]["rows"]
+  assert seq["mode"] == "sequential" and ens["mode"] == "ensemble"
+  assert ens["vs_one_member"] == pytest.approx(ens["epoch_s"] / seq["epoch_s"])

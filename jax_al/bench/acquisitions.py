@@ -16,7 +16,8 @@ within each repeat, so load from other processes hits them alike.
 What this does not time: the features pass that fills the pool
 (`python -m jax_al.bench features`), and for MC dropout the extra head
 passes (`Trainer.predict_mc` runs the network body once, then only the
-head per pass), nor the training of an ensemble's members, which is the
+head per pass), nor learning loss's module (one small head on the features
+pass), nor the training of an ensemble's members, which is the
 vmapped stack of `python -m jax_al.bench parallel` (an ensemble of K
 members trains exactly as K vmapped trials do).
 """
@@ -73,7 +74,8 @@ def _args(argv):
 
 
 def pool(n: int, dim: int, labeled: int, samples: int, seed: int = 0) -> strategies.Pool:
-  """A random pool: clustered features, logits tied to them, perturbed sample logits."""
+  """A random pool: clustered features, logits tied to them, perturbed sample
+  logits, and random predicted losses (learning_loss)."""
   rng = np.random.default_rng(seed)
   centres = rng.normal(size=(10, dim)).astype(np.float32) * 3
   lab = lambda m: rng.integers(0, 10, m)
@@ -83,7 +85,8 @@ def pool(n: int, dim: int, labeled: int, samples: int, seed: int = 0) -> strateg
   logits, l_logits = x @ w, l @ w
   s = logits[None] + rng.normal(size=(samples, n, 10)).astype(np.float32)
   put = jnp.asarray
-  return strategies.Pool(put(x), put(logits), put(l), put(l_logits), 10, labeled, put(s))
+  return strategies.Pool(put(x), put(logits), put(l), put(l_logits), 10, labeled, put(s),
+                         put(rng.exponential(size=n).astype(np.float32)))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
   rows = []
   print(f"{'strategy':26s} {'samples':>7s} {'first call s':>12s} {'select ms':>10s}")
   for name, s in built.items():
-    k = args.members if s.samples == "ensemble" else args.samples if s.samples else 0
+    k = {"ensemble": args.members, "mc_dropout": args.samples}.get(s.samples, 0)
     row = {"strategy": name, "n": args.n, "dim": args.dim, "labeled": args.labeled,
            "budget": args.budget, "samples": k, "first_call_s": first[name],
            "select_ms": 1e3 * statistics.median(times[name]), "repeats": args.repeats}

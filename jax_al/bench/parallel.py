@@ -16,6 +16,12 @@ from other processes hits them alike. `check` compares the results: one step
 of every trial from the same start, vmapped vs one by one, beside the step's
 own sensitivity to a 1e-7 nudge of the weights.
 
+`--ensemble`: the stacked models share trial 0's labeled set, as the members
+of a deep ensemble do (`ensemble_*` strategies train K members this way);
+the rows' mode is "ensemble" and `vs_one_member` = epoch s of the K members
+/ epoch s of one, the cost of the ensemble in units of one model (K trained
+one after another cost K).
+
 On CPU, stacking does not pay: one trial's convolutions already keep the
 cores busy, and XLA:CPU runs the batched (grouped) convolutions of vmapped
 weights slower than T separate ones. The gain is meant for a GPU, where one
@@ -39,7 +45,8 @@ from jax_al.train import StepConfig, Trainer, init_model
 # (full, --quick) defaults.
 DEFAULTS = {"width": (1.0, 0.125), "dtype": ("bfloat16", "float32"), "n_train": (50000, 1024),
             "labeled": (5000, 256), "repeats": (5, 2)}
-COLUMNS = [("variant", "variant"), ("mode", "mode"), ("trials", "trials"), ("labeled", "labeled/trial"),
+COLUMNS = [("variant", "variant"), ("mode", "mode"), ("trials", "trials"),
+           ("labeled", "labeled/trial"),
            ("compile_s", "compile s"), ("epoch_s", "epoch s"),
            ("images_per_s", "total images/s"), ("speedup", "speedup"),
            ("peak_device_bytes", "peak dev mem")]
@@ -61,6 +68,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--n-train", type=int, help="training-set rows on the device (50,000)")
   p.add_argument("--labeled", type=int, help="labeled examples per trial (5,000)")
   p.add_argument("--repeats", type=int, help="timed epochs per variant (median reported)")
+  p.add_argument("--ensemble", action="store_true", help="the stacked models share one "
+                 "labeled set (ensemble members): mode 'ensemble', with vs_one_member")
   p.add_argument("--vmap-only", action="store_true", help="time the vmapped trials only: no "
                  "sequential row, no vmapped-vs-sequential check (each compiles its own program)")
   p.add_argument("--config", help="config file[:preset] whose train.* fields the trials "
@@ -89,11 +98,16 @@ def _args(argv) -> argparse.Namespace:
   return args
 
 
+def _columns(args) -> list:
+  return COLUMNS + [("vs_one_member", "x one member")] if args.ensemble else COLUMNS
+
+
 def _rows(args, trainer, times, compile_s) -> list[dict]:
   """One row per (mode, trials) with at least one timed epoch."""
   import os
   seq = times.get(("sequential", 1))
   base = args.labeled / common.median(seq) if seq else None
+  one = common.median(seq) if seq else None
   rows = []
   for (mode, n), ts in times.items():
     if not ts:
@@ -109,6 +123,8 @@ def _rows(args, trainer, times, compile_s) -> list[dict]:
                  "epoch_s": epoch_s, "epoch_s_all": ts, "repeats": len(ts),
                  "images_per_s": n * args.labeled / epoch_s,
                  "speedup": None if base is None else n * args.labeled / epoch_s / base,
+                 **({"vs_one_member": None if one is None or mode != "ensemble"
+                     else epoch_s / one} if args.ensemble else {}),
                  **common.memory()})
   return rows
 
@@ -139,7 +155,10 @@ def main(argv: list[str] | None = None) -> dict:
   masks = np.zeros((t_max, args.n_train), bool)
   for t in range(t_max):
     masks[t, rng.choice(args.n_train, args.labeled, replace=False)] = True
+  if args.ensemble:  # members: one labeled set, their own weights, orders and views
+    masks[:] = masks[0]
   masks = jnp.asarray(masks)
+  stacked = "ensemble" if args.ensemble else "vmap"
   keys = lambda name, epoch, n: jnp.stack(
       [jax.random.fold_in(jax.random.key(1000 * (name == "aug") + t), epoch) for t in range(n)])
   lr = c.train.lr
@@ -155,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
                                         base_keys("order", 1)[0], base_keys("aug", 1)[0],
                                         e * k, [lr] * k))}
     for n in args.trials:
-      variants[("vmap", n)] = (
+      variants[(stacked, n)] = (
           lambda n=n: vmap_trials.stack([trainer.new_state(*inits[t]) for t in range(n)]),
           lambda s, e, n=n: stacked_trainer.run_epochs(
               s, images, labels, masks[:n], args.labeled, base_keys("order", n),
@@ -166,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
         lambda s, e: trainer.run_epoch(s, images, labels, masks[0], args.labeled,
                                        keys("order", e, 1)[0], keys("aug", e, 1)[0], lr))}
     for n in args.trials:
-      variants[("vmap", n)] = (
+      variants[(stacked, n)] = (
           lambda n=n: vmap_trials.stack([trainer.new_state(*inits[t]) for t in range(n)]),
           lambda s, e, n=n: stacked_trainer.run_epoch(s, images, labels, masks[:n],
                                                       args.labeled, keys("order", e, n),
@@ -191,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = {"rows": _rows(args, trainer, times, compile_s), "status": "done",
            "check": "skipped (--vmap-only); tests/test_parallel.py pins vmapped = sequential"}
     results.set("parallel", out)
-    print(common.table(out["rows"], COLUMNS))
+    print(common.table(out["rows"], _columns(args)))
     return results.doc
 
   # Correctness: one step of every trial from the same start, vmapped vs alone,
@@ -205,8 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
     one[t, rng.choice(args.n_train, n_one, replace=False)] = True
   one = jnp.asarray(one)
   k_order, k_aug = keys("order", 0, t_max), keys("aug", 0, t_max)
-  got, _ = stacked_trainer.run_epoch(variants[("vmap", t_max)][0](), images, labels, one, n_one,
-                                     k_order, k_aug, lr)
+  got, _ = stacked_trainer.run_epoch(variants[(stacked, t_max)][0](), images, labels, one,
+                                     n_one, k_order, k_aug, lr)
   nudge = lambda p: jax.tree.map(
       lambda x: x * (1 + 1e-7 * jax.random.normal(jax.random.key(7), x.shape, x.dtype)), p)
   diff = floor = update = 0.0
@@ -234,7 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
     out["note"] = ("CPU: no GPU-like speed-up here; one trial's convolutions already use "
                    "every core, and XLA:CPU runs vmapped (grouped) convolutions slower")
   results.set("parallel", out)
-  print(common.table(rows, COLUMNS))
+  print(common.table(rows, _columns(args)))
   print(f"one step, vmapped vs sequential: max |param diff| {diff:.3g}; from weights nudged "
         f"by 1e-7: {floor:.3g}; largest update {update:.3g}")
   if "note" in out:
