@@ -268,10 +268,17 @@ def _check_al_rules(al) -> None:
 
 
 def _check_model_rules(config) -> None:
-  """What a strategy needs of the model."""
-  from jax_al import models
+  """What the strategy needs of the model: dropout for MC-dropout passes, a
+  ResNet's stage outputs for a loss-prediction module."""
+  from jax_al import models, strategies
   from jax_al.models import loss_net
 
+  name = config.al.strategy
+  samples = strategies.get_strategy(name, config.al).samples
+  if samples == "mc_dropout" and not config.model.get("dropout", 0.0) > 0:
+    raise ConfigError("model.dropout", config.model.get("dropout", 0.0),
+                      f"al.strategy={name} scores MC-dropout passes, which need dropout; "
+                      "set model.dropout > 0, e.g. 0.3")
   if loss_net.enabled(config):
     cls = models.registry.get(config.model.name)
     if cls is not None and not hasattr(cls, "forward"):
@@ -299,8 +306,8 @@ def check_config(config) -> None:
   if config.mesh.data == 0:
     raise ConfigError("mesh.data", config.mesh.data, "use a device count >= 1, or -1 for all")
   _check_al_rules(config.al)
+  strategies.get_strategy(config.al.strategy, config.al)  # an unknown name, before its rules
   _check_model_rules(config)
-  strategies.get_strategy(config.al.strategy, config.al)
   raw = str(config.compare.strategies)
   names = compare_strategies(config)
   if raw.strip() and not names:

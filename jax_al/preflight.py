@@ -71,10 +71,6 @@ def check_run(config, workdir: Path, overwrite: bool, mesh=None) -> Checked:
     strategy = strategies.get_strategy(config.al.strategy, config.al)
     n_cand = min(config.al.subset or n_train, n_train - config.al.initial)
     strategy.check(n_cand, config.al.budget, ds.num_classes, num_labeled=config.al.initial)
-    if strategy.samples == "mc_dropout" and not config.model.get("dropout", 0.0) > 0:
-      raise ConfigError("model.dropout", config.model.get("dropout", 0.0),
-                        f"al.strategy={config.al.strategy} scores MC-dropout passes, which "
-                        "need dropout; set model.dropout > 0, e.g. 0.3")
     if strategy.samples == "ensemble" and (mesh is not None or (
         config.compare.parallel == "vmap" and config.num_trials > 1)):
       raise ConfigError("al.strategy", config.al.strategy,

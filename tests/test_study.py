@@ -78,6 +78,42 @@ def test_plan_for_a_gpu_states_its_assumption(tmp_path):
   assert not (tmp_path / "c").exists()
 
 
+def test_default_baselines_add_the_bayesian_ones_the_model_runs(tmp_path):
+  """Unset --study.baselines: the classic seven, an ensemble always, BALD
+  only with dropout, learning loss only on a ResNet; the plan says why one is
+  left out. A given list is checked the same way, with the model's field."""
+  from configs import cifar10, digits
+  from jax_al import study
+  from jax_al.errors import ConfigError
+
+  f = study.grid.study_defaults()
+  st = study.build(digits.get_config(), f, config_spec="configs/digits.py", mode="full",
+                     out=tmp_path / "d")
+  assert st.baselines == study.grid.DEFAULT_BASELINES.split(",") + ["ensemble_bald"]
+  assert set(st.left_out) == {"bald", "learning_loss"}
+  assert "model.dropout" in st.left_out["bald"] and "model.name" in st.left_out["learning_loss"]
+  plan = study.plan_text(st)
+  assert "default baseline learning_loss left out" in plan and "ensemble_bald" in plan
+
+  c = digits.get_config()
+  c.model.dropout = 0.3
+  st = study.build(c, f, config_spec="configs/digits.py", mode="full",
+                     out=tmp_path / "d2")
+  assert "bald" in st.baselines and set(st.left_out) == {"learning_loss"}
+  st = study.build(cifar10.get_config(), f, config_spec="configs/cifar10.py", mode="full",
+                   out=tmp_path / "c")
+  assert "learning_loss" in st.baselines and set(st.left_out) == {"bald"}
+  # The plan of a study with an ensemble costs its members' training.
+  e = study.grid.estimate(st)
+  assert e["per_job_s"]["ensemble_bald"] > 3 * e["per_job_s"]["random"]
+  with f.unlocked():
+    f.baselines = "random,bald"
+  with pytest.raises(ConfigError, match=r"model\.dropout"):
+    study.build(digits.get_config(), f, config_spec="configs/digits.py", mode="full",
+                out=tmp_path / "d3")
+  assert not any((tmp_path / n).exists() for n in ("d", "d2", "c", "d3"))
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--study.trialz=3"], "unknown study field `trialz`"),
     (["--study.norms=none,fancy"], "study.norms"),

@@ -34,6 +34,10 @@ MODES = ("ci", "full")
 EXECUTORS = ("local", "slurm")
 NORMS = ("none", "minmax", "zscore", "rank")
 DEFAULT_BASELINES = "random,entropy,margin,least_confidence,coreset,badge,typiclust"
+# Joined to the default baselines where the config's model can run them:
+# every model trains an ensemble; bald needs model.dropout > 0 and
+# learning_loss a ResNet (config.check_config says which is missing).
+BAYESIAN_BASELINES = ("ensemble_bald", "bald", "learning_loss")
 
 # The users' method, every method field spelled out: each variant below sets
 # all of these, so a preset in the given config (`configs/x.py:rank`) never
@@ -66,7 +70,8 @@ def study_defaults() -> config_dict.ConfigDict:
   s.norms = ""                         # normalisations swept (none,minmax,zscore,rank)
   s.sign_lams = ""                     # lams at which large and small MMD are compared (question 3)
   s.sign_norm = "rank"                 # normalisation of the sign runs, witness and proposal
-  s.baselines = DEFAULT_BASELINES      # comma-separated strategies or presets (question 4)
+  s.baselines = ""                     # comma-separated strategies or presets (question 4);
+                                       # "" = DEFAULT_BASELINES + the Bayesian ones the model runs
   s.candidates = ""                    # runs the best is chosen among; "" = every variant of 1-3
   s.probe_trials = placeholder(int)    # selection seeds whose steps are replayed (pick shares)
   s.probe_cycles = ""                  # replayed selection steps; "" = all when the model is
@@ -131,6 +136,7 @@ class Study:
   pca_cycle: int
   baselines: list
   executor: str = "local"
+  left_out: dict = dataclasses.field(default_factory=dict)  # default baseline -> why not run
 
   def run_config(self, name: str, seed: int, run: Run | None = None):
     """The config of job (run `name`, seed): num_trials 1, its own seed."""
@@ -262,7 +268,11 @@ def build(config, fields, *, config_spec: str, mode: str, out, executor: str = "
       raise ConfigError(field, n, suggest(n, NORMS))
   if not norms:
     raise ConfigError("study.norms", f.norms, "name at least one of " + ", ".join(NORMS))
-  baselines = [b.strip() for b in str(f.baselines).split(",") if b.strip()]
+  left_out = {}
+  if not str(f.baselines).strip():
+    baselines, left_out = default_baselines(base)
+  else:
+    baselines = [b.strip() for b in str(f.baselines).split(",") if b.strip()]
   if not baselines:
     raise ConfigError("study.baselines", f.baselines,
                       f"name at least one strategy, e.g. --study.baselines={DEFAULT_BASELINES}")
@@ -319,7 +329,7 @@ def build(config, fields, *, config_spec: str, mode: str, out, executor: str = "
                               "pca_cycle": pca})
   runs, aliases = grid(lams, norms, sign_lams, f.sign_norm, baselines)
   st = Study(config_spec, mode, base, f, Path(out), select_seeds, report_seeds, runs, aliases,
-             probe, pca, baselines, executor)
+             probe, pca, baselines, executor, left_out)
   want = [x.strip() for x in f.candidates.split(",") if x.strip()]
   for n in want:
     if n not in runs or runs[n].phase != "select":
@@ -330,6 +340,30 @@ def build(config, fields, *, config_spec: str, mode: str, out, executor: str = "
     config_lib.check_config(st.run_config(n, seed, r))
   strategies.names()
   return st
+
+
+def default_baselines(base) -> tuple[list, dict]:
+  """(the default baselines for config `base`, {Bayesian baseline left out: why}).
+
+  DEFAULT_BASELINES always; each of BAYESIAN_BASELINES when its run config
+  passes `config.check_config` (the model rules), else it is left out with
+  that check's one-line message, which the plan prints.
+  """
+  from jax_al import config as config_lib
+  from jax_al import presets
+
+  out, left = DEFAULT_BASELINES.split(","), {}
+  for b in BAYESIAN_BASELINES:
+    c = copy.deepcopy(base)
+    with c.unlocked():
+      presets.apply(c, b)
+    try:
+      config_lib.check_config(c)
+    except ConfigError as e:
+      left[b] = str(e)
+      continue
+    out.append(b)
+  return out, left
 
 
 def grid(lams, norms, sign_lams, sign_norm, baselines) -> tuple[dict, dict]:
@@ -441,7 +475,12 @@ def job_images(config) -> dict:
         s = min(s, unl)
       scored += s
       infer += s + m
-  return {"train": train, "infer": infer, "scored": scored, "pool_known": n_train is not None}
+  # An ensemble trains and runs forward its members (`al.ensemble_size`).
+  from jax_al import strategies
+  k = (int(al.ensemble_size) if strategies.get_strategy(al.strategy, al).samples == "ensemble"
+       else 1)
+  return {"train": k * train, "infer": k * infer, "scored": scored,
+          "pool_known": n_train is not None}
 
 
 def device_of(fields) -> str:
@@ -608,6 +647,8 @@ def plan_text(st: Study) -> str:
             f"({len(n1) * len(st.select_seeds) + (len(fixed2) + 1) * len(st.report_seeds)} jobs "
             "+ the analysis), one after another",
             f"estimate basis: {e['basis']}"]
+  for b, why in st.left_out.items():
+    lines.append(f"default baseline {b} left out: {why}")
   if not e["images"]["pool_known"]:
     lines.append("note: the pool size of this data source is unknown before loading it; "
                  "scoring cost counts al.subset only")
