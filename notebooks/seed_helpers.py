@@ -1,298 +1,170 @@
-"""Helpers of `seed_questions.ipynb`: its plans, runs, tables and pictures.
+"""Display helpers of `seed_questions.ipynb`: its settings and what it shows.
 
-The notebook answers four questions about the k-means cluster-margin + MMD
-method on digits through the library's API: `loop.run` for the runs,
-`report` for the paired statistics, `replay` to look inside single
-selection steps. What is here is presentation: the notebook's run plans,
-the digits configs they use, overlap sweeps, PCA pictures and plots.
+The notebook runs nothing of its own: it calls `jax_al.study` on
+`configs/digits.py` and shows what study folders hold (findings.md and the
+four plots), the committed full run in docs/study/digits/, and CIFAR-10
+results under docs/results/cifar10/ when that folder exists. The helpers
+return IPython display objects, so tests can read them without a kernel.
+
+Environment (paths relative to the repository root):
+  JAX_AL_NOTEBOOK_MODE       full (default) or ci: the study's --mode.
+  JAX_AL_NOTEBOOK_OUT        the study's folder; default runs/study_digits in full
+                             mode (the folder of the command in
+                             docs/study/digits/README.md, so a finished study there
+                             is reused), runs/study_digits_ci in ci mode.
+  JAX_AL_NOTEBOOK_BASELINES  the study's --study.baselines; default its own list
+                             (tests/test_notebook.py passes "random").
+  JAX_AL_NOTEBOOK_CIFAR      CIFAR-10 results to show; default docs/results/cifar10.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import sys
-import time
+import re
 from pathlib import Path
-from typing import Iterable
 
-import jax.numpy as jnp
-import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-  sys.path.insert(0, str(REPO))  # `configs` is a top-level package of the repository
-
-from jax_al import loop, replay, report  # noqa: E402
-from jax_al.study.analysis import pca_2d  # noqa: E402,F401  (the study's; used by the notebook)
-from jax_al.scores import normalize as norm_lib  # noqa: E402
+from IPython.display import Image, Markdown
 
 MODE_ENV = "JAX_AL_NOTEBOOK_MODE"
+OUT_ENV = "JAX_AL_NOTEBOOK_OUT"
+CIFAR_ENV = "JAX_AL_NOTEBOOK_CIFAR"
+BASELINES_ENV = "JAX_AL_NOTEBOOK_BASELINES"
+MODES = ("full", "ci")
+DEFAULT_OUT = {"full": "runs/study_digits", "ci": "runs/study_digits_ci"}
 
-
-# ------------------------------------------------------------------ settings
+# The plots a study writes, with what each shows (jax_al/study/findings.py, `plots`).
+STUDY_PLOTS = (
+    ("learning_curves.png", "Learning curves, mean ± 1 sd over seeds: scope (question 2), "
+     "sign and set-level (question 3), the best variant against the baselines (question 4)."),
+    ("paired_auc.png", "Paired AUC differences with 95 % intervals, one panel per question."),
+    ("score_scales.png", "Question 1: the raw uncertainty and MMD term at one selection step, "
+     "and both after each normalisation."),
+    ("pca_step.png", "Question 3: each variant's picks at one selection step, on a PCA of "
+     "the features."),
+)
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
-  """How much the notebook runs.
-
-  Attributes:
-    mode: "full" (the committed notebook) or "ci" (the test run).
-    trials: trials of every learning-curve run (paired by trial index).
-    sweep_trials: trials of each run of the lam x normalisation sweep.
-    epochs: training epochs per cycle (the digits config has 100).
-    cycles: AL cycles (labeled sizes 20, 40, ..., 20 * cycles).
-    subset: random unlabeled candidates scored per cycle (fixed, so every
-      cycle has the same pool shape and compiles once).
-    lams: the lam sweep; 0 is uncertainty only.
-    norms: the normalisations swept.
-    sign_lams: lams at which large (+1) and small (-1) rank-normalised MMD
-      are compared (1.0 is the main runs `mmd_large` / `mmd_small`).
-    probe_cycles: cycles whose selection steps are reproduced for overlaps.
-    probe_trials: trials whose selection steps are reproduced for overlaps.
-    pca_cycle: the cycle whose selection step is drawn in the PCA picture.
-  """
+class Settings:
+  """What the notebook runs and shows: the study's mode, folder and baselines
+  ("" = the study's default), and the CIFAR-10 folder."""
 
   mode: str
-  trials: int
-  sweep_trials: int
-  epochs: int
-  cycles: int
-  subset: int
-  lams: tuple[float, ...]
-  norms: tuple[str, ...]
-  sign_lams: tuple[float, ...]
-  probe_cycles: tuple[int, ...]
-  probe_trials: tuple[int, ...]
-  pca_cycle: int
+  out: Path
+  baselines: str
+  cifar: Path
 
 
-PLANS = {
-    "full": Plan("full", trials=5, sweep_trials=3, epochs=50, cycles=10, subset=1000,
-                 lams=(0.0, 0.1, 0.3, 1.0, 3.0, 10.0),
-                 norms=("none", "minmax", "zscore", "rank"), sign_lams=(0.1, 0.3, 1.0),
-                 probe_cycles=(1, 3, 5, 7, 9), probe_trials=(0, 1, 2), pca_cycle=3),
-    "ci": Plan("ci", trials=2, sweep_trials=2, epochs=8, cycles=3, subset=1000,
-               lams=(0.0, 1.0, 10.0), norms=("none", "rank"), sign_lams=(1.0, 10.0),
-               probe_cycles=(1, 2), probe_trials=(0,), pca_cycle=2),
-}
+def settings(repo: Path, env=None) -> Settings:
+  """The Settings from the environment (`env`, default os.environ).
 
-
-def plan(mode: str | None = None) -> Plan:
-  """The Plan for `mode`, or for $JAX_AL_NOTEBOOK_MODE (default "full")."""
-  mode = mode or os.environ.get(MODE_ENV, "full") or "full"
-  if mode not in PLANS:
-    raise ValueError(f"${MODE_ENV}={mode!r}: use one of {sorted(PLANS)}")
-  return PLANS[mode]
-
-
-def digits_config(preset: str, p: Plan, *, trials: int | None = None, **al):
-  """`configs/digits.py:<preset>` sized by the plan, with `config.al` overrides.
-
-  Epochs and the learning-rate milestone scale together (milestone at 80 %
-  of the epochs, as in the digits config); test accuracy is measured only
-  after the last epoch, the one the learning curves use.
+  Raises ValueError (one line) for an unknown mode or a study folder under
+  docs/, which holds committed results only.
   """
-  from configs import digits
-
-  c = digits.get_config(preset)
-  c.num_trials = p.trials if trials is None else trials
-  c.train.epochs = p.epochs
-  c.train.milestones = (max(1, int(0.8 * p.epochs)),)
-  c.train.eval_every = p.epochs
-  c.al.cycles = p.cycles
-  c.al.subset = p.subset
-  for k, v in al.items():
-    c.al[k] = v
-  return c
-
-
-# ----------------------------------------------------------------------- runs
+  env = os.environ if env is None else env
+  repo = Path(repo).resolve()
+  mode = env.get(MODE_ENV) or "full"
+  if mode not in MODES:
+    raise ValueError(f"${MODE_ENV}={mode!r}: use one of {', '.join(MODES)}")
+  out = (repo / (env.get(OUT_ENV) or DEFAULT_OUT[mode])).resolve()
+  if out == repo / "docs" or (repo / "docs") in out.parents:
+    raise ValueError(f"${OUT_ENV}={env.get(OUT_ENV)!r}: docs/ holds committed results only; "
+                     f"pass a folder outside it, e.g. {DEFAULT_OUT[mode]}")
+  cifar = (repo / (env.get(CIFAR_ENV) or "docs/results/cifar10")).resolve()
+  return Settings(mode, out, env.get(BASELINES_ENV, "").strip(), cifar)
 
 
-def run_all(configs: dict, root: Path, log=print) -> dict[str, float]:
-  """Runs (or resumes) each named config under `root/<name>`; returns seconds per run.
+def _shown(path: Path, repo: Path | None) -> str:
+  path = Path(path).resolve()
+  if repo is not None and Path(repo).resolve() in path.parents:
+    return path.relative_to(Path(repo).resolve()).as_posix()
+  return str(path)
 
-  A finished run with the same config is reused as it is, so re-executing
-  the notebook only computes what is missing.
+
+def local_markdown(text: str, shift: int = 0) -> str:
+  """`text` for a notebook cell: headings `shift` levels deeper, and without the
+  lines that only link a folder's own PNGs (the notebook shows them as images)."""
+  out = []
+  for line in text.splitlines():
+    if re.fullmatch(r"\s*!\[[^\]]*\]\([^)/]+\.png\)\s*", line):
+      continue
+    if line.startswith("Plots: [") and ".png)" in line:
+      continue
+    if shift and re.match(r"#{1,6} ", line):
+      line = "#" * shift + line
+    out.append(line)
+  return "\n".join(out).strip("\n") + "\n"
+
+
+def study_items(folder: Path, shift: int = 2, repo: Path | None = None) -> list:
+  """What a study folder shows: its findings.md (every table; findings.json
+  rendered by `jax_al.study.findings.markdown` when there is no .md), then its plots.
+
+  Raises ValueError (one line) when the folder has neither file.
   """
-  root = Path(root)
-  seconds = {}
-  for name, c in configs.items():
-    t = time.perf_counter()
-    loop.run(c, root / name, quiet=True)
-    seconds[name] = time.perf_counter() - t
-    if log:
-      log(f"{name:28s} {seconds[name]:6.1f} s")
-  return seconds
+  from jax_al.study import findings
+
+  folder = Path(folder)
+  if (folder / "findings.md").is_file():
+    text = (folder / "findings.md").read_text()
+  elif (folder / "findings.json").is_file():
+    text = findings.markdown(json.loads((folder / "findings.json").read_text()))
+  else:
+    raise ValueError(f"study folder {_shown(folder, repo)!r} has no findings.md or "
+                     f"findings.json; run python -m jax_al.study --config configs/digits.py "
+                     f"--out {folder} first")
+  items = [Markdown(local_markdown(text, shift))]
+  for name, caption in STUDY_PLOTS:
+    if (folder / name).is_file():
+      items += [Markdown(f"**`{_shown(folder / name, repo)}`**: {caption}"),
+                Image(filename=str(folder / name))]
+  return items
 
 
-def load(root: Path, names: Iterable[str]) -> dict[str, dict]:
-  """`report.load_run` of `root/<name>` for each name, in order."""
-  return {n: report.load_run(Path(root) / n) for n in names}
+def _report_items(folder: Path, shift: int, repo: Path | None) -> list:
+  """A comparison's report.md (report.json rendered by `report.to_markdown`
+  when there is no .md) and the folder's PNGs."""
+  from jax_al import report
+
+  if (folder / "report.md").is_file():
+    text = (folder / "report.md").read_text()
+  else:
+    text = report.to_markdown(json.loads((folder / "report.json").read_text()))
+  items = [Markdown(local_markdown(text, shift))]
+  for png in sorted(folder.glob("*.png")):
+    items += [Markdown(f"**`{_shown(png, repo)}`**"), Image(filename=str(png))]
+  return items
 
 
-def aucs(runs: dict[str, dict]) -> dict[str, np.ndarray]:
-  """Per-trial normalised AUC (`report.auc`) of each run."""
-  return {n: report.auc(r["labeled"], r["acc"]) for n, r in runs.items()}
+def cifar_items(root: Path, repo: Path | None = None) -> list:
+  """What the CIFAR-10 section shows.
 
-
-def auc_table(runs: dict[str, dict], against: str | None = None) -> list[dict]:
-  """Rows of name, trials, AUC mean and std, final accuracy, and (optionally)
-  the paired AUC difference against run `against`."""
-  rows = []
-  for n, r in runs.items():
-    a = report.auc(r["labeled"], r["acc"])
-    row = {"name": n, "trials": len(r["trials"]), "auc": float(a.mean()),
-           "auc_std": float(a.std(ddof=1)) if len(a) > 1 else math.nan,
-           "final": float(r["acc"][:, -1].mean())}
-    if against is not None and n != against:
-      row["vs"] = report.paired(r, runs[against])
-    rows.append(row)
-  return rows
-
-
-def format_table(rows: list[dict], against: str | None = None) -> str:
-  """A fixed-width text table of `auc_table` rows."""
-  head = f"{'variant':28s} {'n':>2s} {'AUC':>6s} {'sd':>5s} {'final':>6s}"
-  if against:
-    head += f"   AUC - {against} [95% CI]"
-  lines = [head]
-  for r in rows:
-    s = f"{r['name']:28s} {r['trials']:2d} {r['auc']:6.2f} {r['auc_std']:5.2f} {r['final']:6.2f}"
-    if "vs" in r:
-      v = r["vs"]
-      s += f"   {v['diff']:+6.2f} [{v['lo']:+.2f}, {v['hi']:+.2f}]" + (" *" if v["significant"] else "")
-    lines.append(s)
-  return "\n".join(lines)
-
-
-
-# ------------------------------------------------------ selection steps
-
-
-def normalised(v: np.ndarray, method: str) -> np.ndarray:
-  """`scores.normalize.normalize` on a NumPy vector."""
-  return np.asarray(norm_lib.normalize(jnp.asarray(v), method))
-
-
-def overlap(a: np.ndarray, b: np.ndarray) -> float:
-  """|a & b| / |a|: the fraction of picks two selections share."""
-  a = np.asarray(a)
-  return len(np.intersect1d(a, b)) / max(len(a), 1)
-
-
-def overlap_sweep(steps: list[replay.Step], config, lams, norms) -> np.ndarray:
-  """[norms, lams, steps] share of the picks of `config` with al.normalize = norm
-  and al.lam = lam that equal its picks with lam = 0 (uncertainty only).
-
-  `lam`, `normalize` and `sign` are traced in the strategy: the sweep
-  compiles once per step shape.
-  """
-  out = np.zeros((len(norms), len(lams), len(steps)))
-  for k, st in enumerate(steps):
-    base = replay.select(st, replay.with_al(config, lam=0.0))
-    for i, nm in enumerate(norms):
-      for j, lam in enumerate(lams):
-        out[i, j, k] = overlap(base, replay.select(st, replay.with_al(config, lam=float(lam), normalize=nm)))
-  return out
-
-
-# ---------------------------------------------------------------- pictures
-
-
-def pick_profile(step: replay.Step, picks: np.ndarray) -> dict[str, float]:
-  """Where picks sit: distance to the nearest labeled point, pool density, classes.
-
-  dist_labeled: mean Euclidean distance (features) of a pick to its nearest
-    labeled point, relative to the same mean over all candidates (1 = typical).
-  density_pct: mean percentile (0-100) of the picks' pool density
-    mean_u k(x, u) (Gaussian kernel, median-heuristic sigma) among all
-    candidates: high = a dense region, low = an outlier.
-  classes: distinct true classes among the picks.
-  """
-  x = np.asarray(step.pool.features, np.float64)
-  l = np.asarray(step.pool.labeled_features, np.float64)
-  d2 = (x**2).sum(1)[:, None] + (l**2).sum(1)[None] - 2 * x @ l.T
-  near = np.sqrt(np.maximum(d2.min(1), 0))
-  dxx = np.sqrt(np.maximum((x**2).sum(1)[:, None] + (x**2).sum(1)[None] - 2 * x @ x.T, 0))
-  sigma = np.median(dxx[np.triu_indices(len(x), 1)])
-  dens = np.exp(-dxx**2 / (2 * sigma**2)).mean(1)
-  pct = 100.0 * (np.argsort(np.argsort(dens)) / max(len(x) - 1, 1))
-  picks = np.asarray(picks)
-  return {"dist_labeled": float(near[picks].mean() / near.mean()),
-          "density_pct": float(pct[picks].mean()),
-          "classes": int(len(np.unique(step.labels[picks])))}
-
-
-def plot_curves(ax, runs: dict[str, dict], names: Iterable[str] | None = None,
-                title: str = "") -> None:
-  """Mean learning curves with a band of +-1 sample std over trials, AUC in the legend."""
-  for n in (names or runs):
-    r = runs[n]
-    x, acc = np.asarray(r["labeled"]), r["acc"]
-    m, sd = acc.mean(0), report.std_over_trials(acc)
-    a = report.auc(r["labeled"], acc).mean()
-    (line,) = ax.plot(x, m, marker="o", ms=3, label=f"{n} (AUC {a:.1f})")
-    ax.fill_between(x, m - sd, m + sd, alpha=0.15, color=line.get_color())
-  ax.set_xlabel("labeled images")
-  ax.set_ylabel("test accuracy (%)")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=7)
-  if title:
-    ax.set_title(title, fontsize=10)
-
-
-def plot_paired(ax, diffs: dict[str, dict], xlabel: str) -> None:
-  """Paired AUC differences ({label: `paired(...)`}) as points with 95 % intervals.
-
-  A difference with a single pair (no interval) is drawn as a bare point.
-  """
-  labels = list(diffs)
-  y = np.arange(len(labels))
-  d = np.array([diffs[k]["diff"] for k in labels])
-  lo = np.array([diffs[k]["lo"] for k in labels])
-  hi = np.array([diffs[k]["hi"] for k in labels])
-  ok = np.isfinite(lo)
-  ax.errorbar(d[ok], y[ok], xerr=[d[ok] - lo[ok], hi[ok] - d[ok]], fmt="o", capsize=4)
-  ax.plot(d[~ok], y[~ok], "o")
-  ax.axvline(0, color="k", lw=0.8)
-  ax.set_yticks(y, labels)
-  ax.set_xlabel(xlabel)
-  ax.grid(alpha=0.3, axis="x")
-
-
-# ------------------------------------------------------------ CIFAR results
-
-
-def cifar_runs(root: Path = Path("docs/results/cifar10")) -> dict[str, dict]:
-  """Loaded CIFAR-10 runs under `root`: run folders with metrics.jsonl, or report.json files.
-
-  Returns {name: run} in `report.load_run` form (for report.json, only the
-  mean curve, as a single pseudo-trial); empty when nothing is there.
+  The README.md of `root`, then every folder under it (itself included)
+  holding a study's findings.md / findings.json or a comparison's
+  report.md / report.json, in path order, each with its README.md and
+  PNGs. A missing `root`, or one holding none of those files, gives a
+  single line saying so.
   """
   root = Path(root)
-  runs = {}
+  shown = _shown(root, repo)
   if not root.is_dir():
-    return runs
-  for m in sorted(root.rglob("metrics.jsonl")):
-    r = report.load_run(m.parent)
-    if len(r["trials"]):
-      runs[str(m.parent.relative_to(root))] = r
-  loaded = {(m.parent / "metrics.jsonl") for m in root.rglob("metrics.jsonl")}
-  for rep in sorted(root.rglob("report.json")):
-    summ = json.loads(rep.read_text())
-    for name, s in summ.get("strategies", {}).items():
-      # A comparison's report sits in <cmp>/report/ next to its runs <cmp>/<name>/:
-      # a run already loaded from its metrics.jsonl is not added twice.
-      if any(rep.parent.parent / name / "metrics.jsonl" == m for m in loaded):
-        continue
-      key = (rep.parent.relative_to(root) / name).as_posix()
-      if key not in runs and s.get("labeled") and s.get("mean"):
-        runs[key] = {"name": name, "trials": [0], "labeled": s["labeled"],
-                     "acc": np.asarray([s["mean"]], float),
-                     "select_s": np.zeros((1, len(s["labeled"])))}
-  return runs
+    return [Markdown(f"No CIFAR-10 results: `{shown}/` does not exist (no GPU run has been "
+                     "committed), so every answer above rests on digits alone.")]
+  items = []
+  for d in [root, *sorted(p for p in root.rglob("*") if p.is_dir())]:
+    study = any((d / n).is_file() for n in ("findings.md", "findings.json"))
+    comparison = any((d / n).is_file() for n in ("report.md", "report.json"))
+    if not (study or comparison):
+      continue
+    items.append(Markdown(f"### `{_shown(d, repo)}`"))
+    if d != root and (d / "README.md").is_file():
+      items.append(Markdown(local_markdown((d / "README.md").read_text(), 3)))
+    items += study_items(d, 3, repo) if study else _report_items(d, 3, repo)
+  if not items:
+    return [Markdown(f"No CIFAR-10 results: `{shown}/` holds no findings.md, findings.json, "
+                     "report.md or report.json.")]
+  if (root / "README.md").is_file():
+    items.insert(0, Markdown(local_markdown((root / "README.md").read_text(), 2)))
+  return items

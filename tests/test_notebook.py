@@ -1,83 +1,164 @@
-"""The seed-questions notebook: its helpers, and one execution in CI mode.
+"""The notebook (notebooks/seed_questions.ipynb), a view of `jax_al.study`.
 
-The notebook (notebooks/seed_questions.ipynb) is executed with nbclient in
-the reduced mode `JAX_AL_NOTEBOOK_MODE=ci` (same cells, 2 trials of 3 cycles
-of 8 epochs), with runs and figures in a temporary folder, so the committed
-figures under docs/findings/ are never touched.
+Its display helpers (notebooks/seed_helpers.py) are tested directly; the
+notebook itself is executed once with nbclient in ci mode
+(`JAX_AL_NOTEBOOK_MODE=ci`), its study in a temporary folder and a fake
+CIFAR-10 folder, and its outputs are checked against the findings.json the
+study wrote and against the committed docs/study/digits/findings.json.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from conftest import snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "notebooks"))  # the notebook's helpers live next to it
 NOTEBOOK = REPO / "notebooks" / "seed_questions.ipynb"
-FIGURES = ("q1_scales.png", "q1_lam_sweep.png", "q2_scope.png", "q3_sign_curves.png",
-           "q3_sign_pca.png", "q4_baselines.png")
+COMMITTED = REPO / "docs" / "study" / "digits"
+PLOTS = ("learning_curves.png", "paired_auc.png", "score_scales.png", "pca_step.png")
 
 
-def test_plan_modes(monkeypatch):
-  import seed_helpers as A
+def _text(items) -> str:
+  """The markdown of a list of display objects, joined."""
+  from IPython.display import Markdown
 
-  monkeypatch.setenv(A.MODE_ENV, "ci")
-  assert A.plan().mode == "ci"
-  monkeypatch.delenv(A.MODE_ENV)
-  assert A.plan().mode == "full"
-  with pytest.raises(ValueError, match="JAX_AL_NOTEBOOK_MODE"):
-    A.plan("fast")
-  c = A.digits_config("rank", A.plan("ci"), sign=-1)
-  assert (c.al.normalize, c.al.sign, c.al.cycles, c.train.epochs) == ("rank", -1, 3, 8)
+  return "\n".join(x.data for x in items if isinstance(x, Markdown))
 
 
-def test_small_helpers():
-  import seed_helpers as A
-  from jax_al import report
+def _images(items) -> list[str]:
+  from IPython.display import Image
 
-  assert A.overlap(np.array([1, 2, 3, 4]), np.array([4, 3, 9, 10])) == 0.5
-  x = np.random.default_rng(0).normal(size=(50, 5)) * np.array([5, 3, 1, 0.1, 0.1])
-  xy = A.pca_2d(x)
-  assert xy.shape == (50, 2) and abs(xy[:, 0].var() - xy.var(0).max()) < 1e-9
-  r = {"trials": [0, 1, 2], "labeled": [1, 2], "acc": np.array([[1., 2.], [3., 4.], [5., 6.]]),
-       "select_s": np.zeros((3, 2))}
-  a, b = report.first_trials(r, 2), {**r, "acc": r["acc"] - 1.0}
-  assert a["trials"] == [0, 1] and a["acc"].shape == (2, 2)
-  p = report.paired(r, b)
-  assert p["pairs"] == 3 and p["diff"] == pytest.approx(1.0)
-  assert A.cifar_runs(REPO / "no" / "such" / "folder") == {}
+  return [Path(x.filename).name for x in items if isinstance(x, Image)]
 
 
-def test_cifar_results_are_found(tmp_path):
-  import seed_helpers as A
+def _study_rows(f: dict) -> list[str]:
+  """Table rows that findings.md writes for questions 1 and 4 (findings.markdown)."""
+  rows = [f"| {r['norm']} | {r['lam']:g} | {r['run']} | {r['auc']:.2f} |"
+          for r in f["q1"]["sweep"]]
+  rows += [f"| {r['name']} | {len(r['seeds'])} | {r['auc']:.2f}" for r in f["q4"]["table"]]
+  rows.append(f"**{f['q4']['best']}**")
+  return rows
 
-  (tmp_path / "cmp").mkdir()
-  (tmp_path / "cmp" / "report.json").write_text(json.dumps({"strategies": {
-      "users": {"labeled": [5000, 7500], "mean": [79.2, 86.4]}}}))
-  runs = A.cifar_runs(tmp_path)
-  assert list(runs) == ["cmp/users"] and runs["cmp/users"]["acc"].tolist() == [[79.2, 86.4]]
+
+def _fake_cifar(root: Path) -> None:
+  """A comparison with report.md and a PNG, a report.json alone, and a README."""
+  (root / "cmp").mkdir(parents=True)
+  (root / "README.md").write_text("# CIFAR-10 on the GPU\n\nfake results for the test\n")
+  (root / "cmp" / "report.md").write_text(
+      "# Active-learning comparison\n\n| strategy | AUC |\n| --- | --- |\n"
+      "| greedy | 71.23 ± 0.45 |\n\n![learning curves](learning_curves.png)\n")
+  shutil.copy(COMMITTED / "learning_curves.png", root / "cmp" / "learning_curves.png")
+  (root / "json_only").mkdir()
+  (root / "json_only" / "report.json").write_text(json.dumps({
+      "baseline": "random", "notes": [], "strategies": {
+          "random": {"labeled": [5000, 7500], "mean": [79.2, 86.4], "std": [0.3, 0.2],
+                     "trials": [0, 1], "partial": [], "partial_included": [],
+                     "auc_mean": 82.8, "auc_std": 0.25, "select_s_mean": [1.0, 0.0]},
+          "coreset": {"labeled": [5000, 7500], "mean": [79.2, 87.9], "std": [0.3, 0.1],
+                      "trials": [0, 1], "partial": [], "partial_included": [],
+                      "auc_mean": 83.55, "auc_std": 0.15, "select_s_mean": [2.0, 0.0],
+                      "vs_baseline": {"auc_diff": 0.75, "ci95": [0.11, 1.39], "pairs": 2}}}}))
 
 
-def test_cifar_comparison_is_loaded_once(tmp_path):
-  """A comparison folder (runs + report/report.json) gives each strategy once, from its run."""
-  import seed_helpers as A
-  from jax_al import loop
+# ------------------------------------------------------------------ helpers
 
-  cfg = A.digits_config("random", A.PLANS["ci"], trials=1)
-  cfg.al.cycles, cfg.train.epochs = 2, 1
-  loop.run(cfg, tmp_path / "cmp" / "random", quiet=True)
-  (tmp_path / "cmp" / "report").mkdir()
-  (tmp_path / "cmp" / "report" / "report.json").write_text(json.dumps({"strategies": {
-      "random": {"labeled": [20, 40], "mean": [50.0, 60.0]},
-      "other": {"labeled": [20, 40], "mean": [51.0, 61.0]}}}))
-  runs = A.cifar_runs(tmp_path)
-  assert sorted(runs) == ["cmp/random", "cmp/report/other"]
-  assert runs["cmp/random"]["labeled"] == [20, 40]
+
+def test_settings_from_the_environment(tmp_path):
+  import seed_helpers as V
+
+  s = V.settings(REPO, env={})
+  assert s == V.Settings("full", REPO / "runs" / "study_digits", "",
+                         REPO / "docs" / "results" / "cifar10")
+  s = V.settings(REPO, env={V.MODE_ENV: "ci", V.CIFAR_ENV: str(tmp_path),
+                            V.BASELINES_ENV: " random,coreset "})
+  assert s == V.Settings("ci", REPO / "runs" / "study_digits_ci", "random,coreset", tmp_path)
+  assert V.settings(REPO, env={V.OUT_ENV: "runs/x"}).out == REPO / "runs" / "x"
+  with pytest.raises(ValueError, match=r"^\$JAX_AL_NOTEBOOK_MODE='fast': use one of full, ci$"):
+    V.settings(REPO, env={V.MODE_ENV: "fast"})
+  for bad in ("docs", "docs/study/digits", str(REPO / "docs" / "x")):
+    with pytest.raises(ValueError, match=r"JAX_AL_NOTEBOOK_OUT.*docs/ holds committed results"):
+      V.settings(REPO, env={V.OUT_ENV: bad})
+
+
+def test_local_markdown_shifts_headings_and_drops_png_links():
+  import seed_helpers as V
+
+  text = ("# Title\n\n## 1. Scale\n\nbody #3\n\n![curves](learning_curves.png)\n\n"
+          "Plots: [learning curves](learning_curves.png), [x](x.png).\n\n"
+          "![elsewhere](https://example.org/a.png)\n")
+  out = V.local_markdown(text, 2)
+  assert out.splitlines()[0] == "### Title" and "#### 1. Scale" in out and "body #3" in out
+  assert "learning_curves.png" not in out and "Plots:" not in out
+  assert "https://example.org/a.png" in out  # only the folder's own PNGs are dropped
+
+
+def test_committed_study_items_show_its_numbers():
+  import seed_helpers as V
+
+  f = json.loads((COMMITTED / "findings.json").read_text())
+  items = V.study_items(COMMITTED, repo=REPO)
+  text = _text(items)
+  for row in _study_rows(f):
+    assert row in text, row
+  assert "full mode" in text and "CI mode" not in text
+  assert "#### 1. Scale" in text  # findings.md's headings sit under the notebook's
+  assert _images(items) == list(PLOTS)
+  with pytest.raises(ValueError, match="has no findings.md or findings.json"):
+    V.study_items(REPO / "notebooks", repo=REPO)
+
+
+def test_cifar_items_without_results(tmp_path):
+  import seed_helpers as V
+
+  (missing,) = V.cifar_items(REPO / "no" / "such", repo=REPO)
+  assert missing.data.startswith("No CIFAR-10 results: `no/such/` does not exist")
+  (tmp_path / "empty").mkdir()
+  (empty,) = V.cifar_items(tmp_path / "empty")
+  assert "holds no findings.md, findings.json, report.md or report.json" in empty.data
+  assert ("docs/results/cifar10" in _text(V.cifar_items(REPO / "docs" / "results" / "cifar10",
+                                                        repo=REPO)))
+
+
+def test_cifar_items_show_reports_and_studies(tmp_path):
+  import seed_helpers as V
+
+  root = tmp_path / "cifar10"
+  _fake_cifar(root)
+  (root / "study").mkdir()  # a study folder with findings.json only
+  shutil.copy(COMMITTED / "findings.json", root / "study" / "findings.json")
+  items = V.cifar_items(root)
+  text = _text(items)
+  assert text.startswith("### CIFAR-10 on the GPU\n\nfake results")
+  assert "| greedy | 71.23 ± 0.45 |" in text and "![learning curves]" not in text
+  assert "| coreset | 2 | 79.20 ± 0.30 | 87.90 ± 0.10 | 83.55 ± 0.15 |" in text  # report.json
+  assert "| coreset | +0.75 | [+0.11, +1.39] | 2 |" in text
+  f = json.loads((COMMITTED / "findings.json").read_text())
+  for row in _study_rows(f):  # findings.json rendered by jax_al.study.findings.markdown
+    assert row in text, row
+  assert _images(items) == ["learning_curves.png"]
+  heads = [x for x in text.splitlines() if x.startswith("### `")]
+  assert heads == [f"### `{root.resolve() / d}`" for d in ("cmp", "json_only", "study")]
+
+
+def test_committed_notebook_is_the_builder_output_without_outputs():
+  nbformat = pytest.importorskip("nbformat")
+  import build_notebook
+
+  committed = nbformat.read(NOTEBOOK, as_version=4)
+  built = build_notebook.build()
+  assert [(c.cell_type, c.source) for c in committed.cells] == \
+      [(c.cell_type, c.source) for c in built.cells], "rebuild: python notebooks/build_notebook.py"
+  for c in committed.cells:
+    if c.cell_type == "code":
+      assert c.outputs == [] and c.execution_count is None
 
 
 def test_kernel_runs_this_environment():
@@ -91,17 +172,37 @@ def test_kernel_runs_this_environment():
   assert Path(out).resolve() == Path(sys.executable).resolve()
 
 
+# ---------------------------------------------------------- the notebook
+
+
+def _cell(nb, needle: str):
+  (cell,) = [c for c in nb.cells if c.cell_type == "code" and needle in c.source]
+  return cell
+
+
+def _out_text(cell) -> str:
+  parts = []
+  for o in cell.outputs:
+    parts.append(o.get("text", ""))
+    parts.append(o.get("data", {}).get("text/markdown", ""))
+  return "\n".join(parts)
+
+
+def _out_images(cell) -> int:
+  return sum("image/png" in o.get("data", {}) for o in cell.outputs)
+
+
 @pytest.mark.slow
-def test_notebook_runs_in_ci_mode(tmp_path):
+def test_notebook_in_ci_mode_shows_the_study_it_ran(tmp_path):
   nbformat = pytest.importorskip("nbformat")
   nbclient = pytest.importorskip("nbclient")
   nb = nbformat.read(NOTEBOOK, as_version=4)
-  for cell in nb.cells:  # the committed outputs must not mask a failure
-    if cell.cell_type == "code":
-      cell.outputs, cell.execution_count = [], None
-  figs = tmp_path / "figures"
-  env = {"JAX_AL_NOTEBOOK_MODE": "ci", "JAX_AL_NOTEBOOK_RUNS": str(tmp_path / "runs"),
-         "JAX_AL_NOTEBOOK_FIGS": str(figs)}
+  out, cifar = tmp_path / "study", tmp_path / "cifar10"
+  _fake_cifar(cifar)
+  docs = snapshot(REPO / "docs")
+  # Baselines "random": the smallest real study, as in tests/test_study.py.
+  env = {"JAX_AL_NOTEBOOK_MODE": "ci", "JAX_AL_NOTEBOOK_OUT": str(out),
+         "JAX_AL_NOTEBOOK_BASELINES": "random", "JAX_AL_NOTEBOOK_CIFAR": str(cifar)}
   old = {k: os.environ.get(k) for k in env}
   os.environ.update(env)  # the kernel inherits this process's environment
   try:
@@ -113,28 +214,28 @@ def test_notebook_runs_in_ci_mode(tmp_path):
         os.environ.pop(k, None)
       else:
         os.environ[k] = v
-  for name in FIGURES:
-    assert (figs / name).stat().st_size > 10_000, name
-  images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
-               for o in c.outputs)
-  assert images >= len(FIGURES)
-  text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-  assert "No CIFAR-10 results" in text or "cifar10_curves.png" in os.listdir(figs)
-  found = json.loads((figs / "findings.json").read_text())
-  assert found["mode"] == "ci"
-  assert {"q1_raw", "q1_sweep", "q2", "q3", "q3_profile", "q4"} <= set(found)
-  assert found["q4"]["best"] in {r["name"] for r in found["q4"]["table"]}
-
-
-def test_the_overlap_sweep_of_a_replayed_step(tmp_path):
-  """The notebook's sweep on a rebuilt step: lam 0 always shares every pick."""
-  import seed_helpers as A
-  from jax_al import replay
-
-  p = A.PLANS["ci"]
-  cfg = A.digits_config("users", p, trials=1)
-  cfg.al.cycles = 2
-  A.run_all({"users": cfg}, tmp_path, log=None)
-  step = replay.step(tmp_path / "users", trial=0, cycle=1, config=cfg)
-  ov = A.overlap_sweep([step], cfg, (0.0, 1.0), ("none", "rank"))
-  assert ov.shape == (2, 2, 1) and np.all(ov[:, 0] == 1.0)
+  assert snapshot(REPO / "docs") == docs  # nothing written under docs/
+  f = json.loads((out / "findings.json").read_text())
+  assert f["mode"] == "ci" and f["config"] == "configs/digits.py"
+  assert f["study_fields"]["baselines"] == "random"
+  # 1. The study, run now: its plan, its jobs, and the best variant it chose.
+  ran = _out_text(_cell(nb, "study.run_study(ST)"))
+  assert "study of configs/digits.py (--mode ci" in ran and "phase 1:" in ran
+  assert f"best variant {f['q4']['best']}" in ran
+  shown = _cell(nb, "V.study_items(S.out")
+  text = _out_text(shown)
+  for row in _study_rows(f):
+    assert row in text, row
+  assert "CI mode" in text and _out_images(shown) == len(PLOTS)
+  # 2. The committed full run, read from docs/study/digits/.
+  committed = json.loads((COMMITTED / "findings.json").read_text())
+  shown = _cell(nb, 'V.study_items(REPO / "docs" / "study" / "digits"')
+  text = _out_text(shown)
+  for row in _study_rows(committed):
+    assert row in text, row
+  assert "full mode" in text and "CI mode" not in text and _out_images(shown) == len(PLOTS)
+  # 3. CIFAR-10: the fake folder's reports.
+  shown = _cell(nb, "V.cifar_items(S.cifar")
+  text = _out_text(shown)
+  assert "| greedy | 71.23 ± 0.45 |" in text and "| coreset | +0.75 | [+0.11, +1.39] | 2 |" in text
+  assert _out_images(shown) == 1
