@@ -5,6 +5,8 @@ same files, and resume, in either mode, from each other's checkpoints."""
 from __future__ import annotations
 
 import json
+
+import jax
 import math
 
 import numpy as np
@@ -202,3 +204,45 @@ def test_bench_parallel_ensemble_rows(tmp_path):
   seq, ens = json.loads((tmp_path / "f.json").read_text())["parallel"]["rows"]
   assert seq["mode"] == "sequential" and ens["mode"] == "ensemble"
   assert ens["vs_one_member"] == pytest.approx(ens["epoch_s"] / seq["epoch_s"])
+
+
+def test_learning_loss_vmapped_switches_with_the_sequential_trainer():
+  """Learning loss switches program at its detach epoch (`Trainer.at`); the
+  vmapped trials switch with it. One epoch (one step) of each program from
+  the same weights, vmapped vs trial by trial: equal within float tolerance,
+  and the two programs give different steps. Over several steps the runs
+  cannot be compared so: the ranking loss's sign(l_i - l_j) flips on a
+  one-ulp difference between two per-sample losses."""
+  from jax_al import cycle, strategies
+  from jax_al.data import load_dataset
+
+  c = _config("none", "learning_loss", model__name="resnet18", model__width=0.0625,
+              train__steps_per_call=1, train__epochs=4, al__ll_detach=0.5, al__initial=64)
+  ds = load_dataset(c.data)
+  exp = cycle.Experiment.build(c, ds, strategies.get_strategy("learning_loss", c.al))
+  tr, st = exp.trainer, cycle.stacked_trainer(exp.trainer)
+  assert [st.at(e).base is tr.at(e) for e in range(4)] == [True] * 4
+  assert st.at(1) is st and st.at(2) is st.after_detach is not None
+
+  starts = [cycle.initial(exp, t) for t in (0, 1)]
+  masks = np.zeros((2, len(ds.train_labels)), bool)
+  for t, (_, labeled) in enumerate(starts):
+    masks[t, labeled] = True
+  ks = [cycle.keys(c.seed, t, 1) for t in (0, 1)]
+  flat = lambda p: np.concatenate([np.ravel(np.asarray(a)) for a in jax.tree.leaves(p)])
+  steps = {}
+  for epoch in (0, 2):  # joint, detached
+    stacked, _ = st.at(epoch).run_epoch(
+        vmap_trials.stack([tr.new_state(s.params, s.batch_stats) for s, _ in starts]),
+        exp.images, exp.labels, jax.numpy.asarray(masks), 64,
+        jax.numpy.stack([k.data_order for k in ks]), jax.numpy.stack([k.augment for k in ks]),
+        0.1)
+    for t, (s, _) in enumerate(starts):
+      alone, _ = tr.at(epoch).run_epoch(tr.new_state(s.params, s.batch_stats), exp.images,
+                                        exp.labels, jax.numpy.asarray(masks[t]), 64,
+                                        ks[t].data_order, ks[t].augment, 0.1)
+      np.testing.assert_allclose(flat(jax.tree.map(lambda a: a[t], stacked.params)),
+                                 flat(alone.params), rtol=1e-4, atol=1e-5)
+      steps[epoch, t] = flat(alone.params["backbone"])
+  for t in (0, 1):  # the detached step leaves out the ranking loss's pull on the backbone
+    assert np.max(np.abs(steps[0, t] - steps[2, t])) > 1e-4
