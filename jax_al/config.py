@@ -267,15 +267,14 @@ def _check_al_rules(al) -> None:
                         "or set al.greedy_weight=0")
 
 
-def _check_model_rules(config) -> None:
-  """What the strategy needs of the model: dropout for MC-dropout passes, a
-  ResNet's stage outputs for a loss-prediction module."""
-  from jax_al import models, strategies
+def _check_model_rules(config, strategy) -> None:
+  """What `strategy` (the run's) needs of the model: dropout for MC-dropout
+  passes, a ResNet's stage outputs for a loss-prediction module."""
+  from jax_al import models
   from jax_al.models import loss_net
 
   name = config.al.strategy
-  samples = strategies.get_strategy(name, config.al).samples
-  if samples == "mc_dropout" and not config.model.get("dropout", 0.0) > 0:
+  if strategy.samples == "mc_dropout" and not config.model.get("dropout", 0.0) > 0:
     raise ConfigError("model.dropout", config.model.get("dropout", 0.0),
                       f"al.strategy={name} scores MC-dropout passes, which need dropout; "
                       "set model.dropout > 0, e.g. 0.3")
@@ -306,8 +305,7 @@ def check_config(config) -> None:
   if config.mesh.data == 0:
     raise ConfigError("mesh.data", config.mesh.data, "use a device count >= 1, or -1 for all")
   _check_al_rules(config.al)
-  strategies.get_strategy(config.al.strategy, config.al)  # an unknown name, before its rules
-  _check_model_rules(config)
+  _check_model_rules(config, strategies.get_strategy(config.al.strategy, config.al))
   raw = str(config.compare.strategies)
   names = compare_strategies(config)
   if raw.strip() and not names:

@@ -353,13 +353,18 @@ def epoch_order_n(key, labeled_mask, num_labeled, batch_size: int, rows: int):
   return order.reshape(rows, batch_size), valid.reshape(rows, batch_size)
 
 
-def eval_chunk(graphdef, sc: StepConfig, params, batch_stats, images, idx,
-               mesh: Mesh | None = None):
-  """Logits and features (float32) of `images[idx]` in inference mode."""
+def _inference_input(graphdef, sc: StepConfig, params, batch_stats, images, idx, mesh):
+  """(the merged model, the normalised batch `images[idx]`, sharded over the mesh)."""
   model = nnx.merge(graphdef, params, batch_stats)
   idx = _constrain(idx, mesh, P(sharding_lib.DATA))
   x = _constrain(images[idx], mesh, P(sharding_lib.DATA))
-  x = augment.normalize(x, sc.mean, sc.std, jnp.dtype(sc.dtype))
+  return model, augment.normalize(x, sc.mean, sc.std, jnp.dtype(sc.dtype))
+
+
+def eval_chunk(graphdef, sc: StepConfig, params, batch_stats, images, idx,
+               mesh: Mesh | None = None):
+  """Logits and features (float32) of `images[idx]` in inference mode."""
+  model, x = _inference_input(graphdef, sc, params, batch_stats, images, idx, mesh)
   return _constrain(model(x, train=False), mesh, P(sharding_lib.DATA))
 
 
@@ -379,10 +384,7 @@ def mc_chunk(graphdef, sc: StepConfig, params, batch_stats, images, idx, keys,
 def loss_chunk(graphdef, sc: StepConfig, params, batch_stats, images, idx,
                mesh: Mesh | None = None):
   """[B] float32 predicted losses of `images[idx]` (a learning-loss model), inference mode."""
-  model = nnx.merge(graphdef, params, batch_stats)
-  idx = _constrain(idx, mesh, P(sharding_lib.DATA))
-  x = _constrain(images[idx], mesh, P(sharding_lib.DATA))
-  x = augment.normalize(x, sc.mean, sc.std, jnp.dtype(sc.dtype))
+  model, x = _inference_input(graphdef, sc, params, batch_stats, images, idx, mesh)
   return _constrain(model.with_loss(x, train=False)[2], mesh, P(sharding_lib.DATA))
 
 
