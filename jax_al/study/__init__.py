@@ -38,7 +38,7 @@ from pathlib import Path
 
 from jax_al import files
 from jax_al.errors import ConfigError, DataError
-from jax_al.study import analysis, executors, findings, grid
+from jax_al.study import executors, findings, grid, probes
 from jax_al.study.grid import Study, build, plan_text  # noqa: F401
 
 TOOL = "jax-al study"
@@ -174,7 +174,7 @@ def run_study(st: Study, log=print) -> dict:
     ran += len(p2)
     log("analysis: replaying selection steps")
     executors.call(st.executor, [(st, "analysis", best)], fields=st.fields, folder=folder,
-                   log=log, label="analysis job", fn=analysis.run_analysis)
+                   log=log, label="analysis job", fn=probes.run_analysis)
     an = json.loads((st.out / "analysis" / "analysis.json").read_text())
     job_s = 0.0
     for t in (st.out / "timing").glob("*.json"):
@@ -195,5 +195,5 @@ def run_study(st: Study, log=print) -> dict:
 
 
 __all__ = ["Study", "build", "plan_text", "run_study", "check_out", "grid", "findings",
-           "analysis", "executors"]
+           "probes", "executors"]
 del os
