@@ -271,19 +271,18 @@ def _check_model_rules(config, strategy) -> None:
   """What `strategy` (the run's) needs of the model: dropout for MC-dropout
   passes, a ResNet's stage outputs for a loss-prediction module."""
   from jax_al import models
-  from jax_al.models import loss_net
 
   name = config.al.strategy
   if strategy.samples == "mc_dropout" and not config.model.get("dropout", 0.0) > 0:
     raise ConfigError("model.dropout", config.model.get("dropout", 0.0),
                       f"al.strategy={name} scores MC-dropout passes, which need dropout; "
                       "set model.dropout > 0, e.g. 0.3")
-  if loss_net.enabled(config):
+  if strategy.samples == "loss_prediction":
     cls = models.registry.get(config.model.name)
     if cls is not None and not hasattr(cls, "forward"):
       with_stages = [n for n in models.names() if hasattr(models.registry.get(n), "forward")]
       raise ConfigError("model.name", config.model.name,
-                        f"al.strategy={loss_net.STRATEGY} reads the stage outputs of a "
+                        f"al.strategy={name} reads the stage outputs of a "
                         f"ResNet; use model.name={' or '.join(with_stages)}")
 
 

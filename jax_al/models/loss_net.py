@@ -27,14 +27,17 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 
-STRATEGY = "learning_loss"
 HIDDEN = 128  # units per stage (the paper's)
 
 
 def enabled(config) -> bool:
-  """True when the run trains a loss-prediction module (`al.strategy` is learning_loss)."""
+  """True when the run trains a loss-prediction module: its `al.strategy`
+  scores the module's predictions (`Strategy.samples == "loss_prediction"`,
+  the attribute `cycle.pool` reads too)."""
+  from jax_al import strategies  # lazy: strategies import modules that import this one
+
   al = config.get("al") if hasattr(config, "get") else None
-  return al is not None and al.get("strategy") == STRATEGY
+  return al is not None and strategies.base.samples_of(al.get("strategy")) == "loss_prediction"
 
 
 @dataclasses.dataclass(frozen=True)

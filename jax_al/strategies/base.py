@@ -222,6 +222,12 @@ def names() -> list[str]:
   return sorted(_REGISTRY)
 
 
+def samples_of(name: str) -> str | None:
+  """The `samples` of the strategy registered as `name` (None when none is)."""
+  cls = _REGISTRY.get(name)
+  return cls.samples if cls is not None else None
+
+
 def get_strategy(name: str, cfg: Any) -> Strategy:
   """Builds the strategy registered as `name`, or raises ConfigError."""
   if name not in _REGISTRY:
