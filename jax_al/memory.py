@@ -131,11 +131,17 @@ def model_profile(config, num_classes: int, image_shape: tuple[int, int, int]) -
   """
   from flax import nnx
 
-  from jax_al.models import create_model
+  from jax_al.models import create_model, loss_net
+
+  with_loss = loss_net.enabled(config)
 
   def build():
-    return create_model(config.model, num_classes, tuple(image_shape), config.train.dtype,
-                        nnx.Rngs(0))
+    rngs = nnx.Rngs(0)
+    model = create_model(config.model, num_classes, tuple(image_shape), config.train.dtype,
+                         rngs)
+    if with_loss:  # trained jointly: its weights and the stage maps it reads count
+      model = loss_net.LossPredictionModel(model, jnp.dtype(config.train.dtype), rngs=rngs)
+    return model
 
   abstract = nnx.eval_shape(build)
   graphdef, state = nnx.split(abstract)
@@ -143,7 +149,8 @@ def model_profile(config, num_classes: int, image_shape: tuple[int, int, int]) -
                     if hasattr(x, "shape"))
 
   def forward(state, x):
-    return nnx.merge(graphdef, state)(x, train=True)
+    model = nnx.merge(graphdef, state)
+    return model.with_loss(x, train=True) if with_loss else model(x, train=True)
 
   per_batch = []
   for b in (1, 2):

@@ -77,6 +77,23 @@ def test_backbone_starts_from_the_plain_models_weights():
                                           plain_bs, ll_bs["backbone"])))
 
 
+def test_the_memory_estimate_counts_the_module():
+  """The estimate traces the model a run trains: with the module, its weights
+  are exactly those `train.init_model` creates."""
+  from jax_al import memory
+
+  key = jax.random.key(0)
+  sizes = {}
+  for s in ("random", "learning_loss"):
+    c = _ll_config(al__strategy=s)
+    prof = memory.model_profile(c, 10, (8, 8, 1))
+    _, params, bs = train.init_model(c, 10, (8, 8, 1), key)
+    assert prof.param_bytes == 4 * sum(x.size for x in jax.tree.leaves((params, bs)))
+    sizes[s] = prof
+  assert sizes["learning_loss"].param_bytes > sizes["random"].param_bytes
+  assert sizes["learning_loss"].train_bytes_per_image > sizes["random"].train_bytes_per_image
+
+
 def _grads(gd, params, bs, x, y, mask, objective):
   return jax.grad(lambda p: train.loss_fn(gd, p, bs, x, y, mask, True, None, objective)[0])(
       params)
