@@ -255,7 +255,10 @@ def check_meta(meta: dict, config, trial: int, step: int, n_train: int, workdir:
         f"{trial} cycle {step}")
   if not 1 <= step <= config.al.cycles:
     bad(f"cycle {step} is outside 1..al.cycles = {config.al.cycles}")
-  if "config_hash" in meta and meta["config_hash"] != workdir_lib.config_hash(config):
+  # The run's config.json was compared with `config` already; a checkpoint of
+  # the version that wrote it records that file's digest (fields added since absent).
+  if "config_hash" in meta and meta["config_hash"] not in (
+      workdir_lib.config_hash(config), workdir_lib.saved_hash(workdir)):
     bad("it was written by a run with a different config")
   if "rng" in meta and meta["rng"] != rng_record(config.seed, trial):
     bad("its random-stream keys differ from this run's (another seed, or another jax "

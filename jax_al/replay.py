@@ -105,7 +105,7 @@ def step(workdir, trial: int, cycle: int, config=None) -> Step:
   workdir = Path(workdir)
   saved = workdir_lib.load_config(workdir)
   config = saved if config is None else config
-  if workdir_lib.config_hash(config) != workdir_lib.config_hash(saved):
+  if workdir_lib.comparable(config.to_dict()) != workdir_lib.comparable(saved.to_dict()):
     raise DataError(str(workdir / "config.json"), "is not the config given to replay.step "
                     f"({workdir_lib.differences(saved.to_dict(), config.to_dict())})",
                     "pass the run's own config, or none to use config.json")

@@ -58,6 +58,49 @@ EXECUTION_ONLY = ("resume", "compare.parallel", "compile_cache_dir", "train.skip
                   "log.tensorboard")
 
 
+# Fields that joined the config after runs were first saved, each with the
+# value that gives the results of the code from before it existed. A saved
+# config.json that lacks one ran with that value: it is compared, replayed
+# and resumed as if it held it (with another value the run is refused, the
+# field named). A new results field must be added here with such a value.
+ADDED_FIELDS = {
+    "al.pad_labeled": "bucket",
+    "al.utility": "cluster_margin",
+    "al.prefilter": 0,
+    "data.features": "",
+    "data.coates.k": 400,
+    "data.coates.patch": 6,
+    "data.coates.n_patches": 400_000,
+    "data.coates.seed": 0,
+    "data.coates.kmeans_iter": 50,
+    "data.coates.eps_norm": 10.0,
+    "data.coates.eps_zca": 0.1,
+    "data.coates.block": 100,
+    "model.dropout": 0.0,
+    "al.mc_samples": 20,
+    "al.ensemble_size": 5,
+    "al.ll_weight": 1.0,
+    "al.ll_margin": 1.0,
+    "al.ll_detach": 0.6,
+}
+
+
+def with_added_fields(d: dict) -> dict:
+  """A copy of a saved config dict with every missing `ADDED_FIELDS` entry set."""
+  d = copy.deepcopy(d)
+  for field, value in ADDED_FIELDS.items():
+    *parents, last = field.split(".")
+    node = d
+    for p in parents:
+      if not isinstance(node.get(p, {}), dict):
+        node = None
+        break
+      node = node.setdefault(p, {})
+    if node is not None and last not in node:
+      node[last] = value
+  return d
+
+
 def marker() -> dict:
   return {"tool": TOOL, "format": FORMAT}
 
@@ -155,7 +198,8 @@ def load_config(workdir: Path):
       return tuple(tuples(x) for x in v)
     return {k: tuples(x) for k, x in v.items()} if isinstance(v, dict) else v
 
-  return ml_collections.ConfigDict(tuples({k: v for k, v in saved.items() if k != MARKER_KEY}))
+  saved = with_added_fields({k: v for k, v in saved.items() if k != MARKER_KEY})
+  return ml_collections.ConfigDict(tuples(saved))
 
 
 def is_ours(workdir: Path) -> bool:
@@ -243,19 +287,35 @@ def _strip(d: dict) -> dict:
 
 
 def differences(saved: dict, now: dict, limit: int = 3) -> str:
-  a, b = _flat(_strip(saved)), _flat(_strip(now))
+  a, b = _flat(_strip(with_added_fields(saved))), _flat(_strip(with_added_fields(now)))
   keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
   parts = [f"{k}: {a.get(k)!r} there, {b.get(k)!r} now" for k in keys[:limit]]
   return "; ".join(parts) + (" ..." if len(keys) > limit else "")
 
 
 def comparable(d: dict) -> str:
-  return json.dumps(_strip(d), sort_keys=True, default=str)
+  """What two configs must share for one run to continue the other: every
+  field but the execution-only ones, a field added since taken at its
+  `ADDED_FIELDS` value when absent."""
+  return json.dumps(_strip(with_added_fields(d)), sort_keys=True, default=str)
+
+
+def _digest(d: dict) -> str:
+  return hashlib.sha256(json.dumps(_strip(d), sort_keys=True, default=str).encode()
+                        ).hexdigest()[:16]
 
 
 def config_hash(config) -> str:
-  """A digest of every config field except the execution-only ones."""
-  return hashlib.sha256(comparable(config.to_dict()).encode()).hexdigest()[:16]
+  """A digest of every config field except the execution-only ones (what a
+  checkpoint's meta records)."""
+  return _digest(config.to_dict())
+
+
+def saved_hash(workdir: Path) -> str | None:
+  """The digest of the run's config.json as saved, the one the checkpoints of
+  the version that wrote it record (None without a readable config.json)."""
+  saved = _read_config(Path(workdir) / "config.json")
+  return _digest(saved) if isinstance(saved, dict) else None
 
 
 def existing_run(workdir: Path, config, overwrite: bool) -> bool:

@@ -429,6 +429,86 @@ def test_stopped_run_resumes(stopped_copy):
   assert loop.run(config, run, quiet=True)["labeled"] == [20, 40, 60]
 
 
+# Every results field of the first saved runs (format 1, 2026-11-28). A field
+# added since must be in workdir.ADDED_FIELDS (or be execution-only).
+FIRST_FIELDS = {
+    "al.approx", "al.batch", "al.block", "al.budget", "al.cycles", "al.draw_size",
+    "al.estimator", "al.greedy_weight", "al.initial", "al.k", "al.kmeans.init",
+    "al.kmeans.max_iter", "al.kmeans.n_init", "al.kmeans.tol", "al.lam", "al.mmd_scope",
+    "al.mode", "al.normalize", "al.repeats", "al.rff_dim", "al.sigma", "al.sign",
+    "al.strategy", "al.subset", "al.term", "al.transform", "al.u_scope", "al.use_mmd",
+    "augment.crop_pad", "augment.flip", "compare.parallel", "compare.strategies",
+    "data.cache_dir", "data.channels", "data.data_dir", "data.image_size",
+    "data.max_image_bytes", "data.mean", "data.name", "data.num_test", "data.path",
+    "data.source", "data.std", "data.test_split", "data.train_split", "mesh.data",
+    "mesh.distributed", "model.name", "model.width", "num_trials", "resume", "seed",
+    "train.batch_size", "train.dtype", "train.epochs", "train.eval_batch_size",
+    "train.eval_every", "train.gamma", "train.lr", "train.milestones", "train.momentum",
+    "train.reinit_each_cycle", "train.steps_per_call", "train.weight_decay"}
+
+
+def _fields(d, prefix=""):
+  out = set()
+  for k, v in d.items():
+    out |= _fields(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k}
+  return out
+
+
+def test_every_field_added_since_the_first_runs_has_its_old_value():
+  """Otherwise a run saved before the field existed could not be resumed."""
+  from configs import cifar10, cifar10_features, digits
+
+  for c in (digits.get_config(), cifar10.get_config(), cifar10_features.get_config()):
+    new = _fields(c.to_dict()) - FIRST_FIELDS - set(workdir_lib.EXECUTION_ONLY)
+    assert new <= set(workdir_lib.ADDED_FIELDS), sorted(new - set(workdir_lib.ADDED_FIELDS))
+
+
+def _as_if_saved_before_the_added_fields(run: Path) -> None:
+  """Rewrites a run as the version before ADDED_FIELDS wrote it: config.json
+  without those fields, and every checkpoint meta recording that file's digest."""
+  path = run / "config.json"
+  saved = json.loads(path.read_text())
+  for field in workdir_lib.ADDED_FIELDS:
+    *parents, last = field.split(".")
+    node = saved
+    for p in parents:
+      node = node[p]
+    node.pop(last)
+  saved["data"].pop("coates")
+  path.write_text(json.dumps(saved, indent=2))
+  digest = workdir_lib.saved_hash(run)
+  metas = list((run / "checkpoints").rglob("meta/metadata"))
+  assert metas
+  for m in metas:
+    meta = json.loads(m.read_text())
+    assert meta["config_hash"] != digest
+    meta["config_hash"] = digest
+    m.write_text(json.dumps(meta))
+
+
+def test_a_run_saved_before_fields_were_added_resumes_exactly(stopped, tmp_path):
+  run, config = stopped
+  old, plain = tmp_path / "old", tmp_path / "plain"
+  shutil.copytree(run, old, symlinks=True)
+  shutil.copytree(run, plain, symlinks=True)
+  _as_if_saved_before_the_added_fields(old)
+  assert loop.run(config, old, quiet=True)["labeled"] == [20, 40, 60]
+  loop.run(config, plain, quiet=True)
+  assert (old / "selected.jsonl").read_text() == (plain / "selected.jsonl").read_text()
+  # replay rebuilds its steps from the saved config, the added fields filled in
+  assert workdir_lib.load_config(old).al.ll_weight == workdir_lib.ADDED_FIELDS["al.ll_weight"]
+
+
+def test_a_run_saved_before_a_field_is_refused_with_another_value(stopped_copy, no_training):
+  run, config = stopped_copy
+  _as_if_saved_before_the_added_fields(run)
+  before = snapshot(run)
+  config.al.pad_labeled = "run"
+  with pytest.raises(ConfigError, match=r"al\.pad_labeled: 'bucket' there, 'run' now"):
+    loop.run(config, run, quiet=True)
+  assert snapshot(run) == before
+
+
 def _expect_refused(run, config, *needles):
   before = snapshot(run)
   with pytest.raises(DataError) as e:
