@@ -55,7 +55,7 @@ def auc_of(run: dict) -> np.ndarray:
 def row(run: dict) -> dict:
   a = auc_of(run)
   return {"name": run["name"], "seeds": run["trials"], "auc": float(a.mean()) if len(a) else math.nan,
-          "auc_std": float(a.std(ddof=1)) if len(a) > 1 else math.nan,
+          "auc_std": float(report.std_over_trials(a)) if len(a) > 1 else math.nan,
           "final": float(run["acc"][:, -1].mean()) if len(a) else math.nan,
           "per_seed_auc": a.tolist()}
 
