@@ -1,8 +1,8 @@
 """PyTorch reference of the same ResNet-18 training step, for a side-by-side number.
 
-The CIFAR ResNet-18 of the cluster-margin + MMD experiment (3x3 stem, no max-pool, BasicBlocks [2, 2, 2, 2],
-4x4 average pool, linear head), SGD lr 0.1 / momentum 0.9 / weight decay 5e-4,
-batch 128, cross-entropy. Like jax_al's Trainer, the data sit on the device
+The CIFAR ResNet-18 of the cluster-margin + MMD experiment (3x3 stem, no
+max-pool, BasicBlocks [2, 2, 2, 2], 4x4 average pool, linear head), SGD
+lr 0.1 / momentum 0.9 / weight decay 5e-4, batch 128, cross-entropy. Like jax_al's Trainer, the data sit on the device
 as uint8 and each batch is gathered and augmented there: zero-pad 4 + random
 32x32 crop on the uint8 images, random horizontal flip, then normalisation.
 The last partial batch of an epoch is trained (drop_last=False, as that experiment's
