@@ -17,7 +17,7 @@
 # Then through the device tool, from the repo root, one call each:
 #     run(command="bash benchmarks/gpu.sh speed", carry=[".device"], timeout_s=390)
 #     run(command="bash benchmarks/gpu.sh protocol", carry=[".device"], timeout_s=480)
-#     run(command="bash benchmarks/gpu.sh study", carry=[".device"], timeout_s=540)
+#     run(command="bash benchmarks/gpu.sh study", carry=[".device"], timeout_s=510)
 #
 # What comes back (a GPU call returns at most 8 files of <= 16 MiB, names of
 # letters, digits, '.', '_', '-'): $OUT/results.tar.gz, every log and JSON
