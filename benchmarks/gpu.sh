@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The GPU benchmarks as two calls, each sized for one H200 and cut by its own
+# The GPU benchmarks as calls, each sized for one H200 and cut by its own
 # deadline (GPU_DEADLINE_S; default 330 s for speed, 420 s for protocol, so
 # that both calls and the machine's start fit one session's 15 minutes of
-# device time; the issue's per-call ceiling was 8.5 minutes).
+# device time; 480 s for study, a call of its own; the per-call ceiling is
+# 8.5 minutes).
 #
 #   bash benchmarks/gpu.sh speed     # training variants, 3 vmapped trials, features,
 #                                    # selection at 45,000 x 512, a profile at 5,000
 #   bash benchmarks/gpu.sh protocol  # the full 7-cycle protocol, bf16, compiled cold
+#   bash benchmarks/gpu.sh study     # python -m jax_al.study on configs/cifar10_short.py,
+#                                    # grouped jobs of 3 vmapped trials
 #
 # Once per checkout (see ../shared/GPU.md):
 #     echo /.device/ >> .git/info/exclude
@@ -14,6 +17,7 @@
 # Then through the device tool, from the repo root, one call each:
 #     run(command="bash benchmarks/gpu.sh speed", carry=[".device"], timeout_s=390)
 #     run(command="bash benchmarks/gpu.sh protocol", carry=[".device"], timeout_s=480)
+#     run(command="bash benchmarks/gpu.sh study", carry=[".device"], timeout_s=510)
 #
 # What comes back (a GPU call returns at most 8 files of <= 16 MiB, names of
 # letters, digits, '.', '_', '-'): $OUT/results.tar.gz, every log and JSON
@@ -43,6 +47,27 @@
 # (--config.compile_cache_dir=off), with all the time left but a reserve; its
 # per-cycle records land in protocol.json and protocol/metrics.jsonl as each
 # cycle finishes.
+# study: first the study's --plan (its cost at the assumed or given
+# throughput, printed before anything trains), then `python -m jax_al.study`
+# on configs/cifar10_short.py and the CIFAR copy with all the time left but a
+# reserve: --study.trials_per_job=$GPU_SH_TRIALS_PER_JOB (3) vmapped trials
+# per job, one job seed per phase (--study.trials = --study.report_trials = that
+# k), the baselines of GPU_SH_BASELINES (default below, cheapest and most
+# asked-for first, the ensemble last), and GPU_SH_STUDY_ARGS passed through last
+# (any --study.* / --config.* flag, e.g. "--config.train.epochs=10
+# --study.vmap_images_per_s=90000"). The study runs phase 1 (questions 1-3, in
+# the grid's order: u_batch and users first), chooses the best variant, runs
+# phase 2 (the best, users, then the baselines in the order given), replays the
+# probe steps and writes the findings. The archive's study/ holds what the study
+# wrote except checkpoints: findings.md/json, plots, choice.json, study.json,
+# analysis/analysis.json, timing/, and each job's config.json, metrics.jsonl,
+# selected.jsonl, summary.json, log.txt. At the deadline the study is killed:
+# study/ then holds every finished job and the cycles the running job had
+# finished (its metrics.jsonl), but no findings unless they were written;
+# summary.txt's study table gives the finished replicates and their AUC per run
+# and the measured training throughput. A second call can carry the unpacked
+# study/ as .device/study and continue it (GPU_SH_STUDY_OUT=.device/study):
+# finished jobs are skipped (they need no checkpoint), unfinished ones restart.
 #
 # GPU_SH_PARTS=a,b runs only the parts named (e.g. a second call for the
 # parts a first one could not reach).
@@ -55,11 +80,12 @@
 set -u
 MODE=${1:-}
 case "$MODE" in
-  speed|protocol) ;;
-  *) echo "usage: bash benchmarks/gpu.sh speed|protocol"; exit 2 ;;
+  speed|protocol|study) ;;
+  *) echo "usage: bash benchmarks/gpu.sh speed|protocol|study"; exit 2 ;;
 esac
 T0=$(date +%s)
-DEFAULT_DEADLINE=$([ "$MODE" = speed ] && echo 330 || echo 420)
+case "$MODE" in speed) DEFAULT_DEADLINE=330 ;; protocol) DEFAULT_DEADLINE=420 ;;
+  *) DEFAULT_DEADLINE=480 ;; esac
 DEADLINE=$((T0 + ${GPU_DEADLINE_S:-$DEFAULT_DEADLINE}))
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
@@ -99,7 +125,7 @@ part() {  # part NAME CAP_S CMD...: CMD with a timeout, output to $W/NAME.log, t
   timeout -k 5 "$t" "$@" > "$W/$name.log" 2>&1
   local rc=$?
   echo "   rc=$rc in $(( $(date +%s) - s ))s$( ((rc == 124 || rc == 137)) && echo ' (cut by cap)')"
-  tail -n 12 "$W/$name.log" | grep -v -i warning
+  [ "$name" = plan ] || tail -n 12 "$W/$name.log" | grep -v -i warning
   pack
   return 0
 }
@@ -118,7 +144,7 @@ else
 fi
 export TF_CPP_MIN_LOG_LEVEL=2
 DATA=${GPU_SH_DATA:-.device/cifar10-jpeg.tar.gz}
-if [ "$MODE" = protocol ] && [ "$DATA" != digits ] && [ ! -e "$DATA" ]; then
+if [ "$MODE" != speed ] && [ "$DATA" != digits ] && [ ! -e "$DATA" ]; then
   echo "missing $DATA: copy the data into .device/ (see header) and pass carry=['.device']"
   exit 1
 fi
@@ -128,11 +154,26 @@ cat "$W/env.txt"
 echo "mode $MODE, quick=${QUICK:-0}, deadline $(left)s" | tee -a "$W/env.txt"
 B=(python3 -m jax_al.bench)
 RUN=$S/protocol_run
-snap() {  # the protocol run's small files (no checkpoints) into $W/protocol
+STUDY=${GPU_SH_STUDY_OUT:-$S/study}
+snap() {  # the run's small files (no checkpoints) into $W
+  [ "$MODE" = study ] && { snap_study; return 0; }
   [ "$MODE" = protocol ] || return 0
   mkdir -p "$W/protocol"
   for f in log.txt metrics.jsonl summary.json config.json selected.jsonl; do
     [ -e "$RUN/$f" ] && cp "$RUN/$f" "$W/protocol/$f.part" && mv "$W/protocol/$f.part" "$W/protocol/$f"
+  done
+  return 0
+}
+snap_study() {  # the study's outputs but never its checkpoints, into $W/study
+  [ -d "$STUDY" ] || return 0
+  local f d rel
+  ( cd "$STUDY" && find . -maxdepth 1 -type f \( -name '*.md' -o -name '*.json' -o -name '*.png' \
+      -o -name '*.txt' \) ; find timing analysis -maxdepth 1 -type f -name '*.json' 2> /dev/null
+    find runs -mindepth 3 -maxdepth 3 -type f \( -name config.json -o -name metrics.jsonl \
+      -o -name selected.jsonl -o -name summary.json -o -name log.txt \) 2> /dev/null ) |
+  while read -r rel; do
+    d="$W/study/$(dirname "$rel")"; f="$d/$(basename "$rel")"
+    mkdir -p "$d" && cp "$STUDY/$rel" "$f.part" 2> /dev/null && mv "$f.part" "$f"
   done
   return 0
 }
@@ -206,6 +247,24 @@ if [ "$MODE" = speed ]; then
     part selection_ref $(( $(left) - 25 )) "${B[@]}" selection "${SEL[@]}" \
       --json "$W/selection_ref.json"
   fi
+elif [ "$MODE" = study ]; then
+  K=${GPU_SH_TRIALS_PER_JOB:-$([ -n "$QUICK" ] && echo 2 || echo 3)}
+  BASE=${GPU_SH_BASELINES:-random,margin,coreset,badge,greedy_margin,global_uncertainty,learning_loss,ensemble_bald}
+  if [ "$DATA" = digits ]; then  # CPU check of the wiring without the CIFAR copy
+    P=(--config configs/digits.py)
+  else
+    P=(--config configs/cifar10_short.py --config.data.source=folder "--config.data.path=$DATA")
+  fi
+  [ -n "$QUICK" ] && { P+=(--mode ci); BASE=${GPU_SH_BASELINES:-random,ensemble_bald}; }
+  P+=(--out "$STUDY" "--study.trials_per_job=$K" "--study.trials=$K" "--study.report_trials=$K"
+      "--study.baselines=$BASE")
+  read -r -a EXTRA <<< "${GPU_SH_STUDY_ARGS:-}"
+  ST=(python3 -m jax_al.study "${P[@]}" ${EXTRA[@]+"${EXTRA[@]}"})
+  echo "${ST[*]}" > "$W/study_command.txt"
+  # The plan first: the log shows the planned cost before anything trains.
+  part plan 60 "${ST[@]}" --plan
+  cat "$W/plan.log"
+  part study "$(left)" "${ST[@]}"
 else
   if [ "$DATA" = digits ]; then  # CPU check of the wiring without the CIFAR copy
     # entropy: the users' selection alone compiles for ~50 s on a 2-core CPU

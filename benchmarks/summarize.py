@@ -4,7 +4,9 @@
 
 Reads *.json written by `python -m jax_al.bench` (train, features, parallel,
 selection, profile, protocol) and benchmarks/torch_reference.py, and
-OUT_DIR/protocol/metrics.jsonl when the protocol JSON holds no cycles yet.
+OUT_DIR/protocol/metrics.jsonl when the protocol JSON holds no cycles yet,
+and OUT_DIR/study/, the small files of a `python -m jax_al.study` run (its
+jobs' metrics.jsonl, its findings.json when written).
 Files of a part still running or cut by a time limit are read as far as
 they go. Standard library only.
 """
@@ -202,6 +204,92 @@ def _selection(docs: dict) -> None:
             f"{'-' if ref is None else f'{ref:.1f} ms':>10s}{goal}")
 
 
+def _auc(points: list) -> float:
+  """Mean accuracy over the labeled-size axis (trapezoids), as `jax_al.report.auc`."""
+  xs, ys = zip(*sorted(points))
+  if len(xs) < 2:
+    return ys[0]
+  area = sum((xs[i + 1] - xs[i]) * (ys[i] + ys[i + 1]) / 2 for i in range(len(xs) - 1))
+  return area / (xs[-1] - xs[0])
+
+
+def _records(path: Path) -> list:
+  out = []
+  for line in path.read_text().splitlines() if path.exists() else []:
+    try:
+      r = json.loads(line)
+    except ValueError:  # a line cut by a kill
+      continue
+    if isinstance(r, dict):
+      out.append(r)
+  return out
+
+
+def _study_jobs(root: Path) -> list:
+  """(run, job, config, {trial: [(labeled, acc)]}, cycle records) of every job folder."""
+  jobs = []
+  for cfg_path in sorted(root.glob("runs/*/*/config.json")):
+    try:
+      cfg = json.loads(cfg_path.read_text())
+    except (OSError, ValueError):
+      continue
+    recs = [r for r in _records(cfg_path.parent / "metrics.jsonl") if r.get("kind") == "cycle"]
+    trials = {}
+    for r in recs:
+      trials.setdefault(r["trial"], []).append((r["labeled"], r["test_acc"]))
+    jobs.append((cfg_path.parent.parent.name, cfg_path.parent.name, cfg, trials, recs))
+  return jobs
+
+
+def _study(out: Path) -> None:
+  root = out / "study"
+  if not root.is_dir():
+    return
+  jobs = _study_jobs(root)
+  f = _load(root / "findings.json") if (root / "findings.json").exists() else None
+  choice = _load(root / "choice.json") if (root / "choice.json").exists() else None
+  print(f"\nstudy ({'findings written' if f else 'NOT finished: no findings yet'}; "
+        f"{len(jobs)} job folders):")
+  print(f"{'run':22s} {'job':14s} {'trials':>6s} {'done':>4s} {'AUC':>6s} {'final':>6s} "
+        f"{'job s':>7s}")
+  for run, job, cfg, trials, _ in jobs:
+    cycles, n = cfg["al"]["cycles"], cfg.get("num_trials", 1)
+    done = [t for t, pts in trials.items() if len(pts) >= cycles]
+    aucs = [_auc(trials[t]) for t in done]
+    finals = [sorted(trials[t])[-1][1] for t in done]
+    timing = root / "timing" / f"{run}__{job}.json"
+    secs = _load(timing).get("seconds") if timing.exists() else None
+    print(f"{run[:22]:22s} {job[:14]:14s} {n:6d} {len(done):4d} "
+          f"{_f(sum(aucs) / len(aucs) if aucs else None, '6.2f', 6)} "
+          f"{_f(sum(finals) / len(finals) if finals else None, '6.2f', 6)} "
+          f"{_f(secs, '7.1f', 7)}")
+  # Training throughput: a vmapped job's cycle records share the group's train_s.
+  t_all = n_all = 0.0
+  for _, _, cfg, _, recs in jobs:
+    vmapped = cfg.get("num_trials", 1) > 1 and cfg.get("compare", {}).get("parallel") == "vmap"
+    by_c = {}
+    for r in recs:
+      if r.get("cycle", 1) > 1:
+        t, n = by_c.get(r["cycle"], (0.0, 0))
+        by_c[r["cycle"]] = ((max(t, r["train_s"]) if vmapped else t + r["train_s"]),
+                            n + r["labeled"] * cfg["train"]["epochs"])
+    if vmapped:
+      for t, n in by_c.values():
+        t_all, n_all = t_all + t, n_all + n
+  if t_all:
+    print(f"vmapped trials: {n_all / t_all:,.0f} training images/s in all (cycles after the "
+          "first, test passes included): --study.vmap_images_per_s for the next plan")
+  if choice:
+    print(f"best variant on the selection replicates: {choice.get('best')}")
+  if f:
+    q4 = f.get("q4", {})
+    print(f"question 4 on the report replicates ({q4.get('best')} minus each run, AUC, 95 % CI):")
+    for name, p in q4.get("best_vs", {}).items():
+      lo, hi = p.get("lo"), p.get("hi")
+      ci = f"[{lo:+.2f}, {hi:+.2f}]" if isinstance(lo, float) and lo == lo else ""
+      print(f"  {name:22s} {_f(p.get('diff'), '+7.2f', 7)} {ci:18s} {p.get('verdict', '')}")
+
+
 def main(folder: str) -> None:
   out = Path(folder)
   docs = {p.stem: d for p in sorted(out.glob("*.json"))
@@ -222,6 +310,7 @@ def main(folder: str) -> None:
   _acquisitions(docs)
   _profile(docs)
   _protocol(docs, out)
+  _study(out)
   for d in docs.values():
     for e in d.get("train_protocol_estimates", []) or []:
       print(f"protocol training estimate {e['model']} {e['dtype']} {e['variant']}: "

@@ -46,6 +46,26 @@ def check(config, mesh) -> None:
                       "to train the trials vmapped on one device")
 
 
+def check_config(config) -> None:
+  """`check` decided by the config alone, before any mesh exists: vmapped
+  trials need `mesh.data = 1`."""
+  if config.compare.parallel == "vmap" and config.num_trials > 1 and config.mesh.data != 1:
+    raise ConfigError("mesh.data", config.mesh.data,
+                      "vmapped trials run on one device; use --config.mesh.data=1, or "
+                      "train the trials one after another (compare.parallel=none)")
+
+
+def stacks_trials(config) -> bool:
+  """Whether the trials of `config`'s strategy can train as one vmapped program.
+
+  An ensemble strategy cannot: its members already are one vmapped program
+  per trial (`jax_al.preflight` refuses vmapped trials for it).
+  """
+  from jax_al import strategies
+
+  return strategies.get_strategy(config.al.strategy, config.al).samples != "ensemble"
+
+
 def stack(states: Sequence[Any]):
   """Per-trial pytrees -> one pytree with a leading trial axis."""
   return jax.tree.map(lambda *xs: jnp.stack(xs), *states)

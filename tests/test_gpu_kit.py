@@ -126,3 +126,31 @@ def test_protocol_call_on_the_cifar_copy(tmp_path):
   proto = _doc(folder, "protocol")["protocol"]
   assert proto["status"] == "done" and len(proto["cycles"]) == 2
   assert "cycle 1 accuracy" in (out / "summary.txt").read_text()
+
+
+def test_study_call_on_digits(tmp_path):
+  """`gpu.sh study` quick on digits: the plan first, a study of grouped jobs
+  (2 vmapped trials; the ensemble's one after another), its outputs packed
+  without checkpoints, and the study table in the summary."""
+  stdout, out, folder, seconds = _run(tmp_path, "study", timeout=300, GPU_SH_DATA="digits")
+  # The plan is printed before anything trains.
+  assert stdout.index("estimated total:") < stdout.index("== study (")
+  assert "each job = 2 trials of one job seed" in stdout
+  with tarfile.open(out / "results.tar.gz") as tar:
+    names = tar.getnames()
+  assert not any("checkpoint" in n for n in names), [n for n in names if "checkpoint" in n][:3]
+  study = folder / "study"
+  f = json.loads((study / "findings.json").read_text())
+  assert f["trials_per_job"] == 2 and f["report_replicates"] == ["1000:0", "1000:1"]
+  assert (study / "findings.md").is_file() and (study / "learning_curves.png").is_file()
+  jobs = sorted(p.parent.relative_to(study / "runs").as_posix()
+                for p in study.glob("runs/*/*/config.json"))
+  assert "u_batch/seed0x2" in jobs and "ensemble_bald/seed1000x2" in jobs and len(jobs) == 12
+  for j in jobs:
+    for name in ("config.json", "metrics.jsonl", "selected.jsonl", "summary.json", "log.txt"):
+      assert (study / "runs" / j / name).is_file(), (j, name)
+  assert len(list((study / "timing").glob("*.json"))) == 12
+  assert "--study.trials_per_job=2" in (folder / "study_command.txt").read_text()
+  summary = (out / "summary.txt").read_text()
+  assert "study (findings written; 12 job folders)" in summary
+  assert "vmapped trials:" in summary and "question 4 on the report replicates" in summary

@@ -275,3 +275,232 @@ def test_same_seeds_are_flagged(ci_study):
   md = (st.out / "findings.md").read_text()
   assert "NOT fresh" in md and "optimistic" in md
   assert "WARNING: report seeds" in study.plan_text(st3)
+
+
+# ------------------------------------------------------- grouped jobs (k > 1)
+
+GOLDEN = REPO / "tests" / "golden" / "study_k1.json"
+
+
+def test_one_trial_per_job_plans_and_jobs_are_unchanged():
+  """k = 1 (the default) plans, job workdirs and run configs are those the code
+  wrote before grouped jobs existed (tests/golden/study_k1.json)."""
+  r = subprocess.run([sys.executable, "tests/golden/make_study_k1.py"], cwd=REPO,
+                     capture_output=True, text=True, timeout=120,
+                     env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+  assert r.returncode == 0, r.stderr
+  now, then = json.loads(r.stdout), json.loads(GOLDEN.read_text())
+  assert set(now) == set(then)
+  for key in then:
+    assert now[key]["plan"] == then[key]["plan"], key
+    assert now[key]["jobs"] == then[key]["jobs"], key
+
+
+@pytest.mark.parametrize("args,field", [
+    (["--study.trials_per_job=3"], "study.trials"),  # ci mode: 2 selection replicates
+    (["--study.trials_per_job=2", "--study.report_trials=3"], "study.report_trials"),
+    (["--study.trials_per_job=0"], "study.trials_per_job"),
+    (["--study.trials_per_job=2", "--config.mesh.data=2"], "study.trials_per_job"),
+])
+def test_bad_trials_per_job_is_one_line_and_writes_nothing(tmp_path, args, field):
+  out = tmp_path / "s"
+  r = _cli("--config", "configs/digits.py", "--out", str(out), "--mode", "ci", *args)
+  assert r.returncode == 1, (r.stdout, r.stderr)
+  lines = [x for x in r.stderr.splitlines() if x.strip()]
+  assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+  assert f"`{field}`" in lines[0] and "use" in lines[0], lines[0]
+  assert not out.exists()
+
+
+def test_grouped_plan_costs_vmapped_trials(tmp_path):
+  """A job of k vmapped trials costs its training at the vmapped total
+  throughput; an ensemble's k trials run one after another and say so."""
+  from configs import digits
+  from jax_al import study
+
+  def plan(**fields):
+    f = study.grid.study_defaults()
+    with f.unlocked():
+      f.update(dict(baselines="random,ensemble_bald", device="cpu", trials=3, report_trials=3,
+                    train_images_per_s=1000.0, job_overhead_s=0.0, **fields))
+    st = study.build(digits.get_config(), f, config_spec="configs/digits.py", mode="full",
+                     out=tmp_path / "p")
+    return st, study.grid.estimate(st), study.plan_text(st)
+
+  st1, e1, _ = plan()
+  st3, e3, text = plan(trials_per_job=3, vmap_images_per_s=4000.0)
+  assert st1.select_seeds == [0, 1, 2] and st3.select_seeds == [0]
+  assert st3.report_seeds == [1000]
+  assert st3.phase1_jobs()[0].workdir.name == "seed0x3"
+  c = st3.run_config("random", 0)
+  assert (c.num_trials, c.compare.parallel) == (3, "vmap")
+  ens = st3.run_config("ensemble_bald", 1000)
+  assert (ens.num_trials, ens.compare.parallel) == (3, "none")
+  img = study.grid.job_images(st1.run_config("random", 0))
+  # One-trial job: train / 1000 + infer / 3000; a grouped job: 3 x train / 4000 + 3 x infer / 3000.
+  assert e1["per_job_s"]["random"] == pytest.approx(img["train"] / 1000 + img["infer"] / 3000)
+  assert e3["per_job_s"]["random"] == pytest.approx(3 * img["train"] / 4000 +
+                                                    img["infer"] / 1000)
+  # The ensemble's trials are sequential: three times one trial's cost.
+  assert e3["per_job_s"]["ensemble_bald"] == pytest.approx(3 * e1["per_job_s"]["ensemble_bald"])
+  assert "given by --study.vmap_images_per_s" in text and "4,000 training images/s in all" in text
+  assert "3 trials one after another" in text and "replicates" in text
+  _, e_assumed, text = plan(trials_per_job=3)
+  assert "NOT measured" in text and e_assumed["vmap_images_per_s"] == pytest.approx(
+      1000 * study.grid.VMAP_GAIN["cpu"])
+  assert not (tmp_path / "p").exists()
+
+
+@pytest.fixture(scope="module")
+def grouped_study(tmp_path_factory):
+  from jax_al import study
+
+  out = tmp_path_factory.mktemp("grouped") / "k2"
+  st = _study(out, trials_per_job=2, baselines="random,ensemble_bald")
+  f = study.run_study(st, log=lambda m: None)
+  return st, f
+
+
+@pytest.mark.slow
+def test_grouped_study_runs_and_pairs_by_replicate(grouped_study, ci_study):
+  st, f = grouped_study
+  out = st.out
+  assert st.select_seeds == [0] and st.report_seeds == [1000]
+  reps_sel, reps_rep = ["0:0", "0:1"], ["1000:0", "1000:1"]
+  assert f["trials_per_job"] == 2
+  assert f["select_replicates"] == reps_sel and f["report_replicates"] == reps_rep
+  assert not set(reps_sel) & set(reps_rep) and not f["missing"]
+  # One workdir per (run, job seed), k trials in it; no one-trial job folders.
+  dirs = sorted(p.parent.relative_to(out / "runs").as_posix()
+                for p in out.glob("runs/*/*/config.json"))
+  assert dirs == sorted([f"{j.run}/seed0x2" for j in st.phase1_jobs()] +
+                        [f"{j.run}/seed1000x2" for j in st.phase2_jobs(f["q4"]["best"])])
+  for d in dirs:
+    cfg = json.loads((out / "runs" / d / "config.json").read_text())
+    assert cfg["num_trials"] == 2
+    assert cfg["compare"]["parallel"] == ("none" if d.startswith("ensemble_bald") else "vmap")
+  # Every paired interval has 2 replicates, paired by (seed, trial).
+  q4 = f["q4"]
+  for row in q4["table"]:
+    assert row["seeds"] == reps_rep and len(row["per_seed_auc"]) == 2
+  assert set(q4["best_vs"]) == {"users", "random", "ensemble_bald"} - {q4["best"]}
+  for p in [*f["q2"]["vs_u_batch"].values(), *q4["best_vs"].values()]:
+    assert p["pairs"] == 2 and p["seeds"] in (reps_sel, reps_rep)
+  choice = json.loads((out / "choice.json").read_text())
+  assert choice["chosen_on_replicates"] == reps_sel and choice["trials_per_job"] == 2
+  # The replays rebuild the steps of trial 0 of the grouped u_batch job.
+  assert f["q1"]["replay_reproduces_runs"] is True and f["q1"]["lam0_shares_with_u_only"] == 1.0
+  assert f["q1"]["scales"]["trial"] == 0
+  # Replicate (0, 0) is the one-trial job of seed 0: same initial set, same picks.
+  from jax_al import replay
+  k1, _ = ci_study
+  one = replay.selected_sets(k1.job("u_batch", 0, "select").workdir)
+  grouped = replay.selected_sets(st.job("u_batch", 0, "select").workdir)
+  assert set(grouped) == {(t, c) for t in (0, 1) for c in range(3)}
+  for c in range(3):
+    assert grouped[(0, c)].tolist() == one[(0, c)].tolist(), c
+  assert grouped[(1, 0)].tolist() != grouped[(0, 0)].tolist()  # trial 1: its own initial set
+  md = (out / "findings.md").read_text()
+  assert "a replicate is (job seed, trial)" in md and "2 selection and 2 report replicates" in md
+  timings = sorted(p.name for p in (out / "timing").glob("*.json"))
+  assert "u_batch__seed0x2.json" in timings and len(timings) == len(dirs)
+
+
+@pytest.mark.slow
+def test_grouped_study_resumes_and_needs_every_trial(grouped_study, tmp_path):
+  import shutil
+
+  from jax_al import study
+  from jax_al.study import executors, findings, grid
+
+  st, f = grouped_study
+  metrics = {p: p.read_bytes() for p in st.out.glob("runs/*/seed*/metrics.jsonl")}
+  again = study.run_study(st, log=lambda m: None)
+  assert again["runtime"]["jobs_run"] == 0
+  assert again["runtime"]["jobs_skipped"] == len(st.phase1_jobs()) + len(
+      st.phase2_jobs(f["q4"]["best"])) == 12
+  assert {p: p.read_bytes() for p in metrics} == metrics
+  assert _numbers(again) == _numbers(f)
+  # A grouped job with one trial unfinished is not finished, and its replicate is missing.
+  job = st.job("u_batch", 0, "select")
+  cut = tmp_path / "cut"
+  shutil.copytree(job.workdir, cut, ignore=shutil.ignore_patterns("checkpoints", ".lock"))
+  lines = (cut / "metrics.jsonl").read_text().splitlines()
+  keep = [x for x in lines if not (json.loads(x).get("trial") == 1 and
+                                   json.loads(x).get("kind") == "cycle" and
+                                   json.loads(x).get("cycle") == 3)]
+  assert len(keep) < len(lines)
+  (cut / "metrics.jsonl").write_text("\n".join(keep) + "\n")
+  (cut / "summary.json").unlink()
+  cfg = st.run_config("u_batch", 0)
+  assert executors.job_finished(job.workdir, cfg)
+  assert not executors.job_finished(cut, cfg)
+  r = findings.combine("u_batch", {"0:0": (cut, 0), "0:1": (cut, 1)})
+  assert r["trials"] == ["0:0"] and r["missing"] == ["0:1"]
+  # The plan's cost is measured from the grouped cycles.
+  e = grid.estimate(st)
+  assert e["measured"] and "measured over" in e["basis"] and "vmapped cycles" in e["basis"]
+  assert e["vmap_images_per_s"] > 0
+
+
+# ------------------------------------------------- configs/cifar10_short.py
+
+_FLAGS = """
+import json, sys
+from absl import flags
+from ml_collections import config_flags
+config_flags.DEFINE_config_file("config", None, "", lock_config=True)
+flags.FLAGS(["x"] + sys.argv[1:])
+print(json.dumps(flags.FLAGS.config.to_dict()))
+"""
+
+
+def _parsed(*args) -> dict:
+  """The config as the command line resolves it (config_flags, overrides applied)."""
+  r = subprocess.run([sys.executable, "-c", _FLAGS, "--config=configs/cifar10_short.py", *args],
+                     cwd=REPO, capture_output=True, text=True, timeout=120,
+                     env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+  assert r.returncode == 0, r.stderr
+  return json.loads(r.stdout)
+
+
+def test_short_cifar_config_is_the_protocol_in_fewer_epochs():
+  from configs import cifar10, cifar10_short
+
+  from jax_al import config as config_lib
+
+  c, full = cifar10_short.get_config(), cifar10.get_config()
+  config_lib.check_config(c)
+  assert (c.train.epochs, tuple(c.train.milestones), c.train.eval_every) == (20, (16,), 20)
+  assert (c.num_trials, c.compare.parallel) == (3, "vmap")
+  same = lambda d: {k: v for k, v in d.items() if k not in ("epochs", "milestones",
+                                                             "eval_every", "dtype")}
+  assert same(c.train.to_dict()) == same(full.train.to_dict())
+  for section in ("al", "model", "data", "augment"):
+    assert c[section].to_dict() == full[section].to_dict(), section
+  # Overrides on the command line: the decay stays at 80 % of the epochs and the
+  # evaluation at the last; explicit fields win.
+  t = _parsed("--config.train.epochs=30")["train"]
+  assert (t["epochs"], t["milestones"], t["eval_every"]) == (30, [24], 30)
+  t = _parsed("--config.train.epochs=30", "--config.train.milestones=(7,)")["train"]
+  assert (t["epochs"], t["milestones"]) == (30, [7])
+  t = _parsed("--config.train.eval_every=5")["train"]
+  assert (t["epochs"], t["milestones"], t["eval_every"]) == (20, [16], 5)
+  p = _parsed("--config.train.epochs=25")
+  assert p["train"]["milestones"] == [20] and p["al"]["strategy"] == "uncertainty_mmd"
+  assert _parsed("--config=configs/cifar10_short.py:greedy_margin")["al"]["utility"] == "margin"
+
+
+def test_short_cifar_study_plan_with_grouped_jobs(tmp_path):
+  """The plan needs no data: TFDS cifar10's pool size is known from the config."""
+  out = tmp_path / "c"
+  r = _cli("--config", "configs/cifar10_short.py", "--out", str(out), "--plan",
+           "--study.trials_per_job=3", "--study.trials=3", "--study.report_trials=3",
+           "--study.device=gpu", "--study.vmap_images_per_s=60000",
+           "--config.train.epochs=25")
+  assert r.returncode == 0, r.stderr
+  assert "each job = 3 trials of one job seed" in r.stdout and "25 epochs" in r.stdout
+  assert "60,000 training images/s in all (given by --study.vmap_images_per_s)" in r.stdout
+  assert "ensemble_bald" in r.stdout and "3 trials one after another" in r.stdout
+  assert "learning_loss" in r.stdout and "estimated total:" in r.stdout
+  assert not out.exists()

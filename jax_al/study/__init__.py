@@ -17,8 +17,9 @@ four questions about the uncertainty + MMD selection for a given config.
    seeds against the baselines (`--study.baselines`).
 
 Every (run, seed) is one job: a plain `loop.run` of one trial in its own
-workdir `<out>/runs/<run>/seed<s>`; rerunning the command skips finished
-jobs and resumes unfinished ones. The library API:
+workdir `<out>/runs/<run>/seed<s>`, or with `--study.trials_per_job=k` of k
+vmapped trials in `<out>/runs/<run>/seed<s>x<k>`; rerunning the command
+skips finished jobs and resumes unfinished ones. The library API:
 
     st = study.build(config, study.grid.study_defaults(), config_spec=..., mode="ci", out=...)
     print(study.grid.plan_text(st))
@@ -113,24 +114,29 @@ def check_jobs(st: Study) -> None:
 def _record(st: Study) -> dict:
   return {"tool": TOOL, "format": FORMAT, "config": st.config_spec, "mode": st.mode,
           "base_config": st.base.to_dict(), "select_seeds": st.select_seeds,
-          "report_seeds": st.report_seeds, "runs": sorted(st.runs)}
+          "report_seeds": st.report_seeds, "runs": sorted(st.runs)} | (
+              {"trials_per_job": st.k} if st.k > 1 else {})
 
 
 def choose_best(st: Study) -> tuple[str, dict]:
-  """The candidate with the highest mean AUC over the selection seeds."""
+  """The candidate with the highest mean AUC over the selection replicates."""
   aucs = {}
   for n in st.candidates():
-    r = findings.combine(n, {s: st.job(n, s, "select").workdir for s in st.select_seeds})
+    r = findings.combine(n, st.replicate_dirs(n, "select"))
     a = findings.auc_of(r)
     aucs[n] = float(a.mean()) if len(a) else float("-inf")
   best = max(aucs, key=lambda n: aucs[n])
-  return best, {"best": best, "aucs": aucs, "chosen_on_seeds": st.select_seeds,
-                "rule": "highest mean AUC over the selection seeds"}
+  choice = {"best": best, "aucs": aucs, "chosen_on_seeds": st.select_seeds,
+            "rule": "highest mean AUC over the selection seeds"}
+  if st.k > 1:
+    choice["rule"] = "highest mean AUC over the selection replicates"
+    choice["trials_per_job"] = st.k
+    choice["chosen_on_replicates"] = list(st.replicate_dirs(best, "select"))
+  return best, choice
 
 
 def _args(st: Study, jobs) -> list[tuple]:
-  return [(st.run_config(j.run, j.seed), str(j.workdir),
-           str(st.out / "timing" / f"{j.run}__seed{j.seed}.json")) for j in jobs]
+  return [(st.run_config(j.run, j.seed), str(j.workdir), str(st.timing_path(j))) for j in jobs]
 
 
 def run_study(st: Study, log=print) -> dict:

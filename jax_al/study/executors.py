@@ -1,7 +1,8 @@
 """Where the study's jobs run: in this process, or through submitit.
 
 A job is a plain function call, `run_job(config, workdir, timing)`: an
-ordinary jax-al run (`loop.run`) of one trial in its own workdir, which
+ordinary jax-al run (`loop.run`) of one trial, or of `study.trials_per_job`
+vmapped trials, in its own workdir, which
 resumes by itself when called again on the same workdir. So an executor
 only decides where that call happens:
 
@@ -31,7 +32,7 @@ except ImportError:  # pragma: no cover - the local executor needs no submitit
 
 
 def job_finished(workdir: Path, config) -> bool:
-  """True when `workdir` holds this config's run with its one trial complete."""
+  """True when `workdir` holds this config's run with all its `num_trials` trials complete."""
   from jax_al import report
   from jax_al import workdir as workdir_lib
 
@@ -42,7 +43,7 @@ def job_finished(workdir: Path, config) -> bool:
     saved = json.loads((workdir / "config.json").read_text())
     if workdir_lib.comparable(saved) != workdir_lib.comparable(config.to_dict()):
       return False
-    return report.load_run(workdir)["complete"] == [0]
+    return report.load_run(workdir)["complete"] == list(range(int(config.num_trials)))
   except (OSError, ValueError):
     return False
 

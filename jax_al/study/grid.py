@@ -1,20 +1,33 @@
 """The study's fields, its grid of runs, its jobs and its cost estimate.
 
 A study is a list of *runs* (a name and the `config.al` method fields it
-sets on top of the given config) and a list of *jobs*, one per (run, seed).
-Every job is an ordinary jax-al run with `num_trials = 1` and
-`seed = <the trial's seed>` in its own workdir, `<out>/runs/<run>/seed<s>`.
-Trial pairing holds across runs because the initial labeled set and the
-initial weights come from the streams `rng.stream(seed, 0, "initial_set" |
-"init")`, which no strategy setting touches: the job of every run with
-seed s starts from the same labeled set and weights. Nothing is added to the
+sets on top of the given config) and a list of *jobs*, one per (run, job
+seed). With `study.trials_per_job` = k = 1 (the default) every job is an
+ordinary jax-al run with `num_trials = 1` and `seed = <the trial's seed>` in
+its own workdir, `<out>/runs/<run>/seed<s>`. With k > 1 a job is one run of
+k trials (`num_trials = k`, `compare.parallel = "vmap"`: they train in
+lockstep as one vmapped program) in `<out>/runs/<run>/seed<s>x<k>`, and its
+replicates are (job seed s, trial t) for t < k. An ensemble cannot vmap
+trials (its members already are one vmapped program), so an ensemble run
+keeps the grouped job and its workdir but trains its k trials one after
+another (`compare.parallel = "none"`): its replicates pair with every other
+run's.
+
+Pairing holds across runs because the initial labeled set and the initial
+weights come from the streams `rng.stream(seed, trial, "initial_set" |
+"init")`, which no strategy setting touches: replicate (s, t) of every run
+starts from the same labeled set and weights. Nothing is added to the
 loop, and a job never shares a workdir (nor its lock) with another.
 
-Two sets of seeds: the *selection* seeds (`config.seed + i`, i < trials)
-run the grid of questions 1-3, on which the best variant of question 4 is
-chosen; the *report* seeds (`config.seed + study.report_offset + i`) run
-that variant, the `users` preset (the cluster-margin + MMD method as first
-run) and the baselines again, and question 4 is reported on them only.
+Two sets of job seeds: the *selection* seeds (`config.seed + i`,
+i < trials / k) run the grid of questions 1-3, on which the best variant of
+question 4 is chosen; the *report* seeds (`config.seed + study.report_offset
++ i`, i < report_trials / k) run that variant, the `users` preset (the
+cluster-margin + MMD method as first run) and the baselines again, and
+question 4 is reported on them only. `trials` and `report_trials` count
+replicates. Replicates are keyed by (seed, trial) and the two seed lists are
+disjoint unless `report_offset` forces them together (the plan warns), so a
+selection replicate never shares its random streams with a report one.
 """
 
 from __future__ import annotations
@@ -62,8 +75,12 @@ CI_SIZES = dict(epochs=6, cycles=3, subset=300, initial=20, budget=20, width=0.0
 def study_defaults() -> config_dict.ConfigDict:
   """Every study field (`--study.<field>=...`); unset ones come from --mode."""
   s = config_dict.ConfigDict()
-  s.trials = placeholder(int)          # selection seeds (questions 1-3, choosing the best)
-  s.report_trials = placeholder(int)   # report seeds (question 4)
+  s.trials = placeholder(int)          # selection replicates (questions 1-3, choosing the best)
+  s.report_trials = placeholder(int)   # report replicates (question 4)
+  # Trials per job: 1 = a job per (run, seed); k > 1 = a job per (run, job seed)
+  # of k vmapped trials (num_trials=k, compare.parallel=vmap). trials and
+  # report_trials must be multiples of it.
+  s.trials_per_job = 1
   s.report_offset = 1000               # report seed i = config.seed + report_offset + i
   # Lists are comma-separated strings ("" = the mode's default).
   s.lams = ""                          # lam sweep (question 1); 0 = uncertainty only is always run
@@ -73,7 +90,7 @@ def study_defaults() -> config_dict.ConfigDict:
   s.baselines = ""                     # comma-separated strategies or presets (question 4);
                                        # "" = DEFAULT_BASELINES + the Bayesian ones the model runs
   s.candidates = ""                    # runs the best is chosen among; "" = every variant of 1-3
-  s.probe_trials = placeholder(int)    # selection seeds whose steps are replayed (pick shares)
+  s.probe_trials = placeholder(int)    # selection replicates whose steps are replayed (pick shares)
   s.probe_cycles = ""                  # replayed selection steps; "" = all when the model is
                                        # re-initialised each cycle, else the last selecting cycle
   s.pca_cycle = placeholder(int)       # the step of the score-scale and PCA pictures
@@ -81,6 +98,9 @@ def study_defaults() -> config_dict.ConfigDict:
   s.device = "auto"                    # auto (this machine's JAX backend) | cpu | gpu
   s.train_images_per_s = placeholder(float)  # unset = the table in jax_al/study/grid.py
   s.job_overhead_s = placeholder(float)      # start, data load, compilation per job
+  # Total training images/s of trials_per_job vmapped trials (all trials together);
+  # unset = train_images_per_s x VMAP_GAIN of the device (an assumption the plan states).
+  s.vmap_images_per_s = placeholder(float)
   # --executor slurm (submitit). cluster: "" = SLURM; "local" runs the jobs as
   # local subprocesses (tests, a workstation); "debug" runs them in this process.
   s.slurm = config_dict.ConfigDict()
@@ -138,9 +158,15 @@ class Study:
   executor: str = "local"
   left_out: dict = dataclasses.field(default_factory=dict)  # default baseline -> why not run
 
+  @property
+  def k(self) -> int:
+    """Trials per job (`study.trials_per_job`)."""
+    return int(self.fields.trials_per_job)
+
   def run_config(self, name: str, seed: int, run: Run | None = None):
-    """The config of job (run `name`, seed): num_trials 1, its own seed."""
-    from jax_al import presets
+    """The config of job (run `name`, job seed): num_trials k, its own seed;
+    with k > 1 the trials vmapped, unless the strategy cannot vmap trials."""
+    from jax_al import presets, vmap_trials
 
     run = run or self.runs[name]
     c = copy.deepcopy(self.base)
@@ -149,13 +175,33 @@ class Study:
         presets.apply(c, run.preset, field="--study.baselines")
       for k, v in run.al.items():
         c.al[k] = v
-      c.num_trials = 1
+      c.num_trials = self.k
       c.seed = int(seed)
       c.compare.strategies = ""
+      if self.k > 1:  # k = 1 leaves the field as the config has it (one trial never vmaps)
+        c.compare.parallel = "vmap" if vmap_trials.stacks_trials(c) else "none"
     return c
 
   def job(self, name: str, seed: int, phase: str) -> Job:
-    return Job(name, int(seed), phase, self.out / "runs" / name / f"seed{int(seed)}")
+    leaf = f"seed{int(seed)}" if self.k == 1 else f"seed{int(seed)}x{self.k}"
+    return Job(name, int(seed), phase, self.out / "runs" / name / leaf)
+
+  def label(self, seed: int, trial: int):
+    """A replicate's name in the findings: the seed (k = 1) or "seed:trial"."""
+    return int(seed) if self.k == 1 else f"{int(seed)}:{int(trial)}"
+
+  def replicates(self, seeds) -> list[tuple[int, int]]:
+    """(job seed, trial) of every replicate of the job seeds `seeds`, in order."""
+    return [(int(s), t) for s in seeds for t in range(self.k)]
+
+  def replicate_dirs(self, name: str, phase: str) -> dict:
+    """{replicate label: (workdir, trial)} of run `name` on the seeds of `phase`."""
+    seeds = self.select_seeds if phase == "select" else self.report_seeds
+    return {self.label(s, t): (self.job(name, s, phase).workdir, t)
+            for s, t in self.replicates(seeds)}
+
+  def timing_path(self, job: Job) -> Path:
+    return self.out / "timing" / f"{job.run}__{job.workdir.name}.json"
 
   def phase1_jobs(self) -> list[Job]:
     return [self.job(n, s, "select") for n, r in self.runs.items() if r.phase == "select"
@@ -253,6 +299,14 @@ def build(config, fields, *, config_spec: str, mode: str, out, executor: str = "
   f = config_dict.ConfigDict(resolved)
   trials = _check_int(f.trials, "trials", 1, 10_000)
   report_trials = _check_int(f.report_trials, "report_trials", 1, 10_000)
+  per_job = _check_int(f.trials_per_job, "trials_per_job", 1, 1_000)
+  for field, n in (("trials", trials), ("report_trials", report_trials)):
+    if n % per_job:
+      raise ConfigError(f"study.{field}", n, f"it counts replicates and a job holds "
+                        f"study.trials_per_job = {per_job} of them; use a multiple of "
+                        f"{per_job}, e.g. --study.{field}={per_job * max(1, round(n / per_job))}")
+  if per_job > 1:
+    check_vmapped(base, per_job)
   offset = _check_int(f.report_offset, "report_offset", 0, config_lib.MAX_SEED)
   lams = _tuple(f.lams, "lams")
   if not lams or not all(math.isfinite(x) and 0 <= x <= 1e12 for x in lams):
@@ -281,11 +335,11 @@ def build(config, fields, *, config_spec: str, mode: str, out, executor: str = "
       raise ConfigError("study.baselines", b, suggest(b, presets.names()))
   if f.device not in ("auto", "cpu", "gpu"):
     raise ConfigError("study.device", f.device, suggest(str(f.device), ("auto", "cpu", "gpu")))
-  for k in ("train_images_per_s", "job_overhead_s"):
-    v = f[k]
+  for name in ("train_images_per_s", "vmap_images_per_s", "job_overhead_s"):
+    v = f[name]
     if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
-                              and (k != "train_images_per_s" or v > 0)):
-      raise ConfigError(f"study.{k}", v, f"use a positive number, e.g. --study.{k}=1000")
+                              and (name == "job_overhead_s" or v > 0)):
+      raise ConfigError(f"study.{name}", v, f"use a positive number, e.g. --study.{name}=1000")
   sl = f.slurm
   if sl.cluster not in ("", "slurm", "local", "debug"):
     raise ConfigError("study.slurm.cluster", sl.cluster,
@@ -318,8 +372,9 @@ def build(config, fields, *, config_spec: str, mode: str, out, executor: str = "
   if pca not in probe:
     probe = sorted(set(probe) | {pca})
   seed = base.seed
-  select_seeds = [seed + i for i in range(trials)]
-  report_seeds = [seed + offset + i for i in range(report_trials)]
+  # Job seeds; each holds k replicates (seed, trial).
+  select_seeds = [seed + i for i in range(trials // per_job)]
+  report_seeds = [seed + offset + i for i in range(report_trials // per_job)]
   if max(select_seeds + report_seeds) > config_lib.MAX_SEED:
     raise ConfigError("seed", seed, f"the study's seeds run up to "
                       f"{max(select_seeds + report_seeds)}, above {config_lib.MAX_SEED}; "
@@ -340,6 +395,21 @@ def build(config, fields, *, config_spec: str, mode: str, out, executor: str = "
     config_lib.check_config(st.run_config(n, seed, r))
   strategies.names()
   return st
+
+
+def check_vmapped(base, k: int) -> None:
+  """Refuses k > 1 trials per job for a config whose trials cannot train vmapped."""
+  from jax_al import vmap_trials
+
+  c = copy.deepcopy(base)
+  with c.unlocked():
+    c.num_trials, c.compare.parallel = k, "vmap"
+  try:
+    vmap_trials.check_config(c)
+  except ConfigError as e:
+    raise ConfigError("study.trials_per_job", k, f"a job's {k} trials train vmapped, but "
+                      f"{e.field} = {e.value!r}: {e.fix}; or use --study.trials_per_job=1"
+                      ) from None
 
 
 def default_baselines(base) -> tuple[list, dict]:
@@ -436,6 +506,12 @@ THROUGHPUT = {("resnet18", "cpu"): 20.0, ("resnet18", "gpu"): 20_000.0,
               ("mlp", "cpu"): 40_000.0, ("mlp", "gpu"): 1_000_000.0}
 OVERHEAD_S = {"cpu": 4.0, "gpu": 40.0}  # start, data, compilation (from the disk cache after one)
 INFER_FRACTION = 1 / 3                  # a forward pass costs about a third of a training step
+# Total training throughput of a job's vmapped trials over that of one trial
+# trained alone, where nothing measured it (an assumption the plan states).
+VMAP_GAIN = {"cpu": 0.4, "gpu": 1.0}
+VMAP_GAIN_WHY = {"cpu": "on a CPU, XLA runs the batched convolutions 2-3x slower than "
+                        "sequential trials (README, `python -m jax_al.bench parallel --quick`)",
+                 "gpu": "no gain from vmapping assumed, as no GPU measured one"}
 
 
 def pool_size(config) -> int | None:
@@ -490,13 +566,38 @@ def device_of(fields) -> str:
   return "cpu" if jax.default_backend() == "cpu" else "gpu"
 
 
+def _is_vmapped(cfg: dict) -> bool:
+  """Whether a saved config.json trained its trials as one vmapped program."""
+  return int(cfg.get("num_trials", 1)) > 1 and cfg.get("compare", {}).get("parallel") == "vmap"
+
+
+def _steady(items: list, cycle) -> list:
+  """The items of cycles after the first (the first also compiles), or all when none is later."""
+  return [x for x in items if cycle(x) > 1] or list(items)
+
+
+def _group_cycles(records: list) -> list[tuple[int, float, int]]:
+  """(cycle, shared train_s, labeled images summed over the trials) per cycle of a
+  vmapped job: its trials' cycle records all carry the group's training time."""
+  by_c = {}
+  for r in records:
+    t, n = by_c.get(r.get("cycle", 1), (0.0, 0))
+    by_c[r.get("cycle", 1)] = (max(t, float(r.get("train_s", 0.0))),
+                               n + int(r.get("labeled", 0)))
+  return [(c, t, n) for c, (t, n) in by_c.items()]
+
+
 def measured_rates(out: Path) -> dict | None:
   """Per-image training seconds, per-candidate selection seconds and per-job
   overhead measured by the finished cycles under `out` (None if none).
 
-  The rates come from cycles after the first (the first also compiles);
-  the overhead is the median over finished jobs of their wall time minus
-  what the rates predict for their cycles (start-up, data, compilation).
+  The rates come from cycles after the first (the first also compiles).
+  Jobs of one-by-one trials give `train_s_per_image` (one trial's image);
+  jobs of vmapped trials give `vmap_s_per_image`, seconds per image of all
+  the job's trials together (a cycle's shared `train_s` over the images of
+  every trial). Either is None when no such job finished a cycle. The
+  overhead is the median over finished jobs of their wall time minus what
+  the rates predict for their cycles (start-up, data, compilation).
   """
   out = Path(out)
   runs = out / "runs"
@@ -508,36 +609,62 @@ def measured_rates(out: Path) -> dict | None:
       cfg = json.loads((m.parent / "config.json").read_text())
       epochs = int(cfg["train"]["epochs"])
       recs = [json.loads(x) for x in m.read_text().splitlines() if x.strip()]
-    except (OSError, ValueError, KeyError, TypeError):
+      vmapped = _is_vmapped(cfg)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
       continue
     cyc = [r for r in recs if isinstance(r, dict) and r.get("kind") == "cycle"]
     if cyc:
-      jobs.append((m.parent, epochs, cyc))
-  steady = [(e, r) for _, e, cs in jobs for r in cs if r.get("cycle", 1) > 1] or \
-      [(e, r) for _, e, cs in jobs for r in cs]
-  if not steady:
+      jobs.append((m.parent, epochs, cyc, vmapped))
+  one = _steady([(e, r) for _, e, cs, v in jobs if not v for r in cs],
+                lambda x: x[1].get("cycle", 1))
+  grouped = _steady([(e, g) for _, e, cs, v in jobs if v for g in _group_cycles(cs)],
+                    lambda x: x[1][0])
+  grouped_recs = _steady([r for _, _, cs, v in jobs if v for r in cs],
+                         lambda r: r.get("cycle", 1))
+  if not one and not grouped:
     return None
-  t_train = sum(float(r.get("train_s", 0.0)) for _, r in steady)
-  n_train = sum(e * int(r.get("labeled", 0)) for e, r in steady)
-  sel = [r for _, r in steady if r.get("scored")]
+  t_train = sum(float(r.get("train_s", 0.0)) for _, r in one)
+  n_train = sum(e * int(r.get("labeled", 0)) for e, r in one)
+  t_vmap = sum(g[1] for _, g in grouped)
+  n_vmap = sum(e * g[2] for e, g in grouped)
+  sel = [r for _, r in one if r.get("scored")] + [r for r in grouped_recs if r.get("scored")]
   t_sel = sum(float(r.get("select_s", 0.0)) for r in sel)
   n_sel = sum(int(r["scored"]) for r in sel)
-  if not n_train:
+  if not n_train and not n_vmap:
     return None
-  train_rate, sel_rate = t_train / n_train, (t_sel / n_sel if n_sel else 0.0)
+  train_rate = t_train / n_train if n_train else None
+  vmap_rate = t_vmap / n_vmap if n_vmap else None
+  sel_rate = t_sel / n_sel if n_sel else 0.0
   over = []
-  for wd, e, cs in jobs:
+  for wd, e, cs, v in jobs:
     t = out / "timing" / f"{wd.parent.name}__{wd.name}.json"
     try:
       seconds = float(json.loads(t.read_text())["seconds"])
     except (OSError, ValueError, KeyError, TypeError):
       continue
-    pred = sum(e * int(r.get("labeled", 0)) * train_rate + int(r.get("scored", 0)) * sel_rate
-               for r in cs)
+    scored = sum(int(r.get("scored", 0)) for r in cs) * sel_rate
+    if v:
+      pred = sum(e * n * vmap_rate for _, _, n in _group_cycles(cs)) + scored
+    else:
+      pred = sum(e * int(r.get("labeled", 0)) * train_rate for r in cs) + scored
     over.append(max(seconds - pred, 0.0))
   return {"train_s_per_image": train_rate, "select_s_per_candidate": sel_rate,
+          "vmap_s_per_image": vmap_rate,
           "overhead_s": (sorted(over)[len(over) // 2] if over else None),
-          "cycles": len(steady), "jobs": len(over)}
+          "cycles": len(one) + len(grouped_recs),
+          "vmap_cycles": len(grouped), "jobs": len(over)}
+
+
+def job_seconds(config, train_s: float, vmap_s: float, infer_s: float, sel_s: float,
+                over: float) -> float:
+  """Seconds of one job of `config`: its `num_trials` trials one by one
+  (`train_s` per image of one trial), or vmapped (`vmap_s` per image of all
+  trials together); tests, features and selection run per trial."""
+  img = job_images(config)
+  n = int(config.num_trials)
+  vmapped = n > 1 and config.compare.parallel == "vmap"
+  return (over + n * img["train"] * (vmap_s if vmapped else train_s)
+          + n * img["infer"] * infer_s + n * img["scored"] * sel_s)
 
 
 def estimate(st: Study) -> dict:
@@ -545,17 +672,25 @@ def estimate(st: Study) -> dict:
   dev = device_of(st.fields)
   meas = measured_rates(st.out)
   model, width = st.base.model.name, st.base.model.width
+  gain = VMAP_GAIN[dev]
+  vsrc = None
   if meas:
-    train_s = meas["train_s_per_image"]
+    train_s, vmap_s = meas["train_s_per_image"], meas["vmap_s_per_image"]
     sel_s = meas["select_s_per_candidate"]
     infer_s = 0.0  # measured train_s includes the test passes; select_s the features pass
     over = meas["overhead_s"] if meas["overhead_s"] is not None else OVERHEAD_S[dev]
+    if train_s is None:  # only vmapped jobs finished cycles
+      train_s, tsrc = vmap_s * gain, f" (derived from the vmapped rate / {gain:g}, VMAP_GAIN)"
+    else:
+      tsrc = ""
     basis = (f"measured under {st.out}: {meas['cycles']} finished cycles (after the first) give "
-             f"{1 / train_s:,.0f} training images/s (test passes included) and "
+             f"{1 / train_s:,.0f} training images/s{tsrc} (test passes included) and "
              f"{sel_s * 1e6:,.1f} us per scored candidate (features pass included); "
              f"{over:.1f} s per job for start-up and compilation"
              + (f" (median of {meas['jobs']} finished jobs)" if meas["overhead_s"] is not None else
                 " (assumed)"))
+    if vmap_s is not None:
+      vsrc = f"measured over {meas['vmap_cycles']} vmapped cycles (after the first)"
   else:
     rate = st.fields.train_images_per_s
     scale = width ** 2 if model in ("resnet18", "cnn") else 1.0
@@ -568,6 +703,7 @@ def estimate(st: Study) -> dict:
     else:
       src = "given by --study.train_images_per_s"
     train_s = 1.0 / rate
+    vmap_s = None
     infer_s = train_s * INFER_FRACTION
     sel_s = 0.0
     over = st.fields.job_overhead_s if st.fields.job_overhead_s is not None else OVERHEAD_S[dev]
@@ -575,18 +711,30 @@ def estimate(st: Study) -> dict:
              f"{rate:,.0f} training images/s ({src}); a forward pass costs "
              f"{INFER_FRACTION:.2f} of a training step; selection itself not counted; "
              f"{over:.0f} s per job for start-up and compilation (assumed)")
+  if vmap_s is None:
+    if st.fields.vmap_images_per_s is not None:
+      vmap_s, vsrc = 1.0 / st.fields.vmap_images_per_s, "given by --study.vmap_images_per_s"
+    else:
+      vmap_s = train_s / gain
+      vsrc = (f"assumed, NOT measured: {gain:g} x the one-trial rate ({VMAP_GAIN_WHY[dev]}); "
+              "set --study.vmap_images_per_s to a measured total, e.g. gpu.sh speed's "
+              "parallel rows")
+  if st.k > 1:
+    basis += (f"; {st.k} vmapped trials of a job together: {1 / vmap_s:,.0f} training images/s "
+              f"in all ({vsrc})")
   per_run = {}
   names = list(st.phase2_runs(None)) + [n for n, r in st.runs.items() if r.phase == "select"]
   for n in dict.fromkeys(names):
-    img = job_images(st.run_config(n, st.select_seeds[0]))
-    per_run[n] = over + img["train"] * train_s + img["infer"] * infer_s + img["scored"] * sel_s
+    per_run[n] = job_seconds(st.run_config(n, st.select_seeds[0]), train_s, vmap_s, infer_s,
+                             sel_s, over)
   n1 = [n for n, r in st.runs.items() if r.phase == "select"]
   p1 = sum(per_run[n] for n in n1) * len(st.select_seeds)
   # Phase 2: the best variant is not known before phase 1; costed as the dearest candidate.
   best_cost = max(per_run[n] for n in st.candidates())
   fixed2 = [n for n in st.phase2_runs(None)]
   p2 = (sum(per_run[n] for n in fixed2) + best_cost) * len(st.report_seeds)
-  # Replay: the probe steps retrain every cycle whose checkpoint was not kept (the last two are).
+  # Replay: the probe steps retrain every cycle whose checkpoint was not kept
+  # (the last two are), one trial at a time.
   cycles = st.base.al.cycles
   uimg = job_images(st.run_config("u_batch", st.select_seeds[0]))
   per_cycle = (uimg["train"] * train_s + uimg["infer"] * infer_s) / cycles
@@ -603,7 +751,8 @@ def estimate(st: Study) -> dict:
   analysis = over + retrain * st.fields.probe_trials * per_cycle + selects * per_select
   return {"device": dev, "basis": basis, "per_job_s": per_run, "phase1_s": p1,
           "phase2_s": p2, "analysis_s": analysis, "total_s": p1 + p2 + analysis,
-          "images": job_images(st.base), "measured": bool(meas)}
+          "images": job_images(st.base), "measured": bool(meas),
+          "vmap_images_per_s": 1.0 / vmap_s}
 
 
 def fmt_s(s: float) -> str:
@@ -614,33 +763,59 @@ def fmt_s(s: float) -> str:
   return f"{s / 3600:.1f} h"
 
 
+def _jobs_of(st: Study) -> tuple[str, str]:
+  """How the plan names a job and its seeds: one trial each, or k trials each."""
+  if st.k == 1:
+    return ("each job = 1 trial (num_trials=1, its own seed)", "seeds")
+  return (f"each job = {st.k} trials of one job seed (num_trials={st.k}, compare.parallel=vmap: "
+          f"they train as one vmapped program; a replicate = (job seed, trial))",
+          f"job seeds of {st.k} trials")
+
+
+def _run_note(st: Study, name: str) -> str:
+  if st.k > 1 and st.run_config(name, st.select_seeds[0]).compare.parallel != "vmap":
+    return f" ({st.k} trials one after another: an ensemble cannot vmap trials)"
+  return ""
+
+
 def plan_text(st: Study) -> str:
   """What --plan prints: every run and job, and the estimated cost."""
   e = estimate(st)
   c = st.base
+  each, seeds = _jobs_of(st)
+  k = st.k
+  if k == 1:
+    seed_line = (f"selection seeds {st.select_seeds} (questions 1-3, choosing the best); report "
+                 f"seeds {st.report_seeds} (question 4)")
+  else:
+    seed_line = (f"selection job seeds {st.select_seeds} x {k} trials = "
+                 f"{len(st.select_seeds) * k} replicates (questions 1-3, choosing the best); "
+                 f"report job seeds {st.report_seeds} x {k} trials = "
+                 f"{len(st.report_seeds) * k} replicates (question 4)")
   lines = [f"study of {st.config_spec} (--mode {st.mode}, --executor {st.executor}), out: {st.out}",
            f"sizes: {c.al.initial} initial + {c.al.budget} per cycle x {c.al.cycles} cycles, "
            f"{c.train.epochs} epochs, subset {c.al.subset or 'whole pool'}, model {c.model.name} "
-           f"(width {c.model.width:g}); each job = 1 trial (num_trials=1, its own seed)",
-           f"selection seeds {st.select_seeds} (questions 1-3, choosing the best); report seeds "
-           f"{st.report_seeds} (question 4)", ""]
+           f"(width {c.model.width:g}); {each}", seed_line, ""]
   n1 = [n for n, r in st.runs.items() if r.phase == "select"]
-  lines.append(f"phase 1: {len(n1)} runs x {len(st.select_seeds)} selection seeds = "
+  lines.append(f"phase 1: {len(n1)} runs x {len(st.select_seeds)} selection {seeds} = "
                f"{len(n1) * len(st.select_seeds)} jobs, {fmt_s(e['phase1_s'])}")
   for n in n1:
     r = st.runs[n]
     lines.append(f"  {n:22s} {','.join(r.questions):12s} {fmt_s(e['per_job_s'][n]):>9s}/job  "
-                 f"{r.what}")
+                 f"{r.what}{_run_note(st, n)}")
   fixed2 = list(st.phase2_runs(None))
-  lines += ["", f"phase 2: {len(fixed2) + 1} runs x {len(st.report_seeds)} report seeds = "
+  lines += ["", f"phase 2: {len(fixed2) + 1} runs x {len(st.report_seeds)} report {seeds} = "
             f"{(len(fixed2) + 1) * len(st.report_seeds)} jobs, {fmt_s(e['phase2_s'])}",
             f"  {'<best of phase 1>':22s} {'q4':12s} {fmt_s(max(e['per_job_s'][n] for n in st.candidates())):>9s}/job  (at most) chosen by mean AUC on "
-            f"the selection seeds among {len(st.candidates())} candidates"]
+            f"the selection {'seeds' if k == 1 else 'replicates'} among {len(st.candidates())} "
+            "candidates"]
   for n in fixed2:
     r = st.runs[n]
-    lines.append(f"  {n:22s} {'q4':12s} {fmt_s(e['per_job_s'][n]):>9s}/job  {r.what}")
+    lines.append(f"  {n:22s} {'q4':12s} {fmt_s(e['per_job_s'][n]):>9s}/job  {r.what}"
+                 f"{_run_note(st, n)}")
   lines += ["", f"analysis: replays {len(st.probe_cycles)} selection step(s) (cycles "
-            f"{st.probe_cycles}) of u_batch on {st.fields.probe_trials} selection seed(s): "
+            f"{st.probe_cycles}) of u_batch on {st.fields.probe_trials} selection "
+            f"{'seed' if k == 1 else 'replicate'}(s): "
             f"pick shares, score scales (cycle {st.pca_cycle}), PCA picture, "
             f"{fmt_s(e['analysis_s'])}", "",
             f"estimated total: {fmt_s(e['total_s'])} of {e['device']} time "

@@ -40,7 +40,8 @@ def inputs_key(st, best: str) -> str:
   from jax_al import workdir as workdir_lib
 
   parts = {"best": best, "probe_cycles": list(st.probe_cycles),
-           "probe_seeds": st.select_seeds[:st.fields.probe_trials], "pca": st.pca_cycle,
+           "probe_seeds": _probes(st) if st.k > 1 else st.select_seeds[:st.fields.probe_trials],
+           "pca": st.pca_cycle,
            "runs": {n: [r.preset, sorted((k, str(v)) for k, v in r.al.items())]
                     for n, r in st.runs.items()},
            "base": workdir_lib.config_hash(st.run_config("u_batch", st.select_seeds[0])),
@@ -110,19 +111,21 @@ def run_analysis(st, name: str, best: str) -> dict:
   # The runs' compiled programs are on disk: the replays load them (as loop.run does).
   compiles.use_persistent_cache(st.base.compile_cache_dir)
   select_runs = [n for n, r in st.runs.items() if r.phase == "select"]
-  seeds = st.select_seeds[:st.fields.probe_trials]
+  probes = _probes(st)
   steps = []
-  for seed in seeds:
+  for seed, trial in probes:
     wd = st.job(name_u := "u_batch", seed, "select").workdir
     for c in st.probe_cycles:
-      step = replay.step(wd, 0, c)
+      step = replay.step(wd, trial, c)
       own = replay.select(step)  # u_batch's own picks: uncertainty only
       rec = {"seed": seed, "cycle": c, "labeled": int(len(step.labeled)),
              "candidates": int(len(step.subset)), "restored": bool(step.restored),
              "own_equals_run": None, "share_vs_u_only": {}, "share_vs_lam0": {},
              "lam0_vs_u_only": {}}
+      if st.k > 1:
+        rec["trial"] = trial
       # The replay reproduces the run's own pick of this step.
-      sel = replay.selected_sets(wd).get((0, c))
+      sel = replay.selected_sets(wd).get((trial, c))
       if sel is not None:
         rec["own_equals_run"] = bool(np.array_equal(np.sort(step.subset[own]), np.sort(sel)))
       lam0 = {}
@@ -138,18 +141,24 @@ def run_analysis(st, name: str, best: str) -> dict:
             and r.al.get("u_scope") == "batch" and r.al.get("mmd_scope") == "batch":
           rec["share_vs_lam0"][n] = overlap(picks, lam0[r.al["normalize"]])
       steps.append(rec)
-      if seed == seeds[0] and c == st.pca_cycle:
+      if (seed, trial) == probes[0] and c == st.pca_cycle:
         pca_step = step
   scales, arrays = _scales(st, pca_step)
   pca, parr = _pca(st, pca_step, best)
   arrays.update(parr)
   out.mkdir(parents=True, exist_ok=True)
   summary = {"inputs": key, "best": best, "steps": steps, "scales": scales, "pca": pca,
-             "seconds": time.perf_counter() - t0, "probe_seeds": seeds,
+             "seconds": time.perf_counter() - t0,
+             "probe_seeds": [s for s, _ in probes] if st.k == 1 else [st.label(*x) for x in probes],
              "probe_cycles": list(st.probe_cycles), "run": name_u}
   np.savez(out / "analysis.npz", **arrays)
   files.write_json(done, summary)
   return {"seconds": summary["seconds"], "reused": False}
+
+
+def _probes(st) -> list[tuple[int, int]]:
+  """(job seed, trial) of the replayed selection replicates: the first `probe_trials`."""
+  return st.replicates(st.select_seeds)[:st.fields.probe_trials]
 
 
 def _users() -> dict:
@@ -165,7 +174,8 @@ def _scales(st, step) -> tuple[dict, dict]:
   u, t = raw["u"], raw["t"]
   budget = cfg.al.budget
   cut = float(np.sort(u)[-budget]) if len(u) >= budget else float(u.min())
-  s = {"seed": step.config.seed, "cycle": step.cycle, "labeled": int(len(step.labeled)),
+  s = {"seed": step.config.seed, **({"trial": step.trial} if st.k > 1 else {}),
+       "cycle": step.cycle, "labeled": int(len(step.labeled)),
        "candidates": int(len(u)), "budget": int(budget), "sigma": raw["sigma"],
        "u_min": float(u.min()), "u_median": float(np.median(u)), "u_cut": cut,
        "u_max": float(u.max()), "t_min": float(t.min()), "t_median": float(np.median(t)),
@@ -198,6 +208,7 @@ def _pca(st, step, best: str) -> tuple[dict, dict]:
     prof[n] = {"dist_labeled": float(dist[p].mean()), "density_pct": float(pct[p].mean()),
                "classes": int(len(np.unique(step.labels[p])))}
     arrays[f"picks__{n}"] = p
-  return {"seed": step.config.seed, "cycle": step.cycle, "labeled": int(len(step.labeled)),
+  return {"seed": step.config.seed, **({"trial": step.trial} if st.k > 1 else {}),
+          "cycle": step.cycle, "labeled": int(len(step.labeled)),
           "variants": list(picks), "profile": prof,
           "num_classes": int(step.pool.num_classes)}, arrays

@@ -1,0 +1,21 @@
+"""Writes tests/golden/study_k1.json: the plan text and job list (workdir, seed, phase,
+digest of the full run config) of two one-trial-per-job studies, from the code of
+commit d2c230b, before grouped jobs existed. tests/test_study.py holds later code to it.
+
+    PYTHONPATH=. python tests/golden/make_study_k1.py > tests/golden/study_k1.json
+"""
+import hashlib, json, sys
+from configs import digits, cifar10
+from jax_al import study
+def build(cfg, spec, mode, **kw):
+  f = study.grid.study_defaults()
+  with f.unlocked():
+    for k, v in kw.items(): f[k] = v
+  return study.build(cfg, f, config_spec=spec, mode=mode, out="OUT")
+out = {}
+for key, st in (("digits_ci", build(digits.get_config(), "configs/digits.py", "ci", baselines="random", device="cpu")),
+                ("cifar10_full", build(cifar10.get_config(), "configs/cifar10.py", "full", device="gpu"))):
+  jobs = st.phase1_jobs() + st.phase2_jobs("u_batch")
+  out[key] = {"plan": study.plan_text(st),
+              "jobs": [[str(j.workdir), j.seed, j.phase, hashlib.sha256(json.dumps(st.run_config(j.run, j.seed).to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]] for j in jobs]}
+json.dump(out, sys.stdout, indent=1)
