@@ -71,7 +71,7 @@ def check_run(config, workdir: Path, overwrite: bool, mesh=None) -> Checked:
     strategy = strategies.get_strategy(config.al.strategy, config.al)
     n_cand = min(config.al.subset or n_train, n_train - config.al.initial)
     strategy.check(n_cand, config.al.budget, ds.num_classes, num_labeled=config.al.initial)
-    if strategy.samples == "ensemble" and (mesh is not None or (
+    if not vmap_trials.stacks_trials(config) and (mesh is not None or (
         config.compare.parallel == "vmap" and config.num_trials > 1)):
       raise ConfigError("al.strategy", config.al.strategy,
                         "an ensemble already trains its members as one vmapped program on "

@@ -59,7 +59,8 @@ def stacks_trials(config) -> bool:
   """Whether the trials of `config`'s strategy can train as one vmapped program.
 
   An ensemble strategy cannot: its members already are one vmapped program
-  per trial (`jax_al.preflight` refuses vmapped trials for it).
+  per trial, on one device (`jax_al.preflight` refuses vmapped trials and a
+  mesh where this is False).
   """
   from jax_al import strategies
 
