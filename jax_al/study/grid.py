@@ -52,9 +52,9 @@ DEFAULT_BASELINES = "random,entropy,margin,least_confidence,coreset,badge,typicl
 # learning_loss a ResNet (config.check_config says which is missing).
 BAYESIAN_BASELINES = ("ensemble_bald", "bald", "learning_loss")
 
-# The users' method, every method field spelled out: each variant below sets
-# all of these, so a preset in the given config (`configs/x.py:rank`) never
-# leaks into a variant that means something else. Other `config.al` fields
+# The cluster-margin + MMD method (preset users), every method field spelled
+# out: each variant below sets all of these, so a preset in the given config
+# (`configs/x.py:rank`) never leaks into a variant that means something else. Other `config.al` fields
 # (sigma, repeats, draw_size, kmeans, batch, ...) pass through to every run.
 USERS = dict(strategy="uncertainty_mmd", use_mmd=True, u_scope="batch", mmd_scope="batch",
              term="per_sample", sign=1, lam=1.0, normalize="none", mode="topk",
