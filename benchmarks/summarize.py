@@ -41,7 +41,7 @@ def _train(docs: dict) -> None:
   rows = [(name, r) for name, d in docs.items() for r in d.get("train", [])]
   if not rows:
     return
-  print(f"\ntraining (median epoch after compilation; vs = images/s over the shipped "
+  print("\ntraining (median epoch after compilation; vs = images/s over the shipped "
         f"default 'chunk' of the same file):")
   print(f"{'file':16s} {'model dtype variant':44s} {'L':>6s} {'images/s':>9s} {'vs':>5s} "
         f"{'epoch s':>8s} {'compile s':>9s}")
@@ -295,8 +295,12 @@ def main(folder: str) -> None:
   docs = {p.stem: d for p in sorted(out.glob("*.json"))
           if isinstance(d := _load(p), dict)}
   meta = next((d["meta"] for d in docs.values() if "meta" in d), {})
-  print(f"\n===== summary: {meta.get('device_kind', '?')}, jax {meta.get('jax', '?')}, "
-        f"{meta.get('date', '?')} =====")
+  env = out / "env.txt"  # gpu.sh's `jax <version> [devices]`: a study call writes no bench JSON
+  if not meta and env.is_file():
+    print(f"\n===== summary: {env.read_text().strip().splitlines()[-1][:160]} =====")
+  else:
+    print(f"\n===== summary: {meta.get('device_kind', '?')}, jax {meta.get('jax', '?')}, "
+          f"{meta.get('date', '?')} =====")
   for name, d in docs.items():  # what each file is, and whether it finished
     m = d.get("meta", {})
     if "parts" in m or "argv" in m:
