@@ -42,7 +42,7 @@ def _train(docs: dict) -> None:
   if not rows:
     return
   print("\ntraining (median epoch after compilation; vs = images/s over the shipped "
-        f"default 'chunk' of the same file):")
+        "default 'chunk' of the same file):")
   print(f"{'file':16s} {'model dtype variant':44s} {'L':>6s} {'images/s':>9s} {'vs':>5s} "
         f"{'epoch s':>8s} {'compile s':>9s}")
   for name, r in rows:
