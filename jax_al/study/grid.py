@@ -54,8 +54,9 @@ BAYESIAN_BASELINES = ("ensemble_bald", "bald", "learning_loss")
 
 # The cluster-margin + MMD method (preset users), every method field spelled
 # out: each variant below sets all of these, so a preset in the given config
-# (`configs/x.py:rank`) never leaks into a variant that means something else. Other `config.al` fields
-# (sigma, repeats, draw_size, kmeans, batch, ...) pass through to every run.
+# (`configs/x.py:rank`) never leaks into a variant that means something else.
+# Other `config.al` fields (sigma, repeats, draw_size, kmeans, batch, ...)
+# pass through to every run.
 USERS = dict(strategy="uncertainty_mmd", use_mmd=True, u_scope="batch", mmd_scope="batch",
              term="per_sample", sign=1, lam=1.0, normalize="none", mode="topk",
              utility="cluster_margin", greedy_weight=1.0, prefilter=0)
