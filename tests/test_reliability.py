@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -503,6 +504,7 @@ def test_a_run_saved_before_a_field_is_refused_with_another_value(stopped_copy, 
   run, config = stopped_copy
   _as_if_saved_before_the_added_fields(run)
   before = snapshot(run)
+  config = copy.deepcopy(config)  # the module's fixture serves the tests after this one
   config.al.pad_labeled = "run"
   with pytest.raises(ConfigError, match=r"al\.pad_labeled: 'bucket' there, 'run' now"):
     loop.run(config, run, quiet=True)
