@@ -56,9 +56,9 @@
 # asked-for first, the ensemble last), and GPU_SH_STUDY_ARGS passed through last
 # (any --study.* / --config.* flag, e.g. "--config.train.epochs=10
 # --study.vmap_images_per_s=90000"). The study runs phase 1 (questions 1-3, in
-# the grid's order: u_batch and users first), chooses the best variant, runs
-# phase 2 (the best, users, then the baselines in the order given), replays the
-# probe steps and writes the findings. The archive's study/ holds what the study
+# the grid's order: u_batch and users first), chooses the best variant, replays
+# the probe steps (from phase 1's checkpoints), runs phase 2 (the best, users,
+# then the baselines in the order given) and writes the findings. The archive's study/ holds what the study
 # wrote except checkpoints: findings.md/json, plots, choice.json, study.json,
 # analysis/analysis.json, timing/, and each job's config.json, metrics.jsonl,
 # selected.jsonl, summary.json, log.txt. At the deadline the study is killed:

@@ -263,6 +263,50 @@ def test_submitit_local_executor_gives_the_same_findings(ci_study, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_study_stopped_in_phase_2_continues_elsewhere_without_retraining(
+    ci_study, tmp_path, monkeypatch):
+  """The replays run right after phase 1, from its checkpoints: a study stopped
+  in phase 2 and continued where those checkpoints are gone (another machine,
+  a carried archive) reuses them and gives the uninterrupted findings."""
+  import shutil
+
+  from jax_al import study
+  from jax_al.study import executors
+
+  st, f = ci_study
+  out = tmp_path / "moved"
+  for n, r in st.runs.items():
+    if r.phase == "select":
+      for s in st.select_seeds:
+        shutil.copytree(st.job(n, s, "select").workdir, out / "runs" / n / f"seed{s}")
+  shutil.copy(st.out / "study.json", out / "study.json")
+  st2 = _study(out)
+
+  class Stop(Exception):
+    pass
+
+  real = executors.call
+
+  def stop_in_phase_2(kind, fn_args, **kw):
+    if any(str(a[1]).endswith(f"seed{st2.report_seeds[0]}") for a in fn_args):
+      raise Stop
+    return real(kind, fn_args, **kw)
+
+  monkeypatch.setattr(executors, "call", stop_in_phase_2)
+  with pytest.raises(Stop):
+    study.run_study(st2, log=lambda m: None)
+  monkeypatch.setattr(executors, "call", real)
+  replayed = (out / "analysis" / "analysis.json").read_bytes()
+  assert not (out / "findings.json").exists()
+  for ckpt in list(out.glob("runs/*/seed*/checkpoints")):
+    shutil.rmtree(ckpt)
+  again = study.run_study(st2, log=lambda m: None)
+  assert (out / "analysis" / "analysis.json").read_bytes() == replayed  # reused, not retrained
+  assert again["runtime"]["jobs_run"] == len(st2.phase2_jobs(f["q4"]["best"]))
+  assert _numbers(again) == _numbers(f)
+
+
+@pytest.mark.slow
 def test_same_seeds_are_flagged(ci_study):
   """Forcing the report seeds onto the selection seeds is allowed and said."""
   from jax_al import study

@@ -173,14 +173,17 @@ def run_study(st: Study, log=print) -> dict:
     best, choice = choose_best(st)
     files.write_json(st.out / "choice.json", choice)
     log(f"best variant on the selection seeds: {best} (mean AUC {choice['aucs'][best]:.2f})")
+    # The replays read phase 1's checkpoints only: run them now, so that a study
+    # stopped in phase 2 and continued without those checkpoints (another
+    # machine) need not retrain the replayed steps.
+    log("analysis: replaying selection steps")
+    executors.call(st.executor, [(st, "analysis", best)], fields=st.fields, folder=folder,
+                   log=log, label="analysis job", fn=probes.run_analysis)
     all2 = st.phase2_jobs(best)
     p2 = todo(all2)
     log(f"phase 2: {len(p2)} of {len(all2)} jobs to run (report seeds {st.report_seeds})")
     executors.call(st.executor, _args(st, p2), fields=st.fields, folder=folder, log=log)
     ran += len(p2)
-    log("analysis: replaying selection steps")
-    executors.call(st.executor, [(st, "analysis", best)], fields=st.fields, folder=folder,
-                   log=log, label="analysis job", fn=probes.run_analysis)
     an = json.loads((st.out / "analysis" / "analysis.json").read_text())
     job_s = 0.0
     for t in (st.out / "timing").glob("*.json"):
