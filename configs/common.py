@@ -8,6 +8,8 @@ the command line.
 from ml_collections import config_dict
 from ml_collections.config_dict import placeholder
 
+from jax_al import defaults
+
 
 def base() -> config_dict.ConfigDict:
   c = config_dict.ConfigDict()
@@ -77,51 +79,8 @@ def base() -> config_dict.ConfigDict:
   c.train.epochs_per_call = 0    # 0 = a call per chunk; k = up to k epochs per jitted call
   c.train.flat_state = False     # the jitted calls take the state as a flat list of leaves
 
-  # ---- active learning ------------------------------------------------------
-  c.al = config_dict.ConfigDict()
-  c.al.initial = 5000
-  c.al.budget = 2500
-  c.al.cycles = 7                # number of trained label-set sizes
-  c.al.subset = 10000            # random unlabeled candidates scored per cycle; 0 = whole pool
-  c.al.strategy = "random"
-  c.al.mc_samples = 20           # bald, variation_ratio: MC-dropout passes per candidate
-  c.al.ensemble_size = 5         # ensemble_*: members trained per cycle as one vmapped program
-  # learning_loss (Yoo & Kweon 2019): ranking-loss weight and margin, and the
-  # fraction of train.epochs after which the loss module stops shaping the backbone.
-  c.al.ll_weight = 1.0
-  c.al.ll_margin = 1.0
-  c.al.ll_detach = 0.6           # epoch 120 of 200
-  # The k-means cluster-margin + MMD method (strategy "uncertainty_mmd") and its variants.
-  c.al.batch = 128               # minibatch size of per-batch scopes, in candidate order
-  c.al.k = placeholder(int)      # k-means clusters; unset = number of classes
-  c.al.transform = "inverse"     # inverse: 10/|d1-d2| | neg_gap: -(d2-d1)
-  c.al.u_scope = "batch"         # batch | global
-  c.al.mmd_scope = "batch"       # batch | global
-  c.al.term = "per_sample"       # per_sample | witness | decrease
-  c.al.sign = 1                  # +1 picks large MMD (the method's), -1 picks small
-  c.al.lam = 1.0
-  c.al.normalize = "none"        # none | minmax | zscore | rank
-  c.al.mode = "topk"             # topk | greedy
-  c.al.use_mmd = True            # False = uncertainty only
-  c.al.repeats = 5               # R random draws of the labeled set for the per-sample term
-  c.al.draw_size = 128           # size of each labeled draw
-  c.al.sigma = 0.0               # kernel bandwidth; 0 = median heuristic
-  c.al.estimator = "biased"      # biased | unbiased
-  c.al.block = 1024              # largest kernel block materialised is block x block
-                                 # (1024 is 1.7x faster than 4096 on CPU: cache-sized tiles)
-  c.al.pad_labeled = "bucket"     # labeled rows (uncertainty_mmd, coreset): bucket | run (one compilation per run)
-  c.al.approx = "exact"          # exact | rff (random Fourier features)
-  c.al.rff_dim = 2048
-  c.al.greedy_weight = 1.0       # greedy mode: weight of normalised uncertainty per pick
-  # The uncertainty u: cluster_margin (the method's, from k-means on features) or a
-  # softmax score of the model's logits: margin | entropy | least_confidence.
-  c.al.utility = "cluster_margin"
-  c.al.prefilter = 0             # greedy mode: pick only among the N most uncertain; 0 = all
-  c.al.kmeans = config_dict.ConfigDict()
-  c.al.kmeans.init = "random"    # random (the method's: centres drawn from the batch) | k-means++
-  c.al.kmeans.n_init = 1
-  c.al.kmeans.max_iter = 100
-  c.al.kmeans.tol = 1e-4
+  # ---- active learning: the defaults live in the library (jax_al/defaults.py) ----
+  c.al = defaults.al()
 
   # ---- logging ------------------------------------------------------------------
   # log.txt and metrics.jsonl are always written. TensorBoard event files of

@@ -273,11 +273,12 @@ def _check_model_rules(config, strategy) -> None:
   from jax_al import models
 
   name = config.al.strategy
-  if strategy.samples == "mc_dropout" and not config.model.get("dropout", 0.0) > 0:
+  if (strategy.requires.samples is strategy_base.Samples.MC_DROPOUT
+      and not config.model.get("dropout", 0.0) > 0):
     raise ConfigError("model.dropout", config.model.get("dropout", 0.0),
                       f"al.strategy={name} scores MC-dropout passes, which need dropout; "
                       "set model.dropout > 0, e.g. 0.3")
-  if strategy.samples == "loss_prediction":
+  if strategy.requires.predicted_loss:
     cls = models.registry.get(config.model.name)
     if cls is not None and not hasattr(cls, "forward"):
       with_stages = [n for n in models.names() if hasattr(models.registry.get(n), "forward")]

@@ -28,6 +28,7 @@ import numpy as np
 from jax_al import rng, sharding, strategies, vmap_trials
 from jax_al.errors import TrainingError
 from jax_al.scores import bayes
+from jax_al.strategies.base import Samples
 from jax_al.train import StepConfig, Trainer, TrainState, init_model
 
 
@@ -123,8 +124,9 @@ def stacked_trainer(tr: Trainer) -> vmap_trials.StackedTrainer:
 
 def members(config, strategy) -> int:
   """Models a cycle trains: `al.ensemble_size` for an ensemble strategy
-  (`Strategy.samples == "ensemble"`), else 1."""
-  return int(config.al.ensemble_size) if strategy.samples == "ensemble" else 1
+  (`requires.samples is Samples.ENSEMBLE`), else 1."""
+  return (int(config.al.ensemble_size)
+          if strategy.requires.samples is Samples.ENSEMBLE else 1)
 
 
 def member_key(key: jax.Array, m: int) -> jax.Array:
@@ -253,13 +255,18 @@ def pool(exp: Experiment, state: TrainState, labeled: np.ndarray, subset: np.nda
   labeled set under `state`, on the device (sharded over the pool on a mesh),
   plus `al.mc_samples` MC-dropout predictions of the candidates, or the
   predicted losses of a learning-loss model, for a strategy that asks for
-  them (`Strategy.samples`).
+  them (`Strategy.requires`).
+
+  Features, logits and the labeled set's features come from one forward
+  pass each and are always there, whatever the strategy reads: a replay
+  scores one step's pool under other settings (the study's probes).
 
   Raises TrainingError when the model produced non-finite values.
   """
   tr = exp.trainer
+  need = exp.strategy.requires
   samples = None
-  if exp.strategy.samples == "ensemble":
+  if need.samples is Samples.ENSEMBLE:
     # Features are member 0's; logits the members' mean prediction.
     samples, feats = _member_logits(exp, state, exp.images, subset)
     l_samples, l_feats = _member_logits(exp, state, exp.images, labeled)
@@ -268,12 +275,12 @@ def pool(exp: Experiment, state: TrainState, labeled: np.ndarray, subset: np.nda
   else:
     logits, feats = tr.predict(state.params, state.batch_stats, exp.images, subset)
     l_logits, l_feats = tr.predict(state.params, state.batch_stats, exp.images, labeled)
-  if exp.strategy.samples == "mc_dropout":
+  if need.samples is Samples.MC_DROPOUT:
     k = jax.random.fold_in(keys(exp.config.seed, trial, cycle).select, MC_FOLD)
     samples = tr.predict_mc(state.params, state.batch_stats, exp.images, subset,
                             jax.random.split(k, exp.config.al.mc_samples))
   predicted = None
-  if exp.strategy.samples == "loss_prediction":
+  if need.predicted_loss:
     predicted = tr.predict_loss(state.params, state.batch_stats, exp.images, subset)
   arrays = (feats, logits, l_feats, l_logits) + tuple(
       a for a in (samples, predicted) if a is not None)

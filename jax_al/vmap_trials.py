@@ -64,7 +64,8 @@ def stacks_trials(config) -> bool:
   """
   from jax_al import strategies
 
-  return strategies.get_strategy(config.al.strategy, config.al).samples != "ensemble"
+  return (strategies.get_strategy(config.al.strategy, config.al).requires.samples
+          is not strategies.base.Samples.ENSEMBLE)
 
 
 def stack(states: Sequence[Any]):

@@ -237,16 +237,22 @@ def per_strategy(tmp_path_factory):
     dirs = []
     for i in range(2):
       d = tmp_path_factory.mktemp(f"{name}{i}") / "run"
-      sampled = strategies.get_strategy(name, tiny_digits_config().al).samples
+      need = strategies.get_strategy(name, tiny_digits_config().al).requires
       # Each strategy's model needs: dropout for MC dropout, a ResNet's stages
       # for the loss-prediction module.
+      sampled = need.samples is not strategies.base.Samples.NONE
       model = ({"model__name": "resnet18", "model__width": 0.0625}
-               if sampled == "loss_prediction" else {"model__dropout": 0.3 if sampled else 0.0})
+               if need.predicted_loss else {"model__dropout": 0.3 if sampled else 0.0})
       loop.run(tiny_digits_config(name, train__epochs=1, train__milestones=(), **model), d,
                quiet=True)
       dirs.append(d)
     out[name] = dirs
   return out
+
+
+def _sampled(need) -> bool:
+  """The strategy reads more than one plain model's outputs."""
+  return need.predicted_loss or need.samples is not strategies.base.Samples.NONE
 
 
 def test_same_seed_same_result_for_every_strategy(per_strategy):
@@ -263,7 +269,7 @@ def test_strategy_never_changes_initial_set_or_weights(per_strategy):
   # their first-cycle accuracies differ by design (test_ensemble checks that
   # member 0 is the plain model).
   plain = {n for n in per_strategy
-           if not strategies.get_strategy(n, tiny_digits_config().al).samples}
+           if not _sampled(strategies.get_strategy(n, tiny_digits_config().al).requires)}
   assert len(plain) >= 9, plain
   initial = {json.dumps(records(a, "selected.jsonl")[0]) for a, _ in per_strategy.values()}
   assert len(initial) == 1

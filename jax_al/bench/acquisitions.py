@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict:
         flush=True)
   built = {name: strategies.get_strategy(name, al) for name in args.strategies}
   pools = {k: pool(args.n, args.dim, args.labeled, k) for k in {args.samples, args.members}}
-  pool_of = lambda s: pools[args.members if s.samples == "ensemble" else args.samples]
+  ensemble = strategies.base.Samples.ENSEMBLE
+  pool_of = lambda s: pools[args.members if s.requires.samples is ensemble else args.samples]
   key = jax.random.key(0)
   first, times = {}, {name: [] for name in built}
   for name, s in built.items():
@@ -115,7 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
   rows = []
   print(f"{'strategy':26s} {'samples':>7s} {'first call s':>12s} {'select ms':>10s}")
   for name, s in built.items():
-    k = {"ensemble": args.members, "mc_dropout": args.samples}.get(s.samples, 0)
+    k = {strategies.base.Samples.ENSEMBLE: args.members,
+         strategies.base.Samples.MC_DROPOUT: args.samples}.get(s.requires.samples, 0)
     row = {"strategy": name, "n": args.n, "dim": args.dim, "labeled": args.labeled,
            "budget": args.budget, "samples": k, "first_call_s": first[name],
            "select_ms": 1e3 * statistics.median(times[name]), "repeats": args.repeats}

@@ -32,12 +32,13 @@ HIDDEN = 128  # units per stage (the paper's)
 
 def enabled(config) -> bool:
   """True when the run trains a loss-prediction module: its `al.strategy`
-  scores the module's predictions (`Strategy.samples == "loss_prediction"`,
+  scores the module's predictions (`Strategy.requires.predicted_loss`,
   the attribute `cycle.pool` reads too)."""
   from jax_al import strategies  # lazy: strategies import modules that import this one
 
   al = config.get("al") if hasattr(config, "get") else None
-  return al is not None and strategies.base.samples_of(al.get("strategy")) == "loss_prediction"
+  need = None if al is None else strategies.base.requires_of(al.get("strategy"))
+  return need is not None and need.predicted_loss
 
 
 @dataclasses.dataclass(frozen=True)

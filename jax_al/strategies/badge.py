@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_al.strategies.base import Pool, Selection, Strategy, register
+from jax_al.strategies.base import Pool, Requires, Selection, Strategy, register
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -122,6 +122,9 @@ def badge_select(logits: jax.Array, features: jax.Array, budget: int,
 
 @register("badge")
 class Badge(Strategy):
+  """A pick's score is the norm of its gradient embedding."""
+
+  requires = Requires(features=True, logits=True)
 
   def select(self, pool: Pool, budget: int, rng: jax.Array) -> Selection:
     picks, norms = badge_select(pool.logits, pool.features, budget, rng)
@@ -129,4 +132,5 @@ class Badge(Strategy):
     norms = np.asarray(norms)
     return Selection(picks, {"gnorm_pool_mean": float(norms.mean()),
                              "gnorm_picked_mean": float(norms[picks].mean()),
-                             "gnorm_max": float(norms.max())})
+                             "gnorm_max": float(norms.max())},
+                     norms[picks].astype(np.float32))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import enum
 from typing import Any, ClassVar
 
 import jax
@@ -30,6 +31,55 @@ import numpy as np
 from jax_al.errors import ConfigError, suggest
 
 PADS = ("bucket", "run")  # al.pad_labeled; see `Pool.labeled_rows`
+
+
+class Samples(enum.Enum):
+  """Where a strategy's `Pool.sample_logits` come from, when it reads them.
+
+  NONE: it reads none. MC_DROPOUT: `al.mc_samples` stochastic passes of a
+  model with dropout. ENSEMBLE: the `al.ensemble_size` members that each
+  cycle trains as one vmapped program (which changes training, not only
+  scoring). Code that only scores (the `jax_al.selection` API) treats both
+  the same: it needs an [S, N, C] array.
+  """
+
+  NONE = "none"
+  MC_DROPOUT = "mc_dropout"
+  ENSEMBLE = "ensemble"
+
+
+@dataclasses.dataclass(frozen=True)
+class Requires:
+  """What a strategy reads from its `Pool`: the one declaration that the
+  loop's features pass, the selection API and the config checks consult.
+
+  Attributes:
+    features: `Pool.features` of the candidates.
+    logits: `Pool.logits` of the candidates.
+    labeled: the labeled set's features (`Pool.labeled_features`, and its
+      size): strategies that measure coverage or distribution match.
+    samples: where `Pool.sample_logits` come from; `Samples.NONE` when the
+      strategy reads none.
+    predicted_loss: `Pool.predicted_loss`, the losses a learning-loss
+      module predicts (the model then carries that module).
+  """
+
+  features: bool = False
+  logits: bool = False
+  labeled: bool = False
+  samples: Samples = Samples.NONE
+  predicted_loss: bool = False
+
+  def inputs(self) -> tuple[str, ...]:
+    """The `Pool` arrays this declaration names, in a fixed order."""
+    out = [n for n in ("features", "logits") if getattr(self, n)]
+    if self.labeled:
+      out.append("labeled_features")
+    if self.samples is not Samples.NONE:
+      out.append("sample_logits")
+    if self.predicted_loss:
+      out.append("predicted_loss")
+    return tuple(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,11 +97,11 @@ class Pool:
       compiled program serves every cycle (`al.pad_labeled = "run"`).
     sample_logits: [S, N, C] float32 logits of the candidates under S
       stochastic predictions (MC-dropout passes, or the members of an
-      ensemble), for strategies whose `samples` asks for them; None
-      otherwise. With an ensemble, `logits` are the members' mean
+      ensemble), for strategies whose `requires.samples` asks for them;
+      None otherwise. With an ensemble, `logits` are the members' mean
       prediction (log mean softmax) and the features are member 0's.
     predicted_loss: [N] float32 losses of the candidates predicted by a
-      learning-loss model's module (`samples = "loss_prediction"`), else None.
+      learning-loss model's module (`requires.predicted_loss`), else None.
   """
 
   features: jax.Array
@@ -89,10 +139,15 @@ class Selection:
     indices: [budget] int64 NumPy array of unique positions into the pool.
     stats: flat dict of floats logged to metrics.jsonl (raw score statistics
       such as `u_min`, `u_median`, `u_max`); may be empty.
+    scores: [budget] float32 NumPy array, each pick's score as the strategy
+      defines it (a score strategy's raw score; for the others their
+      docstring says), or None for a strategy that has no per-pick score
+      (random). Not logged by the loop.
   """
 
   indices: np.ndarray
   stats: dict[str, float] = dataclasses.field(default_factory=dict)
+  scores: np.ndarray | None = None
 
 
 class Strategy(abc.ABC):
@@ -106,12 +161,10 @@ class Strategy(abc.ABC):
   """
 
   name: ClassVar[str] = ""
-  # "mc_dropout": the pool carries `al.mc_samples` MC-dropout predictions
-  # (`Pool.sample_logits`; the model needs `model.dropout > 0`). "ensemble":
-  # each cycle trains `al.ensemble_size` members as one vmapped program and
-  # the pool carries their predictions. "loss_prediction": the model carries a
-  # learning-loss module and the pool its predicted losses (`predicted_loss`).
-  samples: ClassVar[str] = ""
+  # What `select` reads from the pool. The class attribute covers every
+  # setting of the strategy (the registry answers with it before a strategy
+  # is built); an instance may narrow it for its own `cfg` in `__init__`.
+  requires: Requires = Requires()
 
   def __init__(self, cfg: Any):
     """`cfg` is `config.al`; a strategy reads the fields it needs."""
@@ -189,6 +242,7 @@ class ScoreStrategy(Strategy):
 
   stat: ClassVar[str] = "u"
   smallest_first: ClassVar[bool] = False
+  requires: Requires = Requires(logits=True)
 
   @abc.abstractmethod
   def score(self, pool: Pool, rng: jax.Array) -> jax.Array:
@@ -199,7 +253,7 @@ class ScoreStrategy(Strategy):
     s = self.score(pool, rng)
     idx = top_k_indices(-s if self.smallest_first else s, budget)
     stats = {k: float(v) for k, v in _score_stats(self.stat, s).items()}
-    return Selection(idx, stats)
+    return Selection(idx, stats, np.asarray(s)[idx].astype(np.float32))
 
 
 _REGISTRY: dict[str, type[Strategy]] = {}
@@ -222,10 +276,11 @@ def names() -> list[str]:
   return sorted(_REGISTRY)
 
 
-def samples_of(name: str) -> str | None:
-  """The `samples` of the strategy registered as `name` (None when none is)."""
+def requires_of(name: str) -> Requires | None:
+  """The class-level `requires` of the strategy registered as `name` (what
+  it may read under any setting), or None when no strategy has that name."""
   cls = _REGISTRY.get(name)
-  return cls.samples if cls is not None else None
+  return cls.requires if cls is not None else None
 
 
 def get_strategy(name: str, cfg: Any) -> Strategy:

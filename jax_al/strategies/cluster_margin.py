@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import jax
 
-from jax_al.strategies.base import Pool, ScoreStrategy, Selection, register
+from jax_al.strategies.base import Pool, Requires, ScoreStrategy, Selection, register
 from jax_al.strategies.uncertainty_term import UncertaintyTerm
 
 
@@ -24,9 +24,12 @@ from jax_al.strategies.uncertainty_term import UncertaintyTerm
 class ClusterMargin(ScoreStrategy):
   """Top-k of the uncertainty u; see the module docstring."""
 
+  requires = Requires(features=True, logits=True)
+
   def __init__(self, cfg):
     super().__init__(cfg)
     self.uncertainty = UncertaintyTerm(cfg)
+    self.requires = self.uncertainty.requires()
 
   def check(self, num_candidates: int, budget: int, num_classes: int,
             num_labeled: int | None = None) -> None:

@@ -24,13 +24,13 @@ from __future__ import annotations
 import jax
 
 from jax_al.scores import bayes
-from jax_al.strategies.base import Pool, ScoreStrategy, register
+from jax_al.strategies.base import Pool, Requires, Samples, ScoreStrategy, register
 
 
 class _Ensemble(ScoreStrategy):
   """Largest `fn` of the members' logits first; logs u_min, u_median, u_max of it."""
 
-  samples = "ensemble"
+  requires = Requires(samples=Samples.ENSEMBLE)
   fn = staticmethod(bayes.predictive_entropy)
 
   def score(self, pool: Pool, rng: jax.Array) -> jax.Array:

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import jax
 
-from jax_al.strategies.base import Pool, ScoreStrategy, register
+from jax_al.strategies.base import Pool, Requires, ScoreStrategy, register
 
 
 @register("learning_loss")
 class LearningLoss(ScoreStrategy):
   """Largest predicted loss first; logs u_min, u_median, u_max of it."""
 
-  samples = "loss_prediction"
+  requires = Requires(predicted_loss=True)
 
   def score(self, pool: Pool, rng: jax.Array) -> jax.Array:
     del rng  # deterministic: the module's prediction

@@ -55,7 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_al.scores import distances
-from jax_al.strategies.base import Pool, Selection, Strategy, register
+from jax_al.strategies.base import Pool, Requires, Selection, Strategy, register
 
 # The authors' cap. k-means++ seeding is sequential in K and the Lloyd steps
 # cost N x K per iteration, so K = |L| + budget (e.g. 7500) would dominate a
@@ -164,8 +164,10 @@ class TypiClust(Strategy):
 
   The seeding is always k-means++ as in the authors' code, whatever
   `cfg.kmeans.init` says (that field belongs to the k-means cluster-margin +
-  MMD method).
+  MMD method). A pick's score is its typicality.
   """
+
+  requires = Requires(features=True, labeled=True)
 
   def plan(self, pool: Pool, budget: int, rng: jax.Array):
     """`typiclust_plan` at this pool's sizes; see there."""
@@ -187,4 +189,4 @@ class TypiClust(Strategy):
       stats.update(typicality_min=float(typ[picks].min()),
                    typicality_median=float(np.median(typ[picks])),
                    typicality_max=float(typ[picks].max()))
-    return Selection(picks, stats)
+    return Selection(picks, stats, typ[picks].astype(np.float32))

@@ -79,7 +79,7 @@ from jax_al.errors import ConfigError
 from jax_al.scores import greedy
 from jax_al.scores import mmd
 from jax_al.scores import normalize as norm_lib
-from jax_al.strategies.base import (PADS, Pool, Selection, Strategy, register,
+from jax_al.strategies.base import (PADS, Pool, Requires, Selection, Strategy, register,
                                     score_stats)
 # Also exported from here: the uncertainty pieces lived in this module before
 # cluster_margin and this strategy shared them.
@@ -227,11 +227,22 @@ class Step(NamedTuple):
 
 @register("uncertainty_mmd")
 class UncertaintyMMD(Strategy):
-  """Cluster-margin uncertainty plus an MMD term; see the module docstring."""
+  """Cluster-margin uncertainty plus an MMD term; see the module docstring.
+
+  A pick's score (`Selection.scores`) is its combined score
+  u_norm + lam * sign * t_norm in top-k mode, and its normalised
+  uncertainty u_norm in greedy mode (its MMD gain depends on the picks
+  before it); without the MMD term it is the raw uncertainty u.
+  """
+
+  requires = Requires(features=True, logits=True, labeled=True)
 
   def __init__(self, cfg: Any):
     super().__init__(cfg)
     self.uncertainty = UncertaintyTerm(cfg)
+    # The MMD terms are over features; u reads features or logits.
+    self.requires = Requires(features=True, logits=self.uncertainty.requires().logits,
+                             labeled=bool(cfg.use_mmd))
 
   def labeled_needed(self, s: Settings) -> int:
     """The fewest labeled points the MMD term is defined for (0 without it):
@@ -341,4 +352,20 @@ class UncertaintyMMD(Strategy):
 
   def select(self, pool: Pool, budget: int, rng: jax.Array) -> Selection:
     st = self.step(pool, budget, rng)
-    return Selection(st.indices, st.stats)
+    s = self.settings(pool.num_classes)
+    scores = _pick_scores(st.u, st.t, self.knobs(), jnp.asarray(st.indices),
+                          topk=s.use_mmd and s.mode == "topk", normalized=s.use_mmd)
+    return Selection(st.indices, st.stats, np.asarray(scores))
+
+
+@functools.partial(jax.jit, static_argnames=("topk", "normalized"))
+def _pick_scores(u, t, knobs: Knobs, idx, *, topk: bool, normalized: bool):
+  """[budget] the picks' scores (see `UncertaintyMMD`), recomputed from the
+  step's raw terms outside `select_indices`, so that its program, and so
+  its picks, stay as they were."""
+  if not normalized:
+    return u[idx]
+  u_norm = norm_lib.normalize_indexed(u, knobs.normalize)
+  if not topk:
+    return u_norm[idx]
+  return (u_norm + knobs.lam * knobs.sign * norm_lib.normalize_indexed(t, knobs.normalize))[idx]

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from jax_al.errors import ConfigError
 from jax_al.scores import cluster_margin
-from jax_al.strategies.base import Pool
+from jax_al.strategies.base import Pool, Requires
 
 UTILITIES = ("cluster_margin", "margin", "entropy", "least_confidence")
 SCOPES = ("batch", "global")  # al.u_scope (and al.mmd_scope)
@@ -87,6 +87,12 @@ class UncertaintyTerm:
   @property
   def utility(self) -> str:
     return self.cfg.get("utility", "cluster_margin")
+
+  def requires(self) -> Requires:
+    """The cluster margin reads the candidates' features, a softmax utility their logits."""
+    if self.utility == "cluster_margin":
+      return Requires(features=True)
+    return Requires(logits=True)
 
   def k(self, num_classes: int) -> int:
     """K: `al.k`, or the number of classes when it is unset."""

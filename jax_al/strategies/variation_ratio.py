@@ -13,14 +13,14 @@ from __future__ import annotations
 import jax
 
 from jax_al.scores import bayes
-from jax_al.strategies.base import Pool, ScoreStrategy, register
+from jax_al.strategies.base import Pool, Requires, Samples, ScoreStrategy, register
 
 
 @register("variation_ratio")
 class VariationRatio(ScoreStrategy):
   """Largest variation ratio first; logs u_min, u_median, u_max of it."""
 
-  samples = "mc_dropout"
+  requires = Requires(samples=Samples.MC_DROPOUT)
 
   def score(self, pool: Pool, rng: jax.Array) -> jax.Array:
     del rng

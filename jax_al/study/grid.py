@@ -554,8 +554,9 @@ def job_images(config) -> dict:
       infer += s + m
   # An ensemble trains and runs forward its members (`al.ensemble_size`).
   from jax_al import strategies
-  k = (int(al.ensemble_size) if strategies.get_strategy(al.strategy, al).samples == "ensemble"
-       else 1)
+  ensemble = (strategies.get_strategy(al.strategy, al).requires.samples
+              is strategies.base.Samples.ENSEMBLE)
+  k = int(al.ensemble_size) if ensemble else 1
   return {"train": k * train, "infer": k * infer, "scored": scored,
           "pool_known": n_train is not None}
 

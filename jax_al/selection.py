@@ -1,0 +1,376 @@
+"""Selection on arrays: any model's outputs, any registered strategy.
+
+A model jax-al did not train (scikit-learn, PyTorch, a hosted embedding
+model) gives its features and predictions as arrays, and `select` picks the
+next batch to label with the same strategy code the loop runs:
+
+    import numpy as np, jax_al
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_digits(return_X_y=True)
+    labeled = np.zeros(len(x), bool); labeled[:100] = True
+    model = LogisticRegression(max_iter=2000).fit(x[labeled], y[labeled])
+    picks = jax_al.select("margin", features=x, probs=model.predict_proba(x),
+                          labeled=labeled, budget=20)
+    picks.indices   # 20 row numbers of x, never a labeled one, best first
+
+`strategy` is a registered strategy ("margin", "coreset", "badge", ...) or a
+preset of the k-means cluster-margin + MMD method ("users", "rank",
+"witness", "greedy", ...). Other keyword arguments set `config.al` fields
+(`lam=0.5`, `normalize="rank"`, `kmeans={"n_init": 3}` or
+`**{"kmeans.n_init": 3}`), checked by the same field table as config files.
+
+Each strategy declares what it reads (`Strategy.requires`); a missing input
+is refused in one line that names the array to pass, and so is every array
+of the wrong shape or with non-finite values, before anything is computed.
+The picks are a deterministic function of the inputs, the settings and
+`seed`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import numpy as np
+
+from jax_al.errors import ConfigError, DataError, suggest
+
+# `config.al` fields that belong to the simulated loop (label-set sizes,
+# training, how the loop samples a model): meaningless for one selection on
+# given arrays, so refused rather than silently ignored.
+LOOP_ONLY = ("initial", "cycles", "subset", "strategy", "budget", "mc_samples",
+             "ensemble_size", "ll_weight", "ll_margin", "ll_detach")
+
+# Rows of a probability vector may sum to 1 within this (float32 softmax
+# outputs of 1,000 classes are off by ~1e-6; a typo'd array by far more).
+PROB_TOL = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class Labeled:
+  """The labeled set as arrays, when its rows are not part of the pool.
+
+  Attributes:
+    features: [M, d] features, in the pool's feature space.
+    logits: [M, C] logits, or None. No strategy reads the labeled set's
+      predictions today; they are checked when given.
+  """
+
+  features: Any
+  logits: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Picks:
+  """What `select` returns.
+
+  Attributes:
+    indices: [budget] int64 row numbers into the `features` given (the whole
+      pool, labeled rows included when `labeled` was a mask), in pick order.
+    scores: [budget] float32, each pick's score as the strategy defines it
+      (`Selection.scores`); NaN for a strategy without one (random).
+    stats: the strategy's statistics of this step (floats).
+    strategy: the registered strategy that ran (a preset resolves to one).
+    settings: every `config.al` field the selection ran with.
+  """
+
+  indices: np.ndarray
+  scores: np.ndarray
+  stats: dict
+  strategy: str
+  settings: dict
+
+
+def al_config(strategy: str, budget: Any, settings: Mapping[str, Any]):
+  """`config.al` for one selection: the defaults, `strategy` (a strategy or
+  a preset), then `settings`; every field checked as in a config file.
+
+  Raises ConfigError naming the setting, the value and the fix.
+  """
+  from ml_collections import config_dict
+
+  from jax_al import config as config_lib
+  from jax_al import defaults, presets
+
+  if not isinstance(strategy, str):
+    raise ConfigError("strategy", strategy, suggest(str(strategy), presets.names()))
+  holder = config_dict.ConfigDict({"al": defaults.al()})
+  presets.apply(holder, strategy, field="strategy")
+  al = holder.al
+  for name, value in _flat(settings):
+    head = name.split(".")[0]
+    if head in LOOP_ONLY:
+      raise ConfigError(name, value, "this field belongs to the simulated loop (label-set "
+                        "sizes, training); a selection on arrays scores every candidate given: "
+                        "drop it" + ("; the budget is select(..., budget=B)"
+                                     if head == "budget" else ""))
+    node, parts = al, name.split(".")
+    for depth, part in enumerate(parts):
+      keys = list(node.keys()) if hasattr(node, "keys") else []
+      if part not in keys:
+        where = ".".join(parts[:depth])
+        raise ConfigError(name, value, "no such setting" + (f" under {where}" if where else "")
+                          + "; " + suggest(part, [k for k in keys if k not in LOOP_ONLY]))
+      if depth < len(parts) - 1:
+        node = node[part]
+    try:
+      node[parts[-1]] = value
+    except (TypeError, ValueError) as e:
+      kind = node.get_type(parts[-1]).__name__
+      raise ConfigError(name, value, f"expected a value of type {kind} ({e})") from None
+  al.budget = _budget(budget)
+  try:
+    config_lib.check_al(al)
+  except ConfigError as e:
+    raise _as_setting(e) from None
+  return al
+
+
+def _as_setting(e: ConfigError) -> ConfigError:
+  """The same error, naming the setting (`lam`) rather than the field (`al.lam`)."""
+  if e.fix is None or not str(e.field).startswith("al."):
+    return e
+  return ConfigError(e.field[len("al."):], e.value, e.fix)
+
+
+def _flat(settings: Mapping[str, Any], prefix: str = ""):
+  """(dotted name, value) pairs; a dict value sets a sub-section's fields."""
+  for k, v in settings.items():
+    name = f"{prefix}{k}"
+    if isinstance(v, Mapping):
+      yield from _flat(v, name + ".")
+    else:
+      yield name, v
+
+
+def _budget(budget: Any) -> int:
+  if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+    raise ConfigError("budget", budget, "use a whole number of picks >= 1, e.g. budget=100")
+  return int(budget)
+
+
+def _array(name: str, value: Any, ndim: int) -> np.ndarray:
+  """`value` as a float32 NumPy array of `ndim` dimensions (no copy when it
+  already is one, so a memory-mapped .npy stays on disk)."""
+  try:
+    a = np.asarray(value)
+  except Exception as e:  # pylint: disable=broad-except  # e.g. a ragged list
+    raise DataError(name, f"cannot be read as an array ({type(e).__name__}: {e})",
+                    f"pass a NumPy array of {ndim} dimensions") from None
+  if a.ndim != ndim:
+    raise DataError(name, f"has shape {a.shape}, {a.ndim} dimension(s)",
+                    f"pass an array of {ndim} dimensions ({_SHAPES[name]})")
+  if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+    raise DataError(name, f"has dtype {a.dtype}", "pass numbers (float32 is used)")
+  a = a.astype(np.float32, copy=False)
+  return a
+
+
+_SHAPES = {"features": "[N, d]", "logits": "[N, C]", "probs": "[N, C]",
+           "sample_logits": "[S, N, C]", "predicted_loss": "[N]",
+           "labeled.features": "[M, d]", "labeled.logits": "[M, C]"}
+
+
+def _finite(name: str, a: np.ndarray, block: int = 1 << 20) -> None:
+  """Refuses NaN or inf, naming the first bad row (checked in blocks of rows,
+  so a memory-mapped pool is never read whole into memory)."""
+  rows = a.reshape(a.shape[0], -1) if a.ndim >= 2 else a.reshape(-1, 1)
+  step = max(1, block // max(rows.shape[1], 1))
+  for start in range(0, rows.shape[0], step):
+    ok = np.isfinite(rows[start:start + step]).all(axis=1)
+    if not ok.all():
+      r = start + int(np.argmin(ok))
+      what = "row" if a.ndim <= 2 else "index"
+      raise DataError(name, f"{what} {r} holds NaN or inf",
+                      "pass finite values (a diverged model, or missing values?)")
+
+
+def _rows(name: str, a: np.ndarray, n: int, axis: int = 0, of: str = "features") -> None:
+  if a.shape[axis] != n:
+    raise DataError(name, f"has {a.shape[axis]} rows but {of} has {n}",
+                    f"give one row per pool item in both ({_SHAPES[name]})")
+
+
+def _logits_from_probs(p: np.ndarray, name: str = "probs") -> np.ndarray:
+  """log(p): the softmax of these logits is p again (for rows summing to 1)."""
+  bad = (p < 0) | (p > 1 + PROB_TOL)
+  if bad.any():
+    r = int(np.argmax(bad.any(axis=-1)))
+    raise DataError(name, f"row {r} holds values outside [0, 1]",
+                    "pass probabilities (softmax outputs), or pass logits= instead")
+  sums = p.sum(axis=-1, dtype=np.float64)
+  off = np.abs(sums - 1.0) > PROB_TOL
+  if off.any():
+    r = int(np.argmax(off))
+    raise DataError(name, f"row {r} sums to {sums[r]:.6g}, not 1",
+                    "pass probabilities that sum to 1 per row, or pass logits= instead")
+  return np.log(np.maximum(p, np.finfo(np.float32).tiny))
+
+
+def _labeled_rows(labeled: Any, n: int) -> np.ndarray | None:
+  """Pool rows marked labeled by a boolean mask or row numbers; None when
+  `labeled` is not one of those."""
+  if labeled is None or isinstance(labeled, (Labeled, Mapping)):
+    return None
+  a = np.asarray(labeled)
+  if a.dtype == bool:
+    if a.shape != (n,):
+      raise DataError("labeled", f"is a boolean mask of shape {a.shape}",
+                      f"give one entry per pool row: shape ({n},)")
+    return np.flatnonzero(a)
+  if np.issubdtype(a.dtype, np.integer) and a.ndim == 1:
+    if a.size and (a.min() < 0 or a.max() >= n):
+      bad = a[(a < 0) | (a >= n)][0]
+      raise DataError("labeled", f"holds row number {bad}, outside the pool's {n} rows",
+                      f"give row numbers 0..{n - 1}, or a boolean mask")
+    if len(np.unique(a)) != a.size:
+      raise DataError("labeled", "repeats a row number", "give each labeled row once")
+    return np.sort(a.astype(np.int64))
+  raise DataError("labeled", f"is a {type(labeled).__name__} of dtype {a.dtype}",
+                  "pass a boolean mask over the pool, row numbers, or "
+                  "jax_al.selection.Labeled(features=..., logits=...)")
+
+
+def _missing(name: str, strategy: str, what: str) -> DataError:
+  return DataError(name, f"is missing, and strategy {strategy!r} reads it ({what})",
+                   f"pass {name}=")
+
+
+def select(strategy: str, *, features, logits=None, probs=None, labeled=None, budget,
+           seed: int = 0, sample_logits=None, predicted_loss=None, **settings) -> Picks:
+  """Picks `budget` pool rows to label next.
+
+  Args:
+    strategy: a registered strategy or a preset name (see the module doc).
+    features: [N, d] the pool's features (penultimate activations,
+      embeddings, or any vectors the strategy's distances should use).
+    logits: [N, C] the model's logits for the pool; or give `probs`.
+    probs: [N, C] predicted probabilities (rows sum to 1); used as log(probs).
+    labeled: what is labeled already, as a boolean mask [N] or row numbers
+      over the pool (those rows are never picked and, for the strategies
+      that read the labeled set, are it), or `Labeled(features, logits)` /
+      a dict of those for a labeled set outside the pool. None: nothing.
+    budget: the number of picks (<= the unlabeled rows).
+    seed: the strategy's random draws (same seed, same picks).
+    sample_logits: [S, N, C] logits under S stochastic passes (MC dropout)
+      or ensemble members, for bald, variation_ratio and ensemble_*.
+    predicted_loss: [N] losses predicted by a learning-loss module.
+    **settings: `config.al` fields (see the module doc).
+
+  Returns:
+    `Picks`: row numbers into `features`, best or first pick first.
+
+  Raises:
+    ConfigError: a setting, the strategy or the budget is invalid.
+    DataError: an array is missing, misshapen or non-finite.
+  """
+  import jax.numpy as jnp
+
+  from jax_al import config as config_lib
+  from jax_al import rng, strategies
+  from jax_al.strategies.base import Samples
+
+  al = al_config(strategy, budget, settings)
+  config_lib.check_field("seed", seed)
+  s = strategies.get_strategy(al.strategy, al)
+  need = s.requires
+  name = al.strategy
+
+  x = _array("features", features, 2)
+  n, d = x.shape
+  if n == 0:
+    raise DataError("features", "has 0 rows", "pass a non-empty pool")
+  if logits is not None and probs is not None:
+    raise DataError("probs", "was given together with logits", "pass one of logits= or probs=")
+  lg = None
+  if logits is not None:
+    lg = _array("logits", logits, 2)
+    _rows("logits", lg, n)
+    _finite("logits", lg)
+  elif probs is not None:
+    p = _array("probs", probs, 2)
+    _rows("probs", p, n)
+    _finite("probs", p)
+    lg = _logits_from_probs(p)
+  if need.logits and lg is None:
+    raise _missing("logits", name, "the model's predictions; or pass probs=")
+  sl = None
+  if sample_logits is not None:
+    sl = _array("sample_logits", sample_logits, 3)
+    _rows("sample_logits", sl, n, axis=1)
+    if lg is not None and sl.shape[2] != lg.shape[1]:
+      raise DataError("sample_logits", f"has {sl.shape[2]} classes but logits has "
+                      f"{lg.shape[1]}", "give both over the same classes")
+    _finite("sample_logits", sl)
+  if need.samples is not Samples.NONE and sl is None:
+    raise _missing("sample_logits", name, "[S, N, C] logits of S MC-dropout passes or "
+                   "ensemble members")
+  pl = None
+  if predicted_loss is not None:
+    pl = _array("predicted_loss", predicted_loss, 1)
+    _rows("predicted_loss", pl, n)
+    _finite("predicted_loss", pl)
+  if need.predicted_loss and pl is None:
+    raise _missing("predicted_loss", name, "[N] losses a learning-loss module predicts")
+  _finite("features", x)
+
+  rows = _labeled_rows(labeled, n)
+  if rows is not None:
+    cand = np.setdiff1d(np.arange(n), rows)
+    lab_x = x[rows]
+    lab_lg = None if lg is None else lg[rows]
+  else:
+    cand = np.arange(n)
+    lab_x, lab_lg = np.zeros((0, d), np.float32), None
+    if labeled is not None:
+      lf = labeled.get("features") if isinstance(labeled, Mapping) else labeled.features
+      ll = labeled.get("logits") if isinstance(labeled, Mapping) else labeled.logits
+      if lf is None:
+        raise DataError("labeled.features", "is missing", "pass Labeled(features=[M, d])")
+      lab_x = _array("labeled.features", lf, 2)
+      if lab_x.shape[1] != d:
+        raise DataError("labeled.features", f"has {lab_x.shape[1]} dimensions but features "
+                        f"has {d}", "give both in the same feature space")
+      _finite("labeled.features", lab_x)
+      if ll is not None:
+        lab_lg = _array("labeled.logits", ll, 2)
+        _rows("labeled.logits", lab_lg, lab_x.shape[0], of="labeled.features")
+        _finite("labeled.logits", lab_lg)
+  if al.budget > len(cand):
+    raise ConfigError("budget", al.budget, f"only {len(cand)} of the {n} pool rows are "
+                      "unlabeled; lower the budget")
+  num_classes = 0 if lg is None else int(lg.shape[1])
+  if num_classes == 0 and sl is not None:
+    num_classes = int(sl.shape[2])
+  try:
+    s.check(len(cand), al.budget, num_classes, int(lab_x.shape[0]))
+  except ConfigError as e:
+    if e.field == "al.initial":  # the loop's name for "too few labeled points"
+      raise DataError("labeled", f"gives {lab_x.shape[0]} labeled rows",
+                      f"{name} with these settings needs more: {e.fix}".replace(
+                          "; raise al.initial", "")) from None
+    if e.field == "al.k" and lg is None and al.k is None:
+      raise ConfigError("k", None, "the cluster margin's k-means needs a cluster count, "
+                        "which defaults to the number of classes: pass k=... or logits=")
+    raise _as_setting(e) from None
+
+  whole = rows is None
+  c_lg = lg if lg is None or whole else lg[cand]
+  pool = strategies.Pool(
+      features=jnp.asarray(x if whole else x[cand]),
+      logits=jnp.asarray(c_lg if c_lg is not None else np.zeros((len(cand), 0), np.float32)),
+      labeled_features=jnp.asarray(lab_x),
+      labeled_logits=jnp.asarray(lab_lg if lab_lg is not None
+                                 else np.zeros((lab_x.shape[0], num_classes), np.float32)),
+      num_classes=num_classes,
+      sample_logits=None if sl is None else jnp.asarray(sl if whole else sl[:, cand]),
+      predicted_loss=None if pl is None else jnp.asarray(pl if whole else pl[cand]))
+  sel = s.select(pool, al.budget, rng.stream(int(seed), 0, "select"))
+  idx = np.asarray(sel.indices, np.int64)
+  scores = (np.full(idx.shape, np.nan, np.float32) if sel.scores is None
+            else np.asarray(sel.scores, np.float32))
+  return Picks(indices=cand[idx], scores=scores,
+               stats={k: float(v) for k, v in sel.stats.items()},
+               strategy=name, settings=al.to_dict())
