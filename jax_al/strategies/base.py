@@ -251,9 +251,13 @@ class ScoreStrategy(Strategy):
 
   def select(self, pool: Pool, budget: int, rng: jax.Array) -> Selection:
     s = self.score(pool, rng)
-    idx = top_k_indices(-s if self.smallest_first else s, budget)
+    # top_k's values are the picks' scores. They come back like its indices,
+    # also when `s` is sharded over processes, which np.asarray(s) cannot fetch.
+    vals, idx = jax.lax.top_k(-s if self.smallest_first else s, budget)
+    vals = np.asarray(vals, np.float32)
     stats = {k: float(v) for k, v in _score_stats(self.stat, s).items()}
-    return Selection(idx, stats, np.asarray(s)[idx].astype(np.float32))
+    return Selection(np.asarray(idx, dtype=np.int64), stats,
+                     -vals if self.smallest_first else vals)
 
 
 _REGISTRY: dict[str, type[Strategy]] = {}
