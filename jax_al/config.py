@@ -287,6 +287,29 @@ def _check_model_rules(config, strategy) -> None:
                         f"ResNet; use model.name={' or '.join(with_stages)}")
 
 
+def _check_data_rules(config) -> None:
+  """What data.source = "embeddings" (feature vectors, not images) needs of
+  the other fields: a file, the MLP head, no image augmentation."""
+  if config.data.get("source") != "embeddings":
+    return
+  if not str(config.data.get("path", "")):
+    raise ConfigError("data.path", config.data.get("path", ""),
+                      "point it at a .npz file holding train_features, train_labels, "
+                      "test_features and test_labels")
+  if config.data.get("features", ""):
+    raise ConfigError("data.features", config.data.features,
+                      "embeddings are features already; leave data.features empty")
+  if config.model.name != "mlp":
+    raise ConfigError("model.name", config.model.name,
+                      "embeddings are feature vectors, not images; use model.name=mlp "
+                      "(a head over the features)")
+  for field in ("augment.flip", "augment.crop_pad"):
+    if _get(config, field):
+      raise ConfigError(field, _get(config, field),
+                        "flips and crops would move features, not pixels; set "
+                        "augment.flip=False and augment.crop_pad=0 for embeddings")
+
+
 def check_config(config) -> None:
   """Checks every field whose validity does not depend on the data."""
   from jax_al import presets, strategies
@@ -305,6 +328,7 @@ def check_config(config) -> None:
   if config.mesh.data == 0:
     raise ConfigError("mesh.data", config.mesh.data, "use a device count >= 1, or -1 for all")
   _check_al_rules(config.al)
+  _check_data_rules(config)
   _check_model_rules(config, strategies.get_strategy(config.al.strategy, config.al))
   raw = str(config.compare.strategies)
   names = compare_strategies(config)

@@ -3,7 +3,9 @@
 Sources (data.source), one module each, registered with
 `@register_source(name)`: "digits" (scikit-learn, offline), "folder" (a
 directory or tar of split/class/image files, decoded once and cached) and
-"tfds" (TensorFlow Datasets, imported only when used).
+"tfds" (TensorFlow Datasets, imported only when used) and "embeddings"
+(precomputed feature vectors in a .npz, embeddings.py; checked by its own
+loader, since they are floats, not uint8 images).
 
 `data.features = "coates"` then replaces the images by single-layer k-means
 features learned from the training split (coates.py).
@@ -24,6 +26,8 @@ for _m in pkgutil.iter_modules(__path__):
   importlib.import_module(f"{__name__}.{_m.name}")
 
 SOURCES = tuple(sorted(LOADERS))
+# Sources whose loaders return float features rather than uint8 images.
+FEATURE_SOURCES = ("embeddings",)
 
 
 def load_dataset(data_cfg) -> Dataset:
@@ -41,6 +45,11 @@ def load_dataset(data_cfg) -> Dataset:
                       + " Or leave it empty for raw pixels.")
   if features == "coates":
     coates.params_from_config(data_cfg)  # bad fields fail before any decoding
+  if source in FEATURE_SOURCES:  # float features, checked by their loader
+    if features:
+      raise ConfigError("data.features", features, f"data.source={source} holds "
+                        "features already; leave data.features empty")
+    return LOADERS[source](data_cfg, image_size=image_size, channels=channels)
   ds = LOADERS[source](data_cfg, image_size=image_size, channels=channels)
   ds = validate(ds, channels)
   if features == "coates":

@@ -24,6 +24,8 @@ class Dataset:
     class_names: one name per label, label i is class_names[i].
     description: where the data came from, for logs; a folder source that was
       served from the decoded-array cache ends with " (cached)".
+    train_ids, test_ids: optional str [N] / [M] names of the rows (the
+      embeddings source carries them from its file), or None.
   """
 
   train_images: np.ndarray
@@ -32,6 +34,8 @@ class Dataset:
   test_labels: np.ndarray
   class_names: tuple[str, ...]
   description: str
+  train_ids: np.ndarray | None = None
+  test_ids: np.ndarray | None = None
 
   @property
   def num_classes(self) -> int:
