@@ -66,7 +66,8 @@ class Logs:
     if settled:
       self(f"Note: {settled}")
     self(f"{'Resuming' if resuming else 'Starting'} {config.al.strategy} on "
-         f"{ds.description}, {ds.num_classes} classes; workdir {workdir}")
+         f"{ds.description}, {len(ds.train_labels):,} train and {len(ds.test_labels):,} test "
+         f"items, {ds.num_classes} classes; workdir {workdir}")
     note = ""
     if cache_dir != compiles.requested_cache_dir(config.compile_cache_dir):
       note = (f" (compile_cache_dir={config.compile_cache_dir!r} not applied: this process "

@@ -164,3 +164,12 @@ def test_shipped_config_needs_a_path():
   from jax_al import config as config_lib
   with pytest.raises(ConfigError, match="data.path"):
     config_lib.check_config(emb_config.get_config())
+
+
+def test_start_line_gives_train_and_test_counts(tmp_path):
+  path = _write(tmp_path, **_digits_arrays())
+  loop.run(_config(path), tmp_path / "emb", quiet=True)
+  loop.run(tiny_digits_config(), tmp_path / "pixels", quiet=True)
+  for run in ("emb", "pixels"):
+    first = (tmp_path / run / "log.txt").read_text().splitlines()[0]
+    assert "1,297 train and 500 test items, 10 classes" in first, first
