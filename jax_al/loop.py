@@ -126,6 +126,10 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
       files.write_json(path, summary)
     else:
       summary = json.loads(path.read_text())
+    if main and not quiet:
+      from jax_al import ending
+      print("\n".join(ending.lines(config, summary, workdir, time.perf_counter() - t_start)),
+            flush=True)
   except BaseException:
     if main and replacement.active:
       replacement.restore()

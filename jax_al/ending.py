@@ -1,0 +1,69 @@
+"""The short summary a run prints when it ends: what happened and what next.
+
+Final accuracy and AUC (mean ± sample std over the complete trials), the
+wall time of this process, the workdir with its main files, and the next
+commands: the report, a resume (the same command) and a comparison.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from jax_al import workdir as workdir_lib
+
+
+def _command(workdir: Path, argv: list[str]) -> tuple[str, str] | None:
+  """(the resume command, the --config spec) when run.py started this process."""
+  if not argv or Path(argv[0]).name != "run.py":
+    return None
+  args = [a for a in argv[1:] if a not in ("--overwrite", "--nooverwrite")]
+  spec = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
+  if spec is None and "--config" in args[:-1]:
+    spec = args[args.index("--config") + 1]
+  if not any(a == "--workdir" or a.startswith("--workdir=") for a in args):
+    args += ["--workdir", str(workdir)]
+  return shlex.join(["python", "run.py", *args]), spec or "CONFIG"
+
+
+def lines(config, summary: dict, workdir, seconds: float, argv=None) -> list[str]:
+  """The summary's lines for `summary` (report.run_summary) of the run in `workdir`."""
+  from jax_al import report
+
+  workdir = Path(workdir)
+  argv = sys.argv if argv is None else argv
+  sizes, n = summary["labeled"], summary["trials"]
+  full = [a for a in summary["test_acc"] if len(a) == len(sizes)]
+  out = [f"Finished {config.al.strategy}: {n} trial(s), {len(sizes)} cycle(s), "
+         f"{sizes[0] if sizes else 0} -> {sizes[-1] if sizes else 0} labels"]
+  if full:
+    acc = np.asarray(full, float)
+    auc = report.auc(sizes, acc)
+    sd = lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
+    out.append(f"  final accuracy {acc[:, -1].mean():.2f} ± {sd(acc[:, -1]):.2f} % at "
+               f"{sizes[-1]} labels; AUC {auc.mean():.2f} ± {sd(auc):.2f} "
+               f"(over {len(full)} complete trial(s))")
+  out.append(f"  wall time {seconds:.1f} s (this process)")
+  names = [n for n in workdir_lib.RESULTS if (workdir / n).exists()]
+  names += [n + "/" for n in (workdir_lib.CHECKPOINTS, workdir_lib.EVENTS)
+            if (workdir / n).exists()]
+  out.append(f"  workdir {workdir}: {', '.join(names)}")
+  cmd = _command(workdir, list(argv))
+  out.append("Next:")
+  out.append(f"  report:  python -m jax_al.report {shlex.quote(str(workdir))} "
+             f"--out {shlex.quote(str(workdir / 'report'))}")
+  if cmd:
+    out.append(f"  resume:  {cmd[0]}  (the same command continues after the last "
+               "finished cycle)")
+    spec = cmd[1]
+  else:
+    out.append("  resume:  call the same run again with the same workdir")
+    spec = "CONFIG"
+  other = "random,entropy" if config.al.strategy == "random" else f"random,{config.al.strategy}"
+  out.append(f"  compare: python run.py --config {shlex.quote(spec)} "
+             f"--config.compare.strategies={other} --workdir "
+             f"{shlex.quote(str(workdir) + '_compare')}")
+  return out

@@ -1,0 +1,54 @@
+"""The summary a run prints when it ends (jax_al/ending.py), parsed from a tiny digits run."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+from jax_al import ending, loop, workdir as workdir_lib
+
+from conftest import tiny_digits_config
+
+
+def test_a_finished_run_prints_accuracy_auc_time_files_and_next_commands(tmp_path, capsys):
+  work = tmp_path / "run"
+  c = tiny_digits_config("random", num_trials=2)
+  summary = loop.run(c, work)
+  out = capsys.readouterr().out.splitlines()
+  start = out.index(next(l for l in out if l.startswith("Finished random")))
+  text = out[start:]
+  assert text[0] == "Finished random: 2 trial(s), 2 cycle(s), 20 -> 40 labels"
+  m = re.fullmatch(r"  final accuracy ([\d.]+) ± ([\d.]+) % at 40 labels; AUC ([\d.]+) ± "
+                   r"([\d.]+) \(over 2 complete trial\(s\)\)", text[1])
+  assert m, text[1]
+  final = [a[-1] for a in summary["test_acc"]]
+  assert abs(float(m.group(1)) - sum(final) / 2) < 0.006
+  auc = [(a[0] + a[1]) / 2 for a in summary["test_acc"]]  # two sizes: the trapezoid's mean
+  assert abs(float(m.group(3)) - sum(auc) / 2) < 0.006
+  assert re.fullmatch(r"  wall time [\d.]+ s \(this process\)", text[2])
+  assert text[3].startswith(f"  workdir {work}: ")
+  listed = text[3].split(": ", 1)[1].split(", ")
+  assert set(listed) >= {"config.json", "log.txt", "metrics.jsonl", "selected.jsonl",
+                         "summary.json", "checkpoints/"}
+  assert all((work / n.rstrip("/")).exists() for n in listed)
+  assert text[4] == "Next:"
+  report_cmd = shlex.split(text[5].split(":", 1)[1])
+  assert report_cmd == ["python", "-m", "jax_al.report", str(work), "--out", str(work / "report")]
+  assert "resume:" in text[6] and "compare:" in text[7]
+  assert "--config.compare.strategies=random,entropy" in text[7]
+
+
+def test_resume_and_compare_commands_follow_the_run_py_command(tmp_path):
+  c = tiny_digits_config("margin")
+  summary = {"labeled": [20, 40], "test_acc": [[50.0, 60.0]], "trials": 1}
+  argv = ["run.py", "--config", "configs/digits.py:margin", "--config.al.cycles=2",
+          "--overwrite"]
+  text = ending.lines(c, summary, tmp_path / "w", 1.0, argv)
+  resume = next(l for l in text if l.startswith("  resume:"))
+  cmd = shlex.split(resume.split(":", 1)[1].split("  (")[0])
+  assert cmd == ["python", "run.py", "--config", "configs/digits.py:margin",
+                 "--config.al.cycles=2", "--workdir", str(tmp_path / "w")]
+  compare = next(l for l in text if l.startswith("  compare:"))
+  assert "--config configs/digits.py:margin --config.compare.strategies=random,margin" in compare
+  assert "final accuracy 60.00 ± 0.00 % at 40 labels; AUC 55.00 ± 0.00" in text[1]
