@@ -67,3 +67,46 @@ def lines(config, summary: dict, workdir, seconds: float, argv=None) -> list[str
              f"--config.compare.strategies={other} --workdir "
              f"{shlex.quote(str(workdir) + '_compare')}")
   return out
+
+
+CURVE = "learning_curve.png"
+
+
+def write_curve(summary: dict, workdir) -> Path | None:
+  """Writes <workdir>/learning_curve.png: test accuracy against labeled-set
+  size, every trial and the mean. Atomic (temp file, renamed); None when no
+  cycle finished."""
+  import os
+  import tempfile
+
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  sizes = summary["labeled"]
+  if not sizes:
+    return None
+  path = Path(workdir) / CURVE
+  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+  for t, acc in enumerate(summary["test_acc"]):
+    ax.plot(sizes[:len(acc)], acc, color="0.7", lw=1, label="trials" if t == 0 else None)
+  if summary["mean"]:
+    ax.plot(sizes, summary["mean"], marker="o", ms=3, color="C0", label="mean")
+  ax.set_xlabel("labeled images")
+  ax.set_ylabel("test accuracy (%)")
+  ax.set_title(f"{summary['strategy']}, seed {summary['seed']}")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{CURVE}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      fig.savefig(f, format="png", dpi=100)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+  finally:
+    plt.close(fig)
+  return path

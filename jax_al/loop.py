@@ -124,6 +124,9 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
     path = out / "summary.json"
     if progress.cycles_run or not path.exists():  # a rerun of a finished run keeps it
       files.write_json(path, summary)
+      if main:
+        from jax_al import ending
+        ending.write_curve(summary, out)
     else:
       summary = json.loads(path.read_text())
     if main and not quiet:

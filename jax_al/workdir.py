@@ -39,7 +39,8 @@ from jax_al.errors import ConfigError, DataError
 TOOL = "jax-al"
 FORMAT = 1
 MARKER_KEY = "jax_al"
-RESULTS = ("config.json", "log.txt", "metrics.jsonl", "selected.jsonl", "summary.json")
+RESULTS = ("config.json", "log.txt", "metrics.jsonl", "selected.jsonl", "summary.json",
+           "learning_curve.png")
 CHECKPOINTS = "checkpoints"
 EVENTS = "tensorboard"  # the optional TensorBoard event files (log.tensorboard)
 ASIDE = ".jax_al_replaced"

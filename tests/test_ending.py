@@ -30,7 +30,7 @@ def test_a_finished_run_prints_accuracy_auc_time_files_and_next_commands(tmp_pat
   assert text[3].startswith(f"  workdir {work}: ")
   listed = text[3].split(": ", 1)[1].split(", ")
   assert set(listed) >= {"config.json", "log.txt", "metrics.jsonl", "selected.jsonl",
-                         "summary.json", "checkpoints/"}
+                         "summary.json", "learning_curve.png", "checkpoints/"}
   assert all((work / n.rstrip("/")).exists() for n in listed)
   assert text[4] == "Next:"
   report_cmd = shlex.split(text[5].split(":", 1)[1])
@@ -52,3 +52,16 @@ def test_resume_and_compare_commands_follow_the_run_py_command(tmp_path):
   compare = next(l for l in text if l.startswith("  compare:"))
   assert "--config configs/digits.py:margin --config.compare.strategies=random,margin" in compare
   assert "final accuracy 60.00 ± 0.00 % at 40 labels; AUC 55.00 ± 0.00" in text[1]
+
+
+def test_a_single_run_writes_a_valid_learning_curve_png(tmp_path):
+  work = tmp_path / "run"
+  loop.run(tiny_digits_config("random"), work, quiet=True)
+  data = (work / "learning_curve.png").read_bytes()
+  assert data[:8] == b"\x89PNG\r\n\x1a\n"
+  from PIL import Image
+  with Image.open(work / "learning_curve.png") as img:
+    img.verify()
+  with Image.open(work / "learning_curve.png") as img:
+    assert img.size[0] > 100 and img.size[1] > 100
+  assert "learning_curve.png" in workdir_lib.RESULTS
