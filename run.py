@@ -43,6 +43,9 @@ def parse_flags(argv):
   # A signal during these imports would leave modules half-initialised: it
   # waits until the flags are parsed, then stops the command with its line.
   with critical():
+    from jax_al import usage
+    usage.handle(argv, __doc__, FLAGS, __name__, config_flags={"config": "the fields of the "
+                                                                 "config file"})
     check_config_arg(argv)  # before config_flags executes the file
     try:
       rest = FLAGS(argv)

@@ -18,9 +18,11 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jax_al import usage
 from jax_al.study import grid
 
-flags.DEFINE_string("out", None, "The study's folder (new, empty, or a study's to resume it).")
+flags.DEFINE_string("out", None, "The study's folder (new, empty, or a study's to resume it); "
+                    "--plan needs none.")
 flags.DEFINE_string("mode", "full", "full: the config's own sizes (evidence); ci: tiny (tests).")
 flags.DEFINE_bool("plan", False, "Print the runs and the estimated cost; run nothing.")
 flags.DEFINE_string("executor", "local", "local: jobs in this process; slurm: through submitit.")
@@ -33,7 +35,7 @@ def define_config_flags() -> None:
                                   lock_config=True)
   config_flags.DEFINE_config_dict("study", grid.study_defaults(), "The study's own fields.",
                                   lock_config=True)
-  flags.mark_flags_as_required(["config", "out"])
+  flags.mark_flags_as_required(["config"])  # --out: checked in main (a plan needs none)
 
 
 def _explain_study(argv, exc) -> str | None:
@@ -72,9 +74,12 @@ def parse_flags(argv):
   from jax_al.errors import critical
 
   with critical():
+    define_config_flags()
+    usage.handle(argv, __doc__, FLAGS, __name__, config_flags={
+        "config": "the fields of the config file", "study": "listed with their defaults "
+        "by --helpfull"})
     check_config_arg(argv)
     try:
-      define_config_flags()
       rest = FLAGS(argv)
       FLAGS.config.keys()
     except SystemExit:
@@ -104,6 +109,9 @@ def main(argv):
   from jax_al.errors import Interrupted, JaxALError, handle_signals
 
   spec = config_flags.get_config_filename(FLAGS["config"])
+  if FLAGS.out is None and not FLAGS.plan:
+    raise SystemExit("error: flag --out is required to run a study: pass a new folder (or a "
+                     "study's, to resume it), e.g. --out runs/study; --plan needs none")
   with handle_signals():
     try:
       st = study.build(FLAGS.config, FLAGS.study, config_spec=spec, mode=FLAGS.mode,

@@ -83,16 +83,18 @@ def study_defaults() -> config_dict.ConfigDict:
   # report_trials must be multiples of it.
   s.trials_per_job = 1
   s.report_offset = 1000               # report seed i = config.seed + report_offset + i
-  # Lists are comma-separated strings ("" = the mode's default).
-  s.lams = ""                          # lam sweep (question 1); 0 = uncertainty only is always run
-  s.norms = ""                         # normalisations swept (none,minmax,zscore,rank)
-  s.sign_lams = ""                     # lams at which large and small MMD are compared (question 3)
+  # Lists are comma-separated strings; unset = the mode's default. An empty
+  # list (`--study.lams=`) is refused, except `--study.baselines=` (or
+  # `=none`): no baselines, question 4 compares the best with the users' method.
+  s.lams = placeholder(str)            # lam sweep (question 1); 0 = uncertainty only is always run
+  s.norms = placeholder(str)           # normalisations swept (none,minmax,zscore,rank)
+  s.sign_lams = placeholder(str)       # lams at which large and small MMD are compared (question 3)
   s.sign_norm = "rank"                 # normalisation of the sign runs, witness and proposal
-  s.baselines = ""                     # comma-separated strategies or presets (question 4);
-                                       # "" = DEFAULT_BASELINES + the Bayesian ones the model runs
-  s.candidates = ""                    # runs the best is chosen among; "" = every variant of 1-3
+  s.baselines = placeholder(str)       # comma-separated strategies or presets (question 4);
+                                       # unset = DEFAULT_BASELINES + the Bayesian ones the model runs
+  s.candidates = placeholder(str)      # runs the best is chosen among; unset = every variant of 1-3
   s.probe_trials = placeholder(int)    # selection replicates whose steps are replayed (pick shares)
-  s.probe_cycles = ""                  # replayed selection steps; "" = all when the model is
+  s.probe_cycles = placeholder(str)    # replayed selection steps; unset = all when the model is
                                        # re-initialised each cycle, else the last selecting cycle
   s.pca_cycle = placeholder(int)       # the step of the score-scale and PCA pictures
   # Cost of --plan where nothing was measured under --out yet (assumptions, stated in the plan).
@@ -148,7 +150,7 @@ class Study:
   mode: str
   base: object                      # the run config, sized by the mode, overrides applied
   fields: object                    # the resolved study ConfigDict
-  out: Path
+  out: Path | None                  # None: a plan only (nothing measured, nothing written)
   select_seeds: list
   report_seeds: list
   runs: dict                        # name -> Run (phase 1 and the fixed part of phase 2)
@@ -230,6 +232,12 @@ class Study:
 # ----------------------------------------------------------------- resolve
 
 
+# The study's list fields, and an example of each for the messages.
+LISTS = ("lams", "norms", "sign_lams", "candidates", "probe_cycles")
+LIST_EXAMPLES = {"lams": "0.1,1,10", "norms": "none,rank", "sign_lams": "0.1,1",
+                 "candidates": "users,rank_lam1", "probe_cycles": "1,2"}
+
+
 def _tuple(value, field: str, kind=float) -> tuple:
   if isinstance(value, (int, float)) and not isinstance(value, bool):
     value = (value,)
@@ -294,9 +302,20 @@ def build(config, fields, *, config_spec: str, mode: str, out, executor: str = "
   config_lib.check_config(base)
   d = MODE_DEFAULTS[mode]
   resolved = fields.to_dict()
+  for k in LISTS:
+    if resolved[k] is not None and not _tuple(resolved[k], k, str):
+      raise ConfigError(f"study.{k}", resolved[k], f"an empty list; name at least one value, "
+                        f"e.g. --study.{k}={LIST_EXAMPLES[k]}, or drop the flag for the "
+                        "default")
   for k, v in d.items():
-    if resolved[k] in (None, ""):
+    if resolved[k] is None:
       resolved[k] = v
+  given_baselines = resolved["baselines"]
+  # Unset text fields keep the "" the study record always had for them.
+  resolved["candidates"] = resolved["candidates"] or ""
+  resolved["baselines"] = ("" if given_baselines is None else
+                           "none" if not _tuple(given_baselines, "baselines", str)
+                           else given_baselines)
   f = config_dict.ConfigDict(resolved)
   trials = _check_int(f.trials, "trials", 1, 10_000)
   report_trials = _check_int(f.report_trials, "report_trials", 1, 10_000)
@@ -324,13 +343,10 @@ def build(config, fields, *, config_spec: str, mode: str, out, executor: str = "
   if not norms:
     raise ConfigError("study.norms", f.norms, "name at least one of " + ", ".join(NORMS))
   left_out = {}
-  if not str(f.baselines).strip():
+  if given_baselines is None:
     baselines, left_out = default_baselines(base)
-  else:
-    baselines = [b.strip() for b in str(f.baselines).split(",") if b.strip()]
-  if not baselines:
-    raise ConfigError("study.baselines", f.baselines,
-                      f"name at least one strategy, e.g. --study.baselines={DEFAULT_BASELINES}")
+  else:  # "" or "none": no baselines
+    baselines = [b for b in _tuple(given_baselines, "baselines", str) if b != "none"]
   for b in baselines:
     if b not in presets.names():
       raise ConfigError("study.baselines", b, suggest(b, presets.names()))
@@ -359,7 +375,7 @@ def build(config, fields, *, config_spec: str, mode: str, out, executor: str = "
   if cycles < 2:
     raise ConfigError("al.cycles", cycles, "a study needs selection steps: use al.cycles >= 2")
   _check_int(f.probe_trials, "probe_trials", 1, trials)
-  if f.probe_cycles in (None, ""):
+  if f.probe_cycles is None:
     probe = (list(range(1, cycles)) if base.train.reinit_each_cycle and mode == "full"
              else [cycles - 1])
   else:
@@ -384,7 +400,7 @@ def build(config, fields, *, config_spec: str, mode: str, out, executor: str = "
                               "sign_lams": sign_lams, "probe_cycles": tuple(probe),
                               "pca_cycle": pca})
   runs, aliases = grid(lams, norms, sign_lams, f.sign_norm, baselines)
-  st = Study(config_spec, mode, base, f, Path(out), select_seeds, report_seeds, runs, aliases,
+  st = Study(config_spec, mode, base, f, None if out is None else Path(out), select_seeds, report_seeds, runs, aliases,
              probe, pca, baselines, executor, left_out)
   want = [x.strip() for x in f.candidates.split(",") if x.strip()]
   for n in want:
@@ -672,7 +688,7 @@ def job_seconds(config, train_s: float, vmap_s: float, infer_s: float, sel_s: fl
 def estimate(st: Study) -> dict:
   """Seconds per job of each run and in total, with what the numbers assume."""
   dev = device_of(st.fields)
-  meas = measured_rates(st.out)
+  meas = measured_rates(st.out) if st.out is not None else None
   model, width = st.base.model.name, st.base.model.width
   gain = VMAP_GAIN[dev]
   vsrc = None
@@ -709,7 +725,8 @@ def estimate(st: Study) -> dict:
     infer_s = train_s * INFER_FRACTION
     sel_s = 0.0
     over = st.fields.job_overhead_s if st.fields.job_overhead_s is not None else OVERHEAD_S[dev]
-    basis = (f"nothing measured under {st.out} yet; {model} (width {width:g}) on {dev}: "
+    where = f"under {st.out} yet" if st.out is not None else "(no --out given)"
+    basis = (f"nothing measured {where}; {model} (width {width:g}) on {dev}: "
              f"{rate:,.0f} training images/s ({src}); a forward pass costs "
              f"{INFER_FRACTION:.2f} of a training step; selection itself not counted; "
              f"{over:.0f} s per job for start-up and compilation (assumed)")
@@ -794,7 +811,8 @@ def plan_text(st: Study) -> str:
                  f"{len(st.select_seeds) * k} replicates (questions 1-3, choosing the best); "
                  f"report job seeds {st.report_seeds} x {k} trials = "
                  f"{len(st.report_seeds) * k} replicates (question 4)")
-  lines = [f"study of {st.config_spec} (--mode {st.mode}, --executor {st.executor}), out: {st.out}",
+  out = st.out if st.out is not None else "(none: a plan only)"
+  lines = [f"study of {st.config_spec} (--mode {st.mode}, --executor {st.executor}), out: {out}",
            f"sizes: {c.al.initial} initial + {c.al.budget} per cycle x {c.al.cycles} cycles, "
            f"{c.train.epochs} epochs, subset {c.al.subset or 'whole pool'}, model {c.model.name} "
            f"(width {c.model.width:g}); {each}", seed_line, ""]

@@ -129,17 +129,26 @@ def run_analysis(st, name: str, best: str) -> dict:
       if sel is not None:
         rec["own_equals_run"] = bool(np.array_equal(np.sort(step.subset[own]), np.sort(sel)))
       lam0 = {}
+
+      def lam0_picks(nm):
+        """The picks with (normalisation nm, lam = 0) of this step, selected once."""
+        if nm not in lam0:
+          cfg0 = replay.with_al(step.config, **{**_users(), "normalize": nm, "lam": 0.0})
+          lam0[nm] = replay.select(step, cfg0)
+          rec["lam0_vs_u_only"][nm] = overlap(lam0[nm], own)
+        return lam0[nm]
+
       for nm in dict.fromkeys(list(st.fields.norms) + [st.fields.sign_norm]):
-        cfg0 = replay.with_al(step.config, **{**_users(), "normalize": nm, "lam": 0.0})
-        lam0[nm] = replay.select(step, cfg0)
-        rec["lam0_vs_u_only"][nm] = overlap(lam0[nm], own)
+        lam0_picks(nm)
       for n in select_runs:
         r = st.runs[n]
         picks = replay.select(step, replay.with_al(step.config, **r.al))
         rec["share_vs_u_only"][n] = overlap(picks, own)
         if r.al.get("use_mmd") and r.al.get("mode") == "topk" and r.al.get("term") == "per_sample" \
             and r.al.get("u_scope") == "batch" and r.al.get("mmd_scope") == "batch":
-          rec["share_vs_lam0"][n] = overlap(picks, lam0[r.al["normalize"]])
+          # Every sweep run has its lam = 0 reference, also a normalisation
+          # outside study.norms (the users' run is "none" with any --study.norms).
+          rec["share_vs_lam0"][n] = overlap(picks, lam0_picks(r.al["normalize"]))
       steps.append(rec)
       if (seed, trial) == probes[0] and c == st.pca_cycle:
         pca_step = step

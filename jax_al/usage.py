@@ -1,0 +1,74 @@
+"""`--help` of the absl commands (run.py, `python -m jax_al.study`).
+
+absl's own `--help` exits with status 1 and prints every flag's default,
+which for a config-dict flag (`--study`) is the whole dict. Here `--help`
+(`-h`, `-?`, `--helpshort`) prints the command's docstring and one line per
+flag of its module, exits 0, and points to `--helpfull`; `--helpfull` is
+absl's full listing (the config's fields included), also with exit 0.
+"""
+
+from __future__ import annotations
+
+import sys
+
+SHORT = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
+FULL = ("--helpfull", "-helpfull")
+
+
+def _words(argv) -> list[str]:
+  """The arguments before a `--` (after it nothing is a flag)."""
+  out = []
+  for a in argv[1:]:
+    if a == "--":
+      break
+    out.append(a)
+  return out
+
+
+def wants_help(argv) -> str | None:
+  """"short", "full" or None: which help `argv` asks for."""
+  words = _words(argv)
+  if any(a in FULL for a in words):
+    return "full"
+  if any(a in SHORT for a in words):
+    return "short"
+  return None
+
+
+def short_text(doc: str, flag_values, module_name: str, config_flags=None) -> str:
+  """The docstring, then `--name: help (default)` for each flag of `module_name`.
+
+  Flags in `config_flags` ({name: where its fields are listed}: config files
+  and config dicts) show that note instead of their default.
+  """
+  config_flags = config_flags or {}
+  lines = [doc.strip(), "", "flags:"]
+  for f in sorted(flag_values.get_flags_for_module(module_name), key=lambda f: f.name):
+    name = f"--[no]{f.name}" if f.boolean else f"--{f.name}"
+    text = f"  {name}: {f.help}"
+    if f.name in config_flags:
+      text += f" Its fields: --{f.name}.<field>=value ({config_flags[f.name]})."
+    elif f.default not in (None, ""):
+      text += f" (default: {f.default_as_str})"
+    lines.append(text)
+  lines += ["", "--helpfull lists every flag with its default."]
+  return "\n".join(lines)
+
+
+def handle(argv, doc: str, flag_values, module_name: str, config_flags=None) -> None:
+  """Prints the help `argv` asks for and exits 0; returns when it asks for none.
+
+  Call it after the command's flags are defined and before they are parsed.
+  """
+  kind = wants_help(argv)
+  if kind is None:
+    return
+  if kind == "short":
+    print(short_text(doc, flag_values, module_name, config_flags), flush=True)
+    raise SystemExit(0)
+  try:
+    flag_values(list(argv[:1]) + ["--helpfull"])
+  except SystemExit:
+    pass
+  sys.stdout.flush()
+  raise SystemExit(0)
