@@ -548,3 +548,138 @@ def test_short_cifar_study_plan_with_grouped_jobs(tmp_path):
   assert "ensemble_bald" in r.stdout and "3 trials one after another" in r.stdout
   assert "learning_loss" in r.stdout and "estimated total:" in r.stdout
   assert not out.exists()
+
+
+# ------------------------------------------- the README's grids and list edges
+
+# The smallest four-question grid of the README, in ci mode at 2 cycles, one
+# seed per phase: 8 phase-1 jobs, the replays, then phase 2.
+SMALLEST = dict(lams="1", norms="rank", sign_lams="1", trials=1, report_trials=1)
+
+
+def _tiny_study(out, **fields):
+  from configs import digits
+
+  from jax_al import study
+
+  f = study.grid.study_defaults()
+  with f.unlocked():
+    f.baselines = BASELINES
+    for k, v in fields.items():
+      f[k] = v
+  c = digits.get_config()
+  c.al.cycles = 2
+  return study.build(c, f, config_spec="configs/digits.py", mode="ci", out=out,
+                     given={"al.cycles"})
+
+
+@pytest.fixture(scope="module")
+def smallest_study(tmp_path_factory):
+  from jax_al import study
+
+  st = _tiny_study(tmp_path_factory.mktemp("smallest") / "s", **SMALLEST)
+  return st, study.run_study(st, log=lambda m: None)
+
+
+@pytest.mark.slow
+def test_smallest_grid_runs_to_its_findings(smallest_study):
+  """--study.norms=rank leaves `none` (the users' run) out of the sweep: the
+  replays still give that run its lam = 0 reference (was KeyError: 'none')."""
+  st, f = smallest_study
+  assert "none" not in st.fields.norms
+  assert {r["norm"] for r in f["q1"]["sweep"]} == {"rank"}
+  assert f["q1"]["lam0_shares_with_u_only"] == 1.0
+  assert f["q1"]["replay_reproduces_runs"] is True
+  assert (st.out / "findings.md").is_file() and f["q4"]["best"] in f["q4"]["candidates"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fields,new_runs", [
+    (dict(norms="minmax"), {"minmax_lam1"}),      # one norm, neither none nor rank
+    (dict(lams="0"), set()),                      # no sweep run at all
+    (dict(baselines=""), set()),                  # no baselines: best vs the users' method
+    (dict(sign_lams="1,0.5", baselines="none"), {"rank_lam0.5", "rank_lam0.5_small"}),
+])
+def test_list_edges_run_on_the_smallest_grid(smallest_study, fields, new_runs):
+  """Edges of the study lists, each a study on the smallest grid's --out: its
+  finished jobs are reused, only the new runs train."""
+  from jax_al import study
+
+  st0, _ = smallest_study
+  st = _tiny_study(st0.out, **{**SMALLEST, **fields})
+  assert {n for n, r in st.runs.items() if r.phase == "select"} - set(st0.runs) == new_runs
+  f = study.run_study(st, log=lambda m: None)
+  assert f["q1"]["lam0_shares_with_u_only"] == 1.0
+  if "baselines" in fields:
+    assert st.baselines == [] and [r["name"] for r in f["q4"]["table"]] == list(
+        dict.fromkeys([f["q4"]["best"], "users"]))
+  if fields.get("lams") == "0":
+    assert all(r["lam"] == 0 for r in f["q1"]["sweep"]) and f["q1"]["best"] is None
+
+
+@pytest.mark.parametrize("field", ["lams", "norms", "sign_lams", "candidates", "probe_cycles"])
+def test_an_empty_list_is_refused_in_one_line(tmp_path, field):
+  r = _cli("--config", "configs/digits.py", "--out", str(tmp_path / "s"), "--mode", "ci",
+           f"--study.{field}=")
+  assert r.returncode == 1, (r.stdout, r.stderr)
+  lines = [x for x in r.stderr.splitlines() if x.strip()]
+  assert len(lines) == 1 and f"`study.{field}` = ''" in lines[0] and "empty list" in lines[0]
+  assert not (tmp_path / "s").exists()
+
+
+def test_an_empty_baseline_list_means_none(tmp_path):
+  st = _study(tmp_path / "s", baselines="")
+  assert st.baselines == [] and list(st.phase2_runs(None)) == ["users"]
+  assert "phase 2: 2 runs" in study_plan(st)
+  assert _study(tmp_path / "s", baselines="none").baselines == []
+  from jax_al import study
+  d = study.build(__import__("configs.digits").digits.get_config(),
+                  study.grid.study_defaults(), config_spec="configs/digits.py", mode="ci",
+                  out=tmp_path / "s")
+  assert d.baselines[:7] == study.grid.DEFAULT_BASELINES.split(",")  # unset: the default
+
+
+def study_plan(st) -> str:
+  from jax_al import study
+  return study.plan_text(st)
+
+
+def test_every_readme_grid_builds_and_plans(tmp_path):
+  """The grids the README names: the full default, the ci default, the
+  smallest four-question grid, each with the default and given baselines."""
+  from configs import cifar10, digits
+
+  from jax_al import study
+
+  for cfg, mode, fields in [(digits, "full", {}), (digits, "ci", {}),
+                            (digits, "full", dict(lams="1", norms="rank", sign_lams="1")),
+                            (cifar10, "full", dict(lams="1", norms="rank", sign_lams="1",
+                                                   trials_per_job=3, trials=3,
+                                                   report_trials=3))]:
+    f = study.grid.study_defaults()
+    with f.unlocked():
+      for k, v in fields.items():
+        f[k] = v
+    st = study.build(cfg.get_config(), f, config_spec="c", mode=mode, out=None)
+    text = study.plan_text(st)
+    assert "estimated total:" in text and "out: (none: a plan only)" in text
+
+
+def test_plan_needs_no_out_and_help_exits_0(tmp_path):
+  r = _cli("--config", str(REPO / "configs" / "digits.py"), "--plan", "--mode", "ci", cwd=tmp_path)
+  assert r.returncode == 0, r.stderr
+  assert "estimated total:" in r.stdout and "no --out given" in r.stdout
+  assert list(tmp_path.iterdir()) == []
+  r = _cli("--config", "configs/digits.py", "--mode", "ci")
+  assert r.returncode == 1 and "--out is required" in r.stderr
+  assert len(r.stderr.strip().splitlines()) == 1
+  for flag in ("--help", "-h"):
+    r = _cli(flag)
+    assert r.returncode == 0, r.stderr
+    assert "--out" in r.stdout and "--helpfull" in r.stdout
+    assert "array_parallelism" not in r.stdout and len(r.stdout.splitlines()) < 30
+  r = _cli("--helpfull")
+  assert r.returncode == 0 and "array_parallelism" in r.stdout
+  r = subprocess.run([sys.executable, "run.py", "--help"], cwd=REPO, capture_output=True,
+                     text=True, timeout=120)
+  assert r.returncode == 0 and "--workdir" in r.stdout and "--helpfull" in r.stdout

@@ -92,7 +92,17 @@ def _resolve(args) -> None:
       setattr(args, name, vals[q])
   args.models, args.dtypes, args.variants = (_csv(args.models), _csv(args.dtypes),
                                              _csv(args.variants))
-  args.sizes = sorted(int(s) for s in _csv(args.sizes))
+  try:
+    args.sizes = sorted(int(s) for s in _csv(args.sizes))
+  except ValueError:
+    raise SystemExit(f"error: --sizes={args.sizes!r}: expected comma-separated integers. "
+                     "Fix: e.g. --sizes=5000,20000") from None
+  for flag, value, example in (("--batch", args.batch, 128), ("--chunk", args.chunk, 40),
+                               ("--epochs", args.epochs, 200), ("--n-train", args.n_train, 50000),
+                               ("--eval-batch", args.eval_batch, 1000),
+                               ("--width", args.width, 1.0), ("--cnn-width", args.cnn_width, 1.0)):
+    if value is not None and not value > 0:  # `not >`: NaN is refused too
+      raise SystemExit(f"error: {flag}={value}: must be positive. Fix: e.g. {flag}={example}")
   from jax_al.bench.train import MODIFIERS, VARIANTS, parse_variant
 
   def bad_variant(v):

@@ -217,5 +217,9 @@ class Results:
     if self.path is None:
       return
     from jax_al import files
-    self.path.parent.mkdir(parents=True, exist_ok=True)
-    files.write_json(self.path, self.doc)
+    try:
+      self.path.parent.mkdir(parents=True, exist_ok=True)
+      files.write_json(self.path, self.doc)
+    except OSError as e:  # read-only, a file in the way, disk full: one line, not a traceback
+      raise SystemExit(f"error: --json {self.path}: cannot write it ({e.strerror or e}). Fix: "
+                       "pass a path in a writable folder with free space") from None
