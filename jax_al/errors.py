@@ -69,9 +69,14 @@ class Interrupted(KeyboardInterrupt):
     self.signum, self.trial, self.cycle = int(signum), trial, cycle
     self.signal_name = signal.Signals(self.signum).name
     self.exit_code = 128 + self.signum
+    self.outcome = None  # set by a run that --overwrite was replacing: what became of it
     super().__init__(self.message())
 
   def message(self) -> str:
+    if self.outcome:
+      where = "before any cycle ran" if self.trial is None else \
+          f"in trial {self.trial + 1}, cycle {self.cycle}"
+      return f"interrupted by {self.signal_name} {where}; {self.outcome}"
     if self.trial is None:
       return (f"interrupted by {self.signal_name} before any cycle ran; nothing of a run "
               "was lost; rerun the same command to start it")

@@ -18,6 +18,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from jax_al.errors import JaxALError
+
 
 def _umask() -> int:
   mask = os.umask(0)
@@ -160,3 +162,168 @@ class EpochBar:
   def close(self):
     if self.bar is not None:
       self.bar.close()
+
+
+# ------------------------------------------------------ outputs we own ------
+#
+# Rule: no command replaces a file that it did not write. jax-al records what
+# it writes outside a run's workdir in a small ledger in the file's folder,
+# `.jax_al_written.json`: {"tool": "jax-al", "format": 1, "files": {name:
+# sha256 of the bytes written}, "folder": true when jax-al made the folder}.
+# A path may be (re)written when it does not exist, or when its bytes are
+# still the ones the ledger records (a file edited since, or replaced by a
+# user's, is theirs again). Run workdirs have their own rules (workdir.py).
+
+LEDGER = ".jax_al_written.json"
+_LEDGER_TOOL = "jax-al"
+
+
+class OutputError(JaxALError, ValueError):
+  """An output path holds something jax-al did not write: one line naming the
+  flag, the path and the fix; raised before anything is written."""
+
+
+def _ledger(folder: Path) -> dict | None:
+  """The ledger of `folder`: {} when absent, None when a file of that name is not ours."""
+  path = Path(folder) / LEDGER
+  if not path.exists() and not path.is_symlink():
+    return {}
+  if path.is_symlink() or not path.is_file():
+    return None
+  try:
+    doc = json.loads(path.read_text())
+  except (OSError, ValueError, UnicodeDecodeError):
+    return None
+  if not isinstance(doc, dict) or doc.get("tool") != _LEDGER_TOOL \
+      or not isinstance(doc.get("files", {}), dict):
+    return None
+  return doc
+
+
+def _sha256_file(path: Path) -> str | None:
+  import hashlib
+  h = hashlib.sha256()
+  try:
+    with open(path, "rb") as f:
+      for block in iter(lambda: f.read(1 << 20), b""):
+        h.update(block)
+  except OSError:
+    return None
+  return h.hexdigest()
+
+
+def written_by_us(path: Path) -> bool:
+  """True when `path` is a plain file whose bytes are what jax-al last wrote there."""
+  path = Path(path)
+  if path.is_symlink() or not path.is_file():
+    return False
+  doc = _ledger(path.parent)
+  want = (doc or {}).get("files", {}).get(path.name)
+  return isinstance(want, str) and _sha256_file(path) == want
+
+
+def check_output(path, flag: str, legacy=None) -> Path:
+  """Raises OutputError unless jax-al may write the file `path`; writes nothing.
+
+  Allowed: a path that does not exist, a file `written_by_us`, or one that
+  `legacy(path)` (optional) recognises as written by a jax-al version from
+  before the ledger. `flag` names the option that gave the path, for the
+  one-line refusal. Returns `path` as a Path.
+  """
+  path = Path(path)
+  if not path.exists() and not path.is_symlink():
+    return path
+  if path.is_dir() and not path.is_symlink():
+    raise OutputError(f"{flag} {path}: is a folder, not a file. Fix: pass a file path")
+  if written_by_us(path) or (legacy is not None and not path.is_symlink() and _legacy(legacy, path)):
+    return path
+  raise OutputError(f"{flag} {path}: the file exists and jax-al did not write it (or it was "
+                    "edited since), so it is not replaced. Fix: pass another path, or move "
+                    "the file away")
+
+
+def _legacy(legacy, path: Path) -> bool:
+  try:
+    return bool(legacy(path))
+  except (OSError, ValueError, UnicodeDecodeError):
+    return False
+
+
+def _record(folder: Path, name: str | None, digest: str | None, folder_mark: bool = False) -> None:
+  doc = _ledger(folder)
+  if doc is None:
+    raise OutputError(f"{Path(folder) / LEDGER}: exists but is not jax-al's record of its "
+                      "outputs. Fix: move the file away or write elsewhere")
+  doc = {"tool": _LEDGER_TOOL, "format": 1, **doc}
+  doc.setdefault("files", {})
+  if name is not None:
+    doc["files"][name] = digest
+  if folder_mark:
+    doc["folder"] = True
+  atomic_write_text(Path(folder) / LEDGER, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+
+
+def write_output(path, data: str | bytes) -> None:
+  """Writes `data` to `path` atomically and records it in the folder's ledger.
+
+  Call `check_output` first (for every output of a command, before writing
+  any of them). Creates the parent folders.
+  """
+  import hashlib
+  path = Path(path)
+  raw = data.encode() if isinstance(data, str) else bytes(data)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  if isinstance(data, str):
+    atomic_write_text(path, data)
+  else:
+    _atomic_write_bytes(path, raw)
+  _record(path.parent, path.name, hashlib.sha256(raw).hexdigest())
+
+
+def write_output_json(path, obj: Any) -> None:
+  """`write_output` of `obj` as indented strict JSON (as `write_json`)."""
+  write_output(path, dumps(obj, indent=1) + "\n")
+
+
+def _atomic_write_bytes(path: Path, raw: bytes) -> None:
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(raw)
+      f.flush()
+      os.fchmod(f.fileno(), _FILE_MODE)
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+  _fsync_dir(path.parent)
+
+
+def check_output_dir(path, flag: str, legacy=None) -> Path:
+  """Raises OutputError unless jax-al may fill the folder `path` as its own.
+
+  For outputs whose file names jax-al does not choose (a profiler trace):
+  the folder must not exist, be empty, carry jax-al's folder mark (made by
+  `claim_output_dir`), or be recognised by `legacy(path)`. Writes nothing.
+  """
+  path = Path(path)
+  if not path.exists() and not path.is_symlink():
+    return path
+  if path.is_symlink() or not path.is_dir():
+    raise OutputError(f"{flag} {path}: is not a folder. Fix: pass a new folder")
+  if not any(path.iterdir()) or ((_ledger(path) or {}).get("folder") is True) or (
+      legacy is not None and _legacy(legacy, path)):
+    return path
+  raise OutputError(f"{flag} {path}: the folder holds files jax-al did not put there, so it "
+                    "does not write into it. Fix: pass a new or empty folder")
+
+
+def claim_output_dir(path) -> Path:
+  """Creates the folder `path` (after `check_output_dir`) and marks it as jax-al's."""
+  path = Path(path)
+  path.mkdir(parents=True, exist_ok=True)
+  if (_ledger(path) or {}).get("folder") is not True:
+    _record(path, None, None, folder_mark=True)
+  return path
