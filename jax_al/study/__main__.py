@@ -74,12 +74,13 @@ def parse_flags(argv):
   from jax_al.errors import critical
 
   with critical():
-    define_config_flags()
-    usage.handle(argv, __doc__, FLAGS, __name__, config_flags={
-        "config": "the fields of the config file", "study": "listed with their defaults "
-        "by --helpfull"})
     check_config_arg(argv)
     try:
+      # Defining the config-dict flags already reads their --study.x overrides.
+      define_config_flags()
+      usage.handle(argv, __doc__, FLAGS, __name__, config_flags={
+          "config": "the fields of the config file", "study": "listed with their defaults "
+          "by --helpfull"})
       rest = FLAGS(argv)
       FLAGS.config.keys()
     except SystemExit:
