@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits, make_blobs
 
-from jax_al.scores import cluster_margin, greedy, kmeans, minibatch, mmd
+from jax_al.scores import cluster_margin, distances, greedy, kmeans, minibatch, mmd
 from jax_al.scores import normalize as norm_lib
 
 
@@ -447,3 +447,16 @@ def test_masked_median_matches_numpy(n):
     ok = rng.random(n) < 0.7
     ok[0] = True
     assert float(f(v, ok)) == pytest.approx(float(np.median(v[ok])), abs=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(7, 2), (50, 10), (3, 4, 100)])
+def test_two_largest_equals_top_k(shape):
+  # Ties (few distinct values), a row of one repeated value and -inf: the
+  # values are top_k's exactly, so margins and cluster gaps are unchanged.
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 4, size=shape).astype(np.float32) / 3
+  x[..., 0, :] = 0.5
+  x.reshape(-1)[::5] = -np.inf
+  want, _ = jax.lax.top_k(jnp.asarray(x), 2)
+  got = distances.two_largest(jnp.asarray(x))
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(want))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jax_al.scores import distances
 from jax_al.scores import kmeans as kmeans_lib
 from jax_al.scores import minibatch
 
@@ -45,7 +46,7 @@ def two_nearest(x: jax.Array, centres: jax.Array) -> tuple[jax.Array, jax.Array]
   if centres.shape[0] < 2:
     raise ValueError(f"need at least 2 centres, got {centres.shape[0]}")
   sq = jax.lax.map(lambda c: jnp.sum((x - c) ** 2, axis=-1), centres)  # [K, n]
-  neg_two, _ = jax.lax.top_k(-sq.T, 2)
+  neg_two = distances.two_largest(-sq.T)
   d = jnp.sqrt(jnp.maximum(-neg_two, 0.0))
   return d[:, 0], d[:, 1]
 

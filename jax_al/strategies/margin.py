@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from jax_al.errors import ConfigError
+from jax_al.scores import distances
 from jax_al.strategies.base import Pool, ScoreStrategy, register
 
 
@@ -15,7 +16,7 @@ def margin_gaps(logits: jax.Array) -> jax.Array:
   """[N] p(1st) - p(2nd) of softmax(logits) per row of [N, C] logits, C >= 2,
   in [0, 1]."""
   p = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-  top2, _ = jax.lax.top_k(p, 2)
+  top2 = distances.two_largest(p)
   return top2[:, 0] - top2[:, 1]
 
 
