@@ -23,7 +23,10 @@ preset of the k-means cluster-margin + MMD method ("users", "rank",
 
 Each strategy declares what it reads (`Strategy.requires`); a missing input
 is refused in one line that names the array to pass, and so is every array
-of the wrong shape or with non-finite values, before anything is computed.
+of the wrong shape, or with non-finite values in an array the strategy reads,
+before anything is computed. An array the strategy does not read is neither
+scanned nor copied (a margin selection over a memory-mapped 1,000,000 x 768
+`features` touches none of it).
 The picks are a deterministic function of the inputs, the settings and
 `seed`.
 """
@@ -233,6 +236,54 @@ def _labeled_rows(labeled: Any, n: int) -> np.ndarray | None:
                   "jax_al.selection.Labeled(features=..., logits=...)")
 
 
+# Host memory one step of `to_device` reads at a time.
+BLOCK_BYTES = 1 << 27
+
+
+def to_device(a: np.ndarray, rows: np.ndarray | None = None, axis: int = 0):
+  """`a` (or its `rows` along `axis`) as a float32 device array, without a
+  second full copy on the host.
+
+  `jnp.asarray` of a NumPy array held two copies at its peak, and `a[rows]`
+  is one more: for a 1,000,000 x 768 pool those are 3 GB each. Here a
+  device buffer is filled in place, block by block, from `a` (memory-mapped
+  or not): the peak is `a`'s own pages, the device array and one block.
+  """
+  import jax
+  import jax.numpy as jnp
+
+  a = np.moveaxis(a, axis, 0) if axis else a
+  n = a.shape[0] if rows is None else len(rows)
+  row_bytes = max(1, int(np.prod(a.shape[1:], dtype=np.int64)) * 4)
+  step = max(1, BLOCK_BYTES // row_bytes)
+  if n <= step:  # small: one transfer
+    part = a if rows is None else a[rows]
+    out = jax.device_put(np.ascontiguousarray(part, np.float32))
+  else:
+    out = jnp.zeros((n,) + a.shape[1:], jnp.float32)
+    for start in range(0, n, step):
+      part = a[start:start + step] if rows is None else a[rows[start:start + step]]
+      out = _fill(out, jax.device_put(np.ascontiguousarray(part, np.float32)), start)
+  return jnp.moveaxis(out, 0, axis) if axis else out
+
+
+def _fill_impl(out, part, start):
+  import jax
+  return jax.lax.dynamic_update_slice_in_dim(out, part, start, axis=0)
+
+
+_fill_jit = None
+
+
+def _fill(out, part, start):
+  # Donating `out` makes the update in place: no second device buffer.
+  global _fill_jit
+  if _fill_jit is None:
+    import jax
+    _fill_jit = jax.jit(_fill_impl, donate_argnums=0)
+  return _fill_jit(out, part, start)
+
+
 def _missing(name: str, strategy: str, what: str) -> DataError:
   return DataError(name, f"is missing, and strategy {strategy!r} reads it ({what})",
                    f"pass {name}=")
@@ -314,12 +365,15 @@ def select(strategy: str, *, features, logits=None, probs=None, labeled=None, bu
     _finite("predicted_loss", pl)
   if need.predicted_loss and pl is None:
     raise _missing("predicted_loss", name, "[N] losses a learning-loss module predicts")
-  _finite("features", x)
+  # Features only the strategy reads are scanned and sent to the device.
+  use_x = need.features or need.labeled
+  if use_x:
+    _finite("features", x)
 
   rows = _labeled_rows(labeled, n)
   if rows is not None:
     cand = np.setdiff1d(np.arange(n), rows)
-    lab_x = x[rows]
+    lab_x = x[rows] if use_x else np.zeros((len(rows), 0), np.float32)
     lab_lg = None if lg is None else lg[rows]
   else:
     cand = np.arange(n)
@@ -356,17 +410,18 @@ def select(strategy: str, *, features, logits=None, probs=None, labeled=None, bu
                         "which defaults to the number of classes: pass k=... or logits=")
     raise _as_setting(e) from None
 
-  whole = rows is None
-  c_lg = lg if lg is None or whole else lg[cand]
+  take = None if rows is None else cand
   pool = strategies.Pool(
-      features=jnp.asarray(x if whole else x[cand]),
-      logits=jnp.asarray(c_lg if c_lg is not None else np.zeros((len(cand), 0), np.float32)),
-      labeled_features=jnp.asarray(lab_x),
-      labeled_logits=jnp.asarray(lab_lg if lab_lg is not None
-                                 else np.zeros((lab_x.shape[0], num_classes), np.float32)),
+      features=(to_device(x, take) if use_x
+                else jnp.zeros((len(cand), 0), jnp.float32)),
+      logits=(to_device(lg, take) if lg is not None
+              else jnp.zeros((len(cand), 0), jnp.float32)),
+      labeled_features=to_device(lab_x),
+      labeled_logits=(to_device(lab_lg) if lab_lg is not None
+                      else jnp.zeros((lab_x.shape[0], num_classes), jnp.float32)),
       num_classes=num_classes,
-      sample_logits=None if sl is None else jnp.asarray(sl if whole else sl[:, cand]),
-      predicted_loss=None if pl is None else jnp.asarray(pl if whole else pl[cand]))
+      sample_logits=None if sl is None else to_device(sl, take, axis=1),
+      predicted_loss=None if pl is None else to_device(pl, take))
   sel = s.select(pool, al.budget, rng.stream(int(seed), 0, "select"))
   idx = np.asarray(sel.indices, np.int64)
   scores = (np.full(idx.shape, np.nan, np.float32) if sel.scores is None

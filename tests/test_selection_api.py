@@ -111,3 +111,17 @@ def test_bad_arrays_name_the_array_and_row(digits):
   with pytest.raises(DataError, match=r"labeled.features: has 3 dimensions"):
     jax_al.select("coreset", features=x, budget=5,
                   labeled={"features": np.zeros((4, 3))})
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("take", [False, True])
+def test_to_device_in_blocks_equals_numpy(monkeypatch, axis, take):
+  # Blocks of 64 rows, a last partial block, rows along axis 0 or 1
+  # ([S, N, C] sample logits): the device array equals NumPy's indexing.
+  shape = (1000, 3) if axis == 0 else (9, 1000, 3)
+  a = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+  n = a.shape[axis]
+  rows = np.sort(np.random.default_rng(1).choice(n, n // 2, replace=False)) if take else None
+  monkeypatch.setattr(selection, "BLOCK_BYTES", 4 * int(np.prod(a.shape)) // n * 64)
+  got = np.asarray(selection.to_device(a, rows, axis=axis))
+  np.testing.assert_array_equal(got, a if rows is None else np.take(a, rows, axis=axis))

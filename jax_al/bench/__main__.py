@@ -7,6 +7,7 @@
     python -m jax_al.bench scaling [its own flags]             # jax_al.bench.scaling
     python -m jax_al.bench parallel [its own flags]            # jax_al.bench.parallel
     python -m jax_al.bench acquisitions [its own flags]        # every strategy's select cost
+    python -m jax_al.bench select [its own flags]              # jax_al.select at 20k-1M rows
     python -m jax_al.bench profile --profile-dir prof/         # where an epoch's time goes
     python -m jax_al.bench all --quick --json docs/bench/cpu.json
 
@@ -128,7 +129,8 @@ def _resolve(args) -> None:
 # Benchmarks that live in their own modules, each with `main(argv) -> dict`.
 # `python -m jax_al.bench NAME ...` hands them the rest of the command line verbatim.
 DELEGATES = {"selection": "jax_al.bench.selection", "scaling": "jax_al.bench.scaling",
-             "parallel": "jax_al.bench.parallel", "acquisitions": "jax_al.bench.acquisitions"}
+             "parallel": "jax_al.bench.parallel", "acquisitions": "jax_al.bench.acquisitions",
+             "select": "jax_al.bench.scale"}
 
 
 def _delegate_main(name: str):
