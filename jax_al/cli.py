@@ -30,6 +30,16 @@ def config_import_root(path: str) -> str | None:
   folder = Path(path.partition(":")[0]).resolve().parent
   return str(folder.parent) if (folder / "__init__.py").is_file() else None
 
+
+def config_imports_on_path(argv) -> None:
+  """Makes `--config`'s own package importable before absl parses it (the
+  config file may `from configs import common`), wherever the command runs."""
+  import sys
+
+  for flag, value in _flag_values(argv, "config"):
+    if flag == "config" and value and (root := config_import_root(value)):
+      sys.path.insert(0, root)
+
 def _flag_values(argv, name: str):
   """(flag, value) pairs of `--name=value`, `--name value` and `--[no]name.x` forms."""
   out, i = [], 1

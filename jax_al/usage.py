@@ -72,3 +72,40 @@ def handle(argv, doc: str, flag_values, module_name: str, config_flags=None) -> 
     pass
   sys.stdout.flush()
   raise SystemExit(0)
+
+
+def stray_word_line(words, program: str = "") -> str:
+  """One line for words on the command line that are not flags (issue 24.12):
+  which word, and the flag it was probably meant to be."""
+  word = words[0]
+  more = f" (and {len(words) - 1} more word(s) after it)" if len(words) > 1 else ""
+  bare = word.lstrip("-")
+  if bare.endswith(".py") or ".py:" in bare:  # a config file given without its flag
+    fix = f"pass it as --config {bare}"
+  elif bare and bare[0].isalpha() and ("=" in bare or "." in bare):  # a flag without its --
+    fix = f"write --{bare}"
+  else:
+    fix = ("every option is a flag --name=value" +
+           (f"; see {program} --help" if program else "; see --help"))
+  return (f"error: {word!r} is not a flag{more}: this command takes no positional "
+          f"arguments. Fix: {fix}")
+
+
+def program_name(argv0: str, module: str) -> str:
+  """How the user called the command: `jax-al study`, `python run.py`, or
+  `python -m MODULE` (runpy sets argv[0] to the module's file)."""
+  import os
+  base = os.path.basename(argv0)
+  if base == "__main__.py" or base == module.rpartition(".")[2] + ".py" and "jax_al" in argv0:
+    return f"python -m {module}"
+  if base.endswith(".py"):
+    return f"python {argv0}"
+  return argv0
+
+
+def refuse_stray_words(argv, module: str) -> None:
+  """Raises SystemExit with `stray_word_line` when absl left words in `argv`
+  (argv[0] is the program), instead of absl's page of help and "unexpected
+  arguments"."""
+  if len(argv) > 1:
+    raise SystemExit(stray_word_line(list(argv[1:]), program_name(argv[0], module)))

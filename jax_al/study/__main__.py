@@ -102,8 +102,7 @@ def given_config_fields(argv) -> set:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  usage.refuse_stray_words(argv, "jax_al.study")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   from jax_al import study
@@ -135,19 +134,10 @@ def main(argv):
   return 0
 
 
-def _config_imports_on_path(argv) -> None:
-  """Makes `--config`'s own package importable before absl parses it (the
-  config file may `from configs import common`), wherever the command runs."""
-  from jax_al.cli import _flag_values, config_import_root
-
-  for flag, value in _flag_values(argv, "config"):
-    if flag == "config" and value and (root := config_import_root(value)):
-      sys.path.insert(0, root)
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # also `jax-al study` (jax_al/commands.py runs this module)
+  from jax_al.cli import config_imports_on_path
   from jax_al.errors import Interrupted, handle_signals
-  _config_imports_on_path(sys.argv)
+  config_imports_on_path(sys.argv)
   with handle_signals():
     try:
       app.run(main, flags_parser=parse_flags)
