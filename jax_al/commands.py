@@ -56,8 +56,9 @@ def _bench(argv):
   bench.main(argv)
 
 
-# name: (function of the arguments after the name, one-line summary). The absl
-# commands (run, study) read sys.argv, which `main` sets to [prog, *args].
+# name: function of the arguments after the name. The absl commands (run,
+# study) read sys.argv, which `main` sets to ["jax-al NAME", *args] (the run's
+# closing summary reads that argv[0] to print its resume command).
 COMMANDS = {
     "run": _run,
     "select": _select,

@@ -17,8 +17,13 @@ from jax_al import workdir as workdir_lib
 
 
 def _command(workdir: Path, argv: list[str]) -> tuple[str, str] | None:
-  """(the resume command, the --config spec) when run.py started this process."""
-  if not argv or Path(argv[0]).name != "run.py":
+  """(the resume command, the --config spec) when run.py or `jax-al run`
+  (`python -m jax_al run`: jax_al/commands.py sets that argv[0]) started this process."""
+  if argv and Path(argv[0]).name == "run.py":
+    head = ["python", "run.py"]
+  elif argv and argv[0] in ("jax-al run", "python -m jax_al run"):
+    head = argv[0].split()
+  else:
     return None
   args = [a for a in argv[1:] if a not in ("--overwrite", "--nooverwrite")]
   spec = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
@@ -26,7 +31,7 @@ def _command(workdir: Path, argv: list[str]) -> tuple[str, str] | None:
     spec = args[args.index("--config") + 1]
   if not any(a == "--workdir" or a.startswith("--workdir=") for a in args):
     args += ["--workdir", str(workdir)]
-  return shlex.join(["python", "run.py", *args]), spec or "CONFIG"
+  return shlex.join([*head, *args]), spec or "CONFIG"
 
 
 def lines(config, summary: dict, workdir, seconds: float, argv=None) -> list[str]:

@@ -395,9 +395,16 @@ def run(argv) -> dict:
   except ConfigError as e:
     field = str(e.field)
     if field in raws:
-      raise InputError(f"{e} (flag --config.al.{field}={raws[field]})") from None
+      raise InputError(f"flag --config.al.{field}={raws[field]}: {e.fix}") from None
+    if field == "k" and e.value is None and not {"logits", "probs"} & set(arrays):
+      raise InputError(f"{pool_path}: has no 'logits' or 'probs', from which strategy "
+                       f"{args.strategy!r} takes its k-means cluster count (the number of "
+                       "classes). Fix: add an array 'logits' [N, C] to the pool file, or pass "
+                       "--config.al.k=K") from None
     if field == "budget":
-      raise InputError(f"--budget {args.budget}: {e.fix}") from None
+      problem, _, fix = (e.fix or "").rpartition("; ")
+      raise InputError(f"--budget {args.budget}: {problem or 'not a number of picks'}. Fix: "
+                       f"{fix.replace('the budget', '--budget')}") from None
     if field == "seed":
       raise InputError(f"--seed {args.seed}: {e.fix}") from None
     if field == "strategy":

@@ -6,6 +6,8 @@ import json
 import re
 import shlex
 
+import pytest
+
 from jax_al import ending, loop, workdir as workdir_lib
 
 from conftest import tiny_digits_config
@@ -65,3 +67,16 @@ def test_a_single_run_writes_a_valid_learning_curve_png(tmp_path):
   with Image.open(work / "learning_curve.png") as img:
     assert img.size[0] > 100 and img.size[1] > 100
   assert "learning_curve.png" in workdir_lib.RESULTS
+
+
+@pytest.mark.parametrize("argv0", ["jax-al run", "python -m jax_al run"])
+def test_resume_command_follows_the_installed_command(tmp_path, argv0):
+  """`jax-al run` (jax_al/commands.py sets argv[0]) gets its own resume command."""
+  c = tiny_digits_config("margin")
+  summary = {"labeled": [20, 40], "test_acc": [[50.0, 60.0]], "trials": 1}
+  text = ending.lines(c, summary, tmp_path / "w", 1.0,
+                      [argv0, "--config", "configs/digits.py:margin", "--overwrite"])
+  resume = next(l for l in text if l.startswith("  resume:"))
+  cmd = shlex.split(resume.split(":", 1)[1].split("  (")[0])
+  assert cmd == [*argv0.split(), "--config", "configs/digits.py:margin",
+                 "--workdir", str(tmp_path / "w")]
