@@ -44,9 +44,26 @@ def export(data_cfg, out) -> Path:
   return embeddings.save(out, ds)
 
 
+def parse_flags(argv):
+  """Short --help (exit 0) and one-line flag errors, as run.py's."""
+  from jax_al import cli, usage
+
+  usage.handle(argv, __doc__, flags.FLAGS, __name__,
+               config_flags={"config": "the fields of the config file"})
+  cli.check_config_arg(argv)
+  try:
+    rest = flags.FLAGS(argv)
+    flags.FLAGS.config.keys()
+  except SystemExit:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # flags.Error, a config override
+    raise SystemExit(f"error: {cli.explain_flag_error(argv, e)}") from None
+  return rest
+
+
 def main(argv) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from jax_al import usage
+  usage.refuse_stray_words(argv, "jax_al.export")
   from jax_al.errors import JaxALError
 
   try:
@@ -58,4 +75,6 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  sys.exit(app.run(main))
+  from jax_al.cli import config_imports_on_path
+  config_imports_on_path(sys.argv)
+  sys.exit(app.run(main, flags_parser=parse_flags))

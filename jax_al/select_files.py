@@ -391,7 +391,8 @@ def run(argv) -> dict:
                        f"reads. Fix: {fix}") from None
     if e.what == "labeled":
       raise InputError(f"--labeled {args.labeled}: {e.problem}. Fix: {e.fix}") from None
-    raise InputError(f"{pool_path}: {e}") from None
+    raise InputError(f"{pool_path}: {e}".replace("pass logits= instead", "store 'logits' "
+                     "instead")) from None
   except ConfigError as e:
     field = str(e.field)
     if field in raws:

@@ -32,6 +32,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 # Every `python -m MODULE` the README and docs/ document, with what this test
 # runs for each: `--help`, and a tiny real run where that is quick.
-DOCUMENTED = {"jax_al.bench", "jax_al.bench.scaling", "jax_al.bench.parallel", "jax_al.report",
+DOCUMENTED = {"jax_al", "jax_al.bench", "jax_al.export", "jax_al.bench.scaling", "jax_al.bench.parallel", "jax_al.report",
               "jax_al.study"}
 
 
@@ -78,12 +79,10 @@ def test_every_documented_entry_point_is_covered():
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-  """(run, site, configs): the wheel installed in `site`; run(module, *args)
-  runs one entry point from a temporary working folder; `configs` is the
-  user's copy of the config files."""
+def wheel(tmp_path_factory):
+  """The package's wheel, built offline from a copy of the sources."""
   pytest.importorskip("setuptools")  # the build backend, used offline (no isolation)
-  tmp = tmp_path_factory.mktemp("install")
+  tmp = tmp_path_factory.mktemp("wheel")
   src = tmp / "src"  # build from a copy: nothing is written into the checkout
   src.mkdir()
   for name in ("pyproject.toml", "README.md"):
@@ -95,7 +94,17 @@ def installed(tmp_path_factory):
                       "--no-cache-dir", "-w", str(tmp / "dist"), str(src)],
                      capture_output=True, text=True, timeout=600)
   assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-  (wheel,) = (tmp / "dist").glob("jax_al-*.whl")
+  (built,) = (tmp / "dist").glob("jax_al-*.whl")
+  return built
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory, wheel):
+  """(run, site, configs): the wheel installed in `site`; run(module, *args)
+  runs one entry point from a temporary working folder; `configs` is the
+  user's copy of the config files."""
+  tmp = tmp_path_factory.mktemp("install")
+  pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
   site = tmp / "site"
   p = subprocess.run([*pip, "install", "--no-deps", "--no-index", "--no-compile", "--target",
                       str(site), str(wheel)], capture_output=True, text=True, timeout=600)
@@ -141,6 +150,12 @@ def test_help(installed, module, args):
   run = installed[0]
   p = run(module, *args)
   assert "usage: python -m jax_al." in p.stdout
+
+
+def test_export_help(installed):
+  """The absl entry point: short --help, exit 0."""
+  p = installed[0]("jax_al.export", "--help")
+  assert "--out" in p.stdout and "--helpfull" in p.stdout and len(p.stdout.splitlines()) < 30
 
 
 def test_no_config_names_the_flag(installed):
@@ -206,3 +221,104 @@ def test_study_plans_from_the_installed_package(installed):
           "--plan", "--mode", "ci")
   assert "estimated total:" in p.stdout and "u_batch" in p.stdout, p.stdout[-2000:]
   assert not (work / "study").exists()
+
+
+# ------------------------------------------- the installed `jax-al` command ---
+# A fresh venv with the wheel installed by pip (so pip writes the `jax-al`
+# console script), no network: `--no-deps --no-index`. The venv sees the test
+# venv's packages (the dependencies) through a .pth file that lists their
+# folders; a plain path line in a .pth only extends sys.path, so the test
+# venv's editable-install hook (its own .pth) is never processed there.
+COMMANDS = ("run", "select", "report", "study", "bench")
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory, wheel):
+  """(jax_al(*args), python, work, configs): run the installed console
+  script from a working folder outside the repository."""
+  tmp = tmp_path_factory.mktemp("venv")
+  v = tmp / "venv"
+  subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(v)], check=True,
+                 timeout=300)
+  py = v / "bin" / "python"
+  env = {k: v_ for k, v_ in os.environ.items() if not k.startswith("PYTHON")}
+  env.update(JAX_PLATFORMS="cpu", MPLCONFIGDIR=str(tmp / "mpl"))
+  vsite = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                          "['purelib'])"], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+  deps = [sysconfig.get_paths()[k] for k in ("purelib", "platlib")]
+  Path(vsite, "_test_venv_dependencies.pth").write_text("\n".join(dict.fromkeys(deps)) + "\n")
+  p = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input",
+                      "--python", str(py), "install", "--no-deps", "--no-index", "--no-compile",
+                      str(wheel)], capture_output=True, text=True, timeout=600, env=env)
+  assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+  script = v / "bin" / "jax-al"
+  assert script.is_file() and script.read_text().startswith(f"#!{py}")
+  assert not any((Path(vsite) / "jax_al").glob("__editable__*"))
+  configs = tmp / "userconfigs" / "configs"
+  shutil.copytree(ROOT / "configs", configs, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+  work = tmp / "work"
+  work.mkdir()
+  # The interpreter the script runs imports the installed copy, not the checkout.
+  p = subprocess.run([str(py), "-c", "import jax_al, importlib.util as u; print(jax_al.__file__);"
+                      " print(u.find_spec('configs'))"], cwd=work, env=env, capture_output=True,
+                     text=True, check=True)
+  where, configs_spec = p.stdout.split()
+  assert Path(where).resolve().is_relative_to(Path(vsite).resolve()), where
+  assert configs_spec == "None"
+
+  def jax_al(*args, ok=True, timeout=600):
+    p = subprocess.run([str(script), *map(str, args)], cwd=work, env=env, capture_output=True,
+                       text=True, timeout=timeout)
+    if ok:
+      assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+    return p
+
+  return jax_al, py, work, configs, env
+
+
+def test_jax_al_help_for_every_command(venv):
+  jax_al, py, work, _, env = venv
+  top = jax_al("--help").stdout
+  for name in COMMANDS:
+    assert f"\n  {name} " in top, top
+  for name in COMMANDS:
+    p = jax_al(name, "--help")
+    lines = p.stdout.strip().splitlines()
+    assert 3 < len(lines) <= 40, (name, p.stdout)  # short: the long listing is --helpfull
+  # `python -m jax_al` is the same command.
+  p = subprocess.run([str(py), "-m", "jax_al", "--help"], cwd=work, env=env,
+                     capture_output=True, text=True, timeout=120)
+  assert p.returncode == 0 and p.stdout == top
+
+
+def test_jax_al_run_select_report_study(venv):
+  """A tiny run on digits (2 cycles), a selection from an .npz made with
+  scikit-learn, a report of the run and a study plan, all from the console script."""
+  from sklearn.datasets import load_digits
+  from sklearn.linear_model import LogisticRegression
+
+  jax_al, py, work, cfg, _ = venv
+  p = jax_al("run", "--config", f"{cfg / 'digits.py'}:random", "--config.al.cycles=2",
+             "--config.train.epochs=2", "--config.train.eval_every=1", "--workdir", "run")
+  cycles = [json.loads(l) for l in (work / "run" / "metrics.jsonl").read_text().splitlines()]
+  assert [c["cycle"] for c in cycles if c.get("kind") == "cycle"] == [1, 2]
+  assert "resume:  jax-al run --config" in p.stdout  # the summary names this command
+
+  x, y = load_digits(return_X_y=True)
+  model = LogisticRegression(max_iter=500).fit(x[:200], y[:200])
+  np.savez(work / "pool.npz", features=x.astype(np.float32), probs=model.predict_proba(x))
+  (work / "labeled.csv").write_text("id,label\n" + "".join(f"{i},{y[i]}\n" for i in range(200)))
+  jax_al("select", "--pool", "pool.npz", "--strategy", "margin", "--budget", "7", "--out",
+         "picks.csv", "--labeled", "labeled.csv")
+  rows = (work / "picks.csv").read_text().splitlines()
+  assert rows[0] == "id,rank,score" and len(rows) == 8
+  assert all(int(r.split(",")[0]) >= 200 for r in rows[1:])  # never a labeled row
+  assert json.loads((work / "picks.json").read_text())["strategy"] == "margin"
+
+  r = jax_al("report", "run", "--out", "report")
+  assert "random" in r.stdout and any((work / "report").iterdir())
+  p = jax_al("study", "--config", cfg / "digits.py", "--plan", "--mode", "ci")
+  assert "estimated total:" in p.stdout
+  p = jax_al("bench", "selection", "--help")
+  assert "usage:" in p.stdout
