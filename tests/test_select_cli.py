@@ -369,3 +369,22 @@ def test_jax_al_help_lists_the_commands():
   p = subprocess.run([sys.executable, "-m", "jax_al", "selct"], cwd=ROOT, capture_output=True,
                      text=True, timeout=120)
   assert p.returncode == 2 and p.stderr.count("\n") == 1 and "'select'" in p.stderr
+
+
+def test_the_readme_example_runs(digits, tmp_path, monkeypatch):
+  """The README's `jax-al select` command, word for word, on the digits pool."""
+  import shlex
+  import shutil
+
+  text = (ROOT / "README.md").read_text()
+  block = next(b.split("```", 1)[0] for b in text.split("```bash\n")[1:]
+               if "jax-al select --pool" in b)
+  words = shlex.split(block.replace("\\\n", " "))
+  assert words[:2] == ["jax-al", "select"]
+  d = digits[0]
+  for name in ("pool.npz", "labeled.csv"):
+    shutil.copy(d / name, tmp_path / name)
+  monkeypatch.chdir(tmp_path)
+  doc = select_files.run(words[2:])
+  assert len(_read_picks(tmp_path / "picks.csv")) == doc["budget"] == 20
+  assert doc["settings"]["lam"] == 0.5 and (tmp_path / "picks.json").is_file()
