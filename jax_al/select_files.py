@@ -46,8 +46,15 @@ class InputError(SystemExit):
     super().__init__(f"error: {line}")
 
 
+class _Parser(argparse.ArgumentParser):
+  """argparse with its errors in one line (no usage block first)."""
+
+  def error(self, message):
+    self.exit(2, f"error: {message}. Fix: see {self.prog} --help\n")
+
+
 def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
+  p = _Parser(
       prog=PROG, description="Picks the next rows to label from a pool file. POOL: .npz "
       "(features, logits or probs, optional ids, sample_logits, predicted_loss), .npy "
       "(features) or .parquet (id + embedding columns). Writes OUT (id,rank,score) and a "
@@ -334,6 +341,21 @@ def out_paths(out) -> tuple[Path, Path]:
   return out, out.with_suffix(".json")
 
 
+def check_writable(out: Path) -> None:
+  """Refuses an --out whose folder cannot be made or written, before any work."""
+  import os
+
+  folder = out.parent
+  while not folder.exists() and folder != folder.parent:
+    folder = folder.parent
+  if not folder.is_dir():
+    raise InputError(f"--out {out}: {folder} is a file, not a folder. Fix: pass a path in a "
+                     "folder")
+  if not os.access(folder, os.W_OK | os.X_OK):
+    raise InputError(f"--out {out}: the folder {folder} is not writable. Fix: pass a path in "
+                     "a folder you can write")
+
+
 def picks_csv(ids: list[str], picks) -> str:
   buf = io.StringIO()
   w = csv.writer(buf, lineterminator="\n")
@@ -350,6 +372,7 @@ def run(argv) -> dict:
   """The command on `argv` (the words after `select`); returns picks.json's
   document. Bad input raises SystemExit with one line before anything is
   written."""
+  global _WRITTEN
   import jax_al
   from jax_al import files
   from jax_al.errors import ConfigError, DataError
@@ -366,6 +389,7 @@ def run(argv) -> dict:
       files.check_output(p, "--out")
   except files.OutputError as e:
     raise InputError(str(e)) from None
+  check_writable(out_csv)
   pool_path = Path(args.pool)
   arrays = load_pool(pool_path)
   ids = pool_ids(pool_path, arrays)
@@ -425,12 +449,20 @@ def run(argv) -> dict:
                     "total_s": time.perf_counter() - t0},
          "jax_al": jax_al.__version__}
   from jax_al.errors import critical
-  with critical():  # a Ctrl-C waits until both files are written
-    files.write_output(out_csv, picks_csv(ids, picks))
-    files.write_output_json(out_json, doc)
-    doc["written"] = [str(out_csv), str(out_json)]
-    global _WRITTEN
-    _WRITTEN = True
+  written = []
+  try:
+    with critical():  # a Ctrl-C waits until both files are written
+      files.write_output(out_csv, picks_csv(ids, picks))
+      written.append(str(out_csv))
+      files.write_output_json(out_json, doc)
+      written.append(str(out_json))
+      _WRITTEN = True
+  except (OSError, files.OutputError) as e:  # disk full, a read-only or vanished folder
+    what = f"{type(e).__name__}: {e.strerror}" if isinstance(e, OSError) and e.strerror else e
+    raise InputError(f"--out {out_csv}: cannot be written ({what}); "
+                     f"{'only ' + written[0] + ' was' if written else 'nothing was'} written. "
+                     "Fix: pass a writable path with free space") from None
+  doc["written"] = written
   return doc
 
 

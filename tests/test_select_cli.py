@@ -388,3 +388,21 @@ def test_the_readme_example_runs(digits, tmp_path, monkeypatch):
   doc = select_files.run(words[2:])
   assert len(_read_picks(tmp_path / "picks.csv")) == doc["budget"] == 20
   assert doc["settings"]["lam"] == 0.5 and (tmp_path / "picks.json").is_file()
+
+
+def test_a_failed_write_is_one_line(digits, tmp_path, monkeypatch):
+  """Disk full while writing picks.json: one line saying what was written."""
+  import errno
+
+  from jax_al import files
+
+  def full(path, obj):
+    raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+  monkeypatch.setattr(files, "write_output_json", full)
+  with pytest.raises(SystemExit) as e:
+    _select("--pool", digits[0] / "pool.npz", "--strategy", "margin", "--budget", 2, "--out",
+            tmp_path / "picks.csv")
+  msg = str(e.value.code)
+  assert "\n" not in msg and "No space left" in msg and "picks.csv was written" in msg
+  assert not (tmp_path / "picks.json").exists()
