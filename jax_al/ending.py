@@ -16,8 +16,8 @@ import numpy as np
 from jax_al import workdir as workdir_lib
 
 
-def _command(workdir: Path, argv: list[str]) -> tuple[str, str] | None:
-  """(the resume command, the --config spec) when run.py or `jax-al run`
+def _command(workdir: Path, argv: list[str]) -> tuple[str, str, list] | None:
+  """(the resume command, the --config spec, the run command's words) when run.py or `jax-al run`
   (`python -m jax_al run`: jax_al/commands.py sets that argv[0]) started this process."""
   if argv and Path(argv[0]).name == "run.py":
     head = ["python", "run.py"]
@@ -31,7 +31,7 @@ def _command(workdir: Path, argv: list[str]) -> tuple[str, str] | None:
     spec = args[args.index("--config") + 1]
   if not any(a == "--workdir" or a.startswith("--workdir=") for a in args):
     args += ["--workdir", str(workdir)]
-  return shlex.join([*head, *args]), spec or "CONFIG"
+  return shlex.join([*head, *args]), spec or "CONFIG", head
 
 
 def lines(config, summary: dict, workdir, seconds: float, argv=None) -> list[str]:
@@ -58,7 +58,11 @@ def lines(config, summary: dict, workdir, seconds: float, argv=None) -> list[str
   out.append(f"  workdir {workdir}: {', '.join(names)}")
   cmd = _command(workdir, list(argv))
   out.append("Next:")
-  out.append(f"  report:  python -m jax_al.report {shlex.quote(str(workdir))} "
+  # The next commands in the form the user ran: `jax-al run` -> `jax-al report`.
+  run_words = cmd[2] if cmd else ["python", "run.py"]
+  report_words = (run_words[:-1] + ["report"] if run_words[-1] == "run"
+                  else ["python", "-m", "jax_al.report"])
+  out.append(f"  report:  {shlex.join(report_words)} {shlex.quote(str(workdir))} "
              f"--out {shlex.quote(str(workdir / 'report'))}")
   if cmd:
     out.append(f"  resume:  {cmd[0]}  (the same command continues after the last "
@@ -68,7 +72,7 @@ def lines(config, summary: dict, workdir, seconds: float, argv=None) -> list[str
     out.append("  resume:  call the same run again with the same workdir")
     spec = "CONFIG"
   other = "random,entropy" if config.al.strategy == "random" else f"random,{config.al.strategy}"
-  out.append(f"  compare: python run.py --config {shlex.quote(spec)} "
+  out.append(f"  compare: {shlex.join(run_words)} --config {shlex.quote(spec)} "
              f"--config.compare.strategies={other} --workdir "
              f"{shlex.quote(str(workdir) + '_compare')}")
   return out

@@ -80,3 +80,8 @@ def test_resume_command_follows_the_installed_command(tmp_path, argv0):
   cmd = shlex.split(resume.split(":", 1)[1].split("  (")[0])
   assert cmd == [*argv0.split(), "--config", "configs/digits.py:margin",
                  "--workdir", str(tmp_path / "w")]
+  report = next(l for l in text if l.startswith("  report:"))
+  assert shlex.split(report.split(":", 1)[1])[:-3] == [*argv0.split()[:-1], "report"]
+  compare = next(l for l in text if l.startswith("  compare:"))
+  assert compare.startswith(f"  compare: {argv0} --config configs/digits.py:margin "
+                            "--config.compare.strategies=random,margin")

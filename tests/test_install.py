@@ -304,6 +304,7 @@ def test_jax_al_run_select_report_study(venv):
   cycles = [json.loads(l) for l in (work / "run" / "metrics.jsonl").read_text().splitlines()]
   assert [c["cycle"] for c in cycles if c.get("kind") == "cycle"] == [1, 2]
   assert "resume:  jax-al run --config" in p.stdout  # the summary names this command
+  assert "report:  jax-al report run --out" in p.stdout
 
   x, y = load_digits(return_X_y=True)
   model = LogisticRegression(max_iter=500).fit(x[:200], y[:200])
