@@ -273,7 +273,7 @@ def pool_ids(path, arrays: dict) -> list[str]:
   if len(ids) != n:
     raise InputError(f"{path}: array 'ids' has {len(ids)} rows but 'features' has {n}. Fix: "
                      "give one id per pool row")
-  out = [str(v) for v in ids.tolist()]
+  out = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in ids.tolist()]
   first: dict[str, int] = {}
   for r, v in enumerate(out):
     if v in first:
@@ -303,13 +303,14 @@ def labeled_mask(path, ids: list[str], pool_path) -> np.ndarray:
   where = {v: r for r, v in enumerate(ids)}
   mask = np.zeros(len(ids), bool)
   seen: dict[str, int] = {}
-  for line, row in enumerate(reader, start=2):
+  for row in reader:
+    line = reader.line_num  # the file's line (a quoted id may hold a newline)
     if not row or not any(c.strip() for c in row):
       continue
     if len(row) != len(cols):
       raise InputError(f"--labeled {path}: line {line} has {len(row)} fields but the header "
                        f"has {len(cols)}. Fix: one value per column ({','.join(cols)})")
-    v = row[col].strip()
+    v = row[col] if row[col] in where else row[col].strip()  # "a, 3" -> "a"
     if v in seen:
       raise InputError(f"--labeled {path}: line {line} repeats id {v!r} of line {seen[v]}. "
                        "Fix: list each labeled id once")
