@@ -53,7 +53,15 @@ def _bench(argv):
     raise SystemExit(0)
   if argv and argv[0] in usage.FULL:
     argv = ["--help", *argv[1:]]
-  bench.main(argv)
+  try:
+    bench.main(argv)
+  except SystemExit as e:  # its own one line for arguments it does not know
+    text = str(e.code) if isinstance(e.code, str) else ""
+    if text.startswith("error: unrecognized arguments: "):
+      stray = [w for w in text.split(": ", 2)[2].split() if not w.startswith("-")]
+      if stray:
+        raise SystemExit(usage.stray_word_line(stray, "jax-al bench")) from None
+    raise
 
 
 # name: function of the arguments after the name. The absl commands (run,

@@ -347,9 +347,10 @@ def test_bad_file_from_the_command_line(tmp_path):
     ["-m", "jax_al", "select", "--pool", "p.npz", "--strategy", "margin", "--budget", "1",
      "--out", "o.csv"],
     ["-m", "jax_al", "bench", "selection", "--quick"],
+    ["-m", "jax_al", "bench", "train", "--quick"],
     ["-m", "jax_al.export", "--config", "configs/digits.py", "--out", "x.npz"],
 ], ids=["run.py", "jax-al run", "study", "jax-al study", "jax-al select", "jax-al bench",
-        "export"])
+        "jax-al bench train", "export"])
 def test_a_stray_word_is_one_line_naming_the_flag(tmp_path, cmd):
   p = subprocess.run([sys.executable, *cmd, "config.al.budget=10"], cwd=ROOT,
                      capture_output=True, text=True, timeout=300,
