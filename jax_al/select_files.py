@@ -415,6 +415,11 @@ def run(argv) -> dict:
       raise InputError(f"{pool_path}: has no {e.what!r}, which strategy {args.strategy!r} "
                        f"reads. Fix: {fix}") from None
     if e.what == "labeled":
+      if not args.labeled:
+        why = (e.fix or "").split(": ", 1)[-1]
+        raise InputError(f"strategy {args.strategy!r} reads the labeled set ({why}) "
+                         "and no --labeled was given. Fix: pass --labeled labeled.csv (columns "
+                         "id,label) listing the pool rows labeled so far") from None
       raise InputError(f"--labeled {args.labeled}: {e.problem}. Fix: {e.fix}") from None
     raise InputError(f"{pool_path}: {e}".replace("pass logits= instead", "store 'logits' "
                      "instead")) from None

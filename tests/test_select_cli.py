@@ -168,7 +168,7 @@ CASES = ("rows", "nan", "inf", "dup_ids", "labeled_missing", "labeled_dup", "pro
          "probs_range", "sample_classes", "ids_rows", "budget", "missing_logits",
          "missing_samples", "missing_loss", "unknown_field", "bad_value", "unknown_array",
          "no_features", "ragged_parquet", "not_npz", "labeled_no_id", "stray_word",
-         "wrong_out", "features_1d")
+         "wrong_out", "features_1d", "no_labeled_set")
 
 
 @st.composite
@@ -268,6 +268,9 @@ def bad_inputs(draw, case):
     want = "--config.al.lam=0.5"
   elif case == "wrong_out":
     want = "--out"
+  elif case == "no_labeled_set":  # the MMD term reads the labeled set
+    strategy = draw(st.sampled_from(["users", "witness", "greedy"]))
+    want = "--labeled"
   return case, arrays, labeled, name, strategy, budget, extra, want, row
 
 
