@@ -62,8 +62,8 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 # Every `python -m MODULE` the README and docs/ document, with what this test
 # runs for each: `--help`, and a tiny real run where that is quick.
-DOCUMENTED = {"jax_al", "jax_al.bench", "jax_al.export", "jax_al.bench.scaling", "jax_al.bench.parallel", "jax_al.report",
-              "jax_al.study"}
+DOCUMENTED = {"jax_al", "jax_al.bench", "jax_al.bench.scaling", "jax_al.bench.parallel",
+              "jax_al.export", "jax_al.report", "jax_al.study"}
 
 
 def _documented_modules() -> set[str]:
