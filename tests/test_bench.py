@@ -172,3 +172,27 @@ def test_acquisitions_bench_times_every_chosen_strategy(tmp_path):
   assert len(json.loads(out.read_text())["acquisitions"]) == 4
   with pytest.raises(SystemExit):
     acquisitions.main(["--strategies", "nope"])
+
+
+def test_select_scale_bench_compares_the_same_selection(tmp_path):
+  # One process per cell: jax_al.select and the NumPy reference pick the same
+  # rows for margin and coreset on the synthetic pool, never a labeled one;
+  # FLOPs are reported for coreset, and an unknown strategy is one line.
+  from jax_al.bench import scale
+
+  out = tmp_path / "select.json"
+  doc = main(["select", "--sizes", "600", "--dim", "16", "--classes", "5",
+              "--strategies", "margin,coreset", "--impls", "jax,numpy",
+              "--data-dir", str(tmp_path / "pools"), "--json", str(out)])
+  rows = {(r["strategy"], r["impl"]): r for r in doc["select"]}
+  assert set(rows) == {(s, i) for s in ("margin", "coreset") for i in ("jax", "numpy")}
+  for r in rows.values():
+    assert r["status"] == "ok", r
+    assert r["picks"] == r["unique"] == 6 and r["labeled_picked"] == 0
+    assert r["time_s"] > 0 and r["peak_rss_bytes"] > 0
+  assert rows["coreset", "jax"]["flops"] == 2.0 * (600 - 10) * 16 * (10 + 6)
+  assert {(r["strategy"], r["same_picks"]) for r in doc["ratios"]} == {
+      ("margin", True), ("coreset", True)}
+  assert json.loads(out.read_text())["ratios"] == doc["ratios"]
+  with pytest.raises(SystemExit, match="unknown value"):
+    scale.main(["--strategies", "nope"])

@@ -19,7 +19,7 @@ for coreset) and scikit-activeml where it is installed (`UncertaintySampling`,
 through a classifier that returns them).
 
 Every cell (strategy, implementation, N, C) runs in its own process, so
-its peak RSS (`ru_maxrss`) is its own, and a cell that runs out of memory,
+its peak RSS (VmHWM) is its own, and a cell that runs out of memory,
 crashes or passes `--timeout` is recorded as such without stopping the
 others. Times are after compilation: a cell calls the selection twice and
 times the second call; where the first call took longer than
@@ -203,6 +203,16 @@ def numpy_k_center(x: np.ndarray, labeled: np.ndarray, budget: int,
 # ---------------------------------------------------------------------------
 # One cell, in a child process.
 
+def _peak_rss() -> int:
+  """This process's peak RSS since its exec (VmHWM; ru_maxrss would carry the
+  forking parent's peak over the exec)."""
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith("VmHWM:"):
+        return int(line.split()[1]) * 1024
+  raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def _rss_now() -> int:
   with open("/proc/self/statm") as f:
     return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -293,9 +303,12 @@ def run_cell(cell: dict) -> dict:
     out["deterministic"] = bool(np.array_equal(picks, again))
   else:
     out["time_s"], out["includes_compile"] = first, True
-  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-  picks = picks.astype(np.int64)
-  out.update(status="ok", picks=len(picks), unique=int(len(np.unique(picks))),
+  peak = _peak_rss()
+  picks = picks.astype(np.int64).reshape(-1)
+  import hashlib
+  out.update(status="ok", picks=len(picks),
+             picks_sha256=hashlib.sha256(picks.tobytes()).hexdigest(),
+             picks_set_sha256=hashlib.sha256(np.sort(picks).tobytes()).hexdigest(), unique=int(len(np.unique(picks))),
              labeled_picked=int((picks < n_lab).sum()), peak_rss_bytes=int(peak),
              baseline_rss_bytes=int(base), inputs_bytes=int(inputs),
              beyond_inputs_bytes=int(peak - base - inputs))
@@ -436,6 +449,8 @@ def ratios(rows: list[dict]) -> list[dict]:
     rec = {"strategy": r["strategy"], "n": r["n"], "classes": r["classes"], "vs": r["impl"],
            "status": r.get("status")}
     if r.get("status") == "ok":
+      # The same rows (in any order) as jax_al.select: the two compute one selection.
+      rec["same_picks"] = r["picks_set_sha256"] == j["picks_set_sha256"]
       rec["speedup"] = r["time_s"] / j["time_s"]
       rec["rss_ratio"] = r["peak_rss_bytes"] / j["peak_rss_bytes"]
     out.append(rec)
@@ -445,7 +460,8 @@ def ratios(rows: list[dict]) -> list[dict]:
 def ratio_lines(ratios: list[dict]) -> list[str]:
   lines = ["", "jax_al.select vs the others (time ratio > 1: jax-al is faster)"]
   for r in ratios:
-    what = (f"{r['speedup']:7.1f}x time, {r['rss_ratio']:5.2f}x RSS" if "speedup" in r
+    what = (f"{r['speedup']:7.1f}x time, {r['rss_ratio']:5.2f}x RSS, "
+            f"{'same' if r['same_picks'] else 'other'} picks" if "speedup" in r
             else f"the other {r['status']}")
     lines.append(f"  {r['strategy']:17s} N={r['n']:>9,} C={r['classes']:>3} vs "
                  f"{r['vs']:10s} {what}")
