@@ -139,6 +139,7 @@ FIELDS: dict[str, Field] = {
     "al.sigma": _float(0, 1e30, example=0.0),
     "al.block": _int(1, example=1024),
     "al.pad_labeled": Field("choice", choices=strategy_base.PADS),
+    "al.coreset_search": Field("choice", choices=("dense", "lazy")),
     "al.approx": Field("choice", choices=umm.APPROX),
     "al.rff_dim": _int(2, multiple_of=2, fix=(
         "use an even integer >= 2 (cos and sin features come in pairs), e.g. 2048")),

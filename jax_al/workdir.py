@@ -83,6 +83,7 @@ ADDED_FIELDS = {
     "al.ll_weight": 1.0,
     "al.ll_margin": 1.0,
     "al.ll_detach": 0.6,
+    "al.coreset_search": "dense",
 }
 
 

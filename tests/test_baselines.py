@@ -236,6 +236,45 @@ def test_coreset_matches_numpy_k_center(cfg, digits):
   np.testing.assert_array_equal(sel.indices, ref)
 
 
+@pytest.mark.parametrize("labeled", [10, 0])
+def test_coreset_lazy_search_equals_dense_and_numpy(cfg, digits, labeled):
+  # Blocks of 16 rows (19 blocks, the last partial), refreshes of 3 centres
+  # at a time: the lazy search picks what the dense one and NumPy pick, with
+  # the same radii, also with nothing labeled (a random first centre).
+  from jax_al.strategies import coreset as coreset_lib
+
+  x, logits = digits
+  p = make_pool(x, logits, num_labeled=max(labeled, 1), num_pool=300)
+  lab = p.labeled_features[:labeled]
+  key = jax.random.key(3)
+  dense = coreset_lib.k_center_greedy(p.features, lab, 40, 16, key)
+  lazy = coreset_lib.k_center_greedy_lazy(p.features, lab, 40, 16, key, chunk=3)
+  np.testing.assert_array_equal(np.asarray(lazy[0]), np.asarray(dense[0]))
+  for got, want in zip(lazy[1:], dense[1:]):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
+  if labeled:
+    ref = _np_k_center(np.asarray(p.features), np.asarray(lab), 40)
+    np.testing.assert_array_equal(np.asarray(lazy[0]), ref)
+  cfg = cfg.copy_and_resolve_references()
+  cfg.coreset_search, cfg.block = "lazy", 16
+  sel = get_strategy("coreset", cfg).select(dataclasses.replace(
+      p, labeled_features=lab), 40, key)
+  np.testing.assert_array_equal(sel.indices, np.asarray(dense[0]))
+
+
+def test_coreset_lazy_search_ties_and_every_row(cfg):
+  # Duplicated rows (many equal distances) and a budget of every row: the
+  # lowest row among equal maxima wins in both searches, no row twice.
+  from jax_al.strategies import coreset as coreset_lib
+
+  x = jnp.asarray(np.repeat(np.eye(5, 8, dtype=np.float32), 7, axis=0))  # 35 rows
+  lab = x[:1]
+  dense = coreset_lib.k_center_greedy(x, lab, 35, 4, jax.random.key(0))
+  lazy = coreset_lib.k_center_greedy_lazy(x, lab, 35, 4, jax.random.key(0), chunk=2)
+  np.testing.assert_array_equal(np.asarray(lazy[0]), np.asarray(dense[0]))
+  assert sorted(np.asarray(lazy[0]).tolist()) == list(range(35))
+
+
 def test_coreset_radius_beats_random(cfg, pool):
   x, lab = np.asarray(pool.features), np.asarray(pool.labeled_features)
   sel = get_strategy("coreset", cfg).select(pool, BUDGET, jax.random.key(0))
