@@ -79,7 +79,7 @@ SEARCHES = ("dense", "lazy")
 @functools.partial(jax.jit, static_argnames=("budget", "block", "chunk"))
 def k_center_greedy_lazy(features: jax.Array, labeled: jax.Array, budget: int,
                          block: int, rng: jax.Array, labeled_count: jax.Array | None = None,
-                         chunk: int = 16
+                         chunk: int = 32
                          ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """`k_center_greedy` with the distance updates deferred, block by block.
 
