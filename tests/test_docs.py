@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.S | re.M)
-_CODE_SPAN = re.compile(r"(`+).+?\1", re.S)
+_CODE_SPAN = re.compile(r"(`+)(?:(?!\n\n).)+?\1", re.S)  # never across a blank line
 # [text](target) and ![alt](target); the target ends at the first space or ")".
 _LINK = re.compile(r"!?\[(?:[^\]\n]|\n(?!\n))*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _EXTERNAL = ("http://", "https://", "mailto:", "ftp://")
