@@ -2,8 +2,8 @@
 
 Every relative link in README.md and docs/**/*.md resolves to a file or
 folder (and, for a link into a markdown file, to one of its headings), and
-every command in the README's code blocks names a file, module, config or
-`jax-al` subcommand that exists. The opening two commands and .ci/run are
+every command in the code blocks of the README (and of docs/) names a file,
+module, config or `jax-al` subcommand that exists. The opening two commands and .ci/run are
 tests/test_readme.py's.
 """
 
@@ -167,18 +167,24 @@ def command_problem(words: list[str]) -> str | None:
   return None
 
 
-def readme_commands() -> list[list[str]]:
-  return [w for b in code_blocks((ROOT / "README.md").read_text()) for w in commands(b)]
+def page_commands(page: Path) -> list[list[str]]:
+  return [w for b in code_blocks(page.read_text()) for w in commands(b)]
 
 
 def test_the_readme_has_commands_to_check():
-  heads = {w[0] for w in readme_commands()}
+  heads = {w[0] for w in page_commands(ROOT / "README.md")}
   assert {".venv/bin/python", "python", "jax-al"} <= heads, heads
 
 
-@pytest.mark.parametrize("words", readme_commands(), ids=lambda w: " ".join(w)[:60])
+@pytest.mark.parametrize("words", page_commands(ROOT / "README.md"), ids=lambda w: " ".join(w)[:60])
 def test_every_readme_command_names_something_that_exists(words):
   assert command_problem(words) is None, " ".join(words)
+
+
+@pytest.mark.parametrize("page", PAGES[1:], ids=[str(p.relative_to(ROOT)) for p in PAGES[1:]])
+def test_every_command_in_docs_names_something_that_exists(page):
+  """The same check for the code blocks of the docs/ pages."""
+  assert [" ".join(w) for w in page_commands(page) if command_problem(w)] == []
 
 
 @pytest.mark.parametrize("line, why", [
