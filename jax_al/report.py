@@ -29,7 +29,17 @@ from pathlib import Path
 import numpy as np
 
 from jax_al import files
+from jax_al import workdir as workdir_lib
 from jax_al.errors import DataError, JaxALError
+
+# What the report writes into --out (each one checked with files.check_output first).
+OUTPUTS = ("report.json", "report.md", "report.csv", "learning_curves.png",
+           "selection_time.png")
+# Fields in which two runs may differ and still be paired trial by trial: the
+# selection (al.*, what a comparison varies), how many trials ran, and the
+# comparison list itself. The execution-only fields never count
+# (workdir.comparable drops them).
+PAIRABLE = ("al.", "num_trials", "compare.strategies")
 
 
 def _has_metrics(p: Path) -> bool:
@@ -51,7 +61,14 @@ def find_runs(paths, warn=None) -> list[Path]:
     if not p.is_dir():
       raise DataError(str(p), "is a file, not a run workdir (a folder with metrics.jsonl) nor a "
                       "folder of them", "pass the folder that holds metrics.jsonl")
-    subs = sorted(q for q in p.iterdir() if q.is_dir() and _has_metrics(q))
+    # Hidden folders are never runs: `.jax_al_replaced` holds a run that an
+    # interrupted --overwrite set aside, for the next run command to settle.
+    subs = sorted(q for q in p.iterdir()
+                  if q.is_dir() and not q.name.startswith(".") and _has_metrics(q))
+    if (p / workdir_lib.ASIDE).is_dir():
+      warn(f"{p}: an interrupted --overwrite left the previous run aside in "
+           f"{workdir_lib.ASIDE}/ (the next run command on {p} settles it); reported: the "
+           f"run in {p} itself")
     if _has_metrics(p):
       runs.append(p)
       if subs:
@@ -92,6 +109,51 @@ def _records(path: Path) -> list[dict]:
                           "the file is not a jax-al metrics.jsonl, or it was edited")
     out.append(r)
   return out
+
+
+def _saved_config(workdir: Path) -> dict | None:
+  try:
+    saved = json.loads((Path(workdir) / "config.json").read_text())
+  except (OSError, ValueError, UnicodeDecodeError):
+    return None
+  return saved if isinstance(saved, dict) else None
+
+
+def unpairable_fields(a: dict | None, b: dict | None) -> list[str] | None:
+  """The fields outside `PAIRABLE` in which saved configs `a` and `b` differ
+  (None when either is unknown): trial t of two runs starts from the same
+  labeled set and weights only when this list is empty."""
+  if a is None or b is None:
+    return None
+  fa = workdir_lib._flat(workdir_lib._strip(workdir_lib.with_added_fields(a)))
+  fb = workdir_lib._flat(workdir_lib._strip(workdir_lib.with_added_fields(b)))
+  fa.pop(workdir_lib.DATA_KEY, None), fb.pop(workdir_lib.DATA_KEY, None)
+  return sorted(k for k in set(fa) | set(fb)
+                if fa.get(k) != fb.get(k) and not k.startswith(PAIRABLE))
+
+
+def _field_diff(a: dict, b: dict, fields: list[str], limit: int = 3) -> str:
+  fa = workdir_lib._flat(workdir_lib.with_added_fields(a))
+  fb = workdir_lib._flat(workdir_lib.with_added_fields(b))
+  parts = [f"{k} {fa.get(k)!r} vs {fb.get(k)!r}" for k in fields[:limit]]
+  return ", ".join(parts) + (f" and {len(fields) - limit} more" if len(fields) > limit else "")
+
+
+def setup_mismatch(a: dict, b: dict) -> str | None:
+  """Why runs `a` and `b` (`load_run` dicts) are not paired trial by trial,
+  or None when they may be: configs that differ outside `PAIRABLE`, data
+  whose recorded fingerprints differ, or an unknown config."""
+  ca, cb = a.get("config"), b.get("config")
+  if ca is None or cb is None:
+    missing = a if ca is None else b
+    return f"{missing['path']} has no readable config.json, so the pairing cannot be checked"
+  fields = unpairable_fields(ca, cb)
+  if fields:
+    return f"its config differs outside al.* ({_field_diff(ca, cb, fields)})"
+  change = workdir_lib.data_changes(ca.get(workdir_lib.DATA_KEY), cb.get(workdir_lib.DATA_KEY))
+  if change:
+    return f"its data differ ({change})"
+  return None
 
 
 def _expected_cycles(workdir: Path) -> int | None:
@@ -144,9 +206,12 @@ def load_run(workdir: Path, include_partial: bool = False) -> dict:
     for r in by_t[t]:
       acc[i, col[r["labeled"]]] = r["test_acc"]
       sel[i, col[r["labeled"]]] = r.get("select_s", 0.0)
+  config = _saved_config(workdir)
+  strategy = ((config or {}).get("al") or {}).get("strategy")
   return {"name": workdir.name, "path": str(workdir), "trials": kept, "complete": full,
           "partial": partial, "expected_cycles": expected, "labeled": sizes, "acc": acc,
-          "select_s": sel, "errors": len(errors)}
+          "select_s": sel, "errors": len(errors), "config": config,
+          "strategy": strategy if isinstance(strategy, str) else None}
 
 
 def auc(labeled, acc) -> np.ndarray:
@@ -265,7 +330,11 @@ def summarize(runs: list[dict], baseline: str = "random") -> dict:
          "select_s_mean": _nanmean(r["select_s"])}
     if base is not None and r is not base and base["complete"]:
       common = sorted(set(base["complete"]) & set(r["complete"]))
-      if base["labeled"] != r["labeled"]:
+      mismatch = setup_mismatch(r, base)
+      if mismatch:
+        out["notes"].append(f"{r['name']}: no paired row, {mismatch} from {baseline}'s; "
+                            "trial t of the two runs did not start from the same point")
+      elif base["labeled"] != r["labeled"]:
         out["notes"].append(f"{r['name']}: no paired row, its labeled sizes {r['labeled']} "
                             f"differ from {baseline}'s {base['labeled']}")
       elif not common:
@@ -276,11 +345,30 @@ def summarize(runs: list[dict], baseline: str = "random") -> dict:
         s["vs_baseline"] = {"auc_diff": p["diff"], "ci95": [p["lo"], p["hi"]],
                             "pairs": p["pairs"]}
     out["strategies"][r["name"]] = s
+  ref = base or (runs[0] if runs else None)
+  for r in runs:  # one table, one setup: say which rows do not share it
+    if ref is not None and r is not ref and (base is None or not base["complete"]):
+      mismatch = setup_mismatch(r, ref)
+      if mismatch and r.get("config") is not None and ref.get("config") is not None:
+        out["notes"].append(f"{r['name']}: {mismatch} from {ref['name']}'s, so its row is "
+                            "not comparable with that one")
   return out
 
 
-def _fmt(m, s):
-  return f"{m:.2f} ± {s:.2f}"
+def _fmt(m, s, n: int = 2):
+  """Mean ± sample std; the mean alone over one trial (its std is no measure)."""
+  return f"{m:.2f}" if n < 2 else f"{m:.2f} ± {s:.2f}"
+
+
+def _ci_cell(lo: float, hi: float, pairs: int) -> str:
+  """The 95 % interval, or why there is none (a NaN is never printed as one)."""
+  if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+    return f"none ({pairs} pair{'s' if pairs != 1 else ''}; an interval needs 2+)"
+  return f"[{lo:+.2f}, {hi:+.2f}]"
+
+
+def _isnan(x) -> bool:
+  return x is None or (isinstance(x, float) and math.isnan(x))  # report.json holds NaN as null
 
 
 def _trials_cell(s: dict) -> str:
@@ -302,8 +390,10 @@ def to_markdown(summary: dict) -> str:
            "| --- | --- | " + " | ".join("---" for _ in sizes) + " | --- |"]
   for name, s in strats.items():
     at = {n: (m, sd) for n, m, sd in zip(s["labeled"], s["mean"], s["std"])}
-    cells = [_fmt(*at[n]) if n in at and not math.isnan(at[n][0]) else "" for n in sizes]
-    auc_cell = "" if math.isnan(s["auc_mean"]) else _fmt(s["auc_mean"], s["auc_std"])
+    n_trials = len(s["trials"]) + len(s.get("partial_included", []))
+    cells = [_fmt(*at[n], n_trials) if n in at and not _isnan(at[n][0]) else "" for n in sizes]
+    auc_cell = ("" if _isnan(s["auc_mean"])
+                else _fmt(s["auc_mean"], s["auc_std"], len(s["trials"])))
     lines.append(f"| {name} | {_trials_cell(s)} | " + " | ".join(cells) + f" | {auc_cell} |")
   if any(s["partial_included"] for s in strats.values()):
     lines += ["", "\\* partial trials are included in the size columns (--include-partial), "
@@ -314,8 +404,8 @@ def to_markdown(summary: dict) -> str:
               "(same trial = same initial set and weights), 95 % t-interval:", "",
               "| strategy | AUC diff | 95 % CI | pairs |", "| --- | --- | --- | --- |"]
     for name, v in paired:
-      lines.append(f"| {name} | {v['auc_diff']:+.2f} | [{v['ci95'][0]:+.2f}, "
-                   f"{v['ci95'][1]:+.2f}] | {v['pairs']} |")
+      lines.append(f"| {name} | {v['auc_diff']:+.2f} | "
+                   f"{_ci_cell(*v['ci95'], v['pairs'])} | {v['pairs']} |")
   if summary.get("notes"):
     lines += ["", "Notes:", ""] + [f"- {n}" for n in summary["notes"]]
   lines += ["", "AUC: area under the learning curve divided by the labeled-size range "

@@ -81,7 +81,11 @@ def parser() -> argparse.ArgumentParser:
                  "al fields; protocol runs it (in `all`, giving it runs the protocol)")
   g = p.add_argument_group("protocol")
   g.add_argument("--data-path", help="image folder or .tar(.gz) for data.source=folder")
-  g.add_argument("--workdir", help="run folder (default: a temporary one, deleted after)")
+  g.add_argument("--workdir", help="run folder (default: a temporary one, deleted after); "
+                 "one that holds a run is refused unless --overwrite")
+  g.add_argument("--overwrite", action="store_true", help="replace the run in --workdir (as "
+                 "run.py --overwrite: the old run comes back if the new one fails before its "
+                 "first checkpoint)")
   g.add_argument("--quiet", action="store_true", help="no per-epoch log lines")
   return p
 
@@ -171,6 +175,17 @@ def main(argv: list[str] | None = None) -> dict:
   from jax_al.bench import common, train
   if set(what) & {"train", "features", "profile"}:  # the config file they start from
     common.config_spec(args.config)
+  # Every output path is checked before anything is written or measured.
+  common.check_json(args.json)
+  if "protocol" in what:
+    from jax_al.bench import protocol
+    protocol.check_workdir(args.workdir, args.overwrite)
+  if "profile" in what and args.profile_dir:
+    from jax_al import files
+    try:
+      files.check_output_dir(args.profile_dir, "--profile-dir")
+    except files.OutputError as e:
+      raise SystemExit(f"error: {e}") from None
   results = common.Results(args.json)
   results.doc["meta"].update(quick=bool(args.quick), parts=list(what))
   m = results.doc["meta"]

@@ -196,10 +196,36 @@ def table(rows: Iterable[dict], columns: Sequence[tuple[str, str]]) -> str:
   return "\n".join(lines)
 
 
+def is_bench_json(path: Path) -> bool:
+  """Whether `path` is a bench JSON written before jax-al kept a ledger of its
+  outputs (`files.check_output`): a JSON object whose "meta" holds the
+  environment record (`environment()`)."""
+  import json
+  doc = json.loads(Path(path).read_text())
+  meta = doc.get("meta") if isinstance(doc, dict) else None
+  return isinstance(meta, dict) and {"backend", "jax", "date", "device_kind"} <= set(meta)
+
+
+def check_json(path: str | None, flag: str = "--json") -> None:
+  """SystemExit with one line unless the bench may write `path` (absent, or a
+  file jax-al wrote: `files.check_output`); writes nothing."""
+  if path:
+    from jax_al import files
+    try:
+      files.check_output(path, flag, legacy=is_bench_json)
+    except files.OutputError as e:
+      raise SystemExit(f"error: {e}") from None
+
+
 class Results:
-  """The JSON document of one bench run, rewritten after every update."""
+  """The JSON document of one bench run, rewritten after every update.
+
+  The path is checked first: a file jax-al did not write is never replaced
+  (one-line SystemExit, nothing written).
+  """
 
   def __init__(self, path: str | None):
+    check_json(path)
     self.path = Path(path) if path else None
     self.doc: dict = {"meta": environment()}
     self.save()
@@ -219,7 +245,7 @@ class Results:
     from jax_al import files
     try:
       self.path.parent.mkdir(parents=True, exist_ok=True)
-      files.write_json(self.path, self.doc)
+      files.write_output_json(self.path, self.doc)
     except OSError as e:  # read-only, a file in the way, disk full: one line, not a traceback
       raise SystemExit(f"error: --json {self.path}: cannot write it ({e.strerror or e}). Fix: "
                        "pass a path in a writable folder with free space") from None

@@ -164,7 +164,11 @@ def bench_profile(args, results: common.Results) -> dict:
   rec.update(status="tracing", untraced_epoch_s=untraced_s,
              images_per_s_untraced=labeled / untraced_s)
   results.set("profile", rec)
-  folder = args.profile_dir or tempfile.mkdtemp(prefix="jax_al_profile_")
+  if args.profile_dir:  # checked by check_output_dir before the bench began
+    from jax_al import files
+    folder = str(files.claim_output_dir(args.profile_dir))
+  else:
+    folder = tempfile.mkdtemp(prefix="jax_al_profile_")
   t = time.perf_counter()
   with jax.profiler.trace(folder, create_perfetto_trace=True):
     for i in range(args.repeats):

@@ -14,6 +14,13 @@ the loop's metrics record them; cycle 1 includes compiling the steps), the
 compilation inside each cycle (seconds and programs, from JAX's compile
 events: after cycle 1 it should be small change only) and the total,
 including data loading.
+
+`--workdir W` follows the workdir rules of `run.py`, except that the bench
+never resumes (it times a run from its first cycle): a folder that already
+holds a run is refused unless `--overwrite` is given, and then the run is
+replaced as `run.py --overwrite` replaces it (the old one comes back if the
+new one fails before its first checkpoint). Files that are not a jax-al
+run's are refused either way.
 """
 
 from __future__ import annotations
@@ -104,6 +111,29 @@ class _CycleWatcher:
     self._thread.join()
 
 
+def check_workdir(workdir: str | None, overwrite: bool) -> None:
+  """SystemExit with one line unless the protocol may run in `workdir` (None:
+  a fresh temporary folder): empty or new, or holding a jax-al run and
+  `overwrite`. Writes nothing."""
+  if not workdir:
+    return
+  from jax_al import workdir as workdir_lib
+  from jax_al.errors import JaxALError
+
+  wd = Path(workdir)
+  try:
+    workdir_lib.refuse_foreign(wd)
+  except JaxALError as e:
+    raise SystemExit(f"error: {e}") from None
+  existing = [p.name for p in workdir_lib.owned(wd)]
+  if existing and not overwrite:
+    raise SystemExit(
+        f"error: --workdir {wd}: it already holds a run ({', '.join(existing)}) and the "
+        "protocol bench times a run from its first cycle, so it neither resumes nor replaces "
+        "it. Fix: pass --overwrite to replace it (the old run comes back if the new one fails "
+        "before its first checkpoint), or another --workdir")
+
+
 def bench_protocol(args, overrides: list[str], results: common.Results) -> dict:
   from jax_al import loop
   from jax_al.errors import JaxALError
@@ -117,6 +147,7 @@ def bench_protocol(args, overrides: list[str], results: common.Results) -> dict:
   config = load_config(spec, pre + list(overrides))
   if config.data.source == "tfds" and not args.data_path:
     print("note: protocol uses TFDS (config default); pass --data-path to read an image folder")
+  check_workdir(args.workdir, args.overwrite)
   workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="jax_al_bench_"))
   rec = {"config": spec, "overrides": pre + list(overrides),
          "workdir": str(workdir), "status": "running",
@@ -126,7 +157,9 @@ def bench_protocol(args, overrides: list[str], results: common.Results) -> dict:
   watcher = _CycleWatcher(workdir / "metrics.jsonl", rec, results, t0)
   try:
     with compiles.CompileLog() as clog:
-      summary = loop.run(config, workdir, overwrite=True, quiet=args.quiet)
+      # A temporary folder is new; a given one was checked by check_workdir.
+      summary = loop.run(config, workdir, overwrite=bool(args.workdir and args.overwrite),
+                         quiet=args.quiet)
   except JaxALError as e:
     watcher.stop()
     rec.update(status="error", error=str(e), total_s=time.perf_counter() - t0)

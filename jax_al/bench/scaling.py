@@ -137,8 +137,9 @@ def _rerun_with_simulated_devices(argv: list[str], n: int) -> dict:
 
 def _write(path: str, doc: dict) -> None:
   from jax_al import files
-  Path(path).parent.mkdir(parents=True, exist_ok=True)
-  files.write_json(Path(path), doc)
+  from jax_al.bench import common
+  common.check_json(path)
+  files.write_output_json(Path(path), doc)
 
 
 def _train_rows(args, counts: list[int], common) -> list[dict]:
@@ -269,8 +270,9 @@ def main(argv: list[str] | None = None) -> dict:
   argv = list(sys.argv[1:] if argv is None else argv)
   args = parser().parse_args(argv)
   _resolve(args)
+  from jax_al.bench import common
+  common.check_json(args.json)  # a file jax-al did not write is refused before any work
   if not (args.no_train and args.no_select):  # their config file, before any device work
-    from jax_al.bench import common
     common.config_spec(args.config)
 
   import jax
