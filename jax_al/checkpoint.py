@@ -236,10 +236,14 @@ def rng_record(seed: int, trial: int) -> dict:
           for name in rng.STREAMS}
 
 
-def check_meta(meta: dict, config, trial: int, step: int, n_train: int, workdir: Path) -> None:
-  """Raises DataError unless a checkpoint's meta is one this run could have written."""
+def check_meta(meta: dict, config, trial: int, step: int, n_train: int, workdir: Path,
+               fix: str = "pass --overwrite to start the run afresh, or choose another "
+                          "--workdir") -> None:
+  """Raises DataError unless a checkpoint's meta is one this run could have written.
+
+  `fix` is the refusal's advice (resume and replay differ).
+  """
   where = str(root(workdir, trial) / str(step))
-  fix = "pass --overwrite to start the run afresh, or choose another --workdir"
 
   def bad(problem):
     raise DataError(where, problem, fix)

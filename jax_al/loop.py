@@ -106,7 +106,8 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
       if any(p.name.startswith(f".{n}.") for n in workdir_lib.RESULTS):
         p.unlink(missing_ok=True)
     if not (checked.resuming and (out / "config.json").exists()):  # a resume keeps it
-      files.write_json(out / "config.json", workdir_lib.config_record(config))
+      files.write_json(out / "config.json",
+                       workdir_lib.config_record(config, checked.ds.fingerprint))
     logs = records.Logs.open(out, quiet=quiet or not main, events=checked.events)
     logs.start(config, checked.ds, checked.resuming, workdir, checked.settled, cache_dir)
     exp = cycle.Experiment.build(config, checked.ds, checked.strategy, mesh, checked.graphdef)
@@ -133,12 +134,22 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
       from jax_al import ending
       print("\n".join(ending.lines(config, summary, workdir, time.perf_counter() - t_start)),
             flush=True)
-  except BaseException:
-    if main and replacement.active:
+  except BaseException as e:
+    restored = main and replacement.active
+    if restored:
       replacement.restore()
       if not quiet:
         print(f"The previous run in {workdir} is back as it was: the new one stopped before "
               "its first checkpoint.", file=sys.stderr, flush=True)
+    # After a replacement, "rerun the same command" would replace again: say what happened.
+    if isinstance(e, Interrupted) and restored:
+      e.outcome = (f"the new run stopped before its first checkpoint, so the previous run in "
+                   f"{workdir} is back as it was; rerun with --overwrite to replace it again, "
+                   "or without --overwrite to resume the previous run")
+    elif isinstance(e, Interrupted) and replacement.committed:
+      e.outcome = ("the new run replaced the previous one and its finished cycles are kept; "
+                   "rerun without --overwrite to resume it (with --overwrite it would start "
+                   "again)")
     raise
   finally:
     if logs is not None:

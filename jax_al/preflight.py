@@ -1,7 +1,8 @@
 """Every check a run makes before it writes anything, in one pass.
 
 `check_run` takes the workdir lock, then checks the config, the workdir
-(an existing run to resume, or someone else's files), the dataset, the
+(an existing run to resume, or someone else's files), the dataset (on a
+resume: the same data the run started on, by its recorded fingerprint), the
 sizes, the strategy, the model against the data, the memory the run will
 need and every saved checkpoint. Nothing of a run is written or deleted
 before all of them pass, so bad input never costs a previous run's files.
@@ -66,6 +67,8 @@ def check_run(config, workdir: Path, overwrite: bool, mesh=None) -> Checked:
     resuming = workdir_lib.existing_run(workdir, config, overwrite)
     events = events_lib.from_config(config, workdir)  # writes nothing before its first record
     ds = load_dataset(config.data)
+    if resuming:  # the recorded indices point into the data the run started on
+      workdir_lib.check_data(workdir, ds.fingerprint)
     n_train = len(ds.train_labels)
     config_lib.check_sizes(config, n_train, ds.num_classes)
     strategy = strategies.get_strategy(config.al.strategy, config.al)

@@ -9,8 +9,10 @@ The model a cycle selected with is restored from the run's checkpoint of
 that cycle when it is still there (a run keeps its last two), otherwise
 retrained with `jax_al.cycle` from the nearest earlier checkpoint (or from
 the initial weights) on the labeled sets the run recorded, with the run's own
-random streams. So the state, the candidates and the selection key are the
-run's, and every variant asked to select from one Step sees the same model
+random streams. Every checkpoint used passes the checks a resume makes
+(meta, config digest, random streams), selected.jsonl must agree with the
+trial's checkpoints, and the data must be the data the run recorded. So the
+state, the candidates and the selection key are the run's, and every variant asked to select from one Step sees the same model
 and pool with the same key: differences between their picks come from the
 strategy alone.
 """
@@ -112,6 +114,10 @@ def step(workdir, trial: int, cycle: int, config=None) -> Step:
   if not 1 <= cycle < config.al.cycles:
     raise ValueError(f"cycle {cycle}: runs select after cycles 1..{config.al.cycles - 1}")
   exp = experiment(config)
+  workdir_lib.check_data(workdir, exp.ds.fingerprint, action="replay")
+  last = checkpoint.latest(workdir, trial)
+  if last is not None:  # the run's fullest record of the trial: selected.jsonl must match it
+    check_checkpoint(exp, workdir, trial, last, checkpoint.restore_meta(workdir, trial, last))
   state, restored = _state(exp, workdir, trial, cycle)
   labeled = labeled_before(workdir, trial, cycle)
   subset = cycle_lib.candidates(exp, trial, cycle, labeled)
@@ -121,12 +127,39 @@ def step(workdir, trial: int, cycle: int, config=None) -> Step:
               state, restored)
 
 
+_FIX = ("replay reads a run's own checkpoints and selected.jsonl only; put back the files "
+        "the run wrote, or replay another run")
+
+
+def check_checkpoint(exp: cycle_lib.Experiment, workdir: Path, trial: int, step: int,
+                     meta: dict) -> None:
+  """Raises DataError unless checkpoint `step` of `trial` is this run's (the
+  checks a resume makes: `checkpoint.check_meta`) and selected.jsonl holds
+  the same selections of the trial up to `step` as the checkpoint records."""
+  checkpoint.check_meta(meta, exp.config, trial, step, len(exp.ds.train_labels), workdir,
+                        fix=_FIX)
+  key = lambda r: (r.get("cycle"), list(r.get("indices") or []))
+  jsonl = sorted(key(r) for r in files.read_jsonl(Path(workdir) / "selected.jsonl")
+                 if r.get("trial") == trial and isinstance(r.get("cycle"), int)
+                 and r["cycle"] <= step)
+  recorded = sorted(key(r) for r in meta["selected"])
+  if jsonl != recorded:
+    longer = jsonl if len(jsonl) > len(recorded) else recorded
+    first = next((a[0] for a, b in zip(jsonl, recorded) if a != b),
+                 longer[min(len(jsonl), len(recorded))][0])
+    raise DataError(str(Path(workdir) / "selected.jsonl"),
+                    f"trial {trial}'s selections up to cycle {step} differ from what its "
+                    f"checkpoint {checkpoint.root(workdir, trial) / str(step)} records "
+                    f"(first at cycle {first})", _FIX)
+
+
 def _state(exp: cycle_lib.Experiment, workdir: Path, trial: int, cycle: int):
   """The state after training `cycle`: its checkpoint, or retrained forward."""
   saved = [s for s in checkpoint.steps(workdir, trial) if s <= cycle]
   state, _ = cycle_lib.initial(exp, trial)
   if saved:
-    state, _ = checkpoint.restore(workdir, trial, saved[-1], state)
+    state, meta = checkpoint.restore(workdir, trial, saved[-1], state)
+    check_checkpoint(exp, workdir, trial, saved[-1], meta)
     if saved[-1] == cycle:
       return state, True
   # A re-initialised cycle does not depend on the one before: train it alone.

@@ -4,9 +4,15 @@
     python -m jax_al.report runs/a runs/b --out report/
 
 Each argument is a run workdir (with metrics.jsonl) or a folder of them (a
-comparison). Writes report.md, report.csv, report.json, learning_curves.png
-and selection_time.png. Trials are paired by index: trial t of every
-strategy started from the same initial set and weights.
+comparison; hidden folders such as `.jax_al_replaced` are not runs). Writes
+report.md, report.csv, report.json, learning_curves.png and
+selection_time.png, and says where; a file of those names that jax-al did
+not write is never replaced (`files.check_output`). Rows are named by the
+run folders (a single run by its strategy). Trials are paired by index:
+trial t of two runs started from the same initial set and weights only when
+their configs differ in al.* (and num_trials) alone and their recorded data
+fingerprints agree; other runs get no paired row, with a note naming what
+differs. An interval over fewer than 2 pairs is reported as none.
 
 Only complete trials count (every cycle of the run's config, or ended early
 on an empty pool); partial ones are left out with a warning, or shown marked
@@ -425,6 +431,12 @@ def to_csv(summary: dict) -> str:
   return buf.getvalue()
 
 
+def _png(fig, dpi: int) -> bytes:
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=dpi)
+  return buf.getvalue()
+
+
 def plot(summary: dict, out: Path) -> list[Path]:
   import matplotlib
   matplotlib.use("Agg")
@@ -449,7 +461,7 @@ def plot(summary: dict, out: Path) -> list[Path]:
   ax.legend(fontsize=7, ncol=2)
   fig.tight_layout()
   paths.append(out / "learning_curves.png")
-  fig.savefig(paths[-1], dpi=120)
+  files.write_output(paths[-1], _png(fig, 120))
   plt.close(fig)
 
   fig, ax = plt.subplots(figsize=(7.2, 4.0))
@@ -465,9 +477,35 @@ def plot(summary: dict, out: Path) -> list[Path]:
   ax.legend(fontsize=8)
   fig.tight_layout()
   paths.append(out / "selection_time.png")
-  fig.savefig(paths[-1], dpi=120)
+  files.write_output(paths[-1], _png(fig, 120))
   plt.close(fig)
   return paths
+
+
+def _legacy_report(path: Path) -> bool:
+  """Whether `path` is one of the files of a report written before jax-al kept
+  a ledger of its outputs: a name in OUTPUTS beside a report.json of ours."""
+  doc = json.loads((Path(path).parent / "report.json").read_text())
+  return Path(path).name in OUTPUTS and isinstance(doc, dict) and {
+      "strategies", "baseline", "notes"} <= set(doc)
+
+
+def name_runs(runs: list[dict]) -> list[dict]:
+  """Gives every run a unique row name: its folder's name in a comparison, its
+  strategy (al.strategy) when it is the only run; runs whose folders share a
+  name are told apart by the folder above."""
+  if len(runs) == 1 and runs[0].get("strategy"):
+    return [{**runs[0], "name": runs[0]["strategy"]}]
+  counts = {}
+  for r in runs:
+    counts[r["name"]] = counts.get(r["name"], 0) + 1
+  out = []
+  for r in runs:
+    if counts[r["name"]] > 1:
+      p = Path(r["path"])
+      r = {**r, "name": f"{p.parent.name}/{p.name}"}
+    out.append(r)
+  return out
 
 
 def make_report(paths, out, baseline: str = "random", include_partial: bool = False,
@@ -479,9 +517,12 @@ def make_report(paths, out, baseline: str = "random", include_partial: bool = Fa
   Raises DataError (one line naming the file) for inputs that are no runs,
   garbled metrics, runs with no finished trial, or an unwritable `out`.
   """
+  out = Path(out)
+  for name in OUTPUTS:  # before anything is read or written
+    files.check_output(out / name, "--out", legacy=_legacy_report)
   notes = []
   say = lambda m: (notes.append(m), warn and warn(m))
-  runs = [load_run(p, include_partial) for p in find_runs(paths, say)]
+  runs = name_runs([load_run(p, include_partial) for p in find_runs(paths, say)])
   for r in runs:
     if r["partial"]:
       what = "included, marked" if include_partial else "left out (--include-partial shows them)"
@@ -503,12 +544,11 @@ def make_report(paths, out, baseline: str = "random", include_partial: bool = Fa
   summary["notes"] = notes + summary["notes"]
   for n in summary["notes"][len(notes):]:
     warn and warn(n)
-  out = Path(out)
   try:
     out.mkdir(parents=True, exist_ok=True)
-    files.write_json(out / "report.json", summary)
-    files.atomic_write_text(out / "report.md", to_markdown(summary))
-    files.atomic_write_text(out / "report.csv", to_csv(summary))
+    files.write_output_json(out / "report.json", summary)
+    files.write_output(out / "report.md", to_markdown(summary))
+    files.write_output(out / "report.csv", to_csv(summary))
     plot(summary, out)
   except OSError as e:
     raise DataError(str(out), f"cannot be written ({e.strerror or e})",
@@ -532,6 +572,7 @@ def main(argv=None) -> None:
   except JaxALError as e:
     raise SystemExit(f"error: {e}") from None
   print(to_markdown(s))
+  print(f"wrote {', '.join(OUTPUTS)} to {a.out}")
 
 
 if __name__ == "__main__":

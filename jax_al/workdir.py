@@ -39,8 +39,16 @@ from jax_al.errors import ConfigError, DataError
 TOOL = "jax-al"
 FORMAT = 1
 MARKER_KEY = "jax_al"
+<<<<<<< HEAD
 RESULTS = ("config.json", "log.txt", "metrics.jsonl", "selected.jsonl", "summary.json",
            "learning_curve.png")
+=======
+# config.json's record of the data the run started on (`cache.fingerprint`):
+# not a config field, so no digest or comparison of configs sees it.
+DATA_KEY = "jax_al_data"
+_NOT_CONFIG = (MARKER_KEY, DATA_KEY)
+RESULTS = ("config.json", "log.txt", "metrics.jsonl", "selected.jsonl", "summary.json")
+>>>>>>> 5d42b2c (WIP (untested, past deadline): output ledger in files.py (check_output/write_output, check_output_dir/claim_output_dir) used by bench --json, report --out, --profile-dir; bench protocol refuses an existing run unless --overwrite; data fingerprint recorded in config.json (jax_al_data) and checked on resume and replay; cache keyed by content (archive sha256 with stat index); replay checks checkpoint meta and selected.jsonl; report skips hidden folders, pairs only runs whose configs differ in al.* alone, names a single run by strategy, no ± for one trial, no NaN interval, prints where it wrote; Interrupted message after an --overwrite says what happened. No new tests yet.)
 CHECKPOINTS = "checkpoints"
 EVENTS = "tensorboard"  # the optional TensorBoard event files (log.tensorboard)
 ASIDE = ".jax_al_replaced"
@@ -107,9 +115,53 @@ def marker() -> dict:
   return {"tool": TOOL, "format": FORMAT}
 
 
-def config_record(config) -> dict:
-  """What `config.json` holds: the config's fields and the tool's marker."""
-  return {**config.to_dict(), MARKER_KEY: marker()}
+def config_record(config, data: dict | None = None) -> dict:
+  """What `config.json` holds: the config's fields, the tool's marker and the
+  fingerprint of the data the run starts on (`Dataset.fingerprint`)."""
+  return {**config.to_dict(), MARKER_KEY: marker(), **({DATA_KEY: data} if data else {})}
+
+
+def saved_data(workdir: Path) -> dict | None:
+  """The data fingerprint the run in `workdir` recorded, or None (unknown: a
+  run saved before runs recorded one)."""
+  saved = _read_config(Path(workdir) / "config.json")
+  fp = saved.get(DATA_KEY) if isinstance(saved, dict) else None
+  return fp if isinstance(fp, dict) else None
+
+
+def data_changes(then: dict | None, now: dict | None) -> str | None:
+  """What differs between two data fingerprints, in words, or None when they
+  agree or either is unknown (None)."""
+  if not isinstance(then, dict) or not isinstance(now, dict):
+    return None
+  for key, what in (("train", "training images"), ("test", "test images")):
+    if then.get(key) != now.get(key):
+      return f"the {what}: {now.get(key)} now, {then.get(key)} then"
+  if then.get("classes") != now.get("classes"):
+    a, b = then.get("classes") or [], now.get("classes") or []
+    gone, new = [c for c in a if c not in b], [c for c in b if c not in a]
+    detail = (f"only then: {gone[:5]}, only now: {new[:5]}" if gone or new
+              else "same names, other order")
+    return f"the classes ({detail})"
+  if (then.get("shape"), then.get("dtype")) != (now.get("shape"), now.get("dtype")):
+    return f"the image shape: {now.get('shape')} {now.get('dtype')} now, " \
+           f"{then.get('shape')} {then.get('dtype')} then"
+  for key, what in (("train_digest", "training"), ("test_digest", "test")):
+    if then.get(key) != now.get(key):
+      return f"the {what} split's images or labels (same count, other content)"
+  return None
+
+
+def check_data(workdir: Path, data: dict | None, action: str = "resume") -> None:
+  """Raises DataError when the data fingerprint the run in `workdir` recorded
+  differs from `data` (the data now); a run without one is let through."""
+  change = data_changes(saved_data(workdir), data)
+  if change:
+    raise DataError(str(Path(workdir) / "config.json"),
+                    f"the run started on other data than it would {action} on now (changed: "
+                    f"{change}), so its recorded labeled indices would point at other images",
+                    "restore the data the run started on, or pass --overwrite (or another "
+                    "--workdir) to start afresh on the new data")
 
 
 # ------------------------------------------------------------ creation ------
@@ -200,7 +252,7 @@ def load_config(workdir: Path):
       return tuple(tuples(x) for x in v)
     return {k: tuples(x) for k, x in v.items()} if isinstance(v, dict) else v
 
-  saved = with_added_fields({k: v for k, v in saved.items() if k != MARKER_KEY})
+  saved = with_added_fields({k: v for k, v in saved.items() if k not in _NOT_CONFIG})
   return ml_collections.ConfigDict(tuples(saved))
 
 
@@ -262,14 +314,14 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def _strip(d: dict) -> dict:
-  """A copy of `d` without the marker and the execution-only fields.
+  """A copy of `d` without the marker, the data record and the execution-only fields.
 
   `compare.parallel` is kept as "none" rather than dropped, so that digests
   of runs saved before the other fields joined EXECUTION_ONLY stay the same;
   for the same reason a section left empty (`log`, whose only field is
   execution-only) is dropped too.
   """
-  d = copy.deepcopy({k: v for k, v in d.items() if k != MARKER_KEY})
+  d = copy.deepcopy({k: v for k, v in d.items() if k not in _NOT_CONFIG})
   for field in EXECUTION_ONLY:
     *parents, last = field.split(".")
     nodes = [d]
@@ -387,6 +439,7 @@ class Replacement:
     self.workdir = Path(workdir)
     self.aside = self.workdir / ASIDE
     self.active = False
+    self.committed = False  # the old outputs were deleted: the new run replaced them
 
   def set_aside(self) -> None:
     if self.aside.exists():
@@ -409,6 +462,7 @@ class Replacement:
     if self.active:
       shutil.rmtree(self.aside)
       self.active = False
+      self.committed = True
 
   def restore(self) -> None:
     """The new run failed: its outputs go, the old ones come back."""

@@ -13,11 +13,12 @@ features learned from the training split (coates.py).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 
 from jax_al import config as config_lib
-from jax_al.data import coates
+from jax_al.data import cache, coates
 from jax_al.data.dataset import LOADERS, Dataset, register_source, validate
 from jax_al.errors import ConfigError, suggest
 
@@ -52,9 +53,11 @@ def load_dataset(data_cfg) -> Dataset:
     return LOADERS[source](data_cfg, image_size=image_size, channels=channels)
   ds = LOADERS[source](data_cfg, image_size=image_size, channels=channels)
   ds = validate(ds, channels)
+  fp = ds.fingerprint or cache.fingerprint(ds.train_images, ds.train_labels, ds.test_images,
+                                           ds.test_labels, ds.class_names)
   if features == "coates":
-    ds = coates.apply(ds, data_cfg)
-  return ds
+    ds = coates.apply(ds, data_cfg)  # the features follow from the pixels and data.coates
+  return dataclasses.replace(ds, fingerprint=fp)
 
 
 __all__ = ["Dataset", "LOADERS", "SOURCES", "load_dataset", "register_source"]

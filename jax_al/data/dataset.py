@@ -26,6 +26,9 @@ class Dataset:
       served from the decoded-array cache ends with " (cached)".
     train_ids, test_ids: optional str [N] / [M] names of the rows (the
       embeddings source carries them from its file), or None.
+    fingerprint: `cache.fingerprint` of the source arrays (before
+      data.features), set by `load_dataset` (a loader may give it, as the
+      folder source's cache does); what a run records of its data.
   """
 
   train_images: np.ndarray
@@ -36,6 +39,7 @@ class Dataset:
   description: str
   train_ids: np.ndarray | None = None
   test_ids: np.ndarray | None = None
+  fingerprint: dict | None = None
 
   @property
   def num_classes(self) -> int:

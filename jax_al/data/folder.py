@@ -8,7 +8,9 @@ ignored. Class names are the sorted class folder names of the train split.
 The source may be untrusted: archive members are read into memory, never
 extracted; links, special files, absolute or `..` paths and oversized
 members are rejected by name; directory symlinks may not leave the root.
-Decoded arrays are cached (see cache.py); nothing else is ever written.
+Decoded arrays are cached (see cache.py), keyed by the archive's content
+digest or the folder's image names, sizes and mtimes (not by the path);
+nothing else is ever written.
 """
 
 from __future__ import annotations
@@ -374,9 +376,10 @@ def load_folder(data_cfg, *, image_size: int | None, channels: int) -> Dataset:
     raise ConfigError("data.test_split", test_split,
                       "use a different split than data.train_split.")
   max_bytes = _max_bytes(data_cfg)
-  key = {"source": "folder", "path": os.path.realpath(path),
-         "splits": [train_split, test_split], "image_size": image_size,
-         "channels": channels}
+  # Keyed by content, not by path: a source reached by two paths (or two
+  # copies of one archive) is decoded and cached once.
+  key = {"source": "folder", "splits": [train_split, test_split],
+         "image_size": image_size, "channels": channels}
 
   if os.path.isdir(path):
     tree = _DirTree(path)
@@ -388,7 +391,7 @@ def load_folder(data_cfg, *, image_size: int | None, channels: int) -> Dataset:
     if not stat.S_ISREG(st.st_mode):
       raise DataError(path, "is neither a directory nor a regular file",
                       "point data.path at a directory or a .tar/.tar.gz.")
-    key["size"], key["mtime_ns"] = st.st_size, st.st_mtime_ns
+    key["sha256"] = cache.file_digest(path, cache.cache_dir(data_cfg.cache_dir))
     tree = None
 
   entry, key_text = cache.entry_path(cache.cache_dir(data_cfg.cache_dir),
@@ -399,7 +402,7 @@ def load_folder(data_cfg, *, image_size: int | None, channels: int) -> Dataset:
         train_images=hit["train_images"], train_labels=hit["train_labels"],
         test_images=hit["test_images"], test_labels=hit["test_labels"],
         class_names=tuple(str(c) for c in hit["class_names"]),
-        description=f"folder:{path} (cached)")
+        description=f"folder:{path} (cached)", fingerprint=hit.get("fingerprint"))
 
   if tree is None:
     tree = _TarTree(path, max_bytes)
@@ -414,6 +417,8 @@ def load_folder(data_cfg, *, image_size: int | None, channels: int) -> Dataset:
                                                channels, max_bytes, first)
     arrays[f"{prefix}_labels"] = np.array([y for _, y in items], np.int32)
   arrays["class_names"] = np.array(class_names, dtype=str)
-  cache.save(entry, key_text, arrays)
-  return Dataset(class_names=class_names, description=f"folder:{path}",
+  fp = cache.fingerprint(arrays["train_images"], arrays["train_labels"],
+                         arrays["test_images"], arrays["test_labels"], class_names)
+  cache.save(entry, key_text, arrays, fp)
+  return Dataset(class_names=class_names, description=f"folder:{path}", fingerprint=fp,
                  **{k: v for k, v in arrays.items() if k != "class_names"})
