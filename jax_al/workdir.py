@@ -39,16 +39,12 @@ from jax_al.errors import ConfigError, DataError
 TOOL = "jax-al"
 FORMAT = 1
 MARKER_KEY = "jax_al"
-<<<<<<< HEAD
-RESULTS = ("config.json", "log.txt", "metrics.jsonl", "selected.jsonl", "summary.json",
-           "learning_curve.png")
-=======
 # config.json's record of the data the run started on (`cache.fingerprint`):
 # not a config field, so no digest or comparison of configs sees it.
 DATA_KEY = "jax_al_data"
 _NOT_CONFIG = (MARKER_KEY, DATA_KEY)
-RESULTS = ("config.json", "log.txt", "metrics.jsonl", "selected.jsonl", "summary.json")
->>>>>>> 5d42b2c (WIP (untested, past deadline): output ledger in files.py (check_output/write_output, check_output_dir/claim_output_dir) used by bench --json, report --out, --profile-dir; bench protocol refuses an existing run unless --overwrite; data fingerprint recorded in config.json (jax_al_data) and checked on resume and replay; cache keyed by content (archive sha256 with stat index); replay checks checkpoint meta and selected.jsonl; report skips hidden folders, pairs only runs whose configs differ in al.* alone, names a single run by strategy, no ± for one trial, no NaN interval, prints where it wrote; Interrupted message after an --overwrite says what happened. No new tests yet.)
+RESULTS = ("config.json", "log.txt", "metrics.jsonl", "selected.jsonl", "summary.json",
+           "learning_curve.png")
 CHECKPOINTS = "checkpoints"
 EVENTS = "tensorboard"  # the optional TensorBoard event files (log.tensorboard)
 ASIDE = ".jax_al_replaced"
