@@ -223,6 +223,30 @@ def test_tar_cache_hit_does_not_open_archive(tmp_path, monkeypatch):
     load_dataset(folder_cfg(archive, cache_dir, image_size=4))
 
 
+def test_one_archive_by_two_paths_is_cached_once(tmp_path, monkeypatch):
+  """The cache is keyed by the archive's content digest, not by its path."""
+  archive = make_tar(make_tree(tmp_path / "data"), tmp_path / "d.tar.gz")
+  cache_dir = tmp_path / "cache"
+  first = load_dataset(folder_cfg(archive, cache_dir))
+  link = tmp_path / "elsewhere" / "link.tar.gz"
+  link.parent.mkdir()
+  link.symlink_to(archive)
+  copy = tmp_path / "elsewhere" / "copy.tar.gz"
+  copy.write_bytes(archive.read_bytes())
+  monkeypatch.setattr(tarfile, "open", lambda *a, **k: pytest.fail("decoded twice"))
+  for other in (link, copy):
+    again = load_dataset(folder_cfg(other, cache_dir))
+    assert again.description == f"folder:{other} (cached)"
+    np.testing.assert_array_equal(again.train_images, first.train_images)
+  assert len(list(cache_dir.glob("*.npz"))) == 1
+  assert again.fingerprint == first.fingerprint
+  # Other bytes are another entry.
+  monkeypatch.undo()
+  other = make_tar(make_tree(tmp_path / "data2", n_train=5), tmp_path / "d2.tar.gz")
+  assert load_dataset(folder_cfg(other, cache_dir)).train_images.shape[0] == 15
+  assert len(list(cache_dir.glob("*.npz"))) == 2
+
+
 def test_cache_entry_has_no_pickles(tmp_path):
   root = make_tree(tmp_path / "data")
   load_dataset(folder_cfg(root, tmp_path / "cache"))

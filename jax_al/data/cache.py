@@ -75,24 +75,30 @@ def fingerprint(train_images, train_labels, test_images, test_labels, class_name
 _DIGESTS = "source-digests.json"
 
 
-def file_digest(path: str, directory: Path) -> str:
-  """sha256 of the file `path`'s bytes.
-
-  The digest is remembered in `directory/source-digests.json` under the
-  file's real path, size, mtime and inode, and reused while they are all
-  the same, so a large archive is read once, not at every load.
-  """
+def _stamp(path: str) -> str:
   st = os.stat(path)
-  stamp = f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}"
-  index_path = Path(directory) / _DIGESTS
+  return f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}"
+
+
+def _digest_index(directory: Path) -> dict:
   try:
-    index = json.loads(index_path.read_text())
-    if not isinstance(index, dict):
-      index = {}
+    index = json.loads((Path(directory) / _DIGESTS).read_text())
   except (OSError, ValueError, UnicodeDecodeError):
-    index = {}
-  if isinstance(index.get(stamp), str):
-    return index[stamp]
+    return {}
+  return index if isinstance(index, dict) else {}
+
+
+def file_digest(path: str, directory: Path) -> str:
+  """sha256 of the file `path`'s bytes; writes nothing.
+
+  A digest that `remember_digest` recorded in `directory/source-digests.json`
+  is reused while the file's real path, size, mtime and inode are all the
+  same (the fast pre-check), so a large archive is read once, not at every
+  load.
+  """
+  known = _digest_index(directory).get(_stamp(path))
+  if isinstance(known, str):
+    return known
   h = hashlib.sha256()
   try:
     with open(path, "rb") as f:
@@ -100,7 +106,19 @@ def file_digest(path: str, directory: Path) -> str:
         h.update(block)
   except OSError as e:
     raise DataError(path, f"cannot be read ({e})", "check the file's permissions.") from e
-  digest = h.hexdigest()
+  return h.hexdigest()
+
+
+def remember_digest(path: str, digest: str, directory: Path) -> None:
+  """Records `file_digest`'s result for `path` beside the cache entries.
+
+  Called once the source decoded (or hit the cache): a rejected source
+  leaves nothing in the cache folder.
+  """
+  stamp = _stamp(path)
+  index = _digest_index(directory)
+  if index.get(stamp) == digest:
+    return
   # Only the stamps of files that still exist are kept.
   index = {k: v for k, v in index.items() if os.path.exists(k.split("\0")[0])}
   index[stamp] = digest
@@ -109,10 +127,9 @@ def file_digest(path: str, directory: Path) -> str:
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=_DIGESTS + ".", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
       json.dump(index, f)
-    os.replace(tmp, index_path)
+    os.replace(tmp, Path(directory) / _DIGESTS)
   except OSError as e:  # a cache that cannot remember just hashes again next time
     logging.warning("Cannot record the digest of %s in %s (%s).", path, directory, e)
-  return digest
 
 
 def load(path: Path, key_text: str) -> dict[str, np.ndarray] | None:

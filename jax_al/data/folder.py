@@ -396,8 +396,11 @@ def load_folder(data_cfg, *, image_size: int | None, channels: int) -> Dataset:
 
   entry, key_text = cache.entry_path(cache.cache_dir(data_cfg.cache_dir),
                                      "folder", key)
+  remember = lambda: "sha256" in key and cache.remember_digest(
+      path, key["sha256"], cache.cache_dir(data_cfg.cache_dir))
   hit = cache.load(entry, key_text)
   if hit is not None:
+    remember()
     return Dataset(
         train_images=hit["train_images"], train_labels=hit["train_labels"],
         test_images=hit["test_images"], test_labels=hit["test_labels"],
@@ -420,5 +423,6 @@ def load_folder(data_cfg, *, image_size: int | None, channels: int) -> Dataset:
   fp = cache.fingerprint(arrays["train_images"], arrays["train_labels"],
                          arrays["test_images"], arrays["test_labels"], class_names)
   cache.save(entry, key_text, arrays, fp)
+  remember()  # only now: a rejected archive leaves nothing in the cache folder
   return Dataset(class_names=class_names, description=f"folder:{path}", fingerprint=fp,
                  **{k: v for k, v in arrays.items() if k != "class_names"})
