@@ -196,3 +196,82 @@ def test_select_scale_bench_compares_the_same_selection(tmp_path):
   assert json.loads(out.read_text())["ratios"] == doc["ratios"]
   with pytest.raises(SystemExit, match="unknown value"):
     scale.main(["--strategies", "nope"])
+
+
+# ------------------------------------------------ nothing replaced unasked ----
+
+PROTOCOL = ["protocol", "--config", "configs/digits.py", "--config.al.cycles=2",
+            "--config.train.epochs=2", "--config.train.eval_every=1", "--quiet"]
+
+
+def test_protocol_refuses_a_finished_run_and_replaces_it_only_with_overwrite(victim, tmp_path,
+                                                                             monkeypatch):
+  from conftest import snapshot
+  from jax_al import cycle
+  from jax_al.errors import TrainingError
+
+  before = snapshot(victim)
+  with pytest.raises(SystemExit) as e:
+    main(PROTOCOL + ["--workdir", str(victim), "--json", str(tmp_path / "p.json")])
+  msg = str(e.value)
+  assert "\n" not in msg and str(victim) in msg and "--overwrite" in msg, msg
+  assert snapshot(victim) == before and not (tmp_path / "p.json").exists()
+  # --overwrite uses the run's replacement: a new run failing before its first
+  # checkpoint gives the old one back.
+  real = cycle.train
+  monkeypatch.setattr(cycle, "train", lambda *a, **k: (_ for _ in ()).throw(
+      TrainingError("boom in cycle 1")))
+  with pytest.raises(SystemExit, match="boom in cycle 1"):
+    main(PROTOCOL + ["--workdir", str(victim), "--overwrite"])
+  assert snapshot(victim) == before
+  monkeypatch.setattr(cycle, "train", real)
+  doc = main(PROTOCOL + ["--workdir", str(victim), "--overwrite"])
+  assert doc["protocol"]["status"] == "done"
+  saved = json.loads((victim / "config.json").read_text())
+  assert saved["train"]["milestones"] != [1]  # the bench's config, not the old run's
+  assert not (victim / ".jax_al_replaced").exists()
+
+
+def test_protocol_refuses_someone_elses_folder(tmp_path):
+  theirs = tmp_path / "theirs"
+  theirs.mkdir()
+  (theirs / "metrics.jsonl").write_text("mine\n")
+  with pytest.raises(SystemExit, match="someone else's"):
+    main(PROTOCOL + ["--workdir", str(theirs), "--overwrite"])
+  assert (theirs / "metrics.jsonl").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("part", ["train", "scaling"])
+def test_json_never_replaces_a_users_file(tmp_path, part):
+  notes = tmp_path / "notes.json"
+  notes.write_bytes(b'{"my": "notes"}\n')
+  argv = ["train", "--quick", "--models", "cnn", "--json", str(notes)]
+  with pytest.raises(SystemExit) as e:
+    if part == "scaling":
+      from jax_al.bench import scaling
+      scaling.main(["--no-train", "--no-select", "--json", str(notes)])
+    else:
+      main(argv)
+  msg = str(e.value)
+  assert "\n" not in msg and "--json" in msg and str(notes) in msg and "did not write" in msg
+  assert notes.read_bytes() == b'{"my": "notes"}\n'
+
+
+def test_json_replaces_its_own_and_an_older_bench_json(tmp_path):
+  from jax_al.bench import common
+  out = tmp_path / "b.json"
+  common.Results(str(out)).set("x", 1)
+  common.Results(str(out)).set("x", 2)  # ours (the ledger): replaced
+  assert json.loads(out.read_text())["x"] == 2
+  (tmp_path / ".jax_al_written.json").unlink()  # as written before the ledger existed
+  common.Results(str(out))  # recognised by its environment record
+  assert "x" not in json.loads(out.read_text())
+
+
+def test_profile_dir_holding_a_users_files_is_refused(tmp_path):
+  prof = tmp_path / "prof"
+  prof.mkdir()
+  (prof / "thesis.tex").write_text("chapter 1")
+  with pytest.raises(SystemExit, match="--profile-dir.*did not put there"):
+    main(["profile", "--quick", "--models", "cnn", "--profile-dir", str(prof)])
+  assert [p.name for p in prof.iterdir()] == ["thesis.tex"]

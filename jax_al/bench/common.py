@@ -225,8 +225,12 @@ class Results:
   """
 
   def __init__(self, path: str | None):
+    import threading
     check_json(path)
     self.path = Path(path) if path else None
+    # The protocol's cycle watcher saves from its thread: one writer at a time,
+    # so the ledger's digest is always that of the bytes on disk.
+    self._lock = threading.Lock()
     self.doc: dict = {"meta": environment()}
     self.save()
 
@@ -245,7 +249,8 @@ class Results:
     from jax_al import files
     try:
       self.path.parent.mkdir(parents=True, exist_ok=True)
-      files.write_output_json(self.path, self.doc)
+      with self._lock:
+        files.write_output_json(self.path, self.doc)
     except OSError as e:  # read-only, a file in the way, disk full: one line, not a traceback
       raise SystemExit(f"error: --json {self.path}: cannot write it ({e.strerror or e}). Fix: "
                        "pass a path in a writable folder with free space") from None
