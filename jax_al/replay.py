@@ -12,8 +12,8 @@ the initial weights) on the labeled sets the run recorded, with the run's own
 random streams. Every checkpoint used passes the checks a resume makes
 (meta, config digest, random streams), selected.jsonl must agree with the
 trial's checkpoints, and the data must be the data the run recorded. So the
-state, the candidates and the selection key are the run's, and every variant asked to select from one Step sees the same model
-and pool with the same key: differences between their picks come from the
+state, the candidates and the selection key are the run's, and every variant
+asked to select from one Step sees the same model and pool with the same key: differences between their picks come from the
 strategy alone.
 """
 
@@ -131,6 +131,10 @@ _FIX = ("replay reads a run's own checkpoints and selected.jsonl only; put back 
         "the run wrote, or replay another run")
 
 
+def _hashable(rec: tuple) -> tuple:
+  return rec[0], tuple(rec[1])
+
+
 def check_checkpoint(exp: cycle_lib.Experiment, workdir: Path, trial: int, step: int,
                      meta: dict) -> None:
   """Raises DataError unless checkpoint `step` of `trial` is this run's (the
@@ -144,9 +148,8 @@ def check_checkpoint(exp: cycle_lib.Experiment, workdir: Path, trial: int, step:
                  and r["cycle"] <= step)
   recorded = sorted(key(r) for r in meta["selected"])
   if jsonl != recorded:
-    longer = jsonl if len(jsonl) > len(recorded) else recorded
-    first = next((a[0] for a, b in zip(jsonl, recorded) if a != b),
-                 longer[min(len(jsonl), len(recorded))][0])
+    # The first cycle whose record differs, or is in one of the two only.
+    first = min({c for c, _ in set(map(_hashable, jsonl)) ^ set(map(_hashable, recorded))})
     raise DataError(str(Path(workdir) / "selected.jsonl"),
                     f"trial {trial}'s selections up to cycle {step} differ from what its "
                     f"checkpoint {checkpoint.root(workdir, trial) / str(step)} records "

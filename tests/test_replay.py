@@ -63,3 +63,45 @@ def test_a_step_refuses_another_config_and_unfinished_cycles(tmp_path):
   (tmp_path / "other" / "config.json").write_text(json.dumps({"a": 1}))
   with pytest.raises(DataError, match="not a jax-al run"):
     replay.step(tmp_path / "other", 0, 1)
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory):
+  """Finished tiny random runs (2 cycles) with seeds 0 and 1."""
+  root = tmp_path_factory.mktemp("seeds")
+  for seed in (0, 1):
+    loop.run(tiny_digits_config("random", seed=seed), root / f"seed{seed}", quiet=True)
+  return root
+
+
+def _copy(src, dest):
+  import shutil
+  shutil.copytree(src, dest, symlinks=True)
+  return dest
+
+
+def test_a_checkpoint_from_another_run_is_refused(two_seeds, tmp_path):
+  """The checks a resume makes: a seed-1 run's checkpoint in a seed-0 run."""
+  import shutil
+  wd = _copy(two_seeds / "seed0", tmp_path / "run")
+  shutil.rmtree(wd / "checkpoints" / "trial0")
+  shutil.copytree(two_seeds / "seed1" / "checkpoints" / "trial0", wd / "checkpoints" / "trial0")
+  with pytest.raises(DataError) as e:
+    replay.step(wd, 0, 1)
+  msg = str(e.value)
+  assert "\n" not in msg and "checkpoints/trial0" in msg and "replay" in msg, msg
+
+
+def test_a_hand_edited_selected_jsonl_is_refused(two_seeds, tmp_path):
+  wd = _copy(two_seeds / "seed0", tmp_path / "run")
+  replay.step(wd, 0, 1)  # the untouched run replays
+  path = wd / "selected.jsonl"
+  recs = files.read_jsonl(path)
+  first = next(r for r in recs if r["trial"] == 0 and r["cycle"] == 0)
+  outside = next(i for i in range(10**6) if i not in first["indices"])
+  first["indices"][0] = outside  # one initial image swapped by hand
+  files.write_jsonl(path, recs)
+  with pytest.raises(DataError) as e:
+    replay.step(wd, 0, 1)
+  msg = str(e.value)
+  assert "\n" not in msg and str(path) in msg and "first at cycle 0" in msg, msg
