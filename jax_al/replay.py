@@ -13,8 +13,8 @@ random streams. Every checkpoint used passes the checks a resume makes
 (meta, config digest, random streams), selected.jsonl must agree with the
 trial's checkpoints, and the data must be the data the run recorded. So the
 state, the candidates and the selection key are the run's, and every variant
-asked to select from one Step sees the same model and pool with the same key: differences between their picks come from the
-strategy alone.
+asked to select from one Step sees the same model and pool with the same
+key: differences between their picks come from the strategy alone.
 """
 
 from __future__ import annotations
