@@ -86,13 +86,16 @@ def experiment(config) -> cycle_lib.Experiment:
   """The run's `cycle.Experiment` (data on the device, Trainer, strategy).
 
   The data and the Trainer are built once per process for every config that
-  differs only in `config.al` (a sweep over strategy settings reuses them).
+  differs only in `config.al` (a sweep over strategy settings reuses them),
+  and built again when the data changed on disk since: the data are loaded
+  at every call (a folder source from its decoded-array cache) so that the
+  fingerprint a replay checks is the data's now.
   """
   k = repr(sorted((k, v) for k, v in config.to_dict().items() if k != "al"))
-  if k not in _EXPERIMENTS:
+  ds = load_dataset(config.data)
+  if k not in _EXPERIMENTS or _EXPERIMENTS[k].ds.fingerprint != ds.fingerprint:
     _EXPERIMENTS[k] = cycle_lib.Experiment.build(
-        config, load_dataset(config.data), strategies.get_strategy(config.al.strategy,
-                                                                   config.al),
+        config, ds, strategies.get_strategy(config.al.strategy, config.al),
         sharding.setup(config))
   return dataclasses.replace(_EXPERIMENTS[k], config=config,
                              strategy=strategies.get_strategy(config.al.strategy, config.al))

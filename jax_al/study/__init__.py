@@ -94,6 +94,7 @@ def check_jobs(st: Study) -> None:
     for s in st.report_seeds:
       j = st.job(n, s, "report")
       by_dir.setdefault(j.workdir, j)
+  data = {}  # fingerprints now, by data section
   for d, j in by_dir.items():
     cfg = d / "config.json"
     if not cfg.is_file():
@@ -109,6 +110,26 @@ def check_jobs(st: Study) -> None:
                         f"another config ({workdir_lib.differences(saved, now)}); rerun with "
                         "the first command's --config/--mode/--config.* flags, or pass "
                         "another --out")
+    # Finished jobs are never rerun (so no resume would see it): a study goes
+    # on only on the data its jobs started on.
+    recorded = saved.get(workdir_lib.DATA_KEY)
+    if isinstance(recorded, dict):
+      change = workdir_lib.data_changes(recorded, _data_now(st.run_config(j.run, j.seed), data))
+      if change:
+        raise DataError(str(cfg), f"job {d.relative_to(st.out)} started on other data than "
+                        f"the study would continue on now (changed: {change})",
+                        "restore the data the study started on, or pass another --out to "
+                        "start a study on the new data")
+
+
+def _data_now(config, memo: dict) -> dict | None:
+  """The fingerprint of `config.data` as it loads now, loaded once per data section."""
+  from jax_al.data import load_dataset
+
+  key = json.dumps(config.data.to_dict(), sort_keys=True, default=str)
+  if key not in memo:
+    memo[key] = load_dataset(config.data).fingerprint
+  return memo[key]
 
 
 def _record(st: Study) -> dict:
