@@ -389,8 +389,10 @@ def _trials_cell(s: dict) -> str:
 def to_markdown(summary: dict) -> str:
   strats = summary["strategies"]
   sizes = sorted({n for s in strats.values() for n in s["labeled"]})
-  lines = ["# Active-learning comparison", "",
-           "Test accuracy (%), mean ± sample std over trials, by labeled-set size "
+  one = all(len(s["trials"]) + len(s.get("partial_included", [])) < 2 for s in strats.values())
+  what = "of the one trial" if one else "mean ± sample std over trials (the mean alone for one)"
+  lines = ["# Active-learning comparison" if len(strats) > 1 else "# Active-learning run", "",
+           f"Test accuracy (%), {what}, by labeled-set size "
            "(columns are sizes; a blank cell is a size that strategy never reached).", "",
            "| strategy | trials | " + " | ".join(map(str, sizes)) + " | AUC |",
            "| --- | --- | " + " | ".join("---" for _ in sizes) + " | --- |"]
