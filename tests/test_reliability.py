@@ -574,3 +574,47 @@ def test_checkpoint_root_stays_under_workdir(tmp_path):
   with pytest.raises(ValueError):
     checkpoint.root(tmp_path, -1)
   assert checkpoint.root(tmp_path, 3) == (tmp_path / "checkpoints" / "trial3").resolve()
+
+
+# ------------------------------------------- SIGINT during --overwrite ------
+
+
+def _sigint_in_fit(monkeypatch, at: int) -> None:
+  import signal
+
+  from jax_al.errors import Interrupted
+  real, calls = train.Trainer.fit, []
+
+  def fit(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == at:
+      raise Interrupted(signal.SIGINT)
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(train.Trainer, "fit", fit)
+
+
+def test_sigint_before_the_first_checkpoint_of_an_overwrite_says_the_old_run_is_back(
+    victim, monkeypatch):
+  from jax_al.errors import Interrupted
+  before = snapshot(victim)
+  _sigint_in_fit(monkeypatch, 1)
+  with pytest.raises(Interrupted) as e:
+    loop.run(tiny_digits_config("entropy"), victim, overwrite=True, quiet=True)
+  msg = e.value.message()
+  assert snapshot(victim) == before
+  assert "\n" not in msg and "rerun the same command" not in msg, msg
+  assert f"the previous run in {victim} is back as it was" in msg and "--overwrite" in msg, msg
+
+
+def test_sigint_after_an_overwrite_replaced_the_run_says_so(victim, monkeypatch):
+  from jax_al.errors import Interrupted
+  config = tiny_digits_config("entropy")
+  with monkeypatch.context() as m:
+    _sigint_in_fit(m, 2)  # cycle 1 checkpointed: the old run is gone
+    with pytest.raises(Interrupted) as e:
+      loop.run(config, victim, overwrite=True, quiet=True)
+  msg = e.value.message()
+  assert "replaced the previous one" in msg and "rerun without --overwrite to resume" in msg, msg
+  assert not (victim / ".jax_al_replaced").exists()
+  assert loop.run(config, victim, quiet=True)["labeled"] == [20, 40]  # the advice holds
