@@ -110,3 +110,16 @@ def test_the_studys_continue_refuses_changed_data(tmp_path):
   files.write_json(st.out / "study.json", study._record(st))  # as the first command left it
   with pytest.raises(DataError, match="started on other data"):  # before any job runs
     study.run_study(st, log=lambda m: None)
+
+
+def test_an_embeddings_file_has_a_fingerprint_too(tmp_path):
+  from test_embeddings import _config, _digits_arrays, _write
+
+  from jax_al.data import load_dataset
+  a = _digits_arrays()
+  before = load_dataset(_config(_write(tmp_path, **a)).data).fingerprint
+  a["train_features"][3, 7] += 1.0
+  after = load_dataset(_config(_write(tmp_path, "b.npz", **a)).data).fingerprint
+  assert before["train"] == after["train"] == 1297
+  assert workdir_lib.data_changes(before, after) == (
+      "the training split's images or labels (same count, other content)")

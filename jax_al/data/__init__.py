@@ -31,6 +31,11 @@ SOURCES = tuple(sorted(LOADERS))
 FEATURE_SOURCES = ("embeddings",)
 
 
+def _fingerprint(ds: Dataset) -> dict:
+  return cache.fingerprint(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels,
+                           ds.class_names)
+
+
 def load_dataset(data_cfg) -> Dataset:
   """Loads and validates the dataset that `data_cfg` (config.data) names."""
   source = data_cfg.source
@@ -50,11 +55,11 @@ def load_dataset(data_cfg) -> Dataset:
     if features:
       raise ConfigError("data.features", features, f"data.source={source} holds "
                         "features already; leave data.features empty")
-    return LOADERS[source](data_cfg, image_size=image_size, channels=channels)
+    ds = LOADERS[source](data_cfg, image_size=image_size, channels=channels)
+    return ds if ds.fingerprint else dataclasses.replace(ds, fingerprint=_fingerprint(ds))
   ds = LOADERS[source](data_cfg, image_size=image_size, channels=channels)
   ds = validate(ds, channels)
-  fp = ds.fingerprint or cache.fingerprint(ds.train_images, ds.train_labels, ds.test_images,
-                                           ds.test_labels, ds.class_names)
+  fp = ds.fingerprint or _fingerprint(ds)
   if features == "coates":
     ds = coates.apply(ds, data_cfg)  # the features follow from the pixels and data.coates
   return dataclasses.replace(ds, fingerprint=fp)
