@@ -231,6 +231,7 @@ def check_output(path, flag: str, legacy=None) -> Path:
   one-line refusal. Returns `path` as a Path.
   """
   path = Path(path)
+  _check_ledger(path.parent)
   if not path.exists() and not path.is_symlink():
     return path
   if path.is_dir() and not path.is_symlink():
@@ -249,11 +250,19 @@ def _legacy(legacy, path: Path) -> bool:
     return False
 
 
-def _record(folder: Path, name: str | None, digest: str | None, folder_mark: bool = False) -> None:
+def _check_ledger(folder: Path) -> dict:
+  """The folder's ledger; OutputError when a file of its name is not ours
+  (checked with the outputs, so that no output is written before the
+  ledger write fails)."""
   doc = _ledger(folder)
   if doc is None:
     raise OutputError(f"{Path(folder) / LEDGER}: exists but is not jax-al's record of its "
                       "outputs. Fix: move the file away or write elsewhere")
+  return doc
+
+
+def _record(folder: Path, name: str | None, digest: str | None, folder_mark: bool = False) -> None:
+  doc = _check_ledger(folder)
   doc = {"tool": _LEDGER_TOOL, "format": 1, **doc}
   doc.setdefault("files", {})
   if name is not None:
@@ -273,6 +282,7 @@ def write_output(path, data: str | bytes) -> None:
   path = Path(path)
   raw = data.encode() if isinstance(data, str) else bytes(data)
   path.parent.mkdir(parents=True, exist_ok=True)
+  _check_ledger(path.parent)  # a foreign ledger: refused before the file is written
   if isinstance(data, str):
     atomic_write_text(path, data)
   else:
@@ -313,6 +323,7 @@ def check_output_dir(path, flag: str, legacy=None) -> Path:
     return path
   if path.is_symlink() or not path.is_dir():
     raise OutputError(f"{flag} {path}: is not a folder. Fix: pass a new folder")
+  _check_ledger(path)
   if not any(path.iterdir()) or ((_ledger(path) or {}).get("folder") is True) or (
       legacy is not None and _legacy(legacy, path)):
     return path

@@ -72,9 +72,9 @@ def find_runs(paths, warn=None) -> list[Path]:
     subs = sorted(q for q in p.iterdir()
                   if q.is_dir() and not q.name.startswith(".") and _has_metrics(q))
     if (p / workdir_lib.ASIDE).is_dir():
+      what = f"the run in {p} itself" if _has_metrics(p) else "not that one"
       warn(f"{p}: an interrupted --overwrite left the previous run aside in "
-           f"{workdir_lib.ASIDE}/ (the next run command on {p} settles it); reported: the "
-           f"run in {p} itself")
+           f"{workdir_lib.ASIDE}/ (the next run command on {p} settles it); reported: {what}")
     if _has_metrics(p):
       runs.append(p)
       if subs:

@@ -43,10 +43,13 @@ def test_a_ledger_that_is_not_ours_is_refused(tmp_path):
   ledger = tmp_path / files.LEDGER
   ledger.write_text('{"something": "else"}')
   out = tmp_path / "b.json"
-  with pytest.raises(files.OutputError) as e:
-    files.write_output_json(out, {"a": 1})
-  assert "\n" not in str(e.value) and str(ledger) in str(e.value)
-  assert ledger.read_text() == '{"something": "else"}'
+  for attempt in (lambda: files.check_output(out, "--json"),  # refused by the check, unwritten
+                  lambda: files.check_output_dir(tmp_path, "--profile-dir"),
+                  lambda: files.write_output_json(out, {"a": 1})):
+    with pytest.raises(files.OutputError) as e:
+      attempt()
+    assert "\n" not in str(e.value) and str(ledger) in str(e.value)
+  assert ledger.read_text() == '{"something": "else"}' and not out.exists()
   # A ledger of ours does not vouch for a file the user put there by that name.
   ledger.unlink()
   files.write_output_json(tmp_path / "other.json", {})
