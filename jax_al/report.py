@@ -389,8 +389,9 @@ def _trials_cell(s: dict) -> str:
 def to_markdown(summary: dict) -> str:
   strats = summary["strategies"]
   sizes = sorted({n for s in strats.values() for n in s["labeled"]})
-  one = all(len(s["trials"]) + len(s.get("partial_included", [])) < 2 for s in strats.values())
-  what = "of the one trial" if one else "mean ± sample std over trials (the mean alone for one)"
+  n = [len(s["trials"]) + len(s.get("partial_included", [])) for s in strats.values()]
+  what = ("of the one trial" if max(n, default=0) < 2 else "mean ± sample std over trials"
+          + (" (the mean alone for one)" if min(n) < 2 else ""))
   lines = ["# Active-learning comparison" if len(strats) > 1 else "# Active-learning run", "",
            f"Test accuracy (%), {what}, by labeled-set size "
            "(columns are sizes; a blank cell is a size that strategy never reached).", "",
