@@ -399,7 +399,13 @@ def run(argv) -> dict:
     mask = labeled_mask(args.labeled, ids, pool_path)
   t_load = time.perf_counter()
   arrays_given = {k: v for k, v in arrays.items() if k != "ids"}
+  from jax_al import selection
   try:
+    # A file is checked whole: NaN or inf in any of its arrays is refused, also
+    # in one this strategy does not read (jax_al.select scans only what it reads).
+    for name, a in arrays_given.items():
+      if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.ndim >= 1:
+        selection.check_finite(name, a)
     picks = jax_al.select(args.strategy, labeled=mask, budget=args.budget, seed=args.seed,
                           **arrays_given, **settings)
   except DataError as e:

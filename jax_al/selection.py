@@ -176,7 +176,7 @@ _SHAPES = {"features": "[N, d]", "logits": "[N, C]", "probs": "[N, C]",
            "labeled.features": "[M, d]", "labeled.logits": "[M, C]"}
 
 
-def _finite(name: str, a: np.ndarray, block: int = 1 << 20) -> None:
+def check_finite(name: str, a: np.ndarray, block: int = 1 << 20) -> None:
   """Refuses NaN or inf, naming the first bad row (checked in blocks of rows,
   so a memory-mapped pool is never read whole into memory)."""
   rows = a.reshape(a.shape[0], -1) if a.ndim >= 2 else a.reshape(-1, 1)
@@ -339,11 +339,11 @@ def select(strategy: str, *, features, logits=None, probs=None, labeled=None, bu
   if logits is not None:
     lg = _array("logits", logits, 2)
     _rows("logits", lg, n)
-    _finite("logits", lg)
+    check_finite("logits", lg)
   elif probs is not None:
     p = _array("probs", probs, 2)
     _rows("probs", p, n)
-    _finite("probs", p)
+    check_finite("probs", p)
     lg = _logits_from_probs(p)
   if need.logits and lg is None:
     raise _missing("logits", name, "the model's predictions; or pass probs=")
@@ -354,7 +354,7 @@ def select(strategy: str, *, features, logits=None, probs=None, labeled=None, bu
     if lg is not None and sl.shape[2] != lg.shape[1]:
       raise DataError("sample_logits", f"has {sl.shape[2]} classes but logits has "
                       f"{lg.shape[1]}", "give both over the same classes")
-    _finite("sample_logits", sl)
+    check_finite("sample_logits", sl)
   if need.samples is not Samples.NONE and sl is None:
     raise _missing("sample_logits", name, "[S, N, C] logits of S MC-dropout passes or "
                    "ensemble members")
@@ -362,13 +362,13 @@ def select(strategy: str, *, features, logits=None, probs=None, labeled=None, bu
   if predicted_loss is not None:
     pl = _array("predicted_loss", predicted_loss, 1)
     _rows("predicted_loss", pl, n)
-    _finite("predicted_loss", pl)
+    check_finite("predicted_loss", pl)
   if need.predicted_loss and pl is None:
     raise _missing("predicted_loss", name, "[N] losses a learning-loss module predicts")
   # Features only the strategy reads are scanned and sent to the device.
   use_x = need.features or need.labeled
   if use_x:
-    _finite("features", x)
+    check_finite("features", x)
 
   rows = _labeled_rows(labeled, n)
   if rows is not None:
@@ -387,11 +387,11 @@ def select(strategy: str, *, features, logits=None, probs=None, labeled=None, bu
       if lab_x.shape[1] != d:
         raise DataError("labeled.features", f"has {lab_x.shape[1]} dimensions but features "
                         f"has {d}", "give both in the same feature space")
-      _finite("labeled.features", lab_x)
+      check_finite("labeled.features", lab_x)
       if ll is not None:
         lab_lg = _array("labeled.logits", ll, 2)
         _rows("labeled.logits", lab_lg, lab_x.shape[0], of="labeled.features")
-        _finite("labeled.logits", lab_lg)
+        check_finite("labeled.logits", lab_lg)
   if al.budget > len(cand):
     raise ConfigError("budget", al.budget, f"only {len(cand)} of the {n} pool rows are "
                       "unlabeled; lower the budget")

@@ -125,3 +125,18 @@ def test_to_device_in_blocks_equals_numpy(monkeypatch, axis, take):
   monkeypatch.setattr(selection, "BLOCK_BYTES", 4 * int(np.prod(a.shape)) // n * 64)
   got = np.asarray(selection.to_device(a, rows, axis=axis))
   np.testing.assert_array_equal(got, a if rows is None else np.take(a, rows, axis=axis))
+
+
+def test_arrays_a_strategy_does_not_read_are_not_scanned():
+  # margin reads only the logits: a NaN in the features changes nothing (the
+  # features are neither scanned nor sent to the device); coreset reads them
+  # and refuses the NaN in one line naming its row.
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(50, 4)).astype(np.float32)
+  lg = rng.normal(size=(50, 3)).astype(np.float32)
+  clean = jax_al.select("margin", features=x, logits=lg, budget=5)
+  x[7, 2] = np.nan
+  np.testing.assert_array_equal(
+      jax_al.select("margin", features=x, logits=lg, budget=5).indices, clean.indices)
+  with pytest.raises(DataError, match="row 7"):
+    jax_al.select("coreset", features=x, budget=5)
