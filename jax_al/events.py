@@ -134,4 +134,38 @@ def from_config(config, workdir) -> EventWriter | None:
   except ImportError:
     raise ConfigError(FIELD, True, "tensorboardX is not installed: pip install tensorboardX "
                       "(a dependency of jax-al), or set log.tensorboard=False") from None
+  check_writable(Path(workdir) / FOLDER, config.num_trials)
   return EventWriter(Path(workdir) / FOLDER, config.train.epochs)
+
+
+def _probe(folder: Path) -> None:
+  """Creates and removes a file in `folder` (raises OSError where it cannot)."""
+  import tempfile
+  fd, name = tempfile.mkstemp(dir=folder, prefix=".write_test")
+  os.close(fd)
+  os.unlink(name)
+
+
+def check_writable(logdir: Path, trials: int) -> None:
+  """Raises DataError unless the event folders of `trials` trials can be written.
+
+  Checked before a run starts (a writer opens its file only at the first
+  record, inside cycle 1). Writes nothing that stays: an existing folder gets
+  a probe file, created and removed; a missing one must sit in a folder
+  that can be written.
+  """
+  from jax_al.errors import DataError
+
+  fix = ("remove or fix that path (jax-al writes event files into a folder there), or set "
+         "log.tensorboard=False")
+  for path in [logdir] + [logdir / f"trial{t}" for t in range(int(trials))]:
+    if path.is_symlink() and not path.exists():
+      raise DataError(str(path), f"is a link to {os.readlink(path)}, which does not exist", fix)
+    if path.exists() and not path.is_dir():
+      raise DataError(str(path), "is a file, not a folder for TensorBoard event files", fix)
+    if not path.exists():
+      break  # created at the first record: its parent was probed already
+    try:
+      _probe(path)
+    except OSError as e:
+      raise DataError(str(path), f"cannot be written ({e.strerror or e})", fix) from None

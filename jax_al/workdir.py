@@ -285,10 +285,37 @@ def foreign_named(workdir: Path) -> list[str]:
   return names
 
 
+def damaged_config(workdir: Path) -> str | None:
+  """What is wrong with the config.json of what looks like a jax-al run, or None.
+
+  A run's config.json that is truncated (not a JSON object) or gone while its
+  checkpoint steps or metrics records remain: the folder is then refused like
+  anyone's, but the message says what happened.
+  """
+  workdir = Path(workdir)
+  path = workdir / "config.json"
+  if path.is_file():
+    return None if isinstance(_read_config(path), dict) else (
+        "is damaged: it cannot be read as a JSON object (truncated, or overwritten)")
+  ck = workdir / CHECKPOINTS
+  steps = ck.is_dir() and any(_TRIAL_DIR.fullmatch(t.name) and t.is_dir() and
+                              any(s.name.isdigit() for s in t.iterdir()) for t in ck.iterdir())
+  if steps or (workdir / "metrics.jsonl").is_file() and '"kind": "cycle"' in (
+      workdir / "metrics.jsonl").read_text(errors="replace")[:100_000]:
+    return "is missing, though the folder holds a run's checkpoints or metrics"
+  return None
+
+
 def refuse_foreign(workdir: Path) -> None:
   """Raises unless every run-named file in `workdir` belongs to a jax-al run."""
   names = foreign_named(workdir)
   if names and not is_ours(workdir):
+    damaged = damaged_config(workdir)
+    if damaged:
+      raise DataError(str(Path(workdir) / "config.json"), f"this run's config {damaged}",
+                      "restore config.json from a copy to resume the run (rerun the same "
+                      "command then), or choose another --workdir; jax-al never replaces "
+                      "or deletes a run whose config it cannot read")
     raise DataError(
         str(workdir), f"holds {', '.join(names)} but no jax-al run (no config.json with the jax-al "
         "marker), so these files are someone else's",

@@ -71,6 +71,11 @@ def check_out(out: Path) -> None:
       ok = json.loads(marker.read_text()).get("tool") == TOOL
     except (OSError, ValueError, AttributeError):
       ok = False
+    if not ok:
+      raise ConfigError("--out", str(out), f"its study.json is not a jax-al study's record "
+                        "(damaged, or another tool's); restore it from a copy to resume the "
+                        "study, or pass a new or empty folder; the study never writes into or "
+                        "deletes other files")
   if not ok:
     shown = ", ".join(entries[:5]) + (" ..." if len(entries) > 5 else "")
     raise ConfigError("--out", str(out), f"it holds files that are not a jax-al study's "
@@ -167,9 +172,12 @@ def run_study(st: Study, log=print) -> dict:
   t0 = time.perf_counter()
   check_out(st.out)
   check_jobs(st)
-  st.out.mkdir(parents=True, exist_ok=True)
   try:
+    st.out.mkdir(parents=True, exist_ok=True)
     lock = workdir_lib.Lock(st.out)
+  except OSError as e:  # a read-only filesystem, a file above it, no space
+    raise ConfigError("--out", str(st.out), f"cannot write there ({e.strerror or e}); pass a "
+                      "folder on a writable filesystem") from None
   except ConfigError:
     raise ConfigError("--out", str(st.out), "another study command is running on it; wait "
                       "for it to finish or pass another --out") from None
