@@ -29,7 +29,7 @@ import orbax.checkpoint as ocp
 
 import numpy as np
 
-from jax_al import rng
+from jax_al import files, rng
 from jax_al import workdir as workdir_lib
 from jax_al.errors import DataError
 
@@ -139,12 +139,37 @@ def save(workdir: Path, trial: int, cycle: int, state, meta: dict) -> None:
   mngr = _manager(path)
   tree = {"params": _pure(state.params), "batch_stats": _pure(state.batch_stats),
           "opt_state": state.opt_state}
-  try:
-    mngr.save(cycle, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
-                                             meta=ocp.args.JsonSave(meta)))
-    mngr.wait_until_finished()
-  finally:
+  need = nbytes(tree, meta)
+  free = files.free_bytes(path)
+  # Checked first: orbax hits a full disk in its writer threads, which print
+  # pages of tracebacks before the error arrives here.
+  if free is not None and free < need:
     mngr.close()
+    raise files.no_space(path, need, f"the checkpoint of trial {trial + 1}, cycle {cycle}")
+  try:
+    with _StderrHeld():
+      mngr.save(cycle, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
+                                               meta=ocp.args.JsonSave(meta)))
+      mngr.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-except
+    try:
+      mngr.close()
+    except Exception:  # pylint: disable=broad-except  # the write's own error wins
+      pass
+    _remove_partial_writes(path)  # gives back the space of the half-written step
+    if files.is_full(e):
+      raise files.no_space(path, need, f"the checkpoint of trial {trial + 1}, "
+                           f"cycle {cycle}") from None
+    raise
+  mngr.close()
+
+
+def nbytes(tree, meta: dict) -> int:
+  """About the bytes one checkpoint takes on disk: the arrays, the meta JSON and
+  orbax's metadata (a margin of 10 % + 64 kB)."""
+  arrays = sum(int(getattr(x, "nbytes", 0)) for x in jax.tree.leaves(tree))
+  text = len(files.dumps(meta))
+  return int(1.1 * (arrays + text)) + 65536
 
 
 def latest(workdir: Path, trial: int) -> int | None:

@@ -18,7 +18,72 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from jax_al.errors import JaxALError
+from jax_al.errors import DataError, JaxALError
+
+# errno values that mean "the disk (or the user's quota) is full".
+_FULL = (28, 122)  # ENOSPC, EDQUOT
+
+
+class WriteError(DataError):
+  """A file of a run or command could not be written (a full disk, a
+  read-only filesystem): one line naming the folder, the bytes and the fix."""
+
+
+def free_bytes(folder: Path) -> int | None:
+  """Bytes free for this user in `folder` (or its nearest existing parent), or None."""
+  folder = Path(folder)
+  while not folder.exists() and folder != folder.parent:
+    folder = folder.parent
+  try:
+    st = os.statvfs(folder)
+  except (OSError, AttributeError):
+    return None
+  return st.f_bavail * st.f_frsize
+
+
+def _human(n: float) -> str:
+  for unit in ("B", "kB", "MB", "GB", "TB"):
+    if n < 1000 or unit == "TB":
+      return f"{int(n)} B" if unit == "B" else f"{n:.3g} {unit}"
+    n /= 1000
+  return f"{n:.3g} TB"
+
+
+def no_space(folder: Path, need: int, what: str, started: bool = True) -> WriteError:
+  """The one-line error of a full disk for `what` (about `need` bytes).
+
+  `started`: something was already written (a rerun resumes), or the check
+  came before anything was.
+  """
+  free = free_bytes(folder)
+  have = "" if free is None else f", {_human(free)} are free"
+  then = ("then rerun the same command: finished cycles are kept and it resumes" if started
+          else "then rerun the same command; nothing was written")
+  return WriteError(str(folder), f"no space left on the device for {what} "
+                    f"(it needs about {_human(need)}{have})",
+                    f"free at least {_human(need)} there (or use a folder on another disk), "
+                    f"{then}")
+
+
+def is_full(e: BaseException) -> bool:
+  """Whether `e` (an OSError, or an error that wraps one, like orbax's) says the disk is full."""
+  seen = 0
+  while e is not None and seen < 10:
+    if isinstance(e, OSError) and e.errno in _FULL:
+      return True
+    text = str(e)
+    if "No space left on device" in text or "Disk quota exceeded" in text or "ENOSPC" in text:
+      return True
+    e, seen = e.__cause__ or e.__context__, seen + 1
+  return False
+
+
+def write_failed(e: OSError, path: Path, need: int, what: str) -> WriteError:
+  """The WriteError for an OSError raised while `path` (about `need` bytes) was written."""
+  if is_full(e):
+    return no_space(Path(path).parent, need, what)
+  return WriteError(str(path), f"cannot be written ({e.strerror or e})",
+                    "make the folder writable, or pass a folder on a writable filesystem")
 
 
 def _umask() -> int:
@@ -46,21 +111,12 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-  """Replaces `path` by `text` atomically: readers see the old or the new file."""
-  path = Path(path)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-      f.flush()
-      os.fchmod(f.fileno(), _FILE_MODE)
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-  _fsync_dir(path.parent)
+  """Replaces `path` by `text` atomically: readers see the old or the new file.
+
+  A full disk or an unwritable folder raises WriteError (one line), and the
+  old file stays as it was.
+  """
+  _atomic_write_bytes(Path(path), text.encode())
 
 
 def jsonable(obj: Any) -> Any:
@@ -138,8 +194,12 @@ class TextLog:
     if not self.quiet:
       print(line, flush=True)
     if self.path is not None:
-      with open(self.path, "a") as f:
-        f.write(line + "\n")
+      raw = (line + "\n").encode()
+      try:
+        with open(self.path, "ab") as f:
+          _write_all(f, raw)
+      except OSError as e:
+        raise write_failed(e, self.path, len(raw), self.path.name) from None
 
 
 def is_terminal() -> bool:
@@ -296,19 +356,27 @@ def write_output_json(path, obj: Any) -> None:
 
 
 def _atomic_write_bytes(path: Path, raw: bytes) -> None:
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  tmp = None
   try:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
-      f.write(raw)
+      _write_all(f, raw)
       f.flush()
       os.fchmod(f.fileno(), _FILE_MODE)
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
+  except BaseException as e:
+    if tmp is not None and os.path.exists(tmp):
       os.unlink(tmp)
+    if isinstance(e, OSError):  # ENOSPC, EROFS, EACCES: one line, the old file kept
+      raise write_failed(e, path, len(raw), path.name) from None
     raise
   _fsync_dir(path.parent)
+
+
+def _write_all(f, raw: bytes) -> None:
+  """f.write(raw); a seam for tests that fill the disk."""
+  f.write(raw)
 
 
 def check_output_dir(path, flag: str, legacy=None) -> Path:

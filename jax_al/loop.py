@@ -283,11 +283,15 @@ def _commit(tr: Trial, c: int, state, hist, t_train, total_s, picked, clogs, rs:
     if picked is not None:
       tr.labeled = np.concatenate([tr.labeled, picked.indices])
       rs.logs.selected.append({"trial": trial, "cycle": c, "indices": picked.indices.tolist()})
-    rs.logs.cycle(rec)
-    checkpoint.save(rs.workdir, trial, c, state, {
-        "trial": trial, "cycle": c, "labeled": tr.labeled.tolist(), "finished": finished,
-        "config_hash": workdir_lib.config_hash(config),
-        "rng": checkpoint.rng_record(config.seed, trial), **rs.logs.of_trial(trial)})
+    try:
+      rs.logs.cycle(rec)
+      checkpoint.save(rs.workdir, trial, c, state, {
+          "trial": trial, "cycle": c, "labeled": tr.labeled.tolist(), "finished": finished,
+          "config_hash": workdir_lib.config_hash(config),
+          "rng": checkpoint.rng_record(config.seed, trial), **rs.logs.of_trial(trial)})
+    except Exception as e:  # a full disk: recorded against the cycle; the last checkpoint stays
+      rs.logs.error(trial, c, e)
+      raise
     tr.state, tr.next = state, (config.al.cycles + 1 if finished else c + 1)
     rs.progress.cycles_run += 1
     if tr.next <= config.al.cycles:  # a signal held back above lands in the next cycle

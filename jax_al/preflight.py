@@ -14,7 +14,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from jax_al import checkpoint, cycle, memory, rng, strategies, vmap_trials
+from jax_al import checkpoint, cycle, files, memory, rng, strategies, vmap_trials
 from jax_al import config as config_lib
 from jax_al import events as events_lib
 from jax_al import workdir as workdir_lib
@@ -86,6 +86,7 @@ def check_run(config, workdir: Path, overwrite: bool, mesh=None) -> Checked:
     memory.check_run(config, n_train, len(ds.test_labels), ds.num_classes, image_shape, n_cand,
                      cycle.labeled_capacity(config, n_train), prof,
                      ds.train_images.dtype.itemsize, cycle.members(config, strategy))
+    check_disk(config, workdir, prof, resuming)
     graphdef, _, _ = init_model(config, ds.num_classes, image_shape,
                                 rng.stream(config.seed, 0, "init"))
     done = {}
@@ -102,3 +103,19 @@ def check_run(config, workdir: Path, overwrite: bool, mesh=None) -> Checked:
     workdir_lib.remove_empty(created)  # made just now and still empty: leave no trace
     raise
   return Checked(resuming, ds, strategy, done, graphdef, lock, settled, events)
+
+
+def check_disk(config, workdir: Path, prof: memory.ModelProfile, resuming: bool) -> None:
+  """Refuses a run whose checkpoints cannot fit on the workdir's disk.
+
+  A checkpoint holds the weights and batch statistics (`prof.param_bytes`)
+  and as much optimizer state; two are kept per trial and a third is being
+  written. A resumed run has its kept ones on disk already.
+  """
+  one = 2 * prof.param_bytes + 2**20  # + the meta JSON and orbax's files
+  need = one if resuming else (2 * config.num_trials + 1) * one + 2**20  # + the results files
+  free = files.free_bytes(workdir)
+  if free is not None and free < need:
+    raise files.no_space(Path(workdir), need, f"this run's checkpoints ({config.num_trials} "
+                         f"trial(s), two kept of about {files._human(one)} each)",
+                         started=False)

@@ -99,9 +99,18 @@ class Logs:
 
   def error(self, trial: int, cycle: int, e: Exception) -> None:
     """A cycle's failure; the checkpoint of the last finished cycle stays as it is."""
-    msg = str(e) if isinstance(e, TrainingError) else f"{type(e).__name__}: {e}"
-    self.metrics.append({"kind": "error", "trial": trial, "cycle": cycle, "error": msg})
-    self(f"ERROR: trial {trial + 1} cycle {cycle}: {msg}")
+    msg = str(e) if isinstance(e, (TrainingError, files.WriteError)) else \
+        f"{type(e).__name__}: {e}"
+    # Best effort: on a full disk the record itself may not fit; the error
+    # that caused it still reaches the user.
+    try:
+      self.metrics.append({"kind": "error", "trial": trial, "cycle": cycle, "error": msg})
+    except files.WriteError:
+      pass
+    try:
+      self(f"ERROR: trial {trial + 1} cycle {cycle}: {msg}")
+    except files.WriteError:
+      pass
 
   def interrupted(self, trial: int, cycle: int, signal_name: str) -> None:
     self.metrics.append({"kind": "error", "trial": trial, "cycle": cycle,

@@ -1,0 +1,137 @@
+"""Limits a run meets outside its config: a full disk, unwritable folders,
+fields that size memory or work, a damaged run or study record (issue 24,
+items 8-11, 13-15)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from conftest import snapshot, tiny_digits_config
+from jax_al import checkpoint, files, loop, preflight
+from jax_al.errors import ConfigError, DataError
+
+
+def _records(workdir: Path) -> list[dict]:
+  return [json.loads(l) for l in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def _same_run(a: Path, b: Path) -> None:
+  """Same picks, and the same accuracies within float tolerance."""
+  assert (a / "selected.jsonl").read_text() == (b / "selected.jsonl").read_text()
+  cyc = lambda w: [(r["trial"], r["cycle"], r["labeled"], r["test_acc"])
+                   for r in _records(w) if r["kind"] == "cycle"]
+  for x, y in zip(cyc(a), cyc(b), strict=True):
+    assert x[:3] == y[:3] and math.isclose(x[3], y[3], abs_tol=1e-4), (x, y)
+
+
+def _one_line(e: BaseException) -> str:
+  text = str(e)
+  assert "\n" not in text and "Traceback" not in text, text
+  return text
+
+
+# ------------------------------------------------------------ disk full ------
+
+FULL_RUN = dict(al__cycles=3)
+
+
+@pytest.fixture(scope="module")
+def full_ref(tmp_path_factory):
+  ref = tmp_path_factory.mktemp("full_ref") / "ref"
+  loop.run(tiny_digits_config("random", **FULL_RUN), ref, quiet=True)
+  return ref
+
+
+def _enospc(*_a, **_k):
+  raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_disk_full_at_the_start_is_one_line_naming_folder_and_bytes(tmp_path, monkeypatch):
+  run = tmp_path / "run"
+  monkeypatch.setattr(files, "_write_all", _enospc)
+  with pytest.raises(files.WriteError) as e:
+    loop.run(tiny_digits_config("random"), run, quiet=True)
+  msg = _one_line(e.value)
+  assert str(run) in msg and "no space left" in msg and "config.json" in msg, msg
+  assert "needs about " in msg and "kB" in msg and "free at least " in msg, msg
+  assert not (run / "config.json").exists()  # the temporary file went too
+  assert not any(run.glob(".*.tmp"))
+
+
+def test_disk_full_while_a_checkpoint_is_written_then_resume_is_exact(tmp_path, monkeypatch,
+                                                                     full_ref):
+  run = tmp_path / "run"
+  config = tiny_digits_config("random", **FULL_RUN)
+  real, calls = ocp.CheckpointManager.save, []
+
+  def save(self, *a, **k):  # orbax's write of cycle 2 hits a full disk
+    calls.append(1)
+    if len(calls) == 2:
+      raise ValueError("tensorstore write failed: No space left on device [OSError 28]")
+    return real(self, *a, **k)
+
+  with monkeypatch.context() as m:
+    m.setattr(ocp.CheckpointManager, "save", save)
+    with pytest.raises(files.WriteError) as e:
+      loop.run(config, run, quiet=True)
+  msg = _one_line(e.value)
+  assert "checkpoints" in msg and "trial 1, cycle 2" in msg and "needs about" in msg, msg
+  assert "rerun the same command" in msg, msg
+  last = _records(run)[-1]
+  assert last["kind"] == "error" and (last["trial"], last["cycle"]) == (0, 2), last
+  assert "no space left" in last["error"], last
+  assert checkpoint.latest(run, 0) == 1
+  assert not any(".orbax-checkpoint-tmp" in p.name for p in checkpoint.root(run, 0).iterdir())
+  loop.run(config, run, quiet=True)  # space freed: the same command resumes
+  _same_run(run, full_ref)
+
+
+def test_free_space_below_a_checkpoint_is_refused_before_orbax_writes(tmp_path, monkeypatch,
+                                                                      full_ref):
+  run = tmp_path / "run"
+  config = tiny_digits_config("random", **FULL_RUN)
+  real, state = files.free_bytes, {"full": False}
+  monkeypatch.setattr(files, "free_bytes",
+                      lambda p: 1000 if state["full"] and "checkpoints" in str(p) else real(p))
+  real_commit = loop._commit
+
+  def commit(tr, c, *a):
+    state["full"] = c == 2
+    return real_commit(tr, c, *a)
+
+  monkeypatch.setattr(loop, "_commit", commit)
+  with pytest.raises(files.WriteError) as e:
+    loop.run(config, run, quiet=True)
+  msg = _one_line(e.value)
+  assert "1 kB are free" in msg and "trial 1, cycle 2" in msg, msg
+  assert _records(run)[-1]["kind"] == "error"
+  monkeypatch.undo()  # space freed
+  loop.run(config, run, quiet=True)
+  _same_run(run, full_ref)
+
+
+def test_a_disk_too_small_for_the_checkpoints_is_refused_before_anything_is_written(
+    tmp_path, monkeypatch):
+  run = tmp_path / "run"
+  monkeypatch.setattr(files, "free_bytes", lambda p: 10_000)
+  with pytest.raises(files.WriteError) as e:
+    loop.run(tiny_digits_config("random"), run, quiet=True)
+  msg = _one_line(e.value)
+  assert "10 kB are free" in msg and "nothing was written" in msg, msg
+  assert not run.exists()
+
+
+def test_disk_full_reaches_the_command_line_as_one_line(tmp_path, monkeypatch, capsys):
+  from jax_al import cli
+  monkeypatch.setattr(files, "_write_all", _enospc)
+  with pytest.raises(SystemExit) as e:
+    cli.run_command(tiny_digits_config("random"), str(tmp_path / "run"), False)
+  assert str(e.value.code).startswith("error: ") and "\n" not in str(e.value.code)
