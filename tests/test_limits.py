@@ -135,3 +135,90 @@ def test_disk_full_reaches_the_command_line_as_one_line(tmp_path, monkeypatch, c
   with pytest.raises(SystemExit) as e:
     cli.run_command(tiny_digits_config("random"), str(tmp_path / "run"), False)
   assert str(e.value.code).startswith("error: ") and "\n" not in str(e.value.code)
+
+
+# ------------------------------------------------- TensorBoard folder ------
+
+
+class _Stop(BaseException):
+  """Stands for a kill after cycle 1."""
+
+
+@pytest.fixture(scope="module")
+def stopped_tb(tmp_path_factory):
+  """A run of ours stopped after cycle 1 of 2 (log.tensorboard on)."""
+  from jax_al import train
+  run = tmp_path_factory.mktemp("stopped_tb") / "run"
+  real, calls = train.Trainer.fit, []
+
+  def fit(*a, **k):
+    calls.append(1)
+    if len(calls) == 2:
+      raise _Stop()
+    return real(*a, **k)
+
+  mp = pytest.MonkeyPatch()
+  mp.setattr(train.Trainer, "fit", fit)
+  try:
+    with pytest.raises(_Stop):
+      loop.run(tiny_digits_config("random", log__tensorboard=True), run, quiet=True)
+  finally:
+    mp.undo()
+  return run
+
+
+def _break_file(tb: Path, monkeypatch) -> None:
+  import shutil
+  shutil.rmtree(tb)
+  tb.write_text("my notes")
+
+
+def _break_link(tb: Path, monkeypatch) -> None:
+  import shutil
+  shutil.rmtree(tb)
+  tb.symlink_to(tb.parent / "gone")
+
+
+def _break_readonly(tb: Path, monkeypatch) -> None:
+  if os.geteuid() != 0:
+    tb.chmod(0o555)
+    (tb / "trial0").chmod(0o555)
+    return
+  import tempfile  # root writes through any mode bits: the filesystem refuses instead
+  real = tempfile.mkstemp
+
+  def mkstemp(*a, dir=None, **k):
+    if dir is not None and Path(dir).resolve().is_relative_to(tb.resolve()):
+      raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir))
+    return real(*a, dir=dir, **k)
+
+  monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+@pytest.mark.parametrize("brk,needle", [(_break_file, "is a file"),
+                                        (_break_link, "does not exist"),
+                                        (_break_readonly, "cannot be written")],
+                         ids=["file", "dangling_link", "read_only"])
+def test_unwritable_tensorboard_folder_is_refused_before_any_training(
+    stopped_tb, tmp_path, monkeypatch, brk, needle):
+  import shutil
+  from jax_al import train
+  run = tmp_path / "run"
+  shutil.copytree(stopped_tb, run, symlinks=True)
+  tb = run / "tensorboard"
+  brk(tb, monkeypatch)
+  before = snapshot(run)
+
+  def fit(*a, **k):
+    raise AssertionError("training started before the TensorBoard folder was checked")
+
+  monkeypatch.setattr(train.Trainer, "fit", fit)
+  with pytest.raises(DataError) as e:
+    loop.run(tiny_digits_config("random", log__tensorboard=True), run, quiet=True)
+  msg = _one_line(e.value)
+  assert "tensorboard" in msg and needle in msg and "log.tensorboard=False" in msg, msg
+  monkeypatch.undo()
+  if tb.exists() and not tb.is_symlink() and tb.is_dir():
+    tb.chmod(0o755)
+    (tb / "trial0").chmod(0o755)
+  assert snapshot(run) == before  # nothing written, nothing removed
