@@ -222,3 +222,88 @@ def test_unwritable_tensorboard_folder_is_refused_before_any_training(
     tb.chmod(0o755)
     (tb / "trial0").chmod(0o755)
   assert snapshot(run) == before  # nothing written, nothing removed
+
+
+# ------------------------------------------- study --out, study.json ------
+
+
+def _tiny_study(out):
+  from configs import digits
+  from jax_al import study
+  f = study.grid.study_defaults()
+  with f.unlocked():
+    f.baselines = "random"
+    f.lams = "1"
+    f.norms = "rank"
+    f.sign_lams = "1"
+  return study.build(digits.get_config(), f, config_spec="configs/digits.py", mode="ci",
+                     out=out, executor="local")
+
+
+def test_study_out_on_a_read_only_filesystem_is_one_line(tmp_path, monkeypatch):
+  from jax_al import study
+  ro = tmp_path / "ro"
+  ro.mkdir()
+  out = ro / "study"
+  if os.geteuid() != 0:
+    ro.chmod(0o555)
+  else:  # root writes through mode bits: the filesystem refuses instead
+    real = Path.mkdir
+
+    def mkdir(self, *a, **k):
+      if self == out or ro in self.parents:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+      return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+  try:
+    with pytest.raises(ConfigError) as e:
+      study.run_study(_tiny_study(out), log=lambda m: None)
+  finally:
+    ro.chmod(0o755)
+  msg = _one_line(e.value)
+  assert "--out" in msg and str(out) in msg, msg
+  assert "Read-only file system" in msg or "Permission denied" in msg, msg
+  assert "writable filesystem" in msg, msg
+  assert not out.exists()
+
+
+def test_garbage_study_json_is_named_as_damaged_not_as_missing(tmp_path):
+  from jax_al import study
+  out = tmp_path / "study"
+  out.mkdir()
+  (out / "study.json").write_text("{garb")
+  (out / "findings.md").write_text("# findings\n")
+  with pytest.raises(ConfigError) as e:
+    study.check_out(out)
+  msg = _one_line(e.value)
+  assert "study.json is not a jax-al study's record" in msg and "no study.json" not in msg, msg
+  assert "restore it from a copy" in msg, msg
+  (out / "study.json").write_text(json.dumps({"tool": "someone else"}))
+  with pytest.raises(ConfigError, match="not a jax-al study's record"):
+    study.check_out(out)
+
+
+# ------------------------------------------------- a damaged config.json ------
+
+
+@pytest.mark.parametrize("damage", ["truncated", "deleted"])
+def test_our_run_with_a_damaged_config_json_says_so_and_how_to_recover(
+    finished, tmp_path, damage):
+  import shutil
+  run = tmp_path / "run"
+  shutil.copytree(finished, run)
+  cfg = run / "config.json"
+  if damage == "truncated":
+    cfg.write_text(cfg.read_text()[:40])
+  else:
+    cfg.unlink()
+  before = snapshot(run)
+  for overwrite in (False, True):
+    with pytest.raises(DataError) as e:
+      loop.run(tiny_digits_config("random"), run, overwrite=overwrite, quiet=True)
+    msg = _one_line(e.value)
+    assert "this run's config" in msg and "someone else" not in msg, msg
+    assert ("is damaged" if damage == "truncated" else "is missing") in msg, msg
+    assert "restore config.json" in msg, msg
+    assert snapshot(run) == before
