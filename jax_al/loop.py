@@ -110,6 +110,10 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
                        workdir_lib.config_record(config, checked.ds.fingerprint))
     logs = records.Logs.open(out, quiet=quiet or not main, events=checked.events)
     logs.start(config, checked.ds, checked.resuming, workdir, checked.settled, cache_dir)
+    for line in checked.warnings:  # before any cycle: the user can stop it now
+      logs(f"Warning: {line}")
+      if quiet and main:
+        print(f"Warning: {line}", file=sys.stderr, flush=True)
     exp = cycle.Experiment.build(config, checked.ds, checked.strategy, mesh, checked.graphdef)
     rs = Run(exp, logs, workdir, checked.done, replacement.commit, progress)
     try:

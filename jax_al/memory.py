@@ -69,16 +69,49 @@ def device_available() -> tuple[int, str]:
   return host_available(), "host"
 
 
+def _available(where: str) -> tuple[int, str]:
+  return (host_available(), "host") if where == "host" else device_available()
+
+
 def require(field: str, value: Any, need: float, what: str, fix: str,
-            where: str = "host") -> None:
-  """Raises ConfigError when `need` bytes of `what` exceed the free memory."""
-  if where == "host":
-    have, kind = host_available(), "host"
-  else:
-    have, kind = device_available()
-  if need > USABLE * have:
-    raise ConfigError(field, value, f"{what} needs about {fmt(need)} of {kind} memory, "
-                      f"{fmt(have)} are free; {fix}")
+            where: str = "host", need_of=None, low: int = 1, step: int = 1) -> None:
+  """Raises ConfigError when `need` bytes of `what` exceed the free memory.
+
+  With `need_of(v)` (the bytes as a function of the field's value, growing
+  with it), the fix names the largest round value of `field` that fits
+  (a multiple of `step`, at least `low`), never one that fails too; `fix`
+  is then what to do when even `low` does not fit.
+  """
+  have, kind = _available(where)
+  if need <= USABLE * have:
+    return
+  if need_of is not None and isinstance(value, int):
+    best = largest_fitting(need_of, low, value - 1, USABLE * have, step)
+    fix = (f"use a smaller {field}, e.g. {best}" if best is not None else
+           f"even {field}={low} does not fit; {fix}")
+  raise ConfigError(field, value, f"{what} needs about {fmt(need)} of {kind} memory, "
+                    f"{fmt(have)} are free; {fix}")
+
+
+def largest_fitting(need_of, low: int, high: int, limit: float, step: int = 1) -> int | None:
+  """The largest round v in [low, high] (1, 2 or 5 times a power of ten, a
+  multiple of `step`) with need_of(v) <= limit, or None."""
+  if high < low or need_of(low) > limit:
+    return None
+  lo, hi = low, high  # need_of(lo) fits; binary search for the largest that does
+  while lo < hi:
+    mid = (lo + hi + 1) // 2
+    if need_of(mid) <= limit:
+      lo = mid
+    else:
+      hi = mid - 1
+  for e in range(len(str(lo)), -1, -1):
+    for m in (5, 2, 1):
+      v = m * 10**e
+      v -= v % step
+      if low <= v <= lo:
+        return v
+  return low
 
 
 # ------------------------------------------------------------ estimates ------
@@ -170,7 +203,8 @@ def check_data(n_images: int, image_size: int | None, channels: int, where: str)
   require("data.image_size", image_size,
           images_bytes(n_images, image_size, image_size, channels),
           f"the decoded dataset ({n_images:,} images of {image_size}x{image_size}x{channels} "
-          f"from {where})", "use a smaller data.image_size (e.g. 32)")
+          f"from {where})", "use fewer images",
+          need_of=lambda s: images_bytes(n_images, s, s, channels))
 
 
 def check_run(config, n_train: int, n_test: int, num_classes: int,
@@ -202,29 +236,181 @@ def check_run(config, n_train: int, n_test: int, num_classes: int,
   elif state > train:
     field, value, fix = "model.width", config.model.width, "use a smaller model.width"
   trials = max(trials, members)
+  per_image = prof.train_bytes_per_image
+  need_of = {"train.batch_size": lambda b: data + trials * (state + b * per_image),
+             "al.ensemble_size": lambda m: data + m * (state + train),
+             "num_trials": lambda n: data + n * (state + train)}.get(field)
   require(field, value, data + trials * (state + train),
           f"training ({trials} x [{fmt(state)} of weights and optimizer, "
-          f"{fmt(train)} for a batch of {t.batch_size}] plus the data)", fix, "device")
-  chunk = min(t.eval_batch_size, max(n_train, n_test))
-  require("train.eval_batch_size", t.eval_batch_size,
-          data + state + t.eval_batch_size * (prof.eval_bytes_per_image + 4) +
-          chunk * 4 * (prof.feature_dim + num_classes),
-          f"an eval chunk of {t.eval_batch_size:,} images", "use a smaller "
-          "train.eval_batch_size (e.g. 500)", "device")
+          f"{fmt(train)} for a batch of {t.batch_size}] plus the data)", fix, "device",
+          need_of=need_of, low=2 if field == "al.ensemble_size" else 1)
+
+  def eval_need(b):
+    return (data + state + b * (prof.eval_bytes_per_image + 4) +
+            min(b, max(n_train, n_test)) * 4 * (prof.feature_dim + num_classes))
+
+  require("train.eval_batch_size", t.eval_batch_size, eval_need(t.eval_batch_size),
+          f"an eval chunk of {t.eval_batch_size:,} images", "use a smaller model or "
+          "data.image_size", "device", need_of=eval_need)
   feats = (n_candidates + labeled_capacity) * 4 * (prof.feature_dim + num_classes)
-  if al.strategy == "uncertainty_mmd":
-    block = min(al.block, max(n_candidates, labeled_capacity, 1))
-    require("al.block", al.block, data + feats + 4 * 4 * block * block,
-            f"MMD kernel blocks of {block:,} x {block:,}", "use al.block=1024", "device")
+  for field, value, need_of, what, fix, low, step in selection_needs(
+      config, n_candidates, labeled_capacity, prof.feature_dim, num_classes):
+    require(field, value, data + feats + need_of(value), what, fix, "device",
+            need_of=lambda v, f=need_of: data + feats + f(v), low=low, step=step)
+
+
+# Strategies that run k-means on features (`al.kmeans.*`) or compute kernel or
+# distance blocks of `al.block` rows.
+KMEANS = ("uncertainty_mmd", "cluster_margin", "typiclust")
+BLOCKS = ("uncertainty_mmd", "coreset", "typiclust")
+# Minibatches of the per-sample MMD term gathered at once (mmd.per_sample_mmd2's chunk).
+DRAW_CHUNK = 16
+
+
+def _kmeans_shape(al, n_candidates: int, labeled_capacity: int, num_classes: int):
+  """(rows, k, restarts vmapped at once) of the strategy's k-means."""
+  if al.strategy == "typiclust":  # labeled + candidates, about labeled + budget clusters
+    rows = n_candidates + labeled_capacity
+    return rows, min(rows, labeled_capacity + al.budget), 1
+  k = al.k if al.k is not None else num_classes
+  # Per-batch scope: every full minibatch at once (no padding, minibatch.layout).
+  batches = 1 if al.u_scope == "global" else max(1, n_candidates // max(al.batch, 1))
+  return n_candidates, k, batches
+
+
+def selection_needs(config, n_candidates: int, labeled_capacity: int, feature_dim: int,
+                    num_classes: int) -> list:
+  """The selection's memory as functions of the fields that size it.
+
+  Each entry: (field, value, need_of(value) -> bytes, what, fix when even the
+  smallest value fails, smallest value, step). Every sizing field of the
+  run's strategy is here, so a combination (n_init x max_iter, repeats x
+  draw_size) is estimated as a whole.
+  """
+  al, out = config.al, []
+  name = al.strategy
+  d, f32 = feature_dim, 4
+  if name in BLOCKS:
+    cap = max(n_candidates, labeled_capacity, 1)
+    out.append(("al.block", al.block, lambda b: 4 * f32 * min(b, cap)**2,
+                f"kernel blocks of {min(al.block, cap):,} x {min(al.block, cap):,}",
+                "free device memory", 1, 1))
+  if name == "uncertainty_mmd" and al.use_mmd and al.approx == "rff":
+    out.append(("al.rff_dim", al.rff_dim,
+                lambda r: f32 * r * (n_candidates + labeled_capacity + d),
+                f"random Fourier features of dimension {al.rff_dim:,}",
+                "use al.approx='exact'", 2, 2))
+  if name == "uncertainty_mmd" and al.use_mmd and al.term == "per_sample":
+    at_once = 1 if al.mmd_scope == "global" else min(
+        DRAW_CHUNK, max(1, n_candidates // max(al.batch, 1)))
+    width = 2 * al.rff_dim if al.approx == "rff" else d
+    block = al.block
+
+    def draws(r, s):
+      # gathered draws [R, s, width], the block-diagonal weights [R s, R] and
+      # the R self-sum kernel blocks, per minibatch gathered at once
+      return at_once * f32 * (r * s * width + r * s * r + r * min(block, s)**2)
+
+    out.append(("al.repeats", al.repeats, lambda r: draws(r, al.draw_size),
+                f"{al.repeats:,} labeled draws of {al.draw_size:,} points",
+                "lower al.draw_size", 1, 1))
+    out.append(("al.draw_size", al.draw_size, lambda s: draws(al.repeats, s),
+                f"{al.repeats:,} labeled draws of {al.draw_size:,} points",
+                "lower al.repeats", 2 if al.estimator == "unbiased" else 1, 1))
+  if name in KMEANS and (name != "uncertainty_mmd" or al.utility == "cluster_margin"):
+    km = al.kmeans
+    rows, k, batches = _kmeans_shape(al, n_candidates, labeled_capacity, num_classes)
+
+    def kmeans(n_init, max_iter):
+      # distances and assignments of every restart, and ott-jax's per-iteration
+      # error history ([max_iter] per restart and minibatch, kept in the loop state)
+      return 3 * f32 * n_init * (rows * k + batches * max_iter)
+
+    what = (f"k-means with {km.n_init:,} restarts of {rows:,} points x {k} centres and "
+            f"{km.max_iter:,} iterations at most")
+    out.append(("al.kmeans.n_init", km.n_init, lambda n: kmeans(n, km.max_iter), what,
+                "lower al.kmeans.max_iter or al.k", 1, 1))
+    out.append(("al.kmeans.max_iter", km.max_iter, lambda m: kmeans(km.n_init, m), what,
+                "lower al.kmeans.n_init or al.k", 1, 1))
+  return out
+
+
+# ---------------------------------------------------------------- work ------
+
+# Fields that size a selection's work; a setting making it more than
+# SLOW_FACTOR times the work at their defaults gets a warning before the run.
+WORK_FIELDS = ("block", "repeats", "draw_size", "kmeans.n_init", "kmeans.max_iter",
+               "kmeans.tol", "rff_dim", "mc_samples")
+SLOW_FACTOR = 100
+# A loop step (one kernel block pair) costs about this many flops of work on
+# top of its arithmetic: launch and loop overhead, measured ~10 us on CPU.
+STEP_FLOPS = 1e5
+# Lloyd iterations counted when tol > 0 (runs converge well before the
+# default cap); with tol = 0 every run may go to max_iter.
+TYPICAL_ITERS = 100
+
+
+def _get(al, dotted: str):
+  node = al
+  for part in dotted.split("."):
+    node = node[part]
+  return node
+
+
+def selection_work(al, n_candidates: int, n_labeled: int, feature_dim: int,
+                   num_classes: int) -> float:
+  """About the flops of one selection (arithmetic + STEP_FLOPS per loop step)."""
+  cdiv = lambda a, b: -(-int(a) // max(int(b), 1))
+  n, m, d = max(n_candidates, 1), max(n_labeled, 1), feature_dim
+  name, work = al.strategy, 0.0
+
+  def pairs(rows, cols, block):  # a blocked kernel or distance pass
+    return rows * cols * d + STEP_FLOPS * cdiv(rows, block) * cdiv(cols, block)
+
+  if name in KMEANS and (name != "uncertainty_mmd" or al.utility == "cluster_margin"):
+    km = al.kmeans
+    rows, k, _ = _kmeans_shape(al, n, m, num_classes)
+    iters = km.max_iter if km.tol == 0 else min(km.max_iter, TYPICAL_ITERS)
+    work += km.n_init * iters * (rows * k * d + STEP_FLOPS)
+  if name == "uncertainty_mmd" and al.use_mmd:
+    b = n if al.mmd_scope == "global" else min(al.batch, n)
+    nb = cdiv(n, b)
     if al.approx == "rff":
-      require("al.rff_dim", al.rff_dim,
-              data + feats + 4 * al.rff_dim * (n_candidates + labeled_capacity + prof.feature_dim),
-              f"random Fourier features of dimension {al.rff_dim:,}",
-              "use al.rff_dim=2048", "device")
-    k = al.k if al.k is not None else num_classes
-    rows = (n_candidates if al.u_scope == "global"
-            else math.ceil(n_candidates / al.batch) * al.batch)
-    require("al.kmeans.n_init", al.kmeans.n_init,
-            data + feats + 3 * 4 * al.kmeans.n_init * rows * k,
-            f"k-means with {al.kmeans.n_init} restarts of {rows:,} points x {k} centres",
-            "lower al.kmeans.n_init or al.k", "device")
+      work += (n + m) * d * al.rff_dim * 2 + al.repeats * al.draw_size * al.rff_dim * nb
+    elif al.term == "per_sample":
+      r, s = al.repeats, al.draw_size
+      work += nb * (pairs(b, r * s, al.block) + r * pairs(s, s, al.block))
+    else:  # witness, decrease: candidates against L and against their own minibatch
+      work += pairs(n, m, al.block) + nb * pairs(b, b, al.block)
+  if name in ("coreset", "typiclust"):
+    work += pairs(n, n + m, al.block)
+  if name in ("bald", "variation_ratio"):
+    work += al.mc_samples * n * d * num_classes
+  return work
+
+
+def slow_settings(config, n_candidates: int, n_labeled: int, feature_dim: int,
+                  num_classes: int) -> str | None:
+  """A warning when the work fields make a selection SLOW_FACTOR times
+  slower than at their defaults (combinations counted together), else None."""
+  from jax_al import defaults
+
+  al, base = config.al, config.al.copy_and_resolve_references()
+  ref = defaults.al()
+  changed = [f for f in WORK_FIELDS if _get(al, f) != _get(ref, f)]
+  if not changed:
+    return None
+  with base.unlocked():
+    for f in changed:
+      *path, last = f.split(".")
+      node = base
+      for part in path:
+        node = node[part]
+      node[last] = _get(ref, f)
+  args = (n_candidates, n_labeled, feature_dim, num_classes)
+  now, then = selection_work(al, *args), selection_work(base, *args)
+  if not then or now <= SLOW_FACTOR * then:
+    return None
+  shown = ", ".join(f"al.{f}={_get(al, f)!r} (default {_get(ref, f)!r})" for f in changed)
+  return (f"{shown} make each selection about {now / then:,.0f}x the work it is at the "
+          "defaults; the run will be that much slower (set them back to stop this warning)")

@@ -37,6 +37,8 @@ class Checked:
     settled: what was done with outputs an interrupted --overwrite had set
       aside, or "".
     events: the TensorBoard writer (`log.tensorboard`), or None.
+    warnings: lines to show before the first cycle (settings that make a
+      selection far slower than at the defaults, `memory.slow_settings`).
   """
 
   resuming: bool
@@ -47,6 +49,7 @@ class Checked:
   lock: workdir_lib.Lock
   settled: str = ""
   events: Any = None
+  warnings: tuple = ()
 
 
 def check_run(config, workdir: Path, overwrite: bool, mesh=None) -> Checked:
@@ -87,6 +90,8 @@ def check_run(config, workdir: Path, overwrite: bool, mesh=None) -> Checked:
                      cycle.labeled_capacity(config, n_train), prof,
                      ds.train_images.dtype.itemsize, cycle.members(config, strategy))
     check_disk(config, workdir, prof, resuming)
+    slow = memory.slow_settings(config, n_cand, cycle.labeled_capacity(config, n_train),
+                                prof.feature_dim, ds.num_classes)
     graphdef, _, _ = init_model(config, ds.num_classes, image_shape,
                                 rng.stream(config.seed, 0, "init"))
     done = {}
@@ -102,7 +107,8 @@ def check_run(config, workdir: Path, overwrite: bool, mesh=None) -> Checked:
       lock.release(remove=True)
     workdir_lib.remove_empty(created)  # made just now and still empty: leave no trace
     raise
-  return Checked(resuming, ds, strategy, done, graphdef, lock, settled, events)
+  return Checked(resuming, ds, strategy, done, graphdef, lock, settled, events,
+                 (slow,) if slow else ())
 
 
 def check_disk(config, workdir: Path, prof: memory.ModelProfile, resuming: bool) -> None:

@@ -307,3 +307,120 @@ def test_our_run_with_a_damaged_config_json_says_so_and_how_to_recover(
     assert ("is damaged" if damage == "truncated" else "is missing") in msg, msg
     assert "restore config.json" in msg, msg
     assert snapshot(run) == before
+
+
+# ------------------------------------------ fields that size memory or work ------
+
+
+def _preflight(tmp_path, strategy="users", **fields):
+  """preflight.check_run of the tiny users (uncertainty_mmd) run; releases the lock."""
+  c = tiny_digits_config(strategy, **fields)
+  checked = preflight.check_run(c, tmp_path / f"w{len(list(tmp_path.iterdir()))}", False)
+  checked.lock.release(remove=True)
+  return checked
+
+
+def _suggested(msg: str) -> int:
+  import re
+  m = re.search(r"e\.g\. (\d+)$", msg)
+  assert m, msg
+  return int(m.group(1))
+
+
+def test_draw_size_past_46341_no_longer_overflows():
+  import jax.numpy as jnp
+  from jax_al.scores import mmd
+  s = 46341  # s**2 > 2**31: an int32 argument could not hold it
+  got = float(mmd.within_mean(jnp.float32(s * 3.0), s))
+  assert math.isclose(got, 3.0 / s, rel_tol=1e-6)
+  got = float(mmd.within_mean(jnp.float32(s * 3.0), s, unbiased=True))
+  assert math.isclose(got, 2.0 / (s - 1), rel_tol=1e-5)
+  got = float(mmd.mmd2_from_sums(jnp.float32(s * s), jnp.float32(s * s), jnp.float32(s * s),
+                                 s, s))
+  assert abs(got) < 1e-5
+
+
+def test_draw_size_past_46341_warns_before_the_run(tmp_path):
+  checked = _preflight(tmp_path, al__draw_size=46341)
+  assert len(checked.warnings) == 1 and "al.draw_size=46341" in checked.warnings[0]
+  assert "x the work" in checked.warnings[0]
+
+
+@pytest.mark.parametrize("fields,field", [
+    (dict(al__repeats=10000), "al.repeats"),
+    (dict(al__kmeans__n_init=1000, al__kmeans__max_iter=1_000_000, al__kmeans__tol=0.0),
+     "al.kmeans.n_init")], ids=["repeats", "kmeans"])
+def test_sizing_fields_are_estimated_and_the_suggestion_fits(tmp_path, monkeypatch, fields,
+                                                             field):
+  from jax_al import memory
+  monkeypatch.setattr(memory, "host_available", lambda: 16 * 10**9)
+  with pytest.raises(ConfigError) as e:
+    _preflight(tmp_path, **fields)
+  msg = _one_line(e.value)
+  assert f"`{field}`" in msg and "16 GB are free" in msg, msg
+  fix = _suggested(msg)
+  assert fix < int(_get(fields, field))
+  _preflight(tmp_path, **{**fields, field.replace(".", "__"): fix})  # fits: no error
+
+
+def _get(fields, field):
+  return fields[field.replace(".", "__")]
+
+
+def test_eval_batch_refusal_suggests_a_value_that_fits(tmp_path, monkeypatch):
+  from jax_al import memory
+  real, seen = memory.check_run, {}
+  monkeypatch.setattr(memory, "check_run",
+                      lambda config, *a, **k: seen.setdefault("args", (config, a, k)))
+  _preflight(tmp_path, "random", train__eval_batch_size=500)  # no selection arrays
+  config, a, k = seen["args"]
+
+  def check(avail: int, eval_batch: int) -> None:
+    monkeypatch.setattr(memory, "host_available", lambda: avail)
+    config.train.eval_batch_size = eval_batch
+    real(config, *a, **k)
+
+  lo, hi = 10**5, 10**12  # the least free memory at which 500 fits lies in (lo, hi]
+  check(hi, 500)
+  while hi - lo > 1:
+    mid = (lo + hi) // 2
+    try:
+      check(mid, 500)
+      hi = mid
+    except ConfigError:
+      lo = mid
+  with pytest.raises(ConfigError) as e:  # 500 fails here, by one byte
+    check(lo, 500)
+  msg = _one_line(e.value)
+  assert "`train.eval_batch_size` = 500" in msg, msg
+  fix = _suggested(msg)
+  assert fix < 500 and "e.g. 500" not in msg, msg
+  check(lo, fix)  # the suggested value fits
+
+
+def test_al_batch_larger_than_the_pool_is_not_blamed_on_kmeans(tmp_path, monkeypatch):
+  from jax_al import memory
+  _preflight(tmp_path, al__batch=10**9)  # no phantom rows: one minibatch of the candidates
+  monkeypatch.setattr(memory, "host_available", lambda: 2 * 10**6)
+  with pytest.raises(ConfigError) as e:
+    _preflight(tmp_path, al__batch=10**9)
+  assert "1,000,000,000 points" not in str(e.value)
+
+
+def test_kernel_program_size_does_not_grow_with_columns_per_block():
+  import jax
+  import jax.numpy as jnp
+  from jax_al.scores import mmd
+
+  def size(m):
+    x, y = jnp.ones((4, 3)), jnp.ones((m, 3))
+    f = jax.jit(lambda x, y: mmd.kernel_matvec(x, y, jnp.ones(m), jnp.float32(1.0), block=1))
+    return len(f.lower(x, y).as_text())  # the lowered program, where a scan is unrolled
+
+  assert size(4000) < 1.2 * size(400)  # al.block=1 used to unroll every column
+
+
+def test_block_1_warns_before_the_run(tmp_path):
+  checked = _preflight(tmp_path, al__block=1)
+  assert any("al.block=1 (default 1024)" in w for w in checked.warnings), checked.warnings
+  assert _preflight(tmp_path).warnings == ()
