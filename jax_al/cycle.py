@@ -29,6 +29,7 @@ from jax_al import rng, sharding, strategies, vmap_trials
 from jax_al.errors import TrainingError
 from jax_al.scores import bayes
 from jax_al.strategies.base import Samples
+from jax_al import train as train_lib
 from jax_al.train import StepConfig, Trainer, TrainState, init_model
 
 
@@ -286,8 +287,8 @@ def pool(exp: Experiment, state: TrainState, labeled: np.ndarray, subset: np.nda
       a for a in (samples, predicted) if a is not None)
   if not all(bool(jnp.all(jnp.isfinite(a))) for a in arrays):
     raise TrainingError(f"cycle {cycle}: the model produced non-finite features or logits, "
-                        "so no strategy can score the pool; the network diverged. Lower "
-                        "train.lr or use train.dtype=float32")
+                        "so no strategy can score the pool; the network diverged; "
+                        f"{train_lib.divergence_fix(exp.config.train)}")
   return sharding.place_pool(exp.mesh, strategies.Pool(
       feats, logits, l_feats, l_logits, exp.ds.num_classes,
       labeled_capacity(exp.config, exp.num_train), samples, predicted))

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from jax_al import checkpoint, compiles, cycle, files, preflight, records, report, sharding
+from jax_al import train
 from jax_al import workdir as workdir_lib
 from jax_al.errors import Interrupted, TrainingError, critical
 
@@ -213,8 +214,8 @@ def _run_one(tr: Trial, c: int, rs: Run) -> None:
     with compiles.CompileLog() as clog:
       bar = files.EpochBar(rs.config.train.epochs, f"trial {tr.trial + 1} cycle {c}")
       try:
-        state, hist = cycle.train(rs.exp, tr.trial, c, tr.labeled, tr.state,
-                                  rs.logs.on_eval(tr.trial, c), bar)
+        on_eval = rs.logs.on_eval(tr.trial, c, train.divergence_fix(rs.config.train))
+        state, hist = cycle.train(rs.exp, tr.trial, c, tr.labeled, tr.state, on_eval, bar)
       finally:
         bar.close()
       t_train = time.perf_counter() - t0
@@ -229,7 +230,8 @@ def _run_group(group: list[Trial], c: int, rs: Run) -> None:
   """Cycle `c` of several trials: trained as one vmapped program, then tested,
   selected and checkpointed trial by trial (`train_s` is the shared time)."""
   current = group[0].trial  # the trial an error is recorded against
-  callbacks = [rs.logs.on_eval(tr.trial, c) for tr in group]
+  fix = train.divergence_fix(rs.config.train)
+  callbacks = [rs.logs.on_eval(tr.trial, c, fix) for tr in group]
 
   def on_eval(i, rec):
     nonlocal current

@@ -185,15 +185,57 @@ def model_profile(config, num_classes: int, image_shape: tuple[int, int, int]) -
     model = nnx.merge(graphdef, state)
     return model.with_loss(x, train=True) if with_loss else model(x, train=True)
 
+  def trace(b, shape):
+    x = jax.ShapeDtypeStruct((b, *shape), jnp.dtype(config.train.dtype))
+    return jax.make_jaxpr(forward)(state, x).jaxpr
+
+  if _empty_maps(trace(1, image_shape)):
+    _refuse_small(config, image_shape, trace)
   per_batch = []
   for b in (1, 2):
     x = jax.ShapeDtypeStruct((b, *image_shape), jnp.dtype(config.train.dtype))
-    per_batch.append(_outputs_bytes(jax.make_jaxpr(forward)(state, x).jaxpr))
+    per_batch.append(_outputs_bytes(trace(b, image_shape)))
     feats = jax.eval_shape(forward, state, x)[1]
   one, two = per_batch
   per_image = [max(b - a, 0) for a, b in zip(one, two)] if len(one) == len(two) else two
   return ModelProfile(int(param_bytes), int(feats.shape[-1]), int(sum(per_image)),
                       int(3 * max(per_image, default=0)))
+
+
+def _empty_maps(jaxpr) -> bool:
+  """Whether an image-shaped intermediate ([N, H, W, C]) has no pixels left."""
+  for eqn in jaxpr.eqns:
+    for v in eqn.outvars:
+      shape = getattr(getattr(v, "aval", None), "shape", ())
+      if len(shape) == 4 and 0 in shape[1:3]:
+        return True
+    for p in eqn.params.values():
+      for sub in (p if isinstance(p, (list, tuple)) else (p,)):
+        inner = getattr(sub, "jaxpr", None)
+        if inner is not None and hasattr(inner, "eqns") and _empty_maps(inner):
+          return True
+  return False
+
+
+def _refuse_small(config, image_shape, trace) -> None:
+  """Raises ConfigError naming the smallest square image the model can take:
+  its pooling or strides leave a 0x0 map at `image_shape`, and the mean over
+  no pixels is NaN (the loss would then diverge in cycle 1)."""
+  h, w, c = image_shape
+  side = max(h, w, 1)
+  while side <= 4096 and _empty_maps(trace(1, (side, side, c))):
+    side *= 2
+  lo = max(h, w)  # fails; `side` works: the smallest that works lies in (lo, side]
+  while side - lo > 1:
+    mid = (lo + side) // 2
+    if _empty_maps(trace(1, (mid, mid, c))):
+      lo = mid
+    else:
+      side = mid
+  raise ConfigError("data.image_size", f"{h}x{w}",
+                    f"model.name={config.model.name} pools or strides a {h}x{w} image down to "
+                    f"a 0x0 map (its loss would be NaN); use images of at least {side}x{side} "
+                    f"(data.image_size={side}) or model.name=mlp")
 
 
 def check_data(n_images: int, image_size: int | None, channels: int, where: str) -> None:

@@ -79,16 +79,18 @@ class Logs:
          f"cycle {last}; lines of cycle {last + 1} above this mark came from the "
          "interrupted attempt ----")
 
-  def on_eval(self, trial: int, cycle: int):
-    """The per-evaluation callback of a trial's cycle: guard, log line, record."""
+  def on_eval(self, trial: int, cycle: int, fix: str = "lower train.lr"):
+    """The per-evaluation callback of a trial's cycle: guard, log line, record.
+
+    `fix`: what to change when a loss is not finite (`train.divergence_fix`).
+    """
 
     def on_eval(rec):
       for k in ("train_loss", "test_loss"):
         if not np.isfinite(rec[k]):
           raise TrainingError(
               f"the {k.replace('_', ' ')} became {rec[k]} at epoch {rec['epoch']} "
-              f"(lr {rec['lr']:g}): the network diverged; lower train.lr or use "
-              "train.dtype=float32")
+              f"(lr {rec['lr']:g}): the network diverged; {fix}")
       self(f"Cycle: {cycle} Epoch: {rec['epoch']} --- Val Acc: {rec['test_acc']:.3f} \t"
            f"Best Acc: {rec['best_acc']:.3f}")
       self.metrics.append({"kind": "eval", "trial": trial, "cycle": cycle, **rec})

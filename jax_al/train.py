@@ -638,6 +638,26 @@ class Trainer:
     return state, history
 
 
+def divergence_fix(train_cfg) -> str:
+  """What to change when training diverged, for this run's settings.
+
+  SGD with weight decay multiplies the weights by (1 - lr * weight_decay)
+  each step: past 1 the weights grow without bound whatever the data. A
+  float32 run is not helped by "use float32"; bfloat16 is.
+  """
+  lr, wd = float(train_cfg.lr), float(train_cfg.weight_decay)
+  if lr * wd >= 1:
+    fix = (f"lower train.lr or train.weight_decay: lr x weight_decay = {lr * wd:.3g} >= 1 "
+           f"makes every step grow the weights (e.g. train.weight_decay=5e-4, train.lr=0.1)")
+  elif lr > 10:
+    fix = f"lower train.lr ({lr:g} is far above the usual 0.01-1, e.g. train.lr=0.1)"
+  else:
+    fix = "lower train.lr (e.g. by 10x)"
+  if train_cfg.get("dtype", "float32") != "float32":
+    fix += " or use train.dtype=float32"
+  return fix
+
+
 def fit_epochs(state, train_cfg, sc: StepConfig, num: int, epoch, epochs, evaluate,
                on_eval=None, progress=None):
   """The epoch loop of one model (`num = 1`) or of a vmapped stack of `num`.
@@ -663,7 +683,7 @@ def fit_epochs(state, train_cfg, sc: StepConfig, num: int, epoch, epochs, evalua
     for i, v in enumerate(losses):
       if not math.isfinite(v):
         err = TrainingError(f"training loss became {float(v)} at epoch {e + 1} (lr {lr}); "
-                            "lower train.lr or use train.dtype=float32")
+                            f"{divergence_fix(train_cfg)}")
         err.trial = i
         raise err
     for i in range(num):

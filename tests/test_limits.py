@@ -424,3 +424,40 @@ def test_block_1_warns_before_the_run(tmp_path):
   checked = _preflight(tmp_path, al__block=1)
   assert any("al.block=1 (default 1024)" in w for w in checked.warnings), checked.warnings
   assert _preflight(tmp_path).warnings == ()
+
+
+# -------------------------------------------------------- NaN advice ------
+
+
+def test_1x1_images_are_refused_up_front_for_a_pooling_model(tmp_path, monkeypatch):
+  from jax_al import train
+  monkeypatch.setattr(train.Trainer, "fit", lambda *a, **k: pytest.fail("trained"))
+  with pytest.raises(ConfigError) as e:
+    loop.run(tiny_digits_config("random", model__name="cnn", data__image_size=1),
+             tmp_path / "run", quiet=True)
+  msg = _one_line(e.value)
+  assert "`data.image_size` = '1x1'" in msg and "model.name=cnn" in msg, msg
+  assert "0x0" in msg and "at least 2x2" in msg, msg
+  assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("fields,needle", [
+    (dict(train__weight_decay=1e30), "lower train.lr or train.weight_decay"),
+    (dict(train__lr=1e30), "lower train.lr or train.weight_decay"),
+    (dict(train__lr=1e30, train__weight_decay=0.0), "lower train.lr (1e+30 is far above"),
+], ids=["weight_decay", "lr", "lr_no_decay"])
+def test_divergence_advice_fits_the_case(tmp_path, fields, needle):
+  from jax_al.errors import TrainingError
+  with pytest.raises(TrainingError) as e:
+    loop.run(tiny_digits_config("random", **fields), tmp_path / "run", quiet=True)
+  msg = _one_line(e.value)
+  assert needle in msg, msg
+  assert "float32" not in msg, msg  # the run is float32 already
+  err = _records(tmp_path / "run")[-1]
+  assert err["kind"] == "error" and needle in err["error"]
+
+
+def test_divergence_advice_on_bfloat16_still_suggests_float32():
+  from jax_al import train
+  c = tiny_digits_config("random", train__dtype="bfloat16")
+  assert train.divergence_fix(c.train).endswith("or use train.dtype=float32")
