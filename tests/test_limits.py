@@ -461,3 +461,47 @@ def test_divergence_advice_on_bfloat16_still_suggests_float32():
   from jax_al import train
   c = tiny_digits_config("random", train__dtype="bfloat16")
   assert train.divergence_fix(c.train).endswith("or use train.dtype=float32")
+
+
+# ------------------------------------------------- the study plan's estimate ------
+
+
+def _digits_study():
+  from configs import digits
+  from jax_al import study
+  f = study.grid.study_defaults()
+  with f.unlocked():  # the committed study's command (docs/study/digits/README.md)
+    f.baselines = "random,entropy,margin,least_confidence,coreset,badge,typiclust"
+    f.device = "cpu"
+  return study.build(digits.get_config(), f, config_spec="configs/digits.py", mode="full",
+                     out=None, executor="local")
+
+
+def _committed_runtime() -> dict:
+  from conftest import REPO
+  return json.loads((REPO / "docs/study/digits/findings.json").read_text())["runtime"]
+
+
+def test_plan_estimate_on_digits_lands_within_2x_of_the_committed_measurement():
+  from jax_al import study
+  st = _digits_study()
+  measured = _committed_runtime()["command_s"]  # 331 s for its 102 jobs and the analysis
+  total = study.grid.estimate(st)["total_s"]
+  assert measured / 2 <= total <= 2 * measured, (total, measured)
+  text = study.plan_text(st)
+  assert "102 jobs" in text and "calibrated on docs/study/digits" in text, text
+
+
+def test_calibration_constants_rederive_from_the_committed_study(monkeypatch):
+  from jax_al.study import grid
+  st = _digits_study()
+  rt = _committed_runtime()
+  factor, _ = grid.CALIBRATED[("mlp", "cpu")]
+  monkeypatch.setattr(grid, "CALIBRATED", {})
+  raw = grid.estimate(st)  # the uncalibrated assumptions
+  monkeypatch.undo()
+  assert math.isclose(factor, rt["job_seconds_total"] / (raw["phase1_s"] + raw["phase2_s"]),
+                      rel_tol=0.01)
+  cal = grid.estimate(st)
+  assert math.isclose(cal["phase1_s"] + cal["phase2_s"], rt["job_seconds_total"], rel_tol=0.01)
+  assert math.isclose(cal["analysis_s"], rt["analysis_s"], rel_tol=0.02), cal["analysis_s"]

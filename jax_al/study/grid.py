@@ -531,6 +531,17 @@ VMAP_GAIN_WHY = {"cpu": "on a CPU, XLA runs the batched convolutions 2-3x slower
                  "gpu": "no gain from vmapping assumed, as no GPU measured one"}
 
 
+# Calibrated on a measured study, by (model, device): (factor on the assumed
+# job seconds above, seconds per selection of the analysis' replays). The
+# committed digits study (docs/study/digits/findings.json, 2026-12-02, 2-core
+# CPU): its 102 jobs took 312.8 s where the assumptions gave 707 s (factor
+# 0.4424), its analysis 18.0 s where 2 s per replayed selection gave 951 s:
+# 0.0301 s each. tests/test_limits.py re-derives both from that file.
+CALIBRATED = {("mlp", "cpu"): (0.4424, 0.0301)}
+CALIBRATED_FROM = "docs/study/digits (102 jobs in 312.8 s, analysis 18.0 s, 2-core CPU)"
+SELECT_S = 2.0  # a replayed selection's seconds where nothing measured or calibrated it
+
+
 def pool_size(config) -> int | None:
   """Training images of known datasets, from the config alone (no data is loaded)."""
   d = config.data
@@ -692,6 +703,7 @@ def estimate(st: Study) -> dict:
   model, width = st.base.model.name, st.base.model.width
   gain = VMAP_GAIN[dev]
   vsrc = None
+  replay_select_s = SELECT_S
   if meas:
     train_s, vmap_s = meas["train_s_per_image"], meas["vmap_s_per_image"]
     sel_s = meas["select_s_per_candidate"]
@@ -720,16 +732,24 @@ def estimate(st: Study) -> dict:
              "scaled by width^2")
     else:
       src = "given by --study.train_images_per_s"
+    over = st.fields.job_overhead_s if st.fields.job_overhead_s is not None else OVERHEAD_S[dev]
+    cal = CALIBRATED.get((model, dev)) if st.fields.train_images_per_s is None else None
+    if cal is not None:  # the assumed rates scaled to a measured study's seconds
+      rate /= cal[0]
+      src = f"calibrated on {CALIBRATED_FROM}"
+      if st.fields.job_overhead_s is None:
+        over *= cal[0]
     train_s = 1.0 / rate
     vmap_s = None
     infer_s = train_s * INFER_FRACTION
     sel_s = 0.0
-    over = st.fields.job_overhead_s if st.fields.job_overhead_s is not None else OVERHEAD_S[dev]
+    replay_select_s = cal[1] if cal is not None else SELECT_S
     where = f"under {st.out} yet" if st.out is not None else "(no --out given)"
     basis = (f"nothing measured {where}; {model} (width {width:g}) on {dev}: "
              f"{rate:,.0f} training images/s ({src}); a forward pass costs "
              f"{INFER_FRACTION:.2f} of a training step; selection itself not counted; "
-             f"{over:.0f} s per job for start-up and compilation (assumed)")
+             f"{over:.1f} s per job for start-up and compilation "
+             f"({'calibrated' if cal is not None else 'assumed'})")
   if vmap_s is None:
     if st.fields.vmap_images_per_s is not None:
       vmap_s, vsrc = 1.0 / st.fields.vmap_images_per_s, "given by --study.vmap_images_per_s"
@@ -766,7 +786,7 @@ def estimate(st: Study) -> dict:
   probes = len(st.probe_cycles) * st.fields.probe_trials
   # Each probe step selects once per variant and normalisation, plus the pictures.
   selects = probes * (len(n1) + len(st.fields.norms) + 2) + len(n1) + 2
-  per_select = (sel_s * (uimg["scored"] / max(cycles - 1, 1)) if sel_s else 2.0)
+  per_select = (sel_s * (uimg["scored"] / max(cycles - 1, 1)) if sel_s else replay_select_s)
   analysis = over + retrain * st.fields.probe_trials * per_cycle + selects * per_select
   return {"device": dev, "basis": basis, "per_job_s": per_run, "phase1_s": p1,
           "phase2_s": p2, "analysis_s": analysis, "total_s": p1 + p2 + analysis,
