@@ -300,8 +300,9 @@ class Picked:
 
   Attributes:
     indices: [budget] dataset indices of the picks.
-    stats: the record's selection fields: features_s, strategy_s, scored and
-      the strategy's own statistics.
+    stats: the record's selection fields: features_s, strategy_s, scored,
+      select_compile_s (the part of the step spent compiling) and the
+      strategy's own statistics.
     seconds: the whole step (candidates, features pass, strategy).
   """
 
@@ -314,21 +315,27 @@ def select(exp: Experiment, trial: int, cycle: int, labeled: np.ndarray,
            state: TrainState) -> Picked | None:
   """Scores the candidates of a cycle under `state` and picks `al.budget` of
   them (fewer when fewer are left); None when the pool is empty."""
+  from jax_al import compiles
+
   t0 = time.perf_counter()
   subset = candidates(exp, trial, cycle, labeled)
   if len(subset) == 0:
     return None
   budget = min(exp.config.al.budget, len(subset))
-  p = pool(exp, state, labeled, subset, trial, cycle)
-  t_feat = time.perf_counter() - t0
-  t1 = time.perf_counter()
-  sel = exp.strategy.select(p, budget, keys(exp.config.seed, trial, cycle).select)
-  idx = np.asarray(sel.indices)
-  t_sel = time.perf_counter() - t1
+  # The selection's own compilation, apart: the first call of a strategy pays
+  # for it, which would make it look slower than the later, steady ones.
+  with compiles.CompileLog() as clog:
+    p = pool(exp, state, labeled, subset, trial, cycle)
+    t_feat = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    sel = exp.strategy.select(p, budget, keys(exp.config.seed, trial, cycle).select)
+    idx = np.asarray(sel.indices)
+    t_sel = time.perf_counter() - t1
   if (len(idx) != budget or len(np.unique(idx)) != budget or idx.min() < 0
       or idx.max() >= len(subset)):
     raise RuntimeError(f"strategy {exp.config.al.strategy} returned invalid indices "
                        f"{idx[:10]}...")
   stats = {"features_s": t_feat, "strategy_s": t_sel, "scored": int(len(subset)),
+           "select_compile_s": min(clog.seconds, time.perf_counter() - t0),
            **{k: float(v) for k, v in sel.stats.items()}}
   return Picked(subset[idx], stats, time.perf_counter() - t0)

@@ -208,15 +208,18 @@ def load_run(workdir: Path, include_partial: bool = False) -> dict:
   col = {n: i for i, n in enumerate(sizes)}
   acc = np.full((len(kept), len(sizes)), np.nan)
   sel = np.full((len(kept), len(sizes)), np.nan)
+  comp = np.full((len(kept), len(sizes)), np.nan)  # nan: not recorded (runs before it was)
   for i, t in enumerate(kept):
     for r in by_t[t]:
       acc[i, col[r["labeled"]]] = r["test_acc"]
       sel[i, col[r["labeled"]]] = r.get("select_s", 0.0)
+      comp[i, col[r["labeled"]]] = r.get("select_compile_s",
+                                         np.nan if r.get("scored") else 0.0)
   config = _saved_config(workdir)
   strategy = ((config or {}).get("al") or {}).get("strategy")
   return {"name": workdir.name, "path": str(workdir), "trials": kept, "complete": full,
           "partial": partial, "expected_cycles": expected, "labeled": sizes, "acc": acc,
-          "select_s": sel, "errors": len(errors), "config": config,
+          "select_s": sel, "select_compile_s": comp, "errors": len(errors), "config": config,
           "strategy": strategy if isinstance(strategy, str) else None}
 
 
@@ -333,7 +336,8 @@ def summarize(runs: list[dict], baseline: str = "random") -> dict:
          "std": std_over_trials(r["acc"]).tolist() if r["acc"].size else [],
          "auc_mean": float(a.mean()) if len(a) else math.nan,
          "auc_std": float(std_over_trials(a[:, None])[0]) if len(a) else math.nan,
-         "select_s_mean": _nanmean(r["select_s"])}
+         "select_s_mean": _nanmean(r["select_s"]),
+         "select_compile_s_mean": _nanmean(r["select_compile_s"])}
     if base is not None and r is not base and base["complete"]:
       common = sorted(set(base["complete"]) & set(r["complete"]))
       mismatch = setup_mismatch(r, base)
@@ -440,6 +444,33 @@ def _png(fig, dpi: int) -> bytes:
   return buf.getvalue()
 
 
+def selection_series(summary: dict) -> dict:
+  """What selection_time.png plots, per strategy: every cycle that selects
+  (1 .. cycles - 1; the last trains and tests only), its selection seconds
+  without compilation (`steady_s`) and the compilation apart (`compile_s`).
+
+  Runs recorded before `select_compile_s` existed have no compile time: their
+  first cycle, which pays for it, is left out (`compile_s` None).
+  """
+  out = {}
+  for name, s in summary["strategies"].items():
+    if not s["labeled"]:
+      continue
+    k = len(s["labeled"]) - 1
+    sel = np.array(s["select_s_mean"][:k], dtype=float)
+    comp = np.array(s.get("select_compile_s_mean", [math.nan] * (k + 1))[:k], dtype=float)
+    cycles = np.arange(1, k + 1)
+    if k and np.all(np.isfinite(comp)):
+      steady, compile_s = np.maximum(sel - comp, 0.0), comp
+    else:
+      cycles, steady, compile_s = cycles[1:], sel[1:], None
+    # A log axis cannot show 0: such points (an instant strategy) sit at 1 us.
+    out[name] = {"cycles": cycles.tolist(), "steady_s": np.maximum(steady, 1e-6).tolist(),
+                 "compile_s": None if compile_s is None else np.maximum(compile_s, 1e-6).tolist(),
+                 "cycles_total": k + 1}
+  return out
+
+
 def plot(summary: dict, out: Path) -> list[Path]:
   import matplotlib
   matplotlib.use("Agg")
@@ -467,14 +498,23 @@ def plot(summary: dict, out: Path) -> list[Path]:
   files.write_output(paths[-1], _png(fig, 120))
   plt.close(fig)
 
+  from matplotlib.ticker import MaxNLocator
+
   fig, ax = plt.subplots(figsize=(7.2, 4.0))
-  for i, (name, s) in enumerate(summary["strategies"].items()):
-    if s["labeled"]:
-      k = len(s["labeled"]) - 1  # the last cycle selects nothing
-      ax.plot(np.arange(1, k + 1), np.array(s["select_s_mean"][:k]) * 1e3, marker="o", ms=3,
-              label=name, **style(i))
-  ax.set_xlabel("cycle")
+  series = selection_series(summary)
+  last = max((se["cycles_total"] for se in series.values()), default=1)
+  for i, (name, se) in enumerate(series.items()):
+    ax.plot(se["cycles"], np.array(se["steady_s"]) * 1e3, marker="o", ms=3, label=name,
+            **style(i))
+    if se["compile_s"] is not None:
+      ax.plot(se["cycles"], np.array(se["compile_s"]) * 1e3, marker="x", ms=4, lw=0.6,
+              alpha=0.6, **{**style(i), "linestyle": ":"})
+  ax.set_xlabel(f"cycle (cycle {last}, the last, selects nothing)")
   ax.set_ylabel("selection time (ms, incl. features)")
+  ax.set_title("Selection time without compilation (o); its compilation (x, dotted)",
+               fontsize=9)
+  ax.set_xlim(0.5, last + 0.5)
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True))
   ax.set_yscale("log")
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)

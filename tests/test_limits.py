@@ -505,3 +505,31 @@ def test_calibration_constants_rederive_from_the_committed_study(monkeypatch):
   cal = grid.estimate(st)
   assert math.isclose(cal["phase1_s"] + cal["phase2_s"], rt["job_seconds_total"], rel_tol=0.01)
   assert math.isclose(cal["analysis_s"], rt["analysis_s"], rel_tol=0.02), cal["analysis_s"]
+
+
+# ------------------------------------------------- selection_time.png ------
+
+
+def test_selection_time_plot_data_shows_compilation_apart_and_every_cycle(tmp_path):
+  from jax_al import report
+  root = tmp_path / "cmp"
+  for name in ("random", "entropy"):
+    loop.run(tiny_digits_config(name, al__cycles=3), root / name, quiet=True)
+  summary = report.make_report([root], tmp_path / "report")
+  series = report.selection_series(summary)
+  assert set(series) == {"random", "entropy"}
+  for name, se in series.items():
+    assert se["cycles"] == [1, 2] and se["cycles_total"] == 3  # every cycle that selects
+    assert all(isinstance(c, int) for c in se["cycles"])
+    s = summary["strategies"][name]
+    for i in range(2):  # steady + compilation = the recorded selection time
+      assert math.isclose(se["steady_s"][i] + se["compile_s"][i], s["select_s_mean"][i],
+                          rel_tol=1e-6, abs_tol=2e-6)
+  recs = [r for r in _records(root / "random") if r["kind"] == "cycle" and r["cycle"] < 3]
+  assert recs[0]["select_compile_s"] > 0  # the first selection of the process compiles
+  assert (tmp_path / "report" / "selection_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  # A run recorded before select_compile_s existed: its first, compiling call is left out.
+  for s in summary["strategies"].values():
+    s.pop("select_compile_s_mean")
+  old = report.selection_series(summary)
+  assert all(se["cycles"] == [2] and se["compile_s"] is None for se in old.values())

@@ -748,8 +748,9 @@ def estimate(st: Study) -> dict:
     basis = (f"nothing measured {where}; {model} (width {width:g}) on {dev}: "
              f"{rate:,.0f} training images/s ({src}); a forward pass costs "
              f"{INFER_FRACTION:.2f} of a training step; selection itself not counted; "
-             f"{over:.1f} s per job for start-up and compilation "
-             f"({'calibrated' if cal is not None else 'assumed'})")
+             + (f"{over:.1f} s per job for start-up and compilation (calibrated)"
+                if cal is not None else
+                f"{over:.0f} s per job for start-up and compilation (assumed)"))
   if vmap_s is None:
     if st.fields.vmap_images_per_s is not None:
       vmap_s, vsrc = 1.0 / st.fields.vmap_images_per_s, "given by --study.vmap_images_per_s"
