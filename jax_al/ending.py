@@ -85,9 +85,6 @@ def write_curve(summary: dict, workdir) -> Path | None:
   """Writes <workdir>/learning_curve.png: test accuracy against labeled-set
   size, every trial and the mean. Atomic (temp file, renamed); None when no
   cycle finished."""
-  import os
-  import tempfile
-
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -107,15 +104,13 @@ def write_curve(summary: dict, workdir) -> Path | None:
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{CURVE}.", suffix=".tmp")
+  import io
+
+  from jax_al import files
+  buf = io.BytesIO()
   try:
-    with os.fdopen(fd, "wb") as f:
-      fig.savefig(f, format="png", dpi=100)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+    fig.savefig(buf, format="png", dpi=100)
   finally:
     plt.close(fig)
+  files.atomic_write_bytes(path, buf.getvalue())  # a full disk: one line (files.WriteError)
   return path

@@ -374,6 +374,11 @@ def _atomic_write_bytes(path: Path, raw: bytes) -> None:
   _fsync_dir(path.parent)
 
 
+def atomic_write_bytes(path, raw: bytes) -> None:
+  """`atomic_write_text` for bytes (a PNG)."""
+  _atomic_write_bytes(Path(path), raw)
+
+
 def _write_all(f, raw: bytes) -> None:
   """f.write(raw); a seam for tests that fill the disk."""
   f.write(raw)

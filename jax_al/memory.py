@@ -454,5 +454,5 @@ def slow_settings(config, n_candidates: int, n_labeled: int, feature_dim: int,
   if not then or now <= SLOW_FACTOR * then:
     return None
   shown = ", ".join(f"al.{f}={_get(al, f)!r} (default {_get(ref, f)!r})" for f in changed)
-  return (f"{shown} make each selection about {now / then:,.0f}x the work it is at the "
-          "defaults; the run will be that much slower (set them back to stop this warning)")
+  return (f"{shown}: each selection is about {now / then:,.0f}x the work it is at the "
+          "defaults, so the run will be that much slower (set them back to stop this warning)")

@@ -129,6 +129,23 @@ def test_a_disk_too_small_for_the_checkpoints_is_refused_before_anything_is_writ
   assert not run.exists()
 
 
+def test_disk_full_while_the_learning_curve_is_written_is_one_line(tmp_path, monkeypatch):
+  real = files._write_all
+
+  def write_all(f, raw):  # the disk fills up at the run's last file, its PNG
+    if raw[:4] == b"\x89PNG":
+      _enospc()
+    real(f, raw)
+
+  monkeypatch.setattr(files, "_write_all", write_all)
+  run = tmp_path / "run"
+  with pytest.raises(files.WriteError) as e:
+    loop.run(tiny_digits_config("random"), run, quiet=True)
+  msg = _one_line(e.value)
+  assert "learning_curve.png" in msg and "no space left" in msg, msg
+  assert not any(run.glob(".*.tmp")) and (run / "summary.json").exists()
+
+
 def test_disk_full_reaches_the_command_line_as_one_line(tmp_path, monkeypatch, capsys):
   from jax_al import cli
   monkeypatch.setattr(files, "_write_all", _enospc)
