@@ -296,6 +296,7 @@ def _commit(tr: Trial, c: int, state, hist, t_train, total_s, picked, clogs, rs:
           "config_hash": workdir_lib.config_hash(config),
           "rng": checkpoint.rng_record(config.seed, trial), **rs.logs.of_trial(trial)})
     except Exception as e:  # a full disk: recorded against the cycle; the last checkpoint stays
+      _unrecord(rs.logs, trial, c)
       rs.logs.error(trial, c, e)
       raise
     tr.state, tr.next = state, (config.al.cycles + 1 if finished else c + 1)
@@ -303,3 +304,17 @@ def _commit(tr: Trial, c: int, state, hist, t_train, total_s, picked, clogs, rs:
     if tr.next <= config.al.cycles:  # a signal held back above lands in the next cycle
       rs.progress.position = (trial, tr.next)
     rs.on_checkpoint()  # a replaced run's old outputs can go now
+
+
+def _unrecord(logs, trial: int, c: int) -> None:
+  """Takes back cycle `c`'s cycle record and picks when its checkpoint failed:
+  the cycle is not finished (a rerun redoes it), so the files must not say it
+  is. Best effort on a full disk; a resume rewrites both files anyway."""
+  drop = lambda log, kind: [r for r in log.records if not (
+      r.get("trial") == trial and r.get("cycle") == c and r.get("kind", kind) == kind)]
+  logs.metrics.records[:] = drop(logs.metrics, "cycle")
+  logs.selected.records[:] = drop(logs.selected, "picks")
+  try:
+    files.write_jsonl(logs.selected.path, logs.selected.records)
+  except files.WriteError:
+    pass

@@ -88,6 +88,10 @@ def test_disk_full_while_a_checkpoint_is_written_then_resume_is_exact(tmp_path, 
   last = _records(run)[-1]
   assert last["kind"] == "error" and (last["trial"], last["cycle"]) == (0, 2), last
   assert "no space left" in last["error"], last
+  # Cycle 2 is not finished: no cycle record, no picks of it until it is redone.
+  assert not [r for r in _records(run) if r["kind"] == "cycle" and r["cycle"] == 2]
+  picks = [json.loads(l) for l in (run / "selected.jsonl").read_text().splitlines()]
+  assert [p["cycle"] for p in picks] == [0, 1]
   assert checkpoint.latest(run, 0) == 1
   assert not any(".orbax-checkpoint-tmp" in p.name for p in checkpoint.root(run, 0).iterdir())
   loop.run(config, run, quiet=True)  # space freed: the same command resumes
