@@ -74,21 +74,22 @@ def _available(where: str) -> tuple[int, str]:
 
 
 def require(field: str, value: Any, need: float, what: str, fix: str,
-            where: str = "host", need_of=None, low: int = 1, step: int = 1) -> None:
+            where: str = "host", need_of=None, low: int = 1, step: int = 1,
+            alt: str = "") -> None:
   """Raises ConfigError when `need` bytes of `what` exceed the free memory.
 
   With `need_of(v)` (the bytes as a function of the field's value, growing
   with it), the fix names the largest round value of `field` that fits
   (a multiple of `step`, at least `low`), never one that fails too; `fix`
-  is then what to do when even `low` does not fit.
+  is then what to do when even `low` does not fit, and `alt` another way out.
   """
   have, kind = _available(where)
   if need <= USABLE * have:
     return
   if need_of is not None and isinstance(value, int):
     best = largest_fitting(need_of, low, value - 1, USABLE * have, step)
-    fix = (f"use a smaller {field}, e.g. {best}" if best is not None else
-           f"even {field}={low} does not fit; {fix}")
+    fix = (f"use a smaller {field}, e.g. {best}{', or ' + alt if alt else ''}"
+           if best is not None else f"even {field}={low} does not fit; {fix}")
   raise ConfigError(field, value, f"{what} needs about {fmt(need)} of {kind} memory, "
                     f"{fmt(have)} are free; {fix}")
 
@@ -269,12 +270,14 @@ def check_run(config, n_train: int, n_test: int, num_classes: int,
   # `members`: models trained per cycle as one stacked program (an ensemble)
   state = 3 * prof.param_bytes  # params, momentum, gradients
   train = t.batch_size * prof.train_bytes_per_image
-  field, value, fix = "train.batch_size", t.batch_size, "lower train.batch_size"
+  # `fix`: what to do when even the smallest value of the field fails.
+  smaller = "use a smaller model.width or data.image_size"
+  field, value, fix, alt = "train.batch_size", t.batch_size, smaller, ""
   if members > 1 and members * (state + train) > state + train + data:
-    field, value, fix = ("al.ensemble_size", members, "lower al.ensemble_size")
+    field, value, fix = ("al.ensemble_size", members, smaller)
   elif trials > 1 and trials * (state + train) > state + train + data:
-    field, value, fix = ("num_trials", config.num_trials,
-                         "lower num_trials or use --config.compare.parallel=none")
+    alt = "use --config.compare.parallel=none (trials one after another)"
+    field, value, fix = "num_trials", config.num_trials, alt
   elif state > train:
     field, value, fix = "model.width", config.model.width, "use a smaller model.width"
   trials = max(trials, members)
@@ -285,7 +288,7 @@ def check_run(config, n_train: int, n_test: int, num_classes: int,
   require(field, value, data + trials * (state + train),
           f"training ({trials} x [{fmt(state)} of weights and optimizer, "
           f"{fmt(train)} for a batch of {t.batch_size}] plus the data)", fix, "device",
-          need_of=need_of, low=2 if field == "al.ensemble_size" else 1)
+          need_of=need_of, low=2 if field == "al.ensemble_size" else 1, alt=alt)
 
   def eval_need(b):
     return (data + state + b * (prof.eval_bytes_per_image + 4) +

@@ -554,3 +554,16 @@ def test_selection_time_plot_data_shows_compilation_apart_and_every_cycle(tmp_pa
     s.pop("select_compile_s_mean")
   old = report.selection_series(summary)
   assert all(se["cycles"] == [2] and se["compile_s"] is None for se in old.values())
+
+
+def test_vmapped_trials_refusal_fits_and_keeps_the_sequential_way_out(tmp_path, monkeypatch):
+  from jax_al import memory
+  monkeypatch.setattr(memory, "host_available", lambda: 20 * 10**9)
+  fields = dict(num_trials=10_000, compare__parallel="vmap", model__width=16.0)
+  with pytest.raises(ConfigError) as e:
+    _preflight(tmp_path, "random", **fields)
+  msg = _one_line(e.value)
+  assert "`num_trials` = 10000" in msg and "compare.parallel=none" in msg, msg
+  fix = int(msg.split("e.g. ")[1].split(",")[0])
+  assert fix < 10_000
+  _preflight(tmp_path, "random", **{**fields, "num_trials": fix})  # fits
