@@ -10,7 +10,6 @@ import math
 import os
 from pathlib import Path
 
-import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
@@ -150,7 +149,7 @@ def test_disk_full_while_the_learning_curve_is_written_is_one_line(tmp_path, mon
   assert not any(run.glob(".*.tmp")) and (run / "summary.json").exists()
 
 
-def test_disk_full_reaches_the_command_line_as_one_line(tmp_path, monkeypatch, capsys):
+def test_disk_full_reaches_the_command_line_as_one_line(tmp_path, monkeypatch):
   from jax_al import cli
   monkeypatch.setattr(files, "_write_all", _enospc)
   with pytest.raises(SystemExit) as e:
