@@ -531,8 +531,10 @@ def test_calibration_constants_rederive_from_the_committed_study(monkeypatch):
 
 
 def test_selection_time_plot_data_shows_compilation_apart_and_every_cycle(tmp_path):
+  import jax
   from jax_al import report
   root = tmp_path / "cmp"
+  jax.clear_caches()  # earlier tests compiled these programs: the first selection here must again
   for name in ("random", "entropy"):
     loop.run(tiny_digits_config(name, al__cycles=3), root / name, quiet=True)
   summary = report.make_report([root], tmp_path / "report")
