@@ -362,6 +362,12 @@ def selection_needs(config, n_candidates: int, labeled_capacity: int, feature_di
     out.append(("al.draw_size", al.draw_size, lambda s: draws(al.repeats, s),
                 f"{al.repeats:,} labeled draws of {al.draw_size:,} points",
                 "lower al.repeats", 2 if al.estimator == "unbiased" else 1, 1))
+  if name in ("bald", "variation_ratio"):  # [T, N, C] MC-dropout logits, kept twice
+    eb = config.train.eval_batch_size  # and each chunk's T dropout heads over its features
+    out.append(("al.mc_samples", al.mc_samples,
+                lambda t: f32 * t * (2 * n_candidates * num_classes + eb * (d + num_classes)),
+                f"{al.mc_samples:,} MC-dropout passes over {n_candidates:,} candidates",
+                "lower train.eval_batch_size or al.subset", 1, 1))
   if name in KMEANS and (name != "uncertainty_mmd" or al.utility == "cluster_margin"):
     km = al.kmeans
     rows, k, batches = _kmeans_shape(al, n_candidates, labeled_capacity, num_classes)

@@ -369,7 +369,10 @@ def test_draw_size_past_46341_warns_before_the_run(tmp_path):
 @pytest.mark.parametrize("fields,field", [
     (dict(al__repeats=10000), "al.repeats"),
     (dict(al__kmeans__n_init=1000, al__kmeans__max_iter=1_000_000, al__kmeans__tol=0.0),
-     "al.kmeans.n_init")], ids=["repeats", "kmeans"])
+     "al.kmeans.n_init"),
+    (dict(al__strategy="bald", model__dropout=0.3, al__mc_samples=10_000,
+          train__eval_batch_size=100_000), "al.mc_samples")],
+    ids=["repeats", "kmeans", "mc_samples"])
 def test_sizing_fields_are_estimated_and_the_suggestion_fits(tmp_path, monkeypatch, fields,
                                                              field):
   from jax_al import memory
