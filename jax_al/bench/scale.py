@@ -51,11 +51,13 @@ import numpy as np
 DEFAULTS = {"sizes": ("20000,100000,1000000", "2000,5000"), "dim": (768, 64),
             "classes": ("10,100", "10")}
 STRATEGIES = ("random", "margin", "entropy", "least_confidence", "coreset", "coreset_lazy",
-              "badge", "typiclust", "users", "witness")
+              "badge", "typiclust", "users", "witness", "witness_rff")
 # Bench rows that are another strategy's selection under settings: (the
 # strategy or preset jax_al.select runs, its settings). The others' rows of
 # that strategy are their reference.
-VARIANTS = {"coreset_lazy": ("coreset", {"coreset_search": "lazy"})}
+VARIANTS = {"coreset_lazy": ("coreset", {"coreset_search": "lazy"}),
+            # The whole-pool witness with random Fourier features (exact: N^2 kernels).
+            "witness_rff": ("witness", {"approx": "rff"})}
 # Which implementations exist beside jax_al.select, per strategy.
 OTHERS = {"numpy": ("random", "margin", "entropy", "least_confidence", "coreset"),
           "skactiveml": ("margin", "entropy", "least_confidence", "coreset", "badge",
