@@ -96,9 +96,12 @@ def _args(argv):
                                                      "jax_al_bench_select"),
                  help="where the synthetic pools are written once and reused")
   p.add_argument("--json", help="write the results here (rewritten after every cell)")
+  p.add_argument("--markdown", nargs="+", metavar="JSON",
+                 help="print the results of these bench JSON files as Markdown tables "
+                 "(and run nothing)")
   p.add_argument("--cell", help=argparse.SUPPRESS)  # internal: one cell, in a child process
   args = p.parse_args(argv)
-  if args.cell:
+  if args.cell or args.markdown:
     return args
   q = 1 if args.quick else 0
   for k, v in DEFAULTS.items():
@@ -391,6 +394,9 @@ def main(argv: list[str] | None = None) -> dict:
   if args.cell:
     print(json.dumps(run_cell(json.loads(args.cell))), flush=True)
     return {}
+  if args.markdown:
+    print(markdown([json.loads(Path(f).read_text()) for f in args.markdown]))
+    return {}
   from jax_al.bench import common
   results = common.Results(args.json)
   try:
@@ -467,12 +473,55 @@ def _ratio(j: dict, r: dict) -> dict:
          "status": r.get("status")}
   if r.get("status") == "ok":
     # The same rows (in any order) as jax_al.select: the two compute one selection.
-    rec["same_picks"] = r["picks_set_sha256"] == j["picks_set_sha256"]
+    a, b = r.get("picks_set_sha256"), j.get("picks_set_sha256")
+    rec["same_picks"] = None if a is None or b is None else a == b
     rec["speedup"] = r["time_s"] / j["time_s"]
     rec["rss_ratio"] = r["peak_rss_bytes"] / j["peak_rss_bytes"]
-  elif r.get("status") == "timeout":  # a lower bound: the other ran at least this long
+  elif r.get("status") == "timeout" and r.get("timeout_s"):  # a lower bound: it ran that long
     rec["speedup_at_least"] = r["timeout_s"] / j["time_s"]
   return rec
+
+
+def markdown(docs: list[dict]) -> str:
+  """The cells of bench JSON documents as one Markdown table per document,
+  with each other implementation's time relative to jax_al.select."""
+  out = []
+  for doc in docs:
+    m = doc["meta"]
+    out.append(f"{m['date'][:10]}, {m.get('cpu_count')} CPUs, jax {m['jax']}, scikit-activeml "
+               f"{m.get('skactiveml') or 'not installed'}, float32 matmul "
+               f"{m['matmul_f32_flops'] / 1e9:.1f} GFLOP/s, d = {m['dim']}, budget and labeled "
+               f"set {100 * m['budget_frac']:g} % / {100 * m['labeled_frac']:g} % of N, "
+               f"timeout {m['timeout_s']:.0f} s per cell:\n")
+    out.append("| strategy | N | C | impl | status | time (s) | peak RSS (GiB) | beyond inputs "
+               "(GiB) | % of matmul | time / jax_al.select's |")
+    out.append("| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    rel = ratios(doc.get("select", []))
+    for r in doc.get("select", []):
+      t = r.get("time_s")
+      t = "" if t is None else f"{t:.3g}" + (" (1st call)" if r.get("includes_compile") else "")
+      # Negative: the cell did not read all of its (memory-mapped) inputs.
+      gib = lambda k: ("" if r.get(k) is None else "n/a" if r[k] < 0
+                       else f"{r[k] / 2**30:.2f}")
+      frac = r.get("fraction_of_matmul")
+      x = []
+      if r["impl"] != "jax":
+        for q in rel:
+          if (q["n"], q["classes"], q["vs"]) != (r["n"], r["classes"], r["impl"]) or \
+              VARIANTS.get(q["strategy"], (q["strategy"],))[0] != r["strategy"]:
+            continue
+          if "speedup" in q:
+            x.append(f"{q['strategy']}: {q['speedup']:.1f}x"
+                     + {True: "", False: " (other picks)", None: ""}[q["same_picks"]])
+          elif "speedup_at_least" in q:
+            x.append(f"{q['strategy']}: > {q['speedup_at_least']:.1f}x")
+      x = "; ".join(x)
+      status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('error', '')[:60]}"
+      out.append(f"| {r['strategy']} | {r['n']:,} | {r['classes']} | {r['impl']} | {status} | "
+                 f"{t} | {gib('peak_rss_bytes')} | {gib('beyond_inputs_bytes')} | "
+                 f"{'' if frac is None else f'{100 * frac:.0f}'} | {x} |")
+    out.append("")
+  return "\n".join(out)
 
 
 def ratio_lines(ratios: list[dict]) -> list[str]:
@@ -480,7 +529,7 @@ def ratio_lines(ratios: list[dict]) -> list[str]:
   for r in ratios:
     if "speedup" in r:
       what = (f"{r['speedup']:7.1f}x time, {r['rss_ratio']:5.2f}x RSS, "
-              f"{'same' if r['same_picks'] else 'other'} picks")
+              f"{ {True: 'same', False: 'other', None: 'unrecorded'}[r['same_picks']]} picks")
     elif "speedup_at_least" in r:
       what = f"> {r['speedup_at_least']:5.1f}x time (the other timed out)"
     else:
