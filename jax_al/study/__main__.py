@@ -1,4 +1,4 @@
-"""Command line of the study; see `jax_al/study/__init__.py` and README "Study".
+"""Command line of the study; see `jax_al/study/__init__.py` and docs/study.md.
 
     python -m jax_al.study --config configs/digits.py --out runs/study [--mode ci|full]
         [--plan] [--executor local|slurm] [--config.<field>=...] [--study.<field>=...]

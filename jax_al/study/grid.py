@@ -515,7 +515,7 @@ def sweep_name(norm: str, lam: float, sign: int = 1) -> str:
 
 # Training images per second where nothing was measured, by (model, device),
 # at width 1. Assumptions, printed with every estimate. cpu: this project's
-# 2-core CPU machines (README, docs/bench). gpu: NOT measured: no GPU was
+# 2-core CPU machines (docs/scale_out.md, docs/bench). gpu: NOT measured: no GPU was
 # available to this project's sessions; 20,000 images/s is a third of the
 # project's 60,000 images/s goal for ResNet-18 in bfloat16 on one H200.
 THROUGHPUT = {("resnet18", "cpu"): 20.0, ("resnet18", "gpu"): 20_000.0,
@@ -527,7 +527,8 @@ INFER_FRACTION = 1 / 3                  # a forward pass costs about a third of 
 # trained alone, where nothing measured it (an assumption the plan states).
 VMAP_GAIN = {"cpu": 0.4, "gpu": 1.0}
 VMAP_GAIN_WHY = {"cpu": "on a CPU, XLA runs the batched convolutions 2-3x slower than "
-                        "sequential trials (README, `python -m jax_al.bench parallel --quick`)",
+                        "sequential trials (docs/scale_out.md, "
+                        "`python -m jax_al.bench parallel --quick`)",
                  "gpu": "no gain from vmapping assumed, as no GPU measured one"}
 
 
