@@ -272,6 +272,12 @@ def _sha256_file(path: Path) -> str | None:
   return h.hexdigest()
 
 
+def ledger_files(folder) -> dict:
+  """{file name: sha256} that the ledger of `folder` records ({} without one;
+  OutputError when a file of the ledger's name is not ours)."""
+  return dict(_check_ledger(Path(folder)).get("files", {}))
+
+
 def written_by_us(path: Path) -> bool:
   """True when `path` is a plain file whose bytes are what jax-al last wrote there."""
   path = Path(path)

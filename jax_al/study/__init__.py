@@ -47,7 +47,11 @@ FORMAT = 1
 # What a study writes at the top of --out (nothing else is ever written there).
 OWNED = ("study.json", "choice.json", "findings.md", "findings.json", "learning_curves.png",
          "paired_auc.png", "score_scales.png", "pca_step.png", "runs", "analysis", "timing",
-         "submitit", ".study.lock", "study_log.txt")
+         "submitit", ".study.lock", "study_log.txt", files.LEDGER)
+# The files among them a user may open and edit: written through the output
+# ledger, so that an edited one is refused instead of replaced.
+EDITABLE = ("choice.json", "findings.md", "findings.json", "learning_curves.png",
+            "paired_auc.png", "score_scales.png", "pca_step.png")
 
 
 def check_out(out: Path) -> None:
@@ -85,6 +89,15 @@ def check_out(out: Path) -> None:
   if foreign:
     raise ConfigError("--out", str(out), f"this study folder also holds files the study did "
                       f"not write ({', '.join(foreign[:5])}); move them out or pass another --out")
+  ledger = files.ledger_files(out)
+  for name in EDITABLE:
+    # A study from before the ledger has no record of its files: they are its own.
+    try:
+      files.check_output(out / name, "--out", legacy=lambda p: p.name not in ledger)
+    except files.OutputError:
+      raise ConfigError("--out", str(out / name), "it was edited after the study wrote it, "
+                        "and continuing the study would replace it; move it out (or copy your "
+                        "edits elsewhere) and rerun") from None
 
 
 def check_jobs(st: Study) -> None:
@@ -200,7 +213,7 @@ def run_study(st: Study, log=print) -> dict:
     executors.call(st.executor, _args(st, p1), fields=st.fields, folder=folder, log=log)
     ran += len(p1)
     best, choice = choose_best(st)
-    files.write_json(st.out / "choice.json", choice)
+    files.write_output_json(st.out / "choice.json", choice)
     log(f"best variant on the selection seeds: {best} (mean AUC {choice['aucs'][best]:.2f})")
     # The replays read phase 1's checkpoints only: run them now, so that a study
     # stopped in phase 2 and continued without those checkpoints (another

@@ -394,7 +394,7 @@ def plots(f: dict, analysis_npz: Path, out: Path) -> list[Path]:
   curves(axes[2], list(rep.values()), f"4. best vs baselines (report seeds {f['report_seeds']})")
   fig.tight_layout()
   paths.append(out / "learning_curves.png")
-  fig.savefig(paths[-1], dpi=110)
+  _save(fig, paths[-1])
   plt.close(fig)
 
   groups = [("1. lam x norm vs uncertainty only",
@@ -424,7 +424,7 @@ def plots(f: dict, analysis_npz: Path, out: Path) -> list[Path]:
     ax.grid(alpha=0.3, axis="x")
   fig.tight_layout()
   paths.append(out / "paired_auc.png")
-  fig.savefig(paths[-1], dpi=110)
+  _save(fig, paths[-1])
   plt.close(fig)
 
   if Path(analysis_npz).is_file():
@@ -455,7 +455,7 @@ def plots(f: dict, analysis_npz: Path, out: Path) -> list[Path]:
       ax.set_ylabel("candidates")
     fig.tight_layout()
     paths.append(out / "score_scales.png")
-    fig.savefig(paths[-1], dpi=110)
+    _save(fig, paths[-1])
     plt.close(fig)
 
     names = f["q3"]["pca_step"].get("variants", [])
@@ -482,17 +482,25 @@ def plots(f: dict, analysis_npz: Path, out: Path) -> list[Path]:
                  f"{ps.get('labeled')} labeled; PCA of the features)", fontsize=9)
     fig.tight_layout()
     paths.append(out / "pca_step.png")
-    fig.savefig(paths[-1], dpi=110)
+    _save(fig, paths[-1])
     plt.close(fig)
   return paths
+
+
+def _save(fig, path: Path) -> None:
+  """The figure as PNG through the output ledger (an edited copy is never replaced)."""
+  import io
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=110)
+  files.write_output(path, buf.getvalue())
 
 
 def write(f: dict, out: Path) -> list[Path]:
   out = Path(out)
   paths = plots(f, out / "analysis" / "analysis.npz", out)
   clean = {k: v for k, v in f.items() if k != "_runs"}
-  files.write_json(out / "findings.json", clean)
-  files.atomic_write_text(out / "findings.md", markdown(f))
+  files.write_output_json(out / "findings.json", clean)
+  files.write_output(out / "findings.md", markdown(f))
   return [out / "findings.md", out / "findings.json", *paths]
 
 
