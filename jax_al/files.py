@@ -302,7 +302,11 @@ def check_output(path, flag: str, legacy=None) -> Path:
     return path
   if path.is_dir() and not path.is_symlink():
     raise OutputError(f"{flag} {path}: is a folder, not a file. Fix: pass a file path")
-  if written_by_us(path) or (legacy is not None and not path.is_symlink() and _legacy(legacy, path)):
+  # The legacy test is for files from before the ledger: one the ledger
+  # records, with other bytes now, was edited after jax-al wrote it.
+  recorded = path.name in (_ledger(path.parent) or {}).get("files", {})
+  if written_by_us(path) or (legacy is not None and not recorded and not path.is_symlink()
+                             and _legacy(legacy, path)):
     return path
   raise OutputError(f"{flag} {path}: the file exists and jax-al did not write it (or it was "
                     "edited since), so it is not replaced. Fix: pass another path, or move "

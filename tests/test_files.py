@@ -82,3 +82,18 @@ def test_output_dirs(tmp_path):
   ours = files.claim_output_dir(tmp_path / "ours")
   (ours / "trace.json.gz").write_bytes(b"t")
   files.check_output_dir(ours, "--profile-dir")  # marked as ours: filled again
+
+
+def test_an_edited_file_is_refused_even_where_the_legacy_test_accepts_it(tmp_path):
+  # The legacy recogniser (files from before the ledger) must not excuse a
+  # file the ledger records with other bytes: a hand-edited report.md or bench
+  # JSON beside our other outputs is the user's now.
+  out = tmp_path / "report.md"
+  files.write_output(out, "# report\n")
+  out.write_text("# report\nmy edit\n")
+  with pytest.raises(files.OutputError, match="edited"):
+    files.check_output(out, "--out", legacy=lambda p: True)
+  assert out.read_text() == "# report\nmy edit\n"
+  # A file the ledger does not record still goes by the recogniser.
+  (tmp_path / "old.md").write_text("old\n")
+  files.check_output(tmp_path / "old.md", "--out", legacy=lambda p: True)

@@ -395,7 +395,14 @@ def main(argv: list[str] | None = None) -> dict:
     print(json.dumps(run_cell(json.loads(args.cell))), flush=True)
     return {}
   if args.markdown:
-    print(markdown([json.loads(Path(f).read_text()) for f in args.markdown]))
+    docs = []
+    for f in args.markdown:
+      try:
+        docs.append(json.loads(Path(f).read_text()))
+      except (OSError, ValueError) as e:
+        raise SystemExit(f"error: --markdown {f}: cannot be read as a bench JSON ({e}). Fix: "
+                         "pass files written by jax-al bench select --json") from None
+    print(markdown(docs))
     return {}
   from jax_al.bench import common
   results = common.Results(args.json)
