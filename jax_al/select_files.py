@@ -469,7 +469,7 @@ def run(argv) -> dict:
       files.write_output_json(out_json, doc)
       written.append(str(out_json))
       _WRITTEN = True
-  except (OSError, files.OutputError) as e:  # disk full, a read-only or vanished folder
+  except (OSError, files.OutputError, files.WriteError) as e:  # disk full, read-only, vanished
     what = f"{type(e).__name__}: {e.strerror}" if isinstance(e, OSError) and e.strerror else e
     raise InputError(f"--out {out_csv}: cannot be written ({what}); "
                      f"{'only ' + written[0] + ' was' if written else 'nothing was'} written. "

@@ -179,6 +179,8 @@ _SHAPES = {"features": "[N, d]", "logits": "[N, C]", "probs": "[N, C]",
 def check_finite(name: str, a: np.ndarray, block: int = 1 << 20) -> None:
   """Refuses NaN or inf, naming the first bad row (checked in blocks of rows,
   so a memory-mapped pool is never read whole into memory)."""
+  if a.size == 0:  # nothing to scan; an empty pool is refused where its rows are counted
+    return
   rows = a.reshape(a.shape[0], -1) if a.ndim >= 2 else a.reshape(-1, 1)
   step = max(1, block // max(rows.shape[1], 1))
   for start in range(0, rows.shape[0], step):

@@ -410,3 +410,28 @@ def test_a_failed_write_is_one_line(digits, tmp_path, monkeypatch):
   msg = str(e.value.code)
   assert "\n" not in msg and "No space left" in msg and "picks.csv was written" in msg
   assert not (tmp_path / "picks.json").exists()
+
+
+def test_an_empty_pool_and_an_unwritable_out_are_one_line(tmp_path, monkeypatch):
+  # Found by a hostile pass: a 0-row pool raised a reshape ValueError, and a
+  # write refused by the filesystem (/sys, /proc) an uncaught WriteError.
+  from jax_al import files
+
+  np.savez(tmp_path / "empty.npz", features=np.zeros((0, 8), np.float32),
+           probs=np.zeros((0, 3), np.float32))
+  with pytest.raises(SystemExit) as e:
+    select_files.run(["--pool", str(tmp_path / "empty.npz"), "--strategy", "margin",
+                      "--budget", "2", "--out", str(tmp_path / "o" / "picks.csv")])
+  assert "0 rows" in e.value.code and "\n" not in e.value.code
+  arrays = _good(np.random.default_rng(0))
+  np.savez(tmp_path / "pool.npz", **arrays)
+
+  def refuse(path, raw):
+    raise files.WriteError(str(path), "cannot be written (Permission denied)", "make it writable")
+
+  monkeypatch.setattr(files, "_atomic_write_bytes", refuse)
+  with pytest.raises(SystemExit) as e:
+    select_files.run(["--pool", str(tmp_path / "pool.npz"), "--strategy", "margin",
+                      "--budget", "2", "--out", str(tmp_path / "o2" / "picks.csv")])
+  assert e.value.code.startswith("error: --out") and "nothing was written" in e.value.code
+  assert "\n" not in e.value.code
