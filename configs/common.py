@@ -97,3 +97,21 @@ def base() -> config_dict.ConfigDict:
   c.mesh.data = 1                # devices on the data axis; -1 = all
   c.mesh.distributed = False     # call jax.distributed.initialize()
   return c
+
+
+def feature_head(c: config_dict.ConfigDict) -> None:
+  """Sets `c` to train jax-al's MLP head on fixed features (no pixels):
+  no augmentation, a fresh 256-unit head per cycle, 30 epochs of SGD."""
+  c.augment.flip = False    # no pixels to flip: the features are fixed
+  c.augment.crop_pad = 0
+  c.model.name = "mlp"
+  c.model.width = 1.0       # 256 hidden units
+  c.train.epochs = 30
+  c.train.batch_size = 64
+  c.train.lr = 0.01
+  c.train.momentum = 0.9
+  c.train.weight_decay = 5e-4
+  c.train.milestones = (24,)
+  c.train.eval_every = 30
+  c.train.eval_batch_size = 1000
+  c.train.reinit_each_cycle = True  # small sets: a fresh head per cycle

@@ -33,21 +33,7 @@ def get_config(preset: str = "users"):
   c.data.channels = 1       # the features are held as [N, 1, D, 1]
   c.data.mean = (0.0,)      # used as given: float features are not divided by 255
   c.data.std = (1.0,)
-  c.augment.flip = False    # no pixels to flip
-  c.augment.crop_pad = 0
-
-  c.model.name = "mlp"
-  c.model.width = 1.0       # 256 hidden units
-
-  c.train.epochs = 30
-  c.train.batch_size = 64
-  c.train.lr = 0.01
-  c.train.momentum = 0.9
-  c.train.weight_decay = 5e-4
-  c.train.milestones = (24,)
-  c.train.eval_every = 30
-  c.train.eval_batch_size = 1000
-  c.train.reinit_each_cycle = True
+  common.feature_head(c)
 
   c.al.initial = 100
   c.al.budget = 100

@@ -233,7 +233,7 @@ def _labeled_rows(labeled: Any, n: int) -> np.ndarray | None:
     srt = np.sort(a)
     if srt.size > 1 and (srt[1:] == srt[:-1]).any():
       raise DataError("labeled", "repeats a row number", "give each labeled row once")
-    return np.sort(a.astype(np.int64))
+    return srt.astype(np.int64)
   raise DataError("labeled", f"is a {type(labeled).__name__} of dtype {a.dtype}",
                   "pass a boolean mask over the pool, row numbers, or "
                   "jax_al.selection.Labeled(features=..., logits=...)")
