@@ -8,7 +8,9 @@ comparison; hidden folders such as `.jax_al_replaced` are not runs). Writes
 report.md, report.csv, report.json, learning_curves.png and
 selection_time.png, and says where; a file of those names that jax-al did
 not write is never replaced (`files.check_output`). Rows are named by the
-run folders (a single run by its strategy). Trials are paired by index:
+run folders (a single run by its strategy); a folder named after a
+strategy or preset that its run's config contradicts is named with what
+its run used instead (`margin [al.strategy=random]`). Trials are paired by index:
 trial t of two runs started from the same initial set and weights only when
 their configs differ in al.* (and num_trials) alone and their recorded data
 fingerprints agree; other runs get no paired row, with a note naming what
@@ -533,20 +535,51 @@ def _legacy_report(path: Path) -> bool:
       "strategies", "baseline", "notes"} <= set(doc)
 
 
-def name_runs(runs: list[dict]) -> list[dict]:
-  """Gives every run a unique row name: its folder's name in a comparison, its
-  strategy (al.strategy) when it is the only run; runs whose folders share a
-  name are told apart by the folder above."""
+def _disagreement(folder: str, al: dict) -> str | None:
+  """How a run's al.* contradicts its folder's name, when the name is a preset
+  or strategy (e.g. "al.strategy=random" for a folder `margin`); None when it
+  agrees or names neither."""
+  from jax_al import presets, strategies
+  if folder in presets.PRESETS:
+    wants = presets.PRESETS[folder]
+  elif folder in strategies.names():
+    wants = {"strategy": folder}
+  else:
+    return None
+  off = [f"al.{k}={al.get(k)}" for k, v in wants.items() if al.get(k) != v]
+  return ", ".join(off) or None
+
+
+def name_runs(runs: list[dict], say=None) -> list[dict]:
+  """Gives every run a unique row name.
+
+  A single run is named by its strategy (al.strategy). In a comparison a row
+  is its folder's name, which is what `compare` names a strategy's or
+  preset's run; a folder named after a preset or strategy that its run's
+  config contradicts (a `margin` folder holding a random run) is named
+  `folder [al.strategy=random]` and `say` is told, so a row never claims a
+  strategy its run did not use. Folders sharing a name are told apart by the
+  folder above.
+  """
   if len(runs) == 1 and runs[0].get("strategy"):
     return [{**runs[0], "name": runs[0]["strategy"]}]
-  counts = {}
+  named = []
   for r in runs:
+    al = (r.get("config") or {}).get("al")
+    off = _disagreement(r["name"], al) if isinstance(al, dict) else None
+    if off:
+      say and say(f"{r['path']}: the folder is named {r['name']!r} but its run has {off}; "
+                  f"its row is {r['name']} [{off}]")
+      r = {**r, "name": f"{r['name']} [{off}]"}
+    named.append(r)
+  counts = {}
+  for r in named:
     counts[r["name"]] = counts.get(r["name"], 0) + 1
   out = []
-  for r in runs:
+  for r in named:
     if counts[r["name"]] > 1:
       p = Path(r["path"])
-      r = {**r, "name": f"{p.parent.name}/{p.name}"}
+      r = {**r, "name": f"{p.parent.name}/{r['name']}"}
     out.append(r)
   return out
 
@@ -565,7 +598,7 @@ def make_report(paths, out, baseline: str = "random", include_partial: bool = Fa
     files.check_output(out / name, "--out", legacy=_legacy_report)
   notes = []
   say = lambda m: (notes.append(m), warn and warn(m))
-  runs = name_runs([load_run(p, include_partial) for p in find_runs(paths, say)])
+  runs = name_runs([load_run(p, include_partial) for p in find_runs(paths, say)], say)
   for r in runs:
     if r["partial"]:
       what = "included, marked" if include_partial else "left out (--include-partial shows them)"

@@ -110,3 +110,19 @@ def test_out_never_replaces_a_file_the_report_did_not_write(runs, tmp_path):
   shutil.copytree(REPO / "docs" / "results" / "digits", old)
   report.make_report([runs / "cmp"], old)
   assert files.written_by_us(old / "report.md")
+
+
+def test_a_folder_named_for_another_strategy_is_not_taken_for_it(runs, tmp_path):
+  # Swapped folders: "random" holds the entropy run and "entropy" the random
+  # one. Rows named by folder would pair them backwards under their names.
+  mixed = tmp_path / "mixed"
+  shutil.copytree(runs / "cmp" / "random", mixed / "entropy")
+  shutil.copytree(runs / "cmp" / "entropy", mixed / "random")
+  warnings = []
+  s = report.make_report([mixed], tmp_path / "out", warn=warnings.append)
+  assert set(s["strategies"]) == {"random [al.strategy=entropy]",
+                                  "entropy [al.strategy=random]"}, s["strategies"]
+  assert s["baseline"] is None  # no row is the random baseline by name alone
+  assert any("the folder is named 'random' but its run has al.strategy=entropy" in w
+             for w in warnings), warnings
+  assert "| random [al.strategy=entropy] |" in _md(tmp_path / "out")
