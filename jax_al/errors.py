@@ -87,17 +87,30 @@ class Interrupted(KeyboardInterrupt):
 class _Signals:
   """SIGINT and SIGTERM raise Interrupted, except inside `critical()` sections,
   where they wait until the section ends (a checkpoint is never cut half-way
-  through its bookkeeping)."""
+  through its bookkeeping).
+
+  Python drops an exception raised in a garbage-collection callback (jax
+  runs one) with only an "Exception ignored" line, so a signal raised there
+  would be lost and the run would go on to exit 0. `delivered` remembers a
+  raised signal until the loop acknowledges it; the end of the next
+  `critical()` section (a cycle's commit) raises it again.
+  """
 
   def __init__(self):
-    self.depth, self.pending = 0, None
+    self.depth, self.pending, self.delivered = 0, None, None
 
   def handler(self, signum, frame):
     del frame
     if self.depth:
       self.pending = signum
       return
+    self.delivered = signum
     raise Interrupted(signum)
+
+
+def acknowledge_signal() -> None:
+  """Tells the handler that its Interrupted reached the loop (was not lost)."""
+  _SIGNALS.delivered = None
 
 
 _SIGNALS = _Signals()
@@ -111,6 +124,7 @@ class handle_signals:
     import threading
 
     self.old = None
+    _SIGNALS.delivered = None
     if threading.current_thread() is threading.main_thread():
       self.old = {s: signal.signal(s, _SIGNALS.handler) for s in (signal.SIGINT, signal.SIGTERM)}
     return self
@@ -118,6 +132,7 @@ class handle_signals:
   def __exit__(self, *exc):
     import signal
 
+    _SIGNALS.delivered = None
     if self.old:
       for s, h in self.old.items():
         signal.signal(s, h)
@@ -136,4 +151,8 @@ class critical:
       signum, _SIGNALS.pending = _SIGNALS.pending, None
       if exc[0] is None:
         raise Interrupted(signum)
+    lost = _SIGNALS.delivered
+    if not _SIGNALS.depth and lost is not None and exc[0] is None:
+      _SIGNALS.delivered = None  # raised once more, after the section's commit
+      raise Interrupted(lost)
     return False

@@ -33,7 +33,7 @@ import numpy as np
 from jax_al import checkpoint, compiles, cycle, files, preflight, records, report, sharding
 from jax_al import train
 from jax_al import workdir as workdir_lib
-from jax_al.errors import Interrupted, TrainingError, critical
+from jax_al.errors import Interrupted, TrainingError, acknowledge_signal, critical
 
 
 @dataclasses.dataclass
@@ -183,6 +183,7 @@ def _schedule(rs: Run):
 
 def _interrupted(e: KeyboardInterrupt, rs: Run):
   """Records Ctrl-C or SIGTERM against the cycle it stopped; re-raises as Interrupted."""
+  acknowledge_signal()
   signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
   trial, c = rs.progress.position or (None, None)
   err = Interrupted(signum, trial, c)

@@ -346,3 +346,24 @@ def test_damaged_checkpoint_is_one_short_line(tmp_path):
                         "delete the folder")
   assert len(out.stderr) < 1500 and "TensorStore" not in out.stderr, out.stderr
   assert "Event loop is closed" not in out.stderr and len(last) < 600
+
+
+def test_a_signal_lost_in_a_gc_callback_is_raised_after_the_next_commit():
+  # Python drops an exception raised inside a gc callback (jax runs one):
+  # a Ctrl-C there once let a run go on and exit 0.
+  from jax_al import errors
+  with errors.handle_signals():
+    try:
+      errors._SIGNALS.handler(2, None)
+    except errors.Interrupted:
+      pass  # what the gc machinery does with it
+    with pytest.raises(errors.Interrupted) as e:
+      with errors.critical():
+        committed = True
+    assert committed and e.value.signum == 2
+    with errors.critical():  # raised once, not again
+      pass
+  # acknowledged (or a fresh handle_signals) clears it
+  with errors.handle_signals():
+    with errors.critical():
+      pass
