@@ -1,6 +1,6 @@
 """The short summary a run prints when it ends: what happened and what next.
 
-Final accuracy and AUC (mean ± sample std over the complete trials), the
+Final accuracy and AUC (mean ± sample std over the complete trials; no ± for one), the
 wall time of this process, the workdir with its main files, and the next
 commands: the report, a resume (the same command) and a comparison.
 """
@@ -47,9 +47,10 @@ def lines(config, summary: dict, workdir, seconds: float, argv=None) -> list[str
   if full:
     acc = np.asarray(full, float)
     auc = report.auc(sizes, acc)
-    sd = lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
-    out.append(f"  final accuracy {acc[:, -1].mean():.2f} ± {sd(acc[:, -1]):.2f} % at "
-               f"{sizes[-1]} labels; AUC {auc.mean():.2f} ± {sd(auc):.2f} "
+    # One trial has no spread: "± 0.00" would read as a measured zero.
+    pm = (lambda x: f" ± {float(np.std(x, ddof=1)):.2f}") if len(full) > 1 else (lambda x: "")
+    out.append(f"  final accuracy {acc[:, -1].mean():.2f}{pm(acc[:, -1])} % at "
+               f"{sizes[-1]} labels; AUC {auc.mean():.2f}{pm(auc)} "
                f"(over {len(full)} complete trial(s))")
   out.append(f"  wall time {seconds:.1f} s (this process)")
   names = [n for n in workdir_lib.RESULTS if (workdir / n).exists()]
