@@ -103,6 +103,19 @@ def program_name(argv0: str, module: str) -> str:
   return argv0
 
 
+def argparse_prog(default: str) -> str:
+  """An argparse `prog` that names the command as the user called it:
+  `default` ("python -m jax_al.bench select") as it is, or with its module
+  replaced by the installed command that `jax-al` put in sys.argv[0]
+  ("jax-al bench select")."""
+  words = default.split()
+  command = words[2].partition(".")[2] if len(words) > 2 else ""
+  head = sys.argv[0] if sys.argv else ""
+  if command and head in (f"jax-al {command}", f"python -m jax_al {command}"):
+    return " ".join([head, *words[3:]])
+  return default
+
+
 def refuse_stray_words(argv, module: str) -> None:
   """Raises SystemExit with `stray_word_line` when absl left words in `argv`
   (argv[0] is the program), instead of absl's page of help and "unexpected

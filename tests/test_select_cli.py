@@ -435,3 +435,19 @@ def test_an_empty_pool_and_an_unwritable_out_are_one_line(tmp_path, monkeypatch)
                       "--budget", "2", "--out", str(tmp_path / "o2" / "picks.csv")])
   assert e.value.code.startswith("error: --out") and "nothing was written" in e.value.code
   assert "\n" not in e.value.code
+
+
+@pytest.mark.parametrize("argv, usage_line", [
+    (["jax-al", "report", "--help"], "usage: jax-al report "),
+    (["jax-al", "bench", "select", "--help"], "usage: jax-al bench select "),
+    (["python -m jax_al", "report", "--help"], "usage: python -m jax_al report "),
+])
+def test_subcommand_help_names_the_command_as_called(argv, usage_line, capsys, monkeypatch):
+  from jax_al import commands
+  monkeypatch.setattr(sys, "argv", list(argv))
+  with pytest.raises(SystemExit) as e:
+    commands.main(argv)
+  assert e.value.code == 0
+  out = capsys.readouterr().out
+  assert out.startswith(usage_line), out[:200]
+  assert "python -m jax_al.report" not in out and "python -m jax_al.bench" not in out.split("\n")[0]

@@ -34,13 +34,14 @@ import numpy as np
 
 from jax_al import strategies
 from jax_al.bench import common
+from jax_al import usage
 
 DEFAULTS = {"n": (45000, 3000), "dim": (512, 64), "labeled": (5000, 300), "budget": (2500, 100),
             "repeats": (3, 2)}
 
 
 def _args(argv):
-  p = argparse.ArgumentParser(prog="python -m jax_al.bench acquisitions",
+  p = argparse.ArgumentParser(prog=usage.argparse_prog("python -m jax_al.bench acquisitions"),
                               description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--quick", action="store_true", help="CPU sizes (3,000 x 64)")

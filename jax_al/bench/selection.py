@@ -54,6 +54,7 @@ import scipy.stats
 
 from jax_al.bench import common
 from jax_al.scores import cluster_margin, greedy, mmd
+from jax_al import usage
 
 DEFAULTS = {  # (full, --quick)
     "sizes": ("1000,5000,45000", "500,2000"),  # ~5 min on a 2-core CPU
@@ -66,7 +67,7 @@ VARIANTS = ("kmeans_global", "kmeans_batch", "witness_exact", "witness_rff",
 
 
 def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m jax_al.bench selection",
+  p = argparse.ArgumentParser(prog=usage.argparse_prog("python -m jax_al.bench selection"),
                               description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--sizes", help="comma-separated pool sizes N, measured in this order "
