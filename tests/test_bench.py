@@ -200,6 +200,23 @@ def test_select_scale_bench_compares_the_same_selection(tmp_path):
     scale.main(["--strategies", "nope"])
 
 
+@pytest.mark.parametrize("flags, says", [
+    (["--labeled-frac=1"], "--labeled-frac=1.0 with --budget-frac=0.01 leaves no pool"),
+    (["--mem-limit-gb=-1"], "--mem-limit-gb=-1.0: must be positive"),
+    (["--data-dir", "FILE"], "is a file, not a folder"),
+])
+def test_select_scale_bench_refuses_bad_flags_in_one_line(flags, says, tmp_path):
+  from jax_al.bench import scale
+  f = tmp_path / "notes.txt"
+  f.write_text("mine\n")
+  flags = [str(f) if a == "FILE" else a for a in flags]
+  with pytest.raises(SystemExit) as e:
+    scale.main(["--quick", "--json", str(tmp_path / "out.json"), *flags])
+  msg = str(e.value.code)
+  assert msg.startswith("error: ") and says in msg and "Fix:" in msg and "\n" not in msg, msg
+  assert not (tmp_path / "out.json").exists() and f.read_text() == "mine\n"
+
+
 # ------------------------------------------------ nothing replaced unasked ----
 
 PROTOCOL = ["protocol", "--config", "configs/digits.py", "--config.al.cycles=2",

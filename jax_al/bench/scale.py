@@ -126,6 +126,16 @@ def _args(argv):
       raise SystemExit(f"error: {flag}={v}: must be positive")
   if min(args.sizes + args.classes) < 2 or not args.budget_frac < 1:
     raise SystemExit("error: --sizes and --classes must be >= 2 and --budget-frac < 1")
+  if not args.budget_frac + args.labeled_frac < 1:  # the picks come from the unlabeled rest
+    raise SystemExit(f"error: --labeled-frac={args.labeled_frac} with --budget-frac="
+                     f"{args.budget_frac} leaves no pool to pick from. Fix: keep their sum "
+                     "below 1 (defaults 0.01 each)")
+  if not args.mem_limit_gb > 0:
+    raise SystemExit(f"error: --mem-limit-gb={args.mem_limit_gb}: must be positive. Fix: "
+                     "e.g. --mem-limit-gb=20 (the default)")
+  if Path(args.data_dir).exists() and not Path(args.data_dir).is_dir():
+    raise SystemExit(f"error: --data-dir {args.data_dir}: is a file, not a folder. Fix: pass "
+                     "a folder (it is created if missing), e.g. --data-dir=/tmp/jax_al_pools")
   return args
 
 
