@@ -298,10 +298,21 @@ def check_run(config, n_train: int, n_test: int, num_classes: int,
           f"an eval chunk of {t.eval_batch_size:,} images", "use a smaller model or "
           "data.image_size", "device", need_of=eval_need)
   feats = (n_candidates + labeled_capacity) * 4 * (prof.feature_dim + num_classes)
+  check_selection(config, n_candidates, labeled_capacity, prof.feature_dim, num_classes,
+                  held=data + feats)
+
+
+def check_selection(config, n_candidates: int, labeled_capacity: int, feature_dim: int,
+                    num_classes: int, held: int = 0, skip: tuple[str, ...] = ()) -> None:
+  """Every sizing field of the strategy's selection (`selection_needs`, the
+  fields in `skip` left out) on top of `held` bytes already on the device;
+  raises ConfigError naming the field, the bytes and a value that fits."""
   for field, value, need_of, what, fix, low, step in selection_needs(
-      config, n_candidates, labeled_capacity, prof.feature_dim, num_classes):
-    require(field, value, data + feats + need_of(value), what, fix, "device",
-            need_of=lambda v, f=need_of: data + feats + f(v), low=low, step=step)
+      config, n_candidates, labeled_capacity, feature_dim, num_classes):
+    if field in skip:
+      continue
+    require(field, value, held + need_of(value), what, fix, "device",
+            need_of=lambda v, f=need_of: held + f(v), low=low, step=step)
 
 
 # Strategies that run k-means on features (`al.kmeans.*`) or compute kernel or

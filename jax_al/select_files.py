@@ -406,8 +406,13 @@ def run(argv) -> dict:
     for name, a in arrays_given.items():
       if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.ndim >= 1:
         selection.check_finite(name, a)
-    picks = jax_al.select(args.strategy, labeled=mask, budget=args.budget, seed=args.seed,
-                          **arrays_given, **settings)
+    import warnings
+    with warnings.catch_warnings(record=True) as said:
+      warnings.simplefilter("always", selection.SlowSettingsWarning)
+      picks = jax_al.select(args.strategy, labeled=mask, budget=args.budget, seed=args.seed,
+                            **arrays_given, **settings)
+    for w in said:  # one line each, not Python's file:line form
+      print(f"warning: {w.message}", file=sys.stderr)
   except DataError as e:
     if e.problem and e.problem.startswith("is missing"):
       kind = pool_path.suffix.lower()

@@ -131,6 +131,17 @@ def al_config(strategy: str, budget: Any, settings: Mapping[str, Any]):
   return al
 
 
+class SlowSettingsWarning(UserWarning):
+  """Settings that make one selection far (100x+) more work than at their defaults."""
+
+
+def _slow_as_settings(text: str) -> str:
+  """A memory or work message in the API's names (`repeats`, not `al.repeats`)."""
+  import re
+  text = text.replace("so the run will be", "so the selection will be")
+  return re.sub(r"\bal\.([a-z_][a-z_.]*)", r"\1", text)
+
+
 def _as_setting(e: ConfigError) -> ConfigError:
   """The same error, naming the setting (`lam`) rather than the field (`al.lam`)."""
   if e.fix is None or not str(e.field).startswith("al."):
@@ -415,6 +426,26 @@ def select(strategy: str, *, features, logits=None, probs=None, labeled=None, bu
       raise ConfigError("k", None, "the cluster margin's k-means needs a cluster count, "
                         "which defaults to the number of classes: pass k=... or logits=")
     raise _as_setting(e) from None
+
+  # The loop's memory estimate and slow-settings warning, on the arrays as given:
+  # a sizing setting that cannot fit is one line here, not an out-of-memory crash.
+  from ml_collections import config_dict
+
+  from jax_al import memory
+  # train.eval_batch_size sizes only the skipped MC-dropout entry.
+  sized = config_dict.ConfigDict({"al": al, "train": {"eval_batch_size": 0}})
+  width = (d if use_x else 0) + num_classes
+  held = (len(cand) + int(lab_x.shape[0])) * 4 * width + (0 if sl is None else sl.nbytes)
+  try:
+    # mc_samples sizes the loop's own MC-dropout passes; here they come as sample_logits.
+    memory.check_selection(sized, len(cand), int(lab_x.shape[0]), d, num_classes, held,
+                           skip=("al.mc_samples",))
+  except ConfigError as e:
+    raise ConfigError(e.field[len("al."):], e.value, _slow_as_settings(e.fix)) from None
+  slow = memory.slow_settings(sized, len(cand), int(lab_x.shape[0]), d, num_classes)
+  if slow:
+    import warnings
+    warnings.warn(_slow_as_settings(slow), SlowSettingsWarning, stacklevel=2)
 
   take = None if rows is None else cand
   pool = strategies.Pool(

@@ -451,3 +451,13 @@ def test_subcommand_help_names_the_command_as_called(argv, usage_line, capsys, m
   out = capsys.readouterr().out
   assert out.startswith(usage_line), out[:200]
   assert "python -m jax_al.report" not in out and "python -m jax_al.bench" not in out.split("\n")[0]
+
+
+def test_a_far_slower_setting_is_one_warning_line(digits, tmp_path, capsys):
+  d = digits[0]
+  _select("--pool", d / "pool.npz", "--strategy", "coreset", "--budget", 5, "--out",
+          tmp_path / "picks.csv", "--labeled", d / "labeled.csv", "--config.al.block=1")
+  err = capsys.readouterr().err
+  lines = [l for l in err.splitlines() if "x the work" in l]
+  assert len(lines) == 1 and lines[0].startswith("warning: block=1 (default 1024)"), err
+  assert "SlowSettingsWarning" not in err

@@ -140,3 +140,26 @@ def test_arrays_a_strategy_does_not_read_are_not_scanned():
       jax_al.select("margin", features=x, logits=lg, budget=5).indices, clean.indices)
   with pytest.raises(DataError, match="row 7"):
     jax_al.select("coreset", features=x, budget=5)
+
+
+def test_a_setting_that_cannot_fit_is_refused_before_selecting(digits):
+  # The loop's memory estimate, on the arrays given: repeats=10000 (the
+  # allowed maximum) with the per-sample MMD once compiled for minutes and
+  # then ran out of memory.
+  x, p, labeled = digits
+  with pytest.raises(ConfigError) as e:
+    jax_al.select("users", features=x, probs=p, labeled=labeled, budget=10, repeats=10000)
+  msg = str(e.value)
+  assert e.value.field == "repeats" and ("of host memory" in msg or "of device memory" in msg)
+  assert "al." not in msg and "e.g." in msg, msg
+  fits = int(msg.rsplit("e.g. ", 1)[1].split()[0].rstrip(",;"))
+  assert 1 <= fits < 10000
+
+
+def test_a_far_slower_setting_warns_and_still_selects(digits):
+  x, p, labeled = digits
+  with pytest.warns(selection.SlowSettingsWarning, match=r"block=1 \(default 1024\).*x the "
+                    r"work.*the selection will be"):
+    got = jax_al.select("coreset", features=x, probs=p, labeled=labeled, budget=5, block=1)
+  ref = jax_al.select("coreset", features=x, probs=p, labeled=labeled, budget=5)
+  np.testing.assert_array_equal(got.indices, ref.indices)
