@@ -89,6 +89,12 @@ def _setting_value(field: str, raw: str):
     return raw
   if kind is bool and raw.lower() in ("true", "false", "1", "0"):
     return raw.lower() in ("true", "1")
+  if kind is float:
+    try:  # float() also reads nan and inf, which the field's check then names
+      return float(raw)
+    except ValueError:
+      raise InputError(f"flag --config.al.{field}={raw}: is not a number. Fix: e.g. "
+                       f"--config.al.{field}={node} (the default)") from None
   try:
     return ast.literal_eval(raw)
   except (ValueError, SyntaxError):
@@ -106,9 +112,14 @@ def parse_args(argv):
     if not a.startswith("-"):
       raise SystemExit(usage.stray_word_line(unknown[i:], PROG))
     if not a.startswith("--config.al."):
-      hint = (f"; the settings are --config.al.<field>, e.g. --config.al.{a.split('.')[-1]}"
-              if a.startswith("--config.") else "")
-      raise InputError(f"unknown flag {a.split('=')[0]}. Fix: see {PROG} --help{hint}")
+      flag = a.split("=")[0]
+      section = flag[len("--config."):].split(".")[0] if a.startswith("--config.") else ""
+      if section and section != "al":  # train.*, data.*, model.*: the loop's, not ours
+        raise InputError(f"unknown flag {flag}: {section}.* configures the simulated loop's "
+                         f"{section}, and {PROG} only selects (your model is trained and "
+                         f"scored outside it). Fix: drop it; the settings are "
+                         f"--config.al.<field> (see {PROG} --help)")
+      raise InputError(f"unknown flag {flag}. Fix: see {PROG} --help")
     name, eq, raw = a[len("--config.al."):].partition("=")
     if not eq:
       if i + 1 >= len(unknown) or unknown[i + 1].startswith("--"):

@@ -461,3 +461,19 @@ def test_a_far_slower_setting_is_one_warning_line(digits, tmp_path, capsys):
   lines = [l for l in err.splitlines() if "x the work" in l]
   assert len(lines) == 1 and lines[0].startswith("warning: block=1 (default 1024)"), err
   assert "SlowSettingsWarning" not in err
+
+
+@pytest.mark.parametrize("flag, says", [
+    ("--config.train.lr=0.1", "unknown flag --config.train.lr: train.* configures the "
+                              "simulated loop's train"),
+    ("--config.al.lam=nan", "--config.al.lam=nan: use a finite number"),
+    ("--config.al.lam=abc", "--config.al.lam=abc: is not a number. Fix: e.g. --config.al.lam=1.0"),
+])
+def test_a_wrong_setting_flag_is_one_line_with_its_fix(digits, tmp_path, flag, says):
+  d = digits[0]
+  with pytest.raises(SystemExit) as e:
+    _select("--pool", d / "pool.npz", "--strategy", "users", "--budget", 5, "--out",
+            tmp_path / "picks.csv", flag)
+  msg = str(e.value)
+  assert says in msg and "\n" not in msg and "cannot be casted" not in msg, msg
+  assert not (tmp_path / "picks.csv").exists()
