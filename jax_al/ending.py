@@ -1,7 +1,7 @@
 """The short summary a run prints when it ends: what happened and what next.
 
-Final accuracy and AUC (mean ± sample std over the complete trials; no ± for one), the
-wall time of this process, the workdir with its main files, and the next
+Final accuracy and AUC (mean ± sample std over the complete trials; no ±
+for a single trial), the wall time of this process, the workdir with its main files, and the next
 commands: the report, a resume (the same command) and a comparison.
 """
 

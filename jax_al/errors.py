@@ -108,12 +108,12 @@ class _Signals:
     raise Interrupted(signum)
 
 
+_SIGNALS = _Signals()
+
+
 def acknowledge_signal() -> None:
   """Tells the handler that its Interrupted reached the loop (was not lost)."""
   _SIGNALS.delivered = None
-
-
-_SIGNALS = _Signals()
 
 
 class handle_signals:

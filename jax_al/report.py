@@ -36,10 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_al import files
+from jax_al import files, usage
 from jax_al import workdir as workdir_lib
 from jax_al.errors import DataError, JaxALError
-from jax_al import usage
 
 # What the report writes into --out (each one checked with files.check_output first).
 OUTPUTS = ("report.json", "report.md", "report.csv", "learning_curves.png",
@@ -636,7 +635,8 @@ def make_report(paths, out, baseline: str = "random", include_partial: bool = Fa
 def main(argv=None) -> None:
   import sys
 
-  p = argparse.ArgumentParser(prog=usage.argparse_prog("python -m jax_al.report"), description=__doc__.split("\n")[0])
+  p = argparse.ArgumentParser(prog=usage.argparse_prog("python -m jax_al.report"),
+                              description=__doc__.split("\n")[0])
   p.add_argument("runs", nargs="+", help="run workdirs or folders of them")
   p.add_argument("--out", required=True, help="output folder")
   p.add_argument("--baseline", default="random", help="strategy for paired differences")

@@ -135,18 +135,19 @@ class SlowSettingsWarning(UserWarning):
   """Settings that make one selection far (100x+) more work than at their defaults."""
 
 
-def _slow_as_settings(text: str) -> str:
+def _api_names(text: str) -> str:
   """A memory or work message in the API's names (`repeats`, not `al.repeats`)."""
   import re
   text = text.replace("so the run will be", "so the selection will be")
   return re.sub(r"\bal\.([a-z_][a-z_.]*)", r"\1", text)
 
 
-def _as_setting(e: ConfigError) -> ConfigError:
-  """The same error, naming the setting (`lam`) rather than the field (`al.lam`)."""
+def _as_setting(e: ConfigError, fix_too: bool = False) -> ConfigError:
+  """The same error, naming the setting (`lam`) rather than the field (`al.lam`);
+  with `fix_too`, also the fields its fix names."""
   if e.fix is None or not str(e.field).startswith("al."):
     return e
-  return ConfigError(e.field[len("al."):], e.value, e.fix)
+  return ConfigError(e.field[len("al."):], e.value, _api_names(e.fix) if fix_too else e.fix)
 
 
 def _flat(settings: Mapping[str, Any], prefix: str = ""):
@@ -441,11 +442,11 @@ def select(strategy: str, *, features, logits=None, probs=None, labeled=None, bu
     memory.check_selection(sized, len(cand), int(lab_x.shape[0]), d, num_classes, held,
                            skip=("al.mc_samples",))
   except ConfigError as e:
-    raise ConfigError(e.field[len("al."):], e.value, _slow_as_settings(e.fix)) from None
+    raise _as_setting(e, fix_too=True) from None
   slow = memory.slow_settings(sized, len(cand), int(lab_x.shape[0]), d, num_classes)
   if slow:
     import warnings
-    warnings.warn(_slow_as_settings(slow), SlowSettingsWarning, stacklevel=2)
+    warnings.warn(_api_names(slow), SlowSettingsWarning, stacklevel=2)
 
   take = None if rows is None else cand
   pool = strategies.Pool(

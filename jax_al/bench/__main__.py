@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+
 from jax_al import usage
 
 PARTS = ("train", "features", "profile", "protocol", "selection")
@@ -46,7 +47,8 @@ def _csv(s: str) -> list[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog=usage.argparse_prog("python -m jax_al.bench"), description=__doc__,
+  p = argparse.ArgumentParser(prog=usage.argparse_prog("python -m jax_al.bench"),
+                              description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("what", help="train | features | profile | protocol | selection | all, "
                  "or a comma-separated list")

@@ -32,9 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_al import strategies
+from jax_al import strategies, usage
 from jax_al.bench import common
-from jax_al import usage
 
 DEFAULTS = {"n": (45000, 3000), "dim": (512, 64), "labeled": (5000, 300), "budget": (2500, 100),
             "repeats": (3, 2)}

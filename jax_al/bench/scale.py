@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from jax_al import usage
 
 DEFAULTS = {"sizes": ("20000,100000,1000000", "2000,5000"), "dim": (768, 64),
@@ -74,7 +75,8 @@ def _csv(s: str) -> list[str]:
 
 
 def _args(argv):
-  p = argparse.ArgumentParser(prog=usage.argparse_prog("python -m jax_al.bench select"), description=__doc__,
+  p = argparse.ArgumentParser(prog=usage.argparse_prog("python -m jax_al.bench select"),
+                              description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--quick", action="store_true", help="CPU-test sizes (2,000 and 5,000 x 64)")
   p.add_argument("--sizes", help="pool sizes N (20000,100000,1000000; quick 2000,5000)")

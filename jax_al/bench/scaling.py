@@ -35,6 +35,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
 from jax_al import usage
 
 CPU_NOTE = ("CPU devices are simulated (--xla_force_host_platform_device_count) and share "
@@ -55,7 +56,8 @@ PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog=usage.argparse_prog("python -m jax_al.bench scaling"), description=__doc__,
+  p = argparse.ArgumentParser(prog=usage.argparse_prog("python -m jax_al.bench scaling"),
+                              description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--quick", action="store_true", help="CPU sizes (small model and pool)")
   p.add_argument("--devices", default="1,2,4", help="comma-separated device counts")

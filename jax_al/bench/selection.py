@@ -52,9 +52,9 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
+from jax_al import usage
 from jax_al.bench import common
 from jax_al.scores import cluster_margin, greedy, mmd
-from jax_al import usage
 
 DEFAULTS = {  # (full, --quick)
     "sizes": ("1000,5000,45000", "500,2000"),  # ~5 min on a 2-core CPU
