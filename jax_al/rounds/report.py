@@ -47,15 +47,28 @@ def class_counts(p: store.Project) -> dict[str, list[int]]:
   return out
 
 
+def display_order(names) -> list[str]:
+  """Class names sorted for reading: as numbers when all are numbers."""
+  names = list(names)
+  try:
+    return sorted(names, key=float)
+  except ValueError:
+    return sorted(names)
+
+
 def warnings(p: store.Project) -> list[str]:
+  """One line for the classes without a label, one for those under
+  round init's --min-per-class."""
   k = int(p.meta["min_per_class"])
+  counts = class_counts(p)
+  totals = {c: sum(counts[c]) for c in display_order(counts)}
+  absent = [c for c, t in totals.items() if t == 0]
+  few = [f"{c} ({t})" for c, t in totals.items() if 0 < t < k]
   out = []
-  for c, per_round in class_counts(p).items():
-    total = sum(per_round)
-    if total == 0:
-      out.append(f"class {c!r} has no label yet")
-    elif total < k:
-      out.append(f"class {c!r} has {total} label(s), fewer than {k}")
+  if absent:
+    out.append(f"{len(absent)} class(es) have no label yet: {', '.join(absent)}")
+  if few:
+    out.append(f"{len(few)} class(es) have fewer than {k} labels: {', '.join(few)}")
   return out
 
 
@@ -89,9 +102,10 @@ def text(p: store.Project) -> str:
                    f"{r.merged:>6}  {_fmt(r.holdout_acc):>9}  {_fmt(r.kappa, '.4f'):>5}")
   counts = class_counts(p)
   if counts:
-    lines.append("labels per class (this round's merges in brackets): " + ", ".join(
-        f"{c} {sum(v)}" + (f" (+{v[-1]})" if len(v) > 1 and v[-1] else "")
-        for c, v in counts.items()))
+    lines.append("labels per class (the last round's merges in brackets): " + ", ".join(
+        f"{c} {sum(counts[c])}" + (f" (+{counts[c][-1]})" if len(counts[c]) > 1
+                                   and counts[c][-1] else "")
+        for c in display_order(counts)))
   lines += [f"warning: {w}" for w in warnings(p)]
   op = p.open_round
   if op is not None:
@@ -99,8 +113,9 @@ def text(p: store.Project) -> str:
                  f"{len(op.asked)} items wait for labels")
   lines.append(stop_line(p))
   if rs and rs[-1].seconds:
-    lines.append("round %d took: " % rs[-1].number + ", ".join(
-        f"{k} {v:.1f} s" for k, v in rs[-1].seconds.items()))
+    order = [k for k in ("load", "train", "predict", "select") if k in rs[-1].seconds]
+    lines.append(f"round {rs[-1].number}'s next took: " + ", ".join(
+        f"{k} {rs[-1].seconds[k]:.1f} s" for k in order))
   return "\n".join(lines)
 
 
@@ -125,7 +140,7 @@ def _plots(p: store.Project, folder: Path) -> list[str]:
   ax.set(xlabel="round", ylabel="Cohen's kappa", title="stabilizing predictions")
   ax = axes[2]
   counts = class_counts(p)
-  names = list(counts)
+  names = display_order(counts)
   bottom = [0] * len(names)
   for k in range(len(p.rounds) + 1):
     h = [counts[c][k] for c in names]
