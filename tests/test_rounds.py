@@ -104,8 +104,9 @@ def imgs(tmp_path_factory) -> Path:
 
 def test_six_rounds_on_a_digits_image_folder(imgs, tmp_path):
   d = tmp_path / "project"
+  # The README's walk-through, whose numbers it quotes.
   rnd("init", d, "--images", imgs / "images", "--holdout", imgs / "holdout.csv",
-      "--classes", ",".join(map(str, range(10))), "--stop-set", 300)
+      "--classes", ",".join(map(str, range(10))))
   truth = {r["id"]: r["label"] for r in read_csv(imgs / "truth.csv")}
   merged = {}
   for n in range(1, 7):
@@ -128,8 +129,9 @@ def test_six_rounds_on_a_digits_image_folder(imgs, tmp_path):
   assert sel[0]["cold_start"] and sel[0]["strategy"] == "typiclust"
   assert not any(s["cold_start"] for s in sel[1:])
   acc = [s["holdout_acc"] for s in sel[1:]]
-  # digits, MLP on pixels: ~79 % at 20 labels, ~90 % at 100 (measured 2026-12-04)
   assert acc[-1] > acc[0] + 5, acc
+  # The README quotes 79.44, 84.72, 86.39, 90.28, 88.33 (2-core CPU VM, 2026-12-04).
+  assert np.allclose(acc, [79.44, 84.72, 86.39, 90.28, 88.33], atol=3), acc
   status = rnd("status", d)
   assert "120 labeled, 360 holdout, 6 round(s)" in status
   assert "keep labeling" in status or "stop suggested" in status

@@ -362,7 +362,8 @@ def status(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-  ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].strip())
+  ap = argparse.ArgumentParser(prog=PROG, description=__doc__.strip(),
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = ap.add_subparsers(dest="command", metavar="{init,next,add,status,undo}")
   sub.required = True
 

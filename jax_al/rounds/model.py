@@ -112,6 +112,10 @@ def train_and_pick(x: np.ndarray, y: np.ndarray, config, classes, labeled: np.nd
   from jax_al.data.dataset import Dataset
   from jax_al.scores import bayes
 
+  # Each round is a new process: the on-disk cache spares it the compiles of the last.
+  from jax_al import compiles
+  compiles.use_persistent_cache(config.compile_cache_dir)
+
   images = x if x.dtype == np.uint8 else x.reshape(len(x), 1, -1, 1)
   # Without a holdout the evaluation runs on the labeled set (not reported).
   test = holdout if len(holdout) else labeled
