@@ -23,6 +23,11 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _xla_cache = tempfile.mkdtemp(prefix="jax_al_tests_xla_")
   os.environ["JAX_COMPILATION_CACHE_DIR"] = _xla_cache
   atexit.register(shutil.rmtree, _xla_cache, ignore_errors=True)
+# Store every program, as `compiles.use_persistent_cache` does for users (it
+# leaves a folder set in the environment alone, and JAX's default keeps only
+# programs that took >= 1 s): the run.py subprocesses of the tests then load
+# the model's ~40 small initialisation programs instead of compiling them.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 def set_field(config, dotted: str, value) -> None:

@@ -63,7 +63,7 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
 # Every `python -m MODULE` the README and docs/ document, with what this test
 # runs for each: `--help`, and a tiny real run where that is quick.
 DOCUMENTED = {"jax_al", "jax_al.bench", "jax_al.bench.scaling", "jax_al.bench.parallel",
-              "jax_al.export", "jax_al.report", "jax_al.study"}
+              "jax_al.export", "jax_al.report", "jax_al.study", "jax_al.rounds.demo"}
 
 
 def _documented_modules() -> set[str]:
@@ -323,3 +323,28 @@ def test_jax_al_run_select_report_study(venv):
   assert "estimated total:" in p.stdout
   p = jax_al("bench", "selection", "--help")
   assert "usage:" in p.stdout
+
+
+def test_jax_al_round_from_the_installed_wheel(venv):
+  """Two labeling rounds on the demo's digits embeddings from the console
+  script; without a config beside the installation, init asks for one."""
+  jax_al, py, work, cfg, _ = venv
+  env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+  subprocess.run([str(py), "-m", "jax_al.rounds.demo", "digits-embeddings", "demo"], cwd=work,
+                 env=env, check=True, capture_output=True, timeout=300)
+  p = jax_al("round", "init", "r", "--embeddings", "demo/embeddings.npz", ok=False)
+  assert p.returncode == 1 and "pass --config FILE.py[:preset]" in p.stderr, p.stderr
+  assert not (work / "r" / "round.json").exists()
+  jax_al("round", "init", "r", "--embeddings", "demo/embeddings.npz", "--config",
+         f"{cfg / 'embeddings.py'}:margin", "--holdout", "demo/holdout.csv")
+  for n in (1, 2):
+    out = jax_al("round", "next", "r", "--budget", "10").stdout
+    assert f"round {n}: 10 items to label" in out
+    subprocess.run([str(py), "-m", "jax_al.rounds.demo", "annotate", "demo/truth.csv",
+                    f"r/round_{n}/to_label.csv", f"l{n}.csv"], cwd=work, env=env, check=True,
+                   capture_output=True, timeout=300)
+    jax_al("round", "add", "r", f"l{n}.csv")
+  status = jax_al("round", "status", "r").stdout
+  assert "20 labeled, 360 holdout, 2 round(s)" in status
+  assert "margin" in status and "cold start: typiclust" in status
+

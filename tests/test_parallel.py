@@ -51,7 +51,8 @@ def test_vmap_matches_sequential_and_writes_the_same_files(seq_and_vmap):
   assert [sorted(r) for r in a] == [sorted(r) for r in b]  # same records, same fields
   for x, y in zip(a, b):
     for k, v in x.items():
-      if k.endswith("_s") or k in ("seconds", "compiles"):  # timings, process history
+      # timings, and the process's compile history (what the cache held before)
+      if k.endswith("_s") or k in ("seconds", "compiles", "compile_cache_hits"):
         continue
       if isinstance(v, float):
         assert math.isclose(v, y[k], rel_tol=1e-5, abs_tol=1e-5), (k, x, y)
