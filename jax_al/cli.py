@@ -16,6 +16,7 @@ import ast
 import difflib
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 
@@ -119,7 +120,18 @@ def exit_now(e: SystemExit) -> None:
     code = 1
   sys.stdout.flush()
   sys.stderr.flush()
+  _save_coverage()
   os._exit(code)
+
+
+def _save_coverage() -> None:
+  # os._exit skips atexit, where a measuring coverage.py saves its data: save
+  # it here, or a failed command is never counted (the tests measure them).
+  cov_module = sys.modules.get("coverage")
+  cov = cov_module.Coverage.current() if cov_module is not None else None
+  if cov is not None:
+    cov.stop()
+    cov.save()
 
 
 def run_command(config, workdir: str, overwrite: bool) -> int:

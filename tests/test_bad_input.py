@@ -111,6 +111,7 @@ CONFIG_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CONFIG_CASES))
+@pytest.mark.slow
 def test_bad_config_field(case, victim, no_training):
   overrides, error, needles = CONFIG_CASES[case]
   rejected(tiny_digits_config("random", **overrides), victim, error, *needles)
@@ -170,6 +171,7 @@ def folder_config(path, tmp_path, **fields):
                             al__budget=2, **fields)
 
 
+@pytest.mark.slow
 def test_folder_source_runs(tmp_path):
   """The baseline the data cases below break: a valid tree trains fine."""
   root = image_tree(tmp_path / "data")
@@ -300,6 +302,7 @@ def cli(*args, cwd=REPO):
     (["--config.resume=maybe"], ["`resume`", "'maybe'", "true or false"]),
     (["--config.al.budget=0"], ["`al.budget`", "= 0", ">= 1"]),
 ], ids=["unknown_field", "wrong_type", "wrong_bool", "zero_size"])
+@pytest.mark.slow
 def test_cli_bad_flag(tmp_path, args, needles):
   workdir = tmp_path / "run"
   out = cli("--config", "configs/digits.py:random", f"--workdir={workdir}", *args)
@@ -312,6 +315,7 @@ def test_cli_bad_flag(tmp_path, args, needles):
   assert not workdir.exists()
 
 
+@pytest.mark.slow
 def test_cli_bad_preset_and_missing_config_file(tmp_path):
   out = cli("--config", "configs/digits.py:entrpy", f"--workdir={tmp_path / 'run'}")
   assert out.returncode == 1 and "Traceback" not in out.stderr

@@ -20,6 +20,7 @@ def bald_run(tmp_path_factory):
   return c, wd
 
 
+@pytest.mark.slow
 def test_bald_runs_and_replays_its_picks(bald_run):
   """A digits run selects with BALD, and its step rebuilds: same MC passes
   (keys from the cycle's selection key), same picks."""

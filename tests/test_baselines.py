@@ -98,6 +98,7 @@ def assert_valid(sel, n, budget):
 
 
 @pytest.mark.parametrize("name", ALL)
+@pytest.mark.slow
 def test_contract_and_determinism(name, cfg, pool):
   s = get_strategy(name, cfg)
   s.check(pool.size, BUDGET, pool.num_classes, NUM_LABELED)
@@ -108,6 +109,7 @@ def test_contract_and_determinism(name, cfg, pool):
 
 
 @pytest.mark.parametrize("name", ALL)
+@pytest.mark.slow
 def test_no_labeled_set(name, cfg, digits):
   x, logits = digits
   p = make_pool(x, logits, num_labeled=0, num_pool=300)
@@ -139,6 +141,7 @@ def _degenerate_pools(x, logits):
 
 @pytest.mark.parametrize("case", ["constant", "duplicated", "saturated"])
 @pytest.mark.parametrize("name", ALL)
+@pytest.mark.slow
 def test_degenerate_inputs(name, case, cfg, digits):
   p = _degenerate_pools(*digits)[case]
   sel = get_strategy(name, cfg).select(p, 40, jax.random.key(1))
@@ -237,6 +240,7 @@ def test_coreset_matches_numpy_k_center(cfg, digits):
 
 
 @pytest.mark.parametrize("labeled", [10, 0])
+@pytest.mark.slow
 def test_coreset_lazy_search_equals_dense_and_numpy(cfg, digits, labeled):
   # Blocks of 16 rows (19 blocks, the last partial), refreshes of 3 centres
   # at a time: the lazy search picks what the dense one and NumPy pick, with
@@ -262,6 +266,7 @@ def test_coreset_lazy_search_equals_dense_and_numpy(cfg, digits, labeled):
   np.testing.assert_array_equal(sel.indices, np.asarray(dense[0]))
 
 
+@pytest.mark.slow
 def test_coreset_lazy_search_ties_and_every_row(cfg):
   # Duplicated rows (many equal distances) and a budget of every row: the
   # lowest row among equal maxima wins in both searches, no row twice.
@@ -298,6 +303,7 @@ def _np_embedding(logits, features):
       len(p), -1)
 
 
+@pytest.mark.slow
 def test_badge_embedding_matches_closed_form(pool):
   logits, feats = np.asarray(pool.logits), np.asarray(pool.features)
   ref = _np_embedding(logits, feats)
@@ -367,6 +373,7 @@ def test_typiclust_typicality_matches_numpy(cfg, pool):
     np.testing.assert_allclose(typ[members], ref, rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_typiclust_fill_order_is_round_robin():
   # Clusters 0..3; labeled points in cluster 1 only. Candidates: cluster 0
   # has 3, cluster 1 has 4, cluster 2 has 1, cluster 3 has 2.
@@ -392,6 +399,7 @@ def test_typiclust_caps_clusters():
 
 
 @pytest.mark.parametrize("block", [1, 7, 64, 4096])
+@pytest.mark.slow
 def test_blockwise_distances_match_brute_force(block):
   rng = np.random.RandomState(0)
   x = rng.randn(53, 5).astype(np.float32)

@@ -16,6 +16,7 @@ def _positive(x):
   return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
+@pytest.mark.slow
 def test_train_and_features_json(tmp_path):
   out = tmp_path / "b.json"
   doc = main(["train,features", "--quick", "--models", "cnn", "--cnn-width", "0.25",
@@ -50,6 +51,7 @@ def test_train_and_features_json(tmp_path):
   assert saved["memory"]["peak_rss_bytes"] > 0
 
 
+@pytest.mark.slow
 def test_protocol_on_digits(tmp_path):
   doc = main(["protocol", "--config", "configs/digits.py", "--config.al.cycles=2",
               "--config.train.epochs=2", "--config.train.eval_every=1", "--quiet",
@@ -64,6 +66,7 @@ def test_protocol_on_digits(tmp_path):
   assert all(c["compile_s"] >= 0 and c["compiles"] >= 0 for c in p["cycles"])
 
 
+@pytest.mark.slow
 def test_gpu_summary_reads_the_bench_json(tmp_path, capsys):
   # benchmarks/summarize.py prints the last table of benchmarks/gpu.sh.
   main(["protocol", "--config", "configs/digits.py", "--config.al.cycles=2",
@@ -120,6 +123,7 @@ def test_trace_summary_counts_overlaps_once_and_nested_ops_by_self_time():
   assert [o["total_ms"] for o in dev["top_hlo_ops"]] == pytest.approx([0.3, 0.1])
 
 
+@pytest.mark.slow
 def test_profile_smoke(tmp_path):
   doc = main(["profile", "--quick", "--models", "cnn", "--cnn-width", "0.25", "--dtypes",
               "float32", "--batch", "32", "--n-train", "128", "--sizes", "64", "--repeats", "1",
@@ -174,6 +178,7 @@ def test_acquisitions_bench_times_every_chosen_strategy(tmp_path):
     acquisitions.main(["--strategies", "nope"])
 
 
+@pytest.mark.slow
 def test_select_scale_bench_compares_the_same_selection(tmp_path):
   # One process per cell: jax_al.select and the NumPy reference pick the same
   # rows for margin and coreset on the synthetic pool, never a labeled one;
@@ -294,3 +299,32 @@ def test_profile_dir_holding_a_users_files_is_refused(tmp_path):
   with pytest.raises(SystemExit, match="--profile-dir.*did not put there"):
     main(["profile", "--quick", "--models", "cnn", "--profile-dir", str(prof)])
   assert [p.name for p in prof.iterdir()] == ["thesis.tex"]
+
+
+def test_selection_bench_matches_its_numpy_reference_on_a_tiny_pool(tmp_path):
+  from jax_al.bench import selection
+  out = tmp_path / "sel.json"
+  doc = selection.main(["--sizes", "64", "--dim", "8", "--labeled", "32", "--k", "4",
+                        "--budget", "8", "--repeats", "1", "--rff-dim", "256",
+                        "--variants", "witness_exact,witness_rff", "--json", str(out)])
+  exact, rff = doc["selection"]
+  assert (exact["variant"], rff["variant"]) == ("witness_exact", "witness_rff")
+  assert exact["jax_ms"] > 0 and exact["ref_ms"] > 0
+  assert exact["max_abs_diff_vs_ref"] < 1e-5  # the same witness as NumPy's
+  assert rff["spearman"] > 0.8  # 256 random features rank the pool as the exact kernel
+  assert json.loads(out.read_text())["selection"] == doc["selection"]
+  with pytest.raises(SystemExit, match="unknown variants"):
+    selection.main(["--quick", "--variants", "nope"])
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--trials", "a"], "--trials 'a': give integers"),
+    (["--labeled", "0"], "1 <= --labeled <= --n-train"),
+    (["--model", "vit"], "--model is resnet18, cnn or mlp"),
+])
+def test_parallel_bench_refuses_bad_flags_in_one_line(flags, says):
+  from jax_al.bench import parallel
+  with pytest.raises(SystemExit) as e:
+    parallel.main(["--quick", *flags])
+  msg = str(e.value.code)
+  assert msg.startswith("error: ") and says in msg and "\n" not in msg, msg

@@ -42,6 +42,7 @@ def digits_images():
   return ds
 
 
+@pytest.mark.slow
 def test_zca_whitened_patches_have_identity_covariance(digits_images):
   p = coates.Params(**SMALL)
   patches = coates._sample_patches(jnp.asarray(digits_images.train_images),
@@ -64,6 +65,7 @@ def test_zca_whitened_patches_have_identity_covariance(digits_images):
                              atol=2e-3)
 
 
+@pytest.mark.slow
 def test_triangle_features_nonnegative_about_half_zero(digits_images):
   p = coates.Params(**SMALL)
   model = coates.learn(digits_images.train_images, p)
@@ -114,6 +116,7 @@ def test_bad_fields_name_the_field(tmp_path):
     load_dataset(cfg)
 
 
+@pytest.mark.slow
 def test_mlp_head_on_digits_features_beats_chance(tmp_path, tiny_config):
   """The whole loop on float features: an MLP head far above 10 %."""
   from jax_al import loop
@@ -130,6 +133,7 @@ def test_mlp_head_on_digits_features_beats_chance(tmp_path, tiny_config):
 
 
 @pytest.mark.skipif(not CIFAR.exists(), reason="../shared CIFAR-10 copy not present")
+@pytest.mark.slow
 def test_cifar_subset_features_are_informative(tmp_path):
   """1,000 CIFAR training images: a linear head far above chance (10 %)."""
   from configs import common

@@ -32,6 +32,7 @@ def test_softmax_utilities_match_their_definitions():
 
 
 @pytest.mark.parametrize("utility", ["margin", "entropy"])
+@pytest.mark.slow
 def test_prefilter_keeps_picks_among_the_most_uncertain(utility):
   pool = digits_pool()
   u = np.asarray(um.softmax_utility(pool.logits, kind=utility))

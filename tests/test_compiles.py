@@ -41,6 +41,7 @@ def _selected(wd):
   return [r["indices"] for r in records(wd, "selected.jsonl")]
 
 
+@pytest.mark.slow
 def test_users_method_compiles_its_programs_once_per_run(tiny_config, tmp_path, monkeypatch):
   # A fixed-size subset (as in the CIFAR protocol; 397, a size no other test
   # compiles, so the jit caches count this run only) and labeled rows padded to
@@ -106,6 +107,7 @@ def _run_digits(workdir, cache, env):
   return p.stdout, _cycles(workdir)
 
 
+@pytest.mark.slow
 def test_persistent_cache_serves_a_second_process(tmp_path):
   env = {k: v for k, v in os.environ.items() if not k.startswith(
       ("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
@@ -139,6 +141,7 @@ def test_unusable_cache_dir_is_a_config_error(tmp_path):
     jax.config.update("jax_compilation_cache_dir", before)
 
 
+@pytest.mark.slow
 def test_coreset_compiles_once_and_picks_the_same(tiny_config, tmp_path):
   from jax_al.strategies import coreset
 

@@ -527,6 +527,7 @@ def test_digits_options():
 # ------------------------------------------------------------------- tfds ----
 
 
+@pytest.mark.slow
 def test_tfds_mock_cifar10(monkeypatch):
   tfds = pytest.importorskip("tensorflow_datasets")
   # Small read batches, so that concatenating batches is exercised.
@@ -545,6 +546,7 @@ def test_tfds_mock_cifar10(monkeypatch):
   assert ds.description.startswith("tfds:cifar10")
 
 
+@pytest.mark.slow
 def test_tfds_errors():
   tfds = pytest.importorskip("tensorflow_datasets")
   with pytest.raises(ConfigError, match="data.name"):
@@ -559,6 +561,7 @@ def test_tfds_errors():
 # --------------------------------------------------------------- CIFAR-10 ----
 
 
+@pytest.mark.slow
 def test_cifar10_jpeg_copy(tmp_path):
   if not CIFAR.exists():
     pytest.skip(f"{CIFAR} is absent")

@@ -31,6 +31,7 @@ def _one_line(e, *needles):
     assert n in msg, (n, msg)
 
 
+@pytest.mark.slow
 def test_resume_after_images_were_added_is_refused_and_the_run_kept(tmp_path, monkeypatch):
   root = image_tree(tmp_path / "data")
   config = folder_config(root, tmp_path, al__cycles=3)
@@ -58,6 +59,7 @@ def test_resume_after_images_were_added_is_refused_and_the_run_kept(tmp_path, mo
   assert loop.run(config, run, quiet=True)["labeled"] == [3, 5, 7]
 
 
+@pytest.mark.slow
 def test_a_run_saved_before_the_fingerprint_still_resumes(tmp_path, monkeypatch):
   config = tiny_digits_config(al__cycles=3)
   run = tmp_path / "run"
@@ -74,6 +76,7 @@ def test_a_run_saved_before_the_fingerprint_still_resumes(tmp_path, monkeypatch)
   replay.step(run, 0, 1)  # and it replays
 
 
+@pytest.mark.slow
 def test_replay_refuses_changed_data(tmp_path):
   root = image_tree(tmp_path / "data")
   config = folder_config(root, tmp_path)

@@ -46,6 +46,7 @@ def _picks(workdir):
   return [json.loads(l) for l in (Path(workdir) / "selected.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_digits_embeddings_run_resume_and_replay(tmp_path):
   a = _digits_arrays()
   ids = np.asarray([f"img{i}" for i in range(len(a["train_labels"]))])
@@ -79,6 +80,7 @@ def test_embeddings_of_digits_pixels_pick_as_the_pixel_run(tmp_path):
   assert _picks(tmp_path / "pixels") == _picks(tmp_path / "emb")
 
 
+@pytest.mark.slow
 def test_exported_coates_features_pick_as_the_coates_source(tmp_path):
   from jax_al import export
   coates = tiny_digits_config("margin", data__features="coates",

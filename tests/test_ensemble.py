@@ -22,6 +22,7 @@ def runs(tmp_path_factory):
   return root, cyc("ens"), cyc("single")
 
 
+@pytest.mark.slow
 def test_members_differ_and_member_zero_is_the_single_model(runs):
   """Member 0 has the trial's own keys: it trains the single model of the
   same config (up to the batched kernels' last bits); the record keeps the

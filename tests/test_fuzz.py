@@ -91,6 +91,7 @@ def _al_config():
 
 
 @pytest.mark.parametrize("name", strategies.names())
+@pytest.mark.slow
 def test_strategy_fuzz(name):
   strategy = strategies.get_strategy(name, _al_config())
 

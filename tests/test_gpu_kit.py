@@ -65,6 +65,7 @@ def _doc(folder: Path, name: str) -> dict:
   return json.loads((folder / f"{name}.json").read_text())
 
 
+@pytest.mark.slow
 def test_speed_call_cut_by_its_deadline_keeps_its_rows(tmp_path):
   # A 90 s deadline: the first part (training variants, default first) is cut
   # or squeezed, the parts after it are skipped; what ran still comes back.
@@ -82,6 +83,7 @@ def test_speed_call_cut_by_its_deadline_keeps_its_rows(tmp_path):
   assert "== train_variants" in stdout
 
 
+@pytest.mark.slow
 def test_speed_call_later_parts(tmp_path):
   """Features, selection (JAX only), the profile, whose trace comes back as
   its own file, the ensemble's training cost and every acquisition's."""
@@ -106,6 +108,7 @@ def test_speed_call_later_parts(tmp_path):
   assert "ensemble of 5" in summary and "acquisition cost per selection" in summary
 
 
+@pytest.mark.slow
 def test_protocol_call_on_digits(tmp_path):
   stdout, out, folder, seconds = _run(tmp_path, "protocol", timeout=300, GPU_SH_DATA="digits")
   proto = _doc(folder, "protocol")["protocol"]
@@ -118,6 +121,7 @@ def test_protocol_call_on_digits(tmp_path):
 
 
 @pytest.mark.skipif(not CIFAR.exists(), reason="../shared CIFAR-10 copy not present")
+@pytest.mark.slow
 def test_protocol_call_on_the_cifar_copy(tmp_path):
   # The call's own 420 s deadline is sized for the GPU; a CPU shared with other
   # jobs (2026-12-02: the suite beside three others) needs more to finish it.
@@ -128,6 +132,7 @@ def test_protocol_call_on_the_cifar_copy(tmp_path):
   assert "cycle 1 accuracy" in (out / "summary.txt").read_text()
 
 
+@pytest.mark.slow
 def test_study_call_on_digits(tmp_path):
   """`gpu.sh study` quick on digits: the plan first, a study of grouped jobs
   (2 vmapped trials; the ensemble's one after another), its outputs packed

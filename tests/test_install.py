@@ -146,6 +146,7 @@ def installed(tmp_path_factory, wheel):
     ("jax_al.bench.parallel", ["--help"]),
     ("jax_al.report", ["--help"]),
 ])
+@pytest.mark.slow
 def test_help(installed, module, args):
   run = installed[0]
   p = run(module, *args)
@@ -158,6 +159,7 @@ def test_export_help(installed):
   assert "--out" in p.stdout and "--helpfull" in p.stdout and len(p.stdout.splitlines()) < 30
 
 
+@pytest.mark.slow
 def test_no_config_names_the_flag(installed):
   """Outside a checkout there is no default config: one line naming --config."""
   run = installed[0]
@@ -169,6 +171,7 @@ def test_no_config_names_the_flag(installed):
     assert err[0].startswith("error: flag --config:") and "--config PATH" in err[0], err
 
 
+@pytest.mark.slow
 def test_bench_parts_and_report(installed):
   """Tiny real runs of the bench (train, features, selection, scaling with its
   simulated-device child process, protocol) and a report of the real run folder."""
@@ -213,6 +216,7 @@ def test_bench_parts_and_report(installed):
   assert "random" in r.stdout  # the run's strategy, in the printed table
 
 
+@pytest.mark.slow
 def test_study_plans_from_the_installed_package(installed):
   """`python -m jax_al.study --plan` with the user's config file, outside the
   repository: it prints every run and a cost, and creates nothing."""
@@ -277,6 +281,7 @@ def venv(tmp_path_factory, wheel):
   return jax_al, py, work, configs, env
 
 
+@pytest.mark.slow
 def test_jax_al_help_for_every_command(venv):
   jax_al, py, work, _, env = venv
   top = jax_al("--help").stdout
@@ -292,6 +297,7 @@ def test_jax_al_help_for_every_command(venv):
   assert p.returncode == 0 and p.stdout == top
 
 
+@pytest.mark.slow
 def test_jax_al_run_select_report_study(venv):
   """A tiny run on digits (2 cycles), a selection from an .npz made with
   scikit-learn, a report of the run and a study plan, all from the console script."""
@@ -325,6 +331,7 @@ def test_jax_al_run_select_report_study(venv):
   assert "usage:" in p.stdout
 
 
+@pytest.mark.slow
 def test_jax_al_round_from_the_installed_wheel(venv):
   """Two labeling rounds on the demo's digits embeddings from the console
   script; without a config beside the installation, init asks for one."""

@@ -64,6 +64,7 @@ def test_resnet_only():
   config_lib.check_config(_ll_config())
 
 
+@pytest.mark.slow
 def test_backbone_starts_from_the_plain_models_weights():
   """The module is drawn after the backbone: a learning-loss run starts from
   the weights every other strategy's run starts from."""
@@ -77,6 +78,7 @@ def test_backbone_starts_from_the_plain_models_weights():
                                           plain_bs, ll_bs["backbone"])))
 
 
+@pytest.mark.slow
 def test_the_memory_estimate_counts_the_module():
   """The estimate traces the model a run trains: with the module, its weights
   are exactly those `train.init_model` creates."""
@@ -99,6 +101,7 @@ def _grads(gd, params, bs, x, y, mask, objective):
       params)
 
 
+@pytest.mark.slow
 def test_the_gradient_into_the_backbone_stops_at_the_detach_epoch(digits):
   config = _ll_config()
   gd, params, bs = train.init_model(config, 10, (8, 8, 1), jax.random.key(0))
@@ -124,6 +127,7 @@ def test_the_gradient_into_the_backbone_stops_at_the_detach_epoch(digits):
   assert np.max(np.abs(flat(ce_only["loss_net"]))) == 0.0
 
 
+@pytest.mark.slow
 def test_the_trainer_switches_program_at_the_detach_epoch(digits):
   config = _ll_config(train__epochs=10, train__eval_every=10, al__ll_detach=0.4)
   exp = cycle.Experiment.build(config, digits, strategies.get_strategy("learning_loss",

@@ -65,6 +65,7 @@ def test_disk_full_at_the_start_is_one_line_naming_folder_and_bytes(tmp_path, mo
   assert not any(run.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_disk_full_while_a_checkpoint_is_written_then_resume_is_exact(tmp_path, monkeypatch,
                                                                      full_ref):
   run = tmp_path / "run"
@@ -533,6 +534,7 @@ def test_calibration_constants_rederive_from_the_committed_study(monkeypatch):
 # ------------------------------------------------- selection_time.png ------
 
 
+@pytest.mark.slow
 def test_selection_time_plot_data_shows_compilation_apart_and_every_cycle(tmp_path):
   import jax
   from jax_al import report

@@ -43,6 +43,7 @@ def _log_lines(workdir, prefix):
   return sorted(l for l in (workdir / "log.txt").read_text().splitlines() if l.startswith(prefix))
 
 
+@pytest.mark.slow
 def test_vmap_matches_sequential_and_writes_the_same_files(seq_and_vmap):
   seq, vmap = seq_and_vmap
   assert (seq / "selected.jsonl").read_text() == (vmap / "selected.jsonl").read_text()
@@ -70,6 +71,7 @@ def test_vmap_matches_sequential_and_writes_the_same_files(seq_and_vmap):
     assert ma["selected"] == mb["selected"]
 
 
+@pytest.mark.slow
 def test_warm_start_cnn_with_augmentation_matches(tmp_path):
   """BatchNorm, convolutions, flip/crop keys and warm start."""
   kw = dict(num_trials=2, al__cycles=2, model__name="cnn", model__width=0.25,
@@ -87,6 +89,7 @@ def test_warm_start_cnn_with_augmentation_matches(tmp_path):
     # the MLP: XLA:CPU runs convolutions inside while loops very slowly
     dict(train__skip_padding="while", train__steps_per_call=3, model__name="mlp")],
     ids=["epochs2+all", "while"])
+@pytest.mark.slow
 def test_step_variants_vmapped_match_sequential(tmp_path, variant):
   """The train.* step variants (pinned to the per-step path in test_train.py)
   give the same run vmapped as trial by trial."""
@@ -100,6 +103,7 @@ def test_step_variants_vmapped_match_sequential(tmp_path, variant):
   assert evals and set(evals) == {2, 3}
 
 
+@pytest.mark.slow
 def test_vmap_run_interrupted_resumes_sequentially(seq_and_vmap, tmp_path, monkeypatch):
   """A vmap run stopped in cycle 2, resumed by a sequential run: the same result."""
   seq, _ = seq_and_vmap
@@ -115,6 +119,7 @@ def test_vmap_run_interrupted_resumes_sequentially(seq_and_vmap, tmp_path, monke
   assert_same_run(run, seq)
 
 
+@pytest.mark.slow
 def test_lagging_trials_catch_up_then_train_together(seq_and_vmap, tmp_path, monkeypatch):
   """Killed while checkpointing trial 1's cycle 2: trial 0 is a cycle ahead.
 
@@ -177,6 +182,7 @@ def test_stack_and_unstack_round_trip():
     assert float(y["b"][0]) == float(x["b"][0])
 
 
+@pytest.mark.slow
 def test_bench_parallel_smoke(tmp_path):
   from jax_al.bench.parallel import main
   doc = main(["--quick", "--model", "cnn", "--width", "0.25", "--trials", "2", "--batch", "32",
@@ -189,6 +195,7 @@ def test_bench_parallel_smoke(tmp_path):
   assert check["max_param_diff"] <= 1e-3 * check["max_update"] + 10 * check["nudged_param_diff"]
 
 
+@pytest.mark.slow
 def test_bench_parallel_ensemble_rows(tmp_path):
   """`--ensemble`: the stacked members share one labeled set, and the row
   gives the ensemble's epoch in units of one member's."""
@@ -207,6 +214,7 @@ def test_bench_parallel_ensemble_rows(tmp_path):
   assert ens["vs_one_member"] == pytest.approx(ens["epoch_s"] / seq["epoch_s"])
 
 
+@pytest.mark.slow
 def test_learning_loss_vmapped_switches_with_the_sequential_trainer():
   """Learning loss switches program at its detach epoch (`Trainer.at`); the
   vmapped trials switch with it. One epoch (one step) of each program from

@@ -92,6 +92,7 @@ def _wait_for(path: Path, pred, proc, timeout=240.0) -> None:
   raise AssertionError("timed out waiting for the kill point")
 
 
+@pytest.mark.slow
 def test_sigkill_in_cycle_2_then_resume_matches_uninterrupted(tmp_path):
   """A real run (entropy, warm start) killed mid cycle 2 resumes to the same result."""
   ref, killed = tmp_path / "ref", tmp_path / "killed"
@@ -127,6 +128,7 @@ def kill_ref(tmp_path_factory):
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
                          ids=["ctrl_c", "sigterm"])
+@pytest.mark.slow
 def test_signal_in_cycle_2_is_one_line_and_an_error_record_then_resumes(
     tmp_path, kill_ref, sig, code):
   run = tmp_path / "run"
@@ -180,6 +182,7 @@ def count_fits(monkeypatch, interrupt_at: int | None = None) -> list:
 
 
 @pytest.mark.parametrize("reinit", [True, False], ids=["reinit", "warm_start"])
+@pytest.mark.slow
 def test_interrupted_trial_2_resumes_exactly(tmp_path, monkeypatch, reinit):
   config = tiny_digits_config("random", num_trials=2, al__cycles=3,
                               train__reinit_each_cycle=reinit)
@@ -255,6 +258,7 @@ def _sampled(need) -> bool:
   return need.predicted_loss or need.samples is not strategies.base.Samples.NONE
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_for_every_strategy(per_strategy):
   for name, (a, b) in per_strategy.items():
     assert records(a, "selected.jsonl") == records(b, "selected.jsonl"), name
@@ -262,6 +266,7 @@ def test_same_seed_same_result_for_every_strategy(per_strategy):
     assert eval_accs(a) == eval_accs(b), name
 
 
+@pytest.mark.slow
 def test_strategy_never_changes_initial_set_or_weights(per_strategy):
   # Every strategy starts from the same initial set. Those that train the plain
   # model also train the same first cycle; the MC-dropout ones run with
@@ -393,6 +398,7 @@ def test_nan_features_never_reach_a_strategy(tmp_path, monkeypatch):
   assert checkpoint.latest(run, 0) is None
 
 
+@pytest.mark.slow
 def test_empty_pool_ends_the_run_cleanly(tmp_path, monkeypatch, capsys):
   # The size checks forbid budgets that exhaust the pool; bypass them to reach
   # the loop's own guard: 1200 + 97 labels use up all 1297 digits after cycle 1.

@@ -12,6 +12,7 @@ from jax_al import files, loop, replay
 from jax_al.errors import DataError
 
 
+@pytest.mark.slow
 def test_a_step_reproduces_the_runs_picks_and_logged_scores(tmp_path):
   """step + select rebuild a run's selection step exactly, and raw_scores are
   the terms its logged statistics describe."""
@@ -80,6 +81,7 @@ def _copy(src, dest):
   return dest
 
 
+@pytest.mark.slow
 def test_a_checkpoint_from_another_run_is_refused(two_seeds, tmp_path):
   """The checks a resume makes: a seed-1 run's checkpoint in a seed-0 run."""
   import shutil

@@ -42,6 +42,7 @@ def two_trial_report(tmp_path_factory):
   return wd, summary
 
 
+@pytest.mark.slow
 def test_comparison_is_paired_and_complete(two_trial_report):
   wd, summary = two_trial_report
   names = STRATEGIES.split(",")
@@ -65,6 +66,7 @@ def test_comparison_is_paired_and_complete(two_trial_report):
       assert v["pairs"] == 2 and v["ci95"][0] <= v["auc_diff"] <= v["ci95"][1]
 
 
+@pytest.mark.slow
 def test_report_files(two_trial_report):
   wd, _ = two_trial_report
   out = wd / "report"
@@ -83,6 +85,7 @@ def test_report_files(two_trial_report):
   assert not math.isnan(again["strategies"]["users"]["auc_mean"])
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_work(two_trial_report, capsys):
   wd, summary = two_trial_report
   c = digits.get_config("random")

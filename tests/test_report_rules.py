@@ -30,6 +30,7 @@ def _md(out):
   return (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_alike_runs_pair_and_one_pair_prints_no_nan_interval(runs, tmp_path):
   s = report.make_report([runs / "cmp"], tmp_path / "out")
   v = s["strategies"]["entropy"]["vs_baseline"]
@@ -40,6 +41,7 @@ def test_alike_runs_pair_and_one_pair_prints_no_nan_interval(runs, tmp_path):
   assert "none (1 pair; an interval needs 2+)" in row, row
 
 
+@pytest.mark.slow
 def test_runs_differing_outside_al_are_not_paired(runs, tmp_path):
   mixed = tmp_path / "mixed"
   shutil.copytree(runs / "cmp" / "random", mixed / "random")
@@ -91,6 +93,7 @@ def test_one_run_is_named_by_its_strategy_and_says_where_it_wrote(runs, tmp_path
   assert all((out / n).is_file() for n in report.OUTPUTS)
 
 
+@pytest.mark.slow
 def test_out_never_replaces_a_file_the_report_did_not_write(runs, tmp_path):
   out = tmp_path / "out"
   out.mkdir()

@@ -102,6 +102,7 @@ def imgs(tmp_path_factory) -> Path:
 # ------------------------------------------------------------- workflow ----
 
 
+@pytest.mark.slow
 def test_six_rounds_on_a_digits_image_folder(imgs, tmp_path):
   d = tmp_path / "project"
   # The README's walk-through, whose numbers it quotes.
@@ -138,6 +139,7 @@ def test_six_rounds_on_a_digits_image_folder(imgs, tmp_path):
   assert (d / "round_6" / "report.md").is_file() and (d / "round_6" / "report.png").is_file()
 
 
+@pytest.mark.slow
 def test_six_rounds_on_an_embeddings_file_with_growing_classes(emb, tmp_path):
   d = tmp_path / "project"
   rnd("init", d, "--embeddings", emb / "embeddings.npz", "--holdout", emb / "holdout.csv",
@@ -160,6 +162,7 @@ def test_six_rounds_on_an_embeddings_file_with_growing_classes(emb, tmp_path):
   assert f"{ks[-1][1]:.4f}" in status
 
 
+@pytest.mark.slow
 def test_the_same_commands_give_the_same_picks(emb, tmp_path):
   picks = []
   for k in range(2):
@@ -173,6 +176,7 @@ def test_the_same_commands_give_the_same_picks(emb, tmp_path):
   assert picks[0] == picks[1]
 
 
+@pytest.mark.slow
 def test_one_class_so_far_takes_the_cold_start_again(emb, tmp_path):
   d = tmp_path / "p"
   rnd("init", d, "--embeddings", emb / "embeddings.npz", "--config", fast_config(tmp_path))
@@ -194,6 +198,7 @@ def test_one_class_so_far_takes_the_cold_start_again(emb, tmp_path):
   assert not set(sel["picks"]) & set(one)
 
 
+@pytest.mark.slow
 def test_an_image_archive_gives_the_folder_ids_and_a_changed_image_is_refused(imgs, tmp_path):
   tar = tmp_path / "digits.tar.gz"
   with tarfile.open(tar, "w:gz") as t:
@@ -350,6 +355,7 @@ def _cli(d_args, env_extra=None):
                         capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_a_kill_at_every_phase_then_a_rerun_gives_the_uninterrupted_state(emb, tmp_path,
                                                                           monkeypatch):
   monkeypatch.setenv("SOURCE_DATE_EPOCH", "1796000000")

@@ -36,6 +36,7 @@ def digits_run(tmp_path_factory):
   return wd, p.stdout
 
 
+@pytest.mark.slow
 def test_end_to_end_digits_through_run_py(digits_run):
   wd, out = digits_run
   for name in ("config.json", "log.txt", "metrics.jsonl", "selected.jsonl", "summary.json"):
@@ -65,6 +66,7 @@ def test_end_to_end_digits_through_run_py(digits_run):
   assert summary["test_acc"][0] == pytest.approx([r["test_acc"] for r in cycles])
 
 
+@pytest.mark.slow
 def test_same_seed_same_indices(digits_run, tmp_path):
   wd, _ = digits_run
   run_cli("--config", "configs/digits.py:random", "--workdir", str(tmp_path / "again"),
@@ -77,6 +79,7 @@ def test_same_seed_same_indices(digits_run, tmp_path):
 
 
 @pytest.mark.skipif(not CIFAR.exists(), reason="../shared CIFAR-10 copy not present")
+@pytest.mark.slow
 def test_cifar10_config_runs_on_the_folder_copy(tmp_path):
   """The README's CIFAR command with tiny overrides, to the end, on CPU."""
   wd = tmp_path / "cifar"

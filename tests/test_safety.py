@@ -89,6 +89,7 @@ def test_overwrite_killed_before_its_first_checkpoint_is_undone_next_time(victim
   assert "interrupted --overwrite had set aside" in (victim / "log.txt").read_text()
 
 
+@pytest.mark.slow
 def test_cli_overwrite_with_nan_lr_is_refused_before_anything(victim):
   before = snapshot(victim)
   out = cli("--config", "configs/digits.py:random", f"--workdir={victim}", "--overwrite",
@@ -171,6 +172,7 @@ def test_folder_resize_is_refused_before_decoding(tmp_path, monkeypatch):
   assert not decoded and not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_shipped_configs_pass_the_memory_check():
   """The CIFAR protocol on a 24 GB CPU machine (this one) and on an H200."""
   from configs import cifar10
@@ -204,6 +206,7 @@ def report_runs(tmp_path_factory):
   return root
 
 
+@pytest.mark.slow
 def test_report_leaves_partial_trials_out_and_says_so(report_runs, tmp_path):
   warnings = []
   s = report.make_report([report_runs], tmp_path / "out", warn=warnings.append)
@@ -222,6 +225,7 @@ def test_report_includes_partial_trials_marked(report_runs, tmp_path):
   assert "1 (+1 partial*)" in (tmp_path / "out" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_report_aligns_by_size_and_explains_missing_pairs(report_runs, tmp_path):
   """A run of other sizes gets its own columns and a note, never a shifted row."""
   other = tmp_path / "cmp"
@@ -333,6 +337,7 @@ def test_unreadable_image_is_named_plainly(tmp_path, content, needle):
   assert str(bad) in msg and needle in msg and "BytesIO" not in msg, msg
 
 
+@pytest.mark.slow
 def test_damaged_checkpoint_is_one_short_line(tmp_path):
   run = tmp_path / "run"
   args = ["--config", "configs/digits.py:random", f"--workdir={run}", "--config.al.cycles=2",

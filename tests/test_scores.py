@@ -89,6 +89,7 @@ def test_layout(n, batch, min_size, want):
 
 
 @pytest.mark.parametrize("init", ["random", "k-means++"])
+@pytest.mark.slow
 def test_kmeans_inertia_matches_sklearn(init):
   x, _ = make_blobs(n_samples=600, centers=6, n_features=8, cluster_std=1.5,
                     random_state=0)
@@ -100,6 +101,7 @@ def test_kmeans_inertia_matches_sklearn(init):
   assert float(out.error) == pytest.approx(direct, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_cluster_margin_matches_numpy():
   rng = np.random.default_rng(0)
   x = rng.normal(size=(50, 7)).astype(np.float32)
@@ -123,6 +125,7 @@ def test_cluster_margin_equidistant_point_is_finite():
   assert np.isfinite(u).all() and float(u[0]) == pytest.approx(1e7, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_minibatch_kmeans_equals_python_loop():
   n = 195  # 3 minibatches of 64 and a 3-point tail merged (< k = 5)
   x = jnp.asarray(digits()[0][:n])
@@ -182,6 +185,7 @@ def test_symmetric_kernel_sum_equals_dense(sets, block):
 
 @pytest.mark.parametrize("unbiased", [False, True])
 @pytest.mark.parametrize("block", [6, 4096])
+@pytest.mark.slow
 def test_mmd2_matches_numpy(sets, unbiased, block):
   u, l = sets
   got = jitted(mmd.mmd2, unbiased=unbiased, block=block)(l, u, 2.5)
@@ -210,6 +214,7 @@ def test_median_sigma_subsample_is_close():
   assert float(got) == pytest.approx(want, rel=0.05)
 
 
+@pytest.mark.slow
 def test_median_sigma_constant_points():
   assert float(mmd.median_sigma(jnp.ones((6, 3)), jax.random.key(0))) == 1.0
 
@@ -230,6 +235,7 @@ def test_decrease_matches_numpy(sets, unbiased, block):
                              atol=1e-5)
 
 
+@pytest.mark.slow
 def test_padded_labeled_rows_are_ignored(sets):
   u, l = sets
   pad = jnp.concatenate([jnp.asarray(l), 100 + jnp.zeros((9, l.shape[1]))])
@@ -268,6 +274,7 @@ def test_per_sample_matches_numpy(sets, unbiased):
   np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_per_sample_draws_global_and_per_batch(sets):
   u, l = sets
   x, lj, key = jnp.asarray(u), jnp.asarray(l), jax.random.key(4)
@@ -346,6 +353,7 @@ def test_greedy_beats_random_batches():
   assert idx[0] == int(np.argmax(np_decrease(u, u, l, 1.5)))
 
 
+@pytest.mark.slow
 def test_greedy_unbiased_running_sums():
   u, l = toy_two_clusters()
   res = jitted(greedy.greedy_mmd, budget=7, unbiased=True, normalize="rank",
@@ -417,6 +425,7 @@ def test_normalisations_have_their_properties(x):
       assert zs.std() == pytest.approx(1, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_normalize_where_and_indexed():
   x = jnp.array([3.0, -1.0, 7.0, 7.0, 2.0])
   w = np.array([True, True, False, True, True])

@@ -62,6 +62,7 @@ def _select(*args):
 
 
 @pytest.mark.parametrize("strategy", ["margin", "entropy", "coreset", "badge", "users"])
+@pytest.mark.slow
 def test_picks_equal_the_api(digits, tmp_path, strategy):
   d, x, probs, ids, labeled = digits
   out = tmp_path / "picks.csv"
@@ -83,6 +84,7 @@ def test_picks_equal_the_api(digits, tmp_path, strategy):
   assert side["timing"]["select_s"] > 0 and doc["picks"] == "picks.csv"
 
 
+@pytest.mark.slow
 def test_settings_reach_the_selection(digits, tmp_path):
   """--config.al.<field> overrides are config.al fields, as in jax_al.select."""
   d, x, probs, ids, labeled = digits
@@ -342,15 +344,21 @@ def test_bad_file_from_the_command_line(tmp_path):
 # ------------------------------------------------ a stray word (24.12) ------
 
 
+_SLOW = pytest.mark.slow
+
+
+# run.py, the study and export are in the fast tier: their __main__ modules
+# run only in subprocesses, and this is their fastest test.
 @pytest.mark.parametrize("cmd", [
     ["run.py", "--config", "configs/digits.py"],
-    ["-m", "jax_al", "run", "--config", "configs/digits.py"],
+    pytest.param(["-m", "jax_al", "run", "--config", "configs/digits.py"], marks=_SLOW),
     ["-m", "jax_al.study", "--config", "configs/digits.py", "--plan"],
-    ["-m", "jax_al", "study", "--config", "configs/digits.py", "--plan"],
-    ["-m", "jax_al", "select", "--pool", "p.npz", "--strategy", "margin", "--budget", "1",
-     "--out", "o.csv"],
-    ["-m", "jax_al", "bench", "selection", "--quick"],
-    ["-m", "jax_al", "bench", "train", "--quick"],
+    pytest.param(["-m", "jax_al", "study", "--config", "configs/digits.py", "--plan"],
+                 marks=_SLOW),
+    pytest.param(["-m", "jax_al", "select", "--pool", "p.npz", "--strategy", "margin",
+                  "--budget", "1", "--out", "o.csv"], marks=_SLOW),
+    pytest.param(["-m", "jax_al", "bench", "selection", "--quick"], marks=_SLOW),
+    pytest.param(["-m", "jax_al", "bench", "train", "--quick"], marks=_SLOW),
     ["-m", "jax_al.export", "--config", "configs/digits.py", "--out", "x.npz"],
 ], ids=["run.py", "jax-al run", "study", "jax-al study", "jax-al select", "jax-al bench",
         "jax-al bench train", "export"])
@@ -375,6 +383,7 @@ def test_jax_al_help_lists_the_commands():
   assert p.returncode == 2 and p.stderr.count("\n") == 1 and "'select'" in p.stderr
 
 
+@pytest.mark.slow
 def test_the_readme_example_runs(digits, tmp_path, monkeypatch):
   """The README's `jax-al select` command, word for word, on the digits pool."""
   import shlex

@@ -48,6 +48,7 @@ def test_docstring_example_matches_numpy(digits, kind):
   assert picks.strategy == kind
 
 
+@pytest.mark.slow
 def test_every_strategy_and_preset(digits):
   x, p, labeled = digits
   rng = np.random.default_rng(0)

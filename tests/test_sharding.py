@@ -286,6 +286,7 @@ def _section(worker, name):
   return sec["result"]
 
 
+@pytest.mark.slow
 def test_data_parallel_training_matches_one_device(worker):
   r = _section(worker, "train")
   assert r["params_moved"] > 1e-3  # training really changed the weights
@@ -298,6 +299,7 @@ def test_data_parallel_training_matches_one_device(worker):
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.slow
 def test_selection_on_sharded_pool_matches(worker, name):
   r = _section(worker, "select")
   assert r["features_spec"] == r["labeled_spec"] == str(P(sharding.DATA))
@@ -306,6 +308,7 @@ def test_selection_on_sharded_pool_matches(worker, name):
   assert r[name]["same"], (r[name]["plain"], r[name]["sharded"])
 
 
+@pytest.mark.slow
 def test_config_errors_on_the_mesh(worker):
   r = _section(worker, "errors")
   assert r["batch"][0] == "train.batch_size" and r["batch"][1] == 30
@@ -315,6 +318,7 @@ def test_config_errors_on_the_mesh(worker):
   assert r["all"] == NUM_DEVICES
 
 
+@pytest.mark.slow
 def test_two_cycle_digits_run_on_four_devices(worker):
   """Needs jax_al/loop.py to call sharding.setup / place / place_pool."""
   r = _section(worker, "loop")

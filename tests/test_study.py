@@ -51,6 +51,7 @@ def _numbers(f: dict) -> dict:
 # ------------------------------------------------------------------ plan
 
 
+@pytest.mark.slow
 def test_plan_runs_nothing_and_lists_every_run(tmp_path):
   out = tmp_path / "s"
   r = _cli("--config", "configs/digits.py", "--out", str(out), "--plan", "--mode", "ci",
@@ -69,6 +70,7 @@ def test_plan_runs_nothing_and_lists_every_run(tmp_path):
   assert not out.exists()
 
 
+@pytest.mark.slow
 def test_plan_for_a_gpu_states_its_assumption(tmp_path):
   r = _cli("--config", "configs/cifar10.py", "--out", str(tmp_path / "c"), "--plan",
            "--study.device=gpu")
@@ -120,6 +122,7 @@ def test_default_baselines_add_the_bayesian_ones_the_model_runs(tmp_path):
     (["--mode=fast"], "--mode"),
     (["--config.al.lam=nan"], "al.lam"),
 ])
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, needle):
   out = tmp_path / "s"
   r = _cli("--config", "configs/digits.py", "--out", str(out), "--mode", "ci", *args)
@@ -147,6 +150,7 @@ def test_bad_study_fields_name_the_field(tmp_path, fields, needle):
   assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_refuses_an_out_with_other_files(tmp_path):
   out = tmp_path / "mine"
   out.mkdir()
@@ -326,6 +330,7 @@ def test_same_seeds_are_flagged(ci_study):
 GOLDEN = REPO / "tests" / "golden" / "study_k1.json"
 
 
+@pytest.mark.slow
 def test_one_trial_per_job_plans_and_jobs_are_unchanged():
   """k = 1 (the default) plans, job workdirs and run configs are those the code
   wrote before grouped jobs existed (tests/golden/study_k1.json)."""
@@ -346,6 +351,7 @@ def test_one_trial_per_job_plans_and_jobs_are_unchanged():
     (["--study.trials_per_job=0"], "study.trials_per_job"),
     (["--study.trials_per_job=2", "--config.mesh.data=2"], "study.trials_per_job"),
 ])
+@pytest.mark.slow
 def test_bad_trials_per_job_is_one_line_and_writes_nothing(tmp_path, args, field):
   out = tmp_path / "s"
   r = _cli("--config", "configs/digits.py", "--out", str(out), "--mode", "ci", *args)
@@ -508,6 +514,7 @@ def _parsed(*args) -> dict:
   return json.loads(r.stdout)
 
 
+@pytest.mark.slow
 def test_short_cifar_config_is_the_protocol_in_fewer_epochs():
   from configs import cifar10, cifar10_short
 
@@ -535,6 +542,7 @@ def test_short_cifar_config_is_the_protocol_in_fewer_epochs():
   assert _parsed("--config=configs/cifar10_short.py:greedy_margin")["al"]["utility"] == "margin"
 
 
+@pytest.mark.slow
 def test_short_cifar_study_plan_with_grouped_jobs(tmp_path):
   """The plan needs no data: TFDS cifar10's pool size is known from the config."""
   out = tmp_path / "c"
@@ -618,6 +626,7 @@ def test_list_edges_run_on_the_smallest_grid(smallest_study, fields, new_runs):
 
 
 @pytest.mark.parametrize("field", ["lams", "norms", "sign_lams", "candidates", "probe_cycles"])
+@pytest.mark.slow
 def test_an_empty_list_is_refused_in_one_line(tmp_path, field):
   r = _cli("--config", "configs/digits.py", "--out", str(tmp_path / "s"), "--mode", "ci",
            f"--study.{field}=")
@@ -665,6 +674,7 @@ def test_every_readme_grid_builds_and_plans(tmp_path):
     assert "estimated total:" in text and "out: (none: a plan only)" in text
 
 
+@pytest.mark.slow
 def test_plan_needs_no_out_and_help_exits_0(tmp_path):
   r = _cli("--config", str(REPO / "configs" / "digits.py"), "--plan", "--mode", "ci", cwd=tmp_path)
   assert r.returncode == 0, r.stderr

@@ -20,6 +20,7 @@ def _digits(n=400):
   return x, d.target[:n].astype(np.int32)
 
 
+@pytest.mark.slow
 def test_resnet18_shapes_and_size():
   m = ResNet18(10, width=1.0, rngs=nnx.Rngs(0))
   n_params = sum(p.size for p in jax.tree.leaves(nnx.state(m, nnx.Param)))
@@ -30,6 +31,7 @@ def test_resnet18_shapes_and_size():
   assert logits.dtype == feats.dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_cnn_shapes_any_size_and_bf16():
   m = SmallCNN(10, image_shape=(8, 8, 1), width=0.5, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
   for hw in (8, 13, 32):
@@ -38,6 +40,7 @@ def test_cnn_shapes_any_size_and_bf16():
     assert logits.dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_flip_really_flips_and_crop_keeps_shape():
   x = jnp.arange(2 * 4 * 5 * 3, dtype=jnp.uint8).reshape(2, 4, 5, 3)
   # Find a key that flips the first image and not the second.
@@ -84,6 +87,7 @@ def _setup(batch=32, steps_per_call=0, n=400):
   return c, train.Trainer(gd, sc, n), p, bs, jnp.asarray(x), jnp.asarray(y)
 
 
+@pytest.mark.slow
 def test_steps_lower_the_loss_on_a_fixed_batch():
   c, tr, p, bs, x, y = _setup()
   state = tr.new_state(p, bs)
@@ -96,6 +100,7 @@ def test_steps_lower_the_loss_on_a_fixed_batch():
   assert losses[-1] < 0.5 * losses[0]
 
 
+@pytest.mark.slow
 def test_padded_rows_do_not_change_the_step():
   """A masked (padded) row must not affect the update: the last partial batch is exact."""
   c, tr, p, bs, x, y = _setup()
@@ -112,6 +117,7 @@ def test_padded_rows_do_not_change_the_step():
 
 
 @pytest.mark.parametrize("steps_per_call", [1, 3])
+@pytest.mark.slow
 def test_fused_epoch_matches_per_step_path(steps_per_call):
   """The lax.scan epoch gives the same parameters as calling the step one by one."""
   c, tr, p, bs, x, y = _setup(steps_per_call=0)
@@ -217,6 +223,7 @@ VARIANTS = [dict(steps_per_call=3, skip_padding="select"),
 
 @pytest.mark.parametrize("fields", VARIANTS, ids=lambda f: ",".join(f"{k}={v}" for k, v in
                                                                     f.items()))
+@pytest.mark.slow
 def test_step_variant_matches_per_step_path(fields):
   tr, p, bs, x, y = _variant_setup(**fields)
   mask = np.zeros(400, bool)
@@ -244,6 +251,7 @@ def test_step_variant_matches_per_step_path(fields):
   assert tr.train_executables() in (expect, None)
 
 
+@pytest.mark.slow
 def test_partial_bn_mask_really_drops_the_mask_on_full_batches():
   """The unmasked program is a different computation from the masked one: with
   a padded batch it gives other statistics (so `full` is not silently ignored)."""
@@ -257,6 +265,7 @@ def test_partial_bn_mask_really_drops_the_mask_on_full_batches():
   assert max(diffs) > 1e-4
 
 
+@pytest.mark.slow
 def test_fit_with_epochs_per_call_matches_default_fit():
   """Segments end at every evaluation epoch: the same history as epoch by epoch."""
   c = common.base()
@@ -293,6 +302,7 @@ def test_bad_step_variant_is_a_config_error(field, value):
     check_config(c)
 
 
+@pytest.mark.slow
 def test_dropout_models_split_train_and_stay_deterministic(tmp_path):
   """`model.dropout`: the model still splits into params + batch statistics
   (the mask's key is an argument, not state), training draws a mask per step

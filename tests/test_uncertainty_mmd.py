@@ -100,6 +100,7 @@ def _label(case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[_label(c) for c in CASES])
+@pytest.mark.slow
 def test_every_option_picks_budget_unique_reproducible(case):
   pool = digits_pool()
   greedy = case.get("mode") == "greedy"
@@ -138,6 +139,7 @@ def test_full_product_of_static_options(case):
   np.testing.assert_array_equal(run(strategy, pool).indices, sel.indices)
 
 
+@pytest.mark.slow
 def test_traced_fields_do_not_recompile():
   pool = digits_pool()
   before = None
@@ -251,6 +253,7 @@ def test_field_values_are_checked_by_the_config_table_alone():
     dict(mode="greedy", mmd_scope="global", normalize="rank"),
     dict(use_mmd=False), dict(utility="margin", term="witness", approx="rff", rff_dim=512),
 ], ids=["default", "witness", "greedy", "no_mmd", "softmax_rff"])
+@pytest.mark.slow
 def test_raw_terms_are_what_select_ranked(case):
   pool = digits_pool()
   s = get_strategy("uncertainty_mmd", al_config(**case))
