@@ -1,0 +1,276 @@
+"""Label Studio tasks and exports (jax_al/rounds/labelstudio.py).
+
+The unit tests need no server. The round trip starts a real label-studio
+1.23.2 (tests/labelstudio_server.py) from its own venv: JAX_AL_LS_VENV, else
+.ls-venv made by tests/labelstudio_env.sh; it skips only when neither is
+there, saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from jax_al.errors import DataError
+from jax_al.rounds import labelstudio as ls
+from jax_al.rounds.labelstudio import Label
+
+# ------------------------------------------------------------------- tasks
+
+
+def test_an_image_task_points_at_local_files_quoted_and_carries_the_id():
+  items = [{"id": "a", "path": "train/cat/x 1é.png", "rank": 0, "score": 0.25},
+           {"id": "b", "path": "train/dog/y.png", "rank": 1, "score": 0.125}]
+  assert ls.tasks(items, image_root_url=None) == [
+      {"data": {"image": "/data/local-files/?d=train/cat/x%201%C3%A9.png",
+                "jax_al_id": "a", "rank": 0, "score": 0.25}},
+      {"data": {"image": "/data/local-files/?d=train/dog/y.png",
+                "jax_al_id": "b", "rank": 1, "score": 0.125}}]
+
+
+def test_an_embeddings_task_shows_the_id_as_text():
+  (task,) = ls.tasks([{"id": "row-7", "path": None, "rank": 3, "score": 1.5}],
+                     image_root_url=None)
+  assert task == {"data": {"text": "row-7", "jax_al_id": "row-7", "rank": 3, "score": 1.5}}
+
+
+@pytest.mark.parametrize("root, url", [
+    ("/data/local-files/?d=pets", "/data/local-files/?d=pets/cat/a%20b.png"),
+    ("/data/local-files/?d=", "/data/local-files/?d=cat/a%20b.png"),
+    ("https://host/imgs/", "https://host/imgs/cat/a%20b.png"),
+    ("https://host/imgs", "https://host/imgs/cat/a%20b.png"),
+])
+def test_image_root_url_prefixes_the_quoted_path(root, url):
+  (task,) = ls.tasks([{"id": "a", "path": "cat/a b.png", "rank": 0, "score": 0.0}],
+                     image_root_url=root)
+  assert task["data"]["image"] == url
+
+
+def test_local_files_url_names_a_folder_under_the_document_root():
+  assert ls.local_files_url("my pets/train") == "/data/local-files/?d=my%20pets/train"
+
+
+def test_a_nan_score_becomes_null_because_json_has_no_nan():
+  (task,) = ls.tasks([{"id": "a", "path": None, "rank": 0, "score": float("nan")}],
+                     image_root_url=None)
+  assert task["data"]["score"] is None
+  json.dumps(task, allow_nan=False)
+
+
+def test_an_image_directly_in_the_image_folder_needs_an_image_root_url():
+  with pytest.raises(DataError) as e:
+    ls.tasks([{"id": "a", "path": "x.png", "rank": 0, "score": 0.0}], image_root_url=None)
+  assert "image 'x.png': lies directly in the image folder" in str(e.value)
+  assert "pass image_root_url" in str(e.value)
+  (task,) = ls.tasks([{"id": "a", "path": "x.png", "rank": 0, "score": 0.0}],
+                     image_root_url=ls.local_files_url("pool"))
+  assert task["data"]["image"] == "/data/local-files/?d=pool/x.png"
+
+
+@pytest.mark.parametrize("path", ["/abs/x.png", "../x.png", "a/../../x.png", "a\\b.png", ""])
+def test_a_path_outside_the_image_folder_is_refused(path):
+  with pytest.raises(ValueError, match="not a relative path inside the image folder"):
+    ls.tasks([{"id": "a", "path": path, "rank": 0, "score": 0.0}], image_root_url=None)
+
+
+def test_the_labeling_config_has_one_required_choice_per_class():
+  xml = ls.labeling_config(["0", "a&b", 'say "hi"'])
+  view = ET.fromstring(xml)
+  (image,) = view.iter("Image")
+  (choices,) = view.iter("Choices")
+  assert image.attrib == {"name": "image", "value": "$image"}
+  assert choices.get("name") == "label" and choices.get("toName") == "image"
+  assert choices.get("choice") == "single" and choices.get("required") == "true"
+  assert [c.get("value") for c in choices.iter("Choice")] == ["0", "a&b", 'say "hi"']
+
+
+def test_the_text_labeling_config_targets_the_text_data():
+  view = ET.fromstring(ls.labeling_config(["x", "y"], images=False))
+  (text,) = view.iter("Text")
+  assert text.attrib == {"name": "text", "value": "$text"}
+  assert next(view.iter("Choices")).get("toName") == "text"
+
+
+@pytest.mark.parametrize("classes", [[], ["a", "a"], ["a", ""]])
+def test_the_labeling_config_refuses_empty_or_repeated_classes(classes):
+  with pytest.raises(ValueError, match="distinct non-empty"):
+    ls.labeling_config(classes)
+
+# ------------------------------------------------------------ read_export
+
+
+def _ann(*choices, id=1, cancelled=False, result=None):
+  if result is None:
+    result = [] if cancelled else [{"from_name": "label", "to_name": "image",
+                                    "type": "choices", "value": {"choices": list(choices)}}]
+  return {"id": id, "result": result, "was_cancelled": cancelled, "completed_by": 1}
+
+
+def _task(id, item, *anns):
+  data = {"image": f"/data/local-files/?d=train/{item}.png", "jax_al_id": item,
+          "rank": 0, "score": 0.5}
+  if item is None:
+    del data["jax_al_id"]
+  return {"id": id, "data": data, "annotations": list(anns)}
+
+
+def _write(tmp_path, obj, name="export.json") -> Path:
+  p = tmp_path / name
+  p.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+  return p
+
+
+def _error(path) -> str:
+  with pytest.raises(DataError) as e:
+    ls.read_export(path)
+  msg = str(e.value)
+  assert "\n" not in msg and msg.startswith(str(path) + ": ") and ". Fix: " in msg
+  return msg
+
+
+def test_each_annotated_task_gives_its_label_in_task_order(tmp_path):
+  p = _write(tmp_path, [_task(12, "b", _ann("3")), _task(13, "a", _ann("5", id=2))])
+  assert ls.read_export(p) == [Label("b", "3", "task 12"), Label("a", "5", "task 13")]
+
+
+def test_cancelled_annotations_and_unannotated_tasks_give_no_label(tmp_path):
+  p = _write(tmp_path, [_task(1, "skipped", _ann(cancelled=True)),
+                        _task(2, "untouched"),
+                        _task(3, "redone", _ann(cancelled=True, id=3), _ann("7", id=4)),
+                        _task(4, "cancelled-vote", _ann("1", id=5), _ann("2", id=6,
+                                                                          cancelled=True))])
+  assert ls.read_export(p) == [Label("redone", "7", "task 3"),
+                               Label("cancelled-vote", "1", "task 4")]
+
+
+def test_the_old_skipped_flag_counts_as_cancelled(tmp_path):
+  ann = _ann("4")
+  ann.pop("was_cancelled")
+  ann["skipped"] = True
+  assert ls.read_export(_write(tmp_path, [_task(1, "a", ann)])) == []
+
+
+def test_agreeing_annotations_give_one_label(tmp_path):
+  p = _write(tmp_path, [_task(1, "a", _ann("4", id=1), _ann("4", id=2))])
+  assert ls.read_export(p) == [Label("a", "4", "task 1")]
+
+
+def test_disagreeing_annotations_are_one_line_naming_the_task_and_the_votes(tmp_path):
+  p = _write(tmp_path, [_task(1, "a", _ann("4")), _task(9, "b", _ann("3", id=5),
+                                                        _ann("8", id=6))])
+  msg = _error(p)
+  assert "task 9 (entry 2 of the list) has annotations that disagree" in msg
+  assert "'3' (annotation 5), '8' (annotation 6)" in msg
+  assert "settle the label in Label Studio" in msg
+
+
+def test_one_annotation_with_several_choices_is_an_error(tmp_path):
+  msg = _error(_write(tmp_path, [_task(5, "a", _ann("1", "2", id=7))]))
+  assert "task 5 (entry 1 of the list), annotation 7 picks 2 choices ['1', '2']" in msg
+  assert "exactly one label per item" in msg
+
+
+def test_two_choices_results_in_one_annotation_are_an_error(tmp_path):
+  r = {"type": "choices", "value": {"choices": ["1"]}}
+  msg = _error(_write(tmp_path, [_task(5, "a", _ann(result=[r, dict(r)]))]))
+  assert "annotation 1 picks 2 choices" in msg
+
+
+def test_an_annotation_submitted_without_a_choice_is_an_error(tmp_path):
+  msg = _error(_write(tmp_path, [_task(5, "a", _ann(result=[]))]))
+  assert "task 5 (entry 1 of the list), annotation 1 was submitted without a choice" in msg
+
+
+def test_results_that_are_not_choices_are_ignored(tmp_path):
+  text = {"type": "textarea", "value": {"text": ["blurry"]}}
+  choice = {"type": "choices", "value": {"choices": ["6"]}}
+  p = _write(tmp_path, [_task(5, "a", _ann(result=[text, choice]))])
+  assert ls.read_export(p) == [Label("a", "6", "task 5")]
+
+
+def test_a_task_without_a_jax_al_id_is_an_error(tmp_path):
+  msg = _error(_write(tmp_path, [_task(1, "a", _ann("1")), _task(31, None, _ann("2"))]))
+  assert "task 31 (entry 2 of the list) has no data.jax_al_id" in msg
+  assert "import the tasks from a jax-al round's tasks.json" in msg
+
+
+def test_a_non_string_jax_al_id_is_an_error(tmp_path):
+  t = _task(1, "a", _ann("1"))
+  t["data"]["jax_al_id"] = 17
+  assert "task 1 (entry 1 of the list) has data.jax_al_id = 17" in _error(_write(tmp_path, [t]))
+
+
+def test_the_same_item_in_two_tasks_must_agree(tmp_path):
+  p = _write(tmp_path, [_task(1, "a", _ann("1")), _task(2, "a", _ann("1", id=2))])
+  assert ls.read_export(p) == [Label("a", "1", "task 1")]
+  msg = _error(_write(tmp_path, [_task(1, "a", _ann("1")), _task(2, "a", _ann("2", id=2))]))
+  assert "item 'a' is labeled '1' in task 1 and '2' in task 2 (entry 2 of the list)" in msg
+
+
+def test_an_empty_list_gives_no_labels(tmp_path):
+  assert ls.read_export(_write(tmp_path, [])) == []
+
+
+@pytest.mark.parametrize("content, piece", [
+    ("", "is empty"),
+    ("id,label\na,1\n", "is not valid JSON: Expecting value (line 1, column 1)"),
+    ('[{"id": 1, "data": {"jax_al_id": "a"}, "annot', "is not valid JSON (cut short?)"),
+    ('[{"id": 1, "data": {"jax_al_id": "a"}}', "is not valid JSON (cut short?)"),
+    ('{"id": 1, "data": {}}', "holds a JSON dict, not the list of tasks"),
+    ('[1, 2]', "entry 1 of the list is a int, not a task"),
+    ('[{"id": 4, "data": {"jax_al_id": "a"}, "annotations": {}}]',
+     "task 4 (entry 1 of the list): `annotations` is dict, not a list"),
+])
+def test_a_file_that_is_not_a_json_export_is_one_line(tmp_path, content, piece):
+  msg = _error(_write(tmp_path, content))
+  assert piece in msg and "export the project again in Label Studio (Export > JSON)" in msg
+
+
+def test_bad_encoding_is_one_line(tmp_path):
+  p = tmp_path / "export.json"
+  raw = b'[{"data": {"jax_al_id": "caf\xe9"}}]'
+  p.write_bytes(raw)
+  assert f"is not UTF-8 text (byte 0xe9 at offset {raw.index(0xe9)})" in _error(p)
+
+
+def test_a_missing_file_is_one_line(tmp_path):
+  assert "cannot be read" in _error(tmp_path / "nope.json")
+
+
+def _min_row(task, item, ann_id, label="3", **extra):
+  row = {"image": f"/data/local-files/?d=train/{item}.png", "jax_al_id": item, "rank": 0,
+         "score": 0.5, "id": task, "label": label, "annotator": 1, "annotation_id": ann_id,
+         "created_at": "2026-12-04T00:45:34Z", "updated_at": "2026-12-04T00:45:34Z",
+         "lead_time": None}
+  row.update(extra)
+  return row
+
+
+def test_a_json_min_export_reads_the_same_labels(tmp_path):
+  p = _write(tmp_path, [_min_row(1, "a", 1, "0"), _min_row(4, "b", 4, "1"),
+                        _min_row(4, "b", 3, "1")])
+  assert ls.read_export(p) == [Label("a", "0", "task 1"), Label("b", "1", "task 4")]
+
+
+def test_a_json_min_export_with_disagreeing_rows_is_an_error(tmp_path):
+  msg = _error(_write(tmp_path, [_min_row(4, "b", 4, "1"), _min_row(4, "b", 3, "0")]))
+  assert "task 4 (entry 1 of the list) has annotations that disagree" in msg
+  assert "'1' (annotation 4), '0' (annotation 3)" in msg
+
+
+@pytest.mark.parametrize("extra, piece", [
+    ({"label": {"choices": ["1", "2"]}}, "has label = {'choices': ['1', '2']}, not one choice"),
+    ({"comment": "blurry"}, "has several result fields ['comment', 'label'] (JSON-MIN export)"),
+])
+def test_a_json_min_row_with_more_than_one_choice_is_an_error(tmp_path, extra, piece):
+  msg = _error(_write(tmp_path, [_min_row(2, "a", 5, **extra)]))
+  assert f"task 2 (entry 1 of the list), annotation 5 {piece}" in msg
+
+
+def test_a_json_min_row_without_a_jax_al_id_is_an_error(tmp_path):
+  row = _min_row(2, "a", 5)
+  del row["jax_al_id"]
+  assert "task 2 (entry 1 of the list) has no data.jax_al_id" in _error(_write(tmp_path, [row]))
