@@ -274,3 +274,116 @@ def test_a_json_min_row_without_a_jax_al_id_is_an_error(tmp_path):
   row = _min_row(2, "a", 5)
   del row["jax_al_id"]
   assert "task 2 (entry 1 of the list) has no data.jax_al_id" in _error(_write(tmp_path, [row]))
+
+# ------------------------------------------------ a real Label Studio server
+
+import labelstudio_server as server  # noqa: E402 (tests/ is on sys.path)
+
+
+def test_a_named_venv_without_label_studio_is_an_error(tmp_path, monkeypatch):
+  monkeypatch.setenv(server.ENV_VAR, str(tmp_path))
+  with pytest.raises(server.ServerError, match=f"{server.ENV_VAR}={tmp_path}: no executable "
+                     f"{tmp_path}/bin/label-studio"):
+    server.find_install()
+
+
+def test_a_failed_install_skips_with_the_log_and_its_error(tmp_path, monkeypatch):
+  monkeypatch.delenv(server.ENV_VAR, raising=False)
+  venv, log = tmp_path / ".ls-venv", tmp_path / ".ls-venv.log"
+  monkeypatch.setattr(server, "DEFAULT_VENV", venv)
+  monkeypatch.setattr(server, "INSTALL_LOG", log)
+  assert "no Label Studio venv: run bash tests/labelstudio_env.sh" in server.find_install()
+  (venv / "bin").mkdir(parents=True)
+  for exe in ("label-studio", "python"):
+    (venv / "bin" / exe).write_text("#!/bin/sh\n")
+    (venv / "bin" / exe).chmod(0o755)
+  (venv / ".jax-al-installing").touch()  # cut short: not used though its files are there
+  log.write_text("ERROR: No matching distribution found for label-studio==1.23.2\n"
+                 "FAILED after 3 s: installing label-studio==1.23.2 into .ls-venv\n")
+  assert server.find_install() == (
+      f"Label Studio could not be installed, see {log}: "
+      "ERROR: No matching distribution found for label-studio==1.23.2")
+  (venv / ".jax-al-installing").unlink()
+  assert server.find_install() == server.Install(venv)
+
+
+@pytest.fixture(scope="session")
+def ls_server(tmp_path_factory):
+  """A label-studio server whose local-files document root is `images/`."""
+  install = server.find_install()
+  if isinstance(install, str):
+    pytest.skip(install)
+  root = tmp_path_factory.mktemp("labelstudio")
+  (root / "images").mkdir()
+  srv = server.Server.start(install, root / "data", root / "images")
+  try:
+    yield srv
+  finally:
+    srv.stop()
+
+
+def _digit_pool(root: Path, n: int = 36) -> tuple[list[dict], dict[str, str]]:
+  """`n` digits as PNG files `train/<digit>/digit NNN é.png` (a split/class/image
+  folder, names needing URL quoting); the round items and their true labels."""
+  import numpy as np
+  from PIL import Image
+  from sklearn.datasets import load_digits
+
+  digits = load_digits()
+  items, truth = [], {}
+  for i in range(n):
+    rel = f"train/{digits.target[i]}/digit {i:03d} é.png"
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    pixels = (digits.images[i] * 255 / 16).astype(np.uint8)
+    Image.fromarray(pixels).resize((64, 64), Image.NEAREST).save(root / rel)
+    items.append({"id": f"digit-{i:03d}", "path": rel, "rank": i, "score": 1.0 - i / n})
+    truth[f"digit-{i:03d}"] = str(digits.target[i])
+  return items, truth
+
+
+@pytest.mark.slow
+def test_a_real_server_serves_the_tasks_and_its_export_reads_back(ls_server, tmp_path):
+  images = ls_server.document_root
+  items, truth = _digit_pool(images)
+  (images / "other").mkdir()
+  (images / "other" / "x.png").write_bytes((images / items[0]["path"]).read_bytes())
+  tasks_file = tmp_path / "tasks.json"
+  tasks_file.write_text(json.dumps(ls.tasks(items, image_root_url=None)))
+
+  made = ls_server.annotator("create_project", title="digits round 1",
+                             label_config=ls.labeling_config([str(d) for d in range(10)]),
+                             storages=[str(images / "train"), str(images)])
+  project = made["project"]
+  assert len(made["storages"]) == 1  # the storage path must be below the document root
+  assert "cannot be the same as LOCAL_FILES_DOCUMENT_ROOT" in made["refused"][str(images)]
+  assert ls_server.annotator("import_tasks", project=project,
+                             tasks_file=str(tasks_file))["task_count"] == len(items)
+
+  stored = ls_server.annotator("list_tasks", project=project)["tasks"]
+  assert [t["data"] for t in stored] == [t["data"] for t in ls.tasks(items, image_root_url=None)]
+  ids = {t["data"]["jax_al_id"]: t["id"] for t in stored}
+  first = stored[0]["data"]["image"]
+  assert ls_server.get(first) == (200, (images / items[0]["path"]).read_bytes())
+  assert ls_server.get(first, token=False)[0] == 401
+  assert ls_server.get("/data/local-files/?d=other/x.png")[0] == 404  # no storage holds it
+
+  # Every task labeled with its true digit but one, which is skipped; one task
+  # gets a second, agreeing annotation.
+  skipped, twice = "digit-005", "digit-007"
+  labels = {i: [y] * (2 if i == twice else 1) for i, y in truth.items() if i != skipped}
+  done = ls_server.annotator("annotate", project=project, labels=labels, cancel=[skipped],
+                             from_name=ls.CHOICES_NAME, to_name=ls.IMAGE_NAME)
+  assert done == {"annotations": len(items), "cancelled": 1}
+  want = [Label(i, truth[i], f"task {ids[i]}") for i in truth if i != skipped]
+  for kind in ("JSON", "JSON_MIN"):
+    out = tmp_path / f"export_{kind}.json"
+    ls_server.annotator("export", project=project, export_type=kind, out=str(out))
+    assert ls.read_export(out) == want, kind
+
+  # A third annotation that disagrees makes the export an error naming that task.
+  ls_server.annotator("annotate", project=project, labels={twice: ["0"]}, cancel=[],
+                      from_name=ls.CHOICES_NAME, to_name=ls.IMAGE_NAME)
+  out = tmp_path / "export_disagree.json"
+  ls_server.annotator("export", project=project, export_type="JSON", out=str(out))
+  with pytest.raises(DataError, match=f"task {ids[twice]} .* has annotations that disagree"):
+    ls.read_export(out)
