@@ -2,6 +2,7 @@
 
     jax-al run --config configs/digits.py [--workdir W] [--config.<field>=...]
     jax-al select --pool pool.npz --strategy margin --budget 100 --out picks.csv
+    jax-al round next labels/ --budget 20
     jax-al report RUNS... --out report/
     jax-al study --config configs/digits.py --out runs/study [--plan]
     jax-al bench selection --quick
@@ -9,6 +10,7 @@
 commands:
   run     one active-learning run or comparison (the same as `python run.py`)
   select  pick the next rows to label from a file of your model's outputs
+  round   labeling rounds with your annotators: init, next, add, status, undo
   report  tables and plots of finished runs (`python -m jax_al.report`)
   study   the four-question study of a config (`python -m jax_al.study`)
   bench   benchmarks (`python -m jax_al.bench`)
@@ -30,6 +32,11 @@ def _run(argv):
 def _select(argv):
   from jax_al import select_files
   select_files.entry(argv)
+
+
+def _round(argv):
+  from jax_al.rounds import commands
+  commands.main(argv)
 
 
 def _report(argv):
@@ -73,7 +80,7 @@ COMMANDS = {
     "report": _report,
     "study": _study,
     "bench": _bench,
-    # "round": the labeling-rounds command (its own issue) goes here.
+    "round": _round,
 }
 
 

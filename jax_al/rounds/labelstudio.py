@@ -82,10 +82,11 @@ def image_url(path: str, image_root_url: str | None) -> str:
 def tasks(items: Iterable[Mapping[str, Any]], *, image_root_url: str | None) -> list[dict]:
   """Label Studio import tasks, one per item, in the items' order.
 
-  An item is {"id": str, "path": str | None, "rank": int, "score": float};
+  An item is {"id": str, "path": str | None, "rank": int, "score": float | None};
   `path` is relative to the pool's image folder, None for an embeddings pool
   (whose task shows the id as text). `image_root_url` None means Label
   Studio's local files with the image folder as document root (see above).
+  A score that is None or not finite is null (JSON has no NaN).
   """
   out = []
   for item in items:
@@ -94,9 +95,9 @@ def tasks(items: Iterable[Mapping[str, Any]], *, image_root_url: str | None) -> 
       data[TEXT_NAME] = str(item["id"])
     else:
       data[IMAGE_NAME] = image_url(item["path"], image_root_url)
-    score = float(item["score"])
+    score = None if item["score"] is None else float(item["score"])
     data.update(jax_al_id=str(item["id"]), rank=int(item["rank"]),
-                score=score if math.isfinite(score) else None)  # JSON has no NaN
+                score=score if score is not None and math.isfinite(score) else None)
     out.append({"data": data})
   return out
 
