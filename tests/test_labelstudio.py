@@ -53,8 +53,9 @@ def test_local_files_url_names_a_folder_under_the_document_root():
   assert ls.local_files_url("my pets/train") == "/data/local-files/?d=my%20pets/train"
 
 
-def test_a_nan_score_becomes_null_because_json_has_no_nan():
-  (task,) = ls.tasks([{"id": "a", "path": None, "rank": 0, "score": float("nan")}],
+@pytest.mark.parametrize("score", [float("nan"), float("inf"), None])
+def test_a_missing_or_nan_score_becomes_null_because_json_has_no_nan(score):
+  (task,) = ls.tasks([{"id": "a", "path": None, "rank": 0, "score": score}],
                      image_root_url=None)
   assert task["data"]["score"] is None
   json.dumps(task, allow_nan=False)
@@ -308,14 +309,29 @@ def test_a_failed_install_skips_with_the_log_and_its_error(tmp_path, monkeypatch
 
 
 @pytest.fixture(scope="session")
-def ls_server(tmp_path_factory):
-  """A label-studio server whose local-files document root is `images/`."""
+def ls_template(tmp_path_factory):
+  """A migrated Label Studio data folder with the test user (its first start
+  migrates the database, about 20 s; a copy starts in a few seconds)."""
   install = server.find_install()
   if isinstance(install, str):
     pytest.skip(install)
   root = tmp_path_factory.mktemp("labelstudio")
   (root / "images").mkdir()
-  srv = server.Server.start(install, root / "data", root / "images")
+  server.Server.start(install, root / "data", root / "images").stop()
+  (root / "data" / "server.log").unlink()
+  return install, root / "data"
+
+
+@pytest.fixture
+def ls_server(ls_template, tmp_path):
+  """A label-studio server of its own whose local-files document root is
+  tmp_path/images, stopped after the test."""
+  import shutil
+
+  install, template = ls_template
+  shutil.copytree(template, tmp_path / "ls-data")
+  (tmp_path / "images").mkdir()
+  srv = server.Server.start(install, tmp_path / "ls-data", tmp_path / "images")
   try:
     yield srv
   finally:
@@ -387,3 +403,47 @@ def test_a_real_server_serves_the_tasks_and_its_export_reads_back(ls_server, tmp
   ls_server.annotator("export", project=project, export_type="JSON", out=str(out))
   with pytest.raises(DataError, match=f"task {ids[twice]} .* has annotations that disagree"):
     ls.read_export(out)
+
+
+def _jax_al(*args, cwd: Path) -> str:
+  import subprocess
+  import sys
+
+  p = subprocess.run([sys.executable, "-m", "jax_al", *args], cwd=cwd, capture_output=True,
+                     text=True, timeout=600)
+  assert p.returncode == 0, f"jax-al {' '.join(args)} exited {p.returncode}:\n{p.stderr}"
+  return p.stdout
+
+
+@pytest.mark.slow
+def test_a_round_goes_through_a_real_server(ls_server, tmp_path):
+  """round init/next on an image folder, its tasks.json into Label Studio,
+  every task labeled but one (skipped), the JSON export into round add."""
+  images = ls_server.document_root  # what round next's local-files URLs are relative to
+  items, truth = _digit_pool(images, n=60)
+  true_label = {it["path"]: truth[it["id"]] for it in items}  # the pool's ids are paths
+  _jax_al("round", "init", "R", "--images", str(images), "--stop-set", "20", cwd=tmp_path)
+  _jax_al("round", "next", "R", "--budget", "12", cwd=tmp_path)
+  tasks_file = tmp_path / "R" / "round_1" / "tasks.json"
+  made = ls_server.annotator("create_project", title="jax-al round 1",
+                             label_config=ls.labeling_config([str(d) for d in range(10)]),
+                             storages=[str(images / "train")])
+  project = made["project"]
+  assert made["refused"] == {}
+  assert ls_server.annotator("import_tasks", project=project,
+                             tasks_file=str(tasks_file))["task_count"] == 12
+  stored = ls_server.annotator("list_tasks", project=project)["tasks"]
+  asked = [t["data"]["jax_al_id"] for t in stored]
+  assert set(asked) <= set(true_label)
+  assert ls_server.get(stored[0]["data"]["image"]) == (200, (images / asked[0]).read_bytes())
+
+  skipped = asked[3]
+  labels = {i: [true_label[i]] for i in asked if i != skipped}
+  ls_server.annotator("annotate", project=project, labels=labels, cancel=[skipped],
+                      from_name=ls.CHOICES_NAME, to_name=ls.IMAGE_NAME)
+  export = tmp_path / "export.json"
+  ls_server.annotator("export", project=project, export_type="JSON", out=str(export))
+  _jax_al("round", "add", "R", str(export), cwd=tmp_path)
+  merged = [json.loads(l) for l in (tmp_path / "R" / "labels.jsonl").read_text().splitlines()]
+  assert {r["id"]: r["label"] for r in merged} == {i: l[0] for i, l in labels.items()}
+  assert len(merged) == 11 and {r["round"] for r in merged} == {1}
