@@ -259,7 +259,7 @@ def test_bad_labels_files_are_refused_and_change_nothing(open_round, emb, tmp_pa
       "empty_label": (f"id,label\n{asked[0]},\n", "has an empty label"),
       "holdout": (f"id,label\n{holdout_id},1\n", "is in the holdout set"),
       "encoding": (b"id,label\n" + asked[0].encode() + b",\xff\xfe\n", "is not UTF-8 text"),
-      "ls_not_json": ("[{\"id\": 1, ", "is not complete JSON"),
+      "ls_not_json": ("[{\"id\": 1, ", "is not valid JSON"),
       "ls_no_id": (json.dumps([{"id": 7, "data": {"image": "x"}, "annotations": []}]),
                    "has no data.jax_al_id"),
       "ls_disagree": (json.dumps([{"id": 7, "data": {"jax_al_id": asked[0]}, "annotations": [
