@@ -201,90 +201,102 @@ def next_round(args) -> int:
     if args.strategy not in presets.names():
       from jax_al.errors import suggest
       raise ConfigError("--strategy", args.strategy, suggest(args.strategy, presets.names()))
+  from jax_al.rounds import report
   with store.Lock(d, args.wait):
     p = store.load(d)
     req = _request(args)
     op = p.open_round
+    n = None
     if op is not None:
       merged = [lab for lab in p.labels if lab.round == op.number]
-      if op.selection.get("request") == req and not merged:
-        print(f"round {op.number} is written already: {store.round_dir(d, op.number)}"
-              "/to_label.csv; label it, then: " f"{PROG} add {d} LABELS")
-        return 0
-      left = len(op.remaining(set(p.labeled)))
-      if not args.skip_unlabeled:
+      rd = store.round_dir(d, op.number)
+      # report.md is the last file `next` writes: without it the `next` that
+      # published this round was cut off, and the same command finishes it.
+      if op.selection.get("request") == req and not merged and not (rd / "report.md").exists():
+        n = op.number
+      elif not args.skip_unlabeled:
+        left = len(op.remaining(set(p.labeled)))
         raise DataError(str(d), f"round {op.number} is open: {left} of its "
-                        f"{len(op.asked)} items are not labeled yet",
+                        f"{len(op.asked)} items in {rd}/to_label.csv are not labeled yet",
                         f"merge them with {PROG} add {d} LABELS, or pass --skip-unlabeled "
                         "to close the round without them")
-      files.write_json(store.round_dir(d, op.number) / "closed.json",
-                       {"unlabeled": op.remaining(set(p.labeled))})
-      store.phase("next:closed")
-      p = store.load(d)
-    n = len(p.rounds) + 1
-    t0 = time.perf_counter()
-    classes = p.classes
-    index = {c: i for i, c in enumerate(classes)}
-    row_of = {it.id: it.row for it in p.items}
-    lab = p.labeled
-    labeled = np.array(sorted(row_of[i] for i in lab), np.int64)
-    holdout = np.array([row_of[i] for i in p.holdout], np.int64)
-    taken = np.zeros(len(p.items), bool)
-    taken[labeled] = True
-    taken[holdout] = True
-    cands = np.flatnonzero(~taken)
-    if args.budget > len(cands):
-      raise ConfigError("--budget", args.budget, f"only {len(cands)} pool items are "
-                        "unlabeled (outside the holdout); lower the budget")
-    x = _pool_arrays(p)
-    t_load = time.perf_counter() - t0
-    y = np.zeros(len(p.items), np.int32)
-    for i, c in lab.items():
-      y[row_of[i]] = index[c]
-    seed = int(p.meta["seed"])
-    if len({lab[i] for i in lab}) < 2:
-      out = model.cold_start(x, p.meta, labeled, cands, args.budget, args.cold_start, seed, n)
-    else:
-      config = model.config_for(p.meta, num_labeled=len(labeled), budget=args.budget,
-                                strategy=args.strategy)
-      hy = np.array([index[c] for c in p.holdout.values()], np.int32)
-      out = model.train_and_pick(x, y, config, classes, labeled, cands, holdout, hy,
-                                 np.asarray(p.meta["stop_set"], np.int64), n)
-    store.phase("next:picked")
-    stage = store.fresh_staging(d, n)
-    picks = [p.items[int(r)] for r in out.rows]
-    files.atomic_write_text(stage / "to_label.csv", to_label_csv(p, out.rows, out.scores))
-    from jax_al.rounds import labelstudio
-    tasks = labelstudio.tasks([{"id": it.id, "path": it.path, "rank": k + 1,
-                                "score": None if not np.isfinite(s) else float(s)}
-                               for k, (it, s) in enumerate(zip(picks, out.scores))],
-                              image_root_url=("/data/local-files/?d="
-                                              if p.meta["kind"] == "images" else None))
-    files.write_json(stage / "tasks.json", tasks)
-    counts = {c: 0 for c in classes}
-    for c in lab.values():
-      counts[c] += 1
-    files.write_json(stage / "selection.json", {
-        "round": n, "request": req, "strategy": out.strategy, "cold_start": out.cold_start,
-        "picks": [it.id for it in picks], "scores": [float(s) for s in out.scores],
-        "labels_at_start": len(labeled), "classes": classes, "label_counts": counts,
-        "stop_predictions": out.stop_predictions, "holdout_acc": out.holdout_acc,
-        "stats": out.stats})
-    files.write_json(stage / "timing.json", {"load": t_load, **out.seconds})
-    store.phase("next:staged")
-    rd = store.publish_round(d, n)
-    store.phase("next:published")
-  from jax_al.rounds import report
-  report.write(store.load(d))
-  how = (f"cold start ({out.strategy} on the raw features: fewer than 2 classes labeled)"
-         if out.cold_start else f"{out.strategy}, model trained on {len(labeled)} labels"
-         + (f", holdout accuracy {out.holdout_acc:.2f} %" if out.holdout_acc is not None
-            else ""))
-  print(f"round {n}: {len(picks)} items to label ({how}): {rd}/to_label.csv "
+      else:
+        files.write_json(rd / "closed.json", {"unlabeled": op.remaining(set(p.labeled))})
+        store.phase("next:closed")
+        p = store.load(d)
+    if n is None:
+      n = _make_round(d, p, args, req)
+    report.write(store.load(d))
+  rd = store.round_dir(d, n)
+  sel = store.read_json(rd / "selection.json")
+  acc = sel["holdout_acc"]
+  how = (f"cold start ({sel['strategy']} on the raw features: fewer than 2 classes labeled)"
+         if sel["cold_start"] else f"{sel['strategy']}, model trained on "
+         f"{sel['labels_at_start']} labels" + (f", holdout accuracy {acc:.2f} %"
+                                                if acc is not None else ""))
+  print(f"round {n}: {len(sel['picks'])} items to label ({how}): {rd}/to_label.csv "
         f"and {rd}/tasks.json (Label Studio)")
   print(f"Next: label them, then {PROG} add {d} LABELS.csv (id,label) or a Label Studio "
         "JSON export")
   return 0
+
+
+def _make_round(d: Path, p: store.Project, args, req: dict) -> int:
+  """Trains (or cold-starts), picks and publishes the next round; its number."""
+  n = len(p.rounds) + 1
+  t0 = time.perf_counter()
+  classes = p.classes
+  index = {c: i for i, c in enumerate(classes)}
+  row_of = {it.id: it.row for it in p.items}
+  lab = p.labeled
+  labeled = np.array(sorted(row_of[i] for i in lab), np.int64)
+  holdout = np.array([row_of[i] for i in p.holdout], np.int64)
+  taken = np.zeros(len(p.items), bool)
+  taken[labeled] = True
+  taken[holdout] = True
+  cands = np.flatnonzero(~taken)
+  if args.budget > len(cands):
+    raise ConfigError("--budget", args.budget, f"only {len(cands)} pool items are "
+                      "unlabeled (outside the holdout); lower the budget")
+  x = _pool_arrays(p)
+  t_load = time.perf_counter() - t0
+  y = np.zeros(len(p.items), np.int32)
+  for i, c in lab.items():
+    y[row_of[i]] = index[c]
+  seed = int(p.meta["seed"])
+  if len(set(lab.values())) < 2:
+    out = model.cold_start(x, p.meta, labeled, cands, args.budget, args.cold_start, seed, n)
+  else:
+    config = model.config_for(p.meta, num_labeled=len(labeled), budget=args.budget,
+                              strategy=args.strategy)
+    hy = np.array([index[c] for c in p.holdout.values()], np.int32)
+    out = model.train_and_pick(x, y, config, classes, labeled, cands, holdout, hy,
+                               np.asarray(p.meta["stop_set"], np.int64), n)
+  store.phase("next:picked")
+  stage = store.fresh_staging(d, n)
+  picks = [p.items[int(r)] for r in out.rows]
+  files.atomic_write_text(stage / "to_label.csv", to_label_csv(p, out.rows, out.scores))
+  from jax_al.rounds import labelstudio
+  tasks = labelstudio.tasks([{"id": it.id, "path": it.path, "rank": k + 1,
+                              "score": None if not np.isfinite(s) else float(s)}
+                             for k, (it, s) in enumerate(zip(picks, out.scores))],
+                            image_root_url=("/data/local-files/?d="
+                                            if p.meta["kind"] == "images" else None))
+  files.write_json(stage / "tasks.json", tasks)
+  counts = {c: 0 for c in classes}
+  for c in lab.values():
+    counts[c] += 1
+  files.write_json(stage / "selection.json", {
+      "round": n, "request": req, "strategy": out.strategy, "cold_start": out.cold_start,
+      "picks": [it.id for it in picks], "scores": [float(s) for s in out.scores],
+      "labels_at_start": len(labeled), "classes": classes, "label_counts": counts,
+      "stop_predictions": out.stop_predictions, "holdout_acc": out.holdout_acc,
+      "stats": out.stats})
+  files.write_json(stage / "timing.json", {"load": t_load, **out.seconds})
+  store.phase("next:staged")
+  store.publish_round(d, n)
+  store.phase("next:published")
+  return n
 
 
 # ------------------------------------------------------------------- add ----
