@@ -422,11 +422,13 @@ def test_a_round_goes_through_a_real_server(ls_server, tmp_path):
   images = ls_server.document_root  # what round next's local-files URLs are relative to
   items, truth = _digit_pool(images, n=60)
   true_label = {it["path"]: truth[it["id"]] for it in items}  # the pool's ids are paths
-  _jax_al("round", "init", "R", "--images", str(images), "--stop-set", "20", cwd=tmp_path)
+  _jax_al("round", "init", "R", "--images", str(images), "--stop-set", "20",
+          "--classes", ",".join(str(d) for d in range(10)), cwd=tmp_path)
   _jax_al("round", "next", "R", "--budget", "12", cwd=tmp_path)
   tasks_file = tmp_path / "R" / "round_1" / "tasks.json"
   made = ls_server.annotator("create_project", title="jax-al round 1",
-                             label_config=ls.labeling_config([str(d) for d in range(10)]),
+                             label_config=(tmp_path / "R" / "round_1" /
+                                           "labeling_config.xml").read_text(),
                              storages=[str(images / "train")])
   project = made["project"]
   assert made["refused"] == {}

@@ -121,6 +121,8 @@ def test_six_rounds_on_a_digits_image_folder(imgs, tmp_path):
     tasks = json.loads((d / f"round_{n}" / "tasks.json").read_text())
     assert [t["data"]["jax_al_id"] for t in tasks] == [r["id"] for r in rows]
     assert tasks[0]["data"]["image"] == "/data/local-files/?d=" + rows[0]["path"]
+    xml = (d / f"round_{n}" / "labeling_config.xml").read_text()
+    assert '<Image name="image"' in xml and xml.count("<Choice ") == 10
     rnd("add", d, annotate(imgs / "truth.csv", to_label, tmp_path / f"labels_{n}.csv"))
     merged.update({r["id"]: truth[r["id"]] for r in rows})
   ledger = [json.loads(line) for line in (d / "labels.jsonl").read_text().splitlines()]
@@ -147,6 +149,9 @@ def test_six_rounds_on_an_embeddings_file_with_growing_classes(emb, tmp_path):
       "--stop-rounds", 2)
   for n in range(1, 7):
     rnd("next", d, "--budget", 25)
+    # The holdout's labels start the growing class list.
+    xml = (d / f"round_{n}" / "labeling_config.xml").read_text()
+    assert '<Text name="text"' in xml and xml.count("<Choice ") == len(store.load(d).classes)
     rnd("add", d, annotate(emb / "truth.csv", d / f"round_{n}" / "to_label.csv",
                            tmp_path / f"l{n}.csv"))
   p = store.load(d)
@@ -172,6 +177,10 @@ def test_the_same_commands_give_the_same_picks(emb, tmp_path):
     rnd("add", d, annotate(emb / "truth.csv", d / "round_1" / "to_label.csv",
                            tmp_path / f"a{k}.csv"))
     rnd("next", d, "--budget", 15)
+    # No class is known before the first labels: no labeling setup for Label Studio.
+    assert not (d / "round_1" / "labeling_config.xml").exists()
+    assert (d / "round_2" / "labeling_config.xml").read_text().count("<Choice ") == len(
+        store.load(d).classes) >= 2
     picks.append([(d / f"round_{n}" / "to_label.csv").read_text() for n in (1, 2)])
   assert picks[0] == picks[1]
 
@@ -205,11 +214,17 @@ def test_an_image_archive_gives_the_folder_ids_and_a_changed_image_is_refused(im
     for name in sorted(os.listdir(imgs / "images"))[:300]:
       t.add(imgs / "images" / name, arcname=f"batch1/{name}")
   d = tmp_path / "p"
-  rnd("init", d, "--images", tar)
+  # An archive's images are served by something else, e.g. a web server on its
+  # extracted copy: the tasks put --image-url before each quoted path.
+  rnd("init", d, "--images", tar, "--image-url", "http://127.0.0.1:8081/digit%20images/")
   items = read_csv(d / "pool.csv")
   assert len(items) == 300 and items[0]["id"] == "batch1/d0000.png"
   rnd("next", d, "--budget", 10)
-  assert all(r["id"].startswith("batch1/") for r in read_csv(d / "round_1" / "to_label.csv"))
+  rows = read_csv(d / "round_1" / "to_label.csv")
+  assert all(r["id"].startswith("batch1/") for r in rows)
+  tasks = json.loads((d / "round_1" / "tasks.json").read_text())
+  assert [t["data"]["image"] for t in tasks] == [
+      "http://127.0.0.1:8081/digit%20images/" + r["path"] for r in rows]
   folder = tmp_path / "copy"
   shutil.copytree(imgs / "images", folder)
   d2 = tmp_path / "p2"
@@ -289,6 +304,11 @@ def test_bad_labels_files_are_refused_and_change_nothing(open_round, emb, tmp_pa
                 "--extra")
   assert "is merged already" in msg and "round undo" in msg
   assert snapshot(d) == before
+  # An export holding merged labels again (a later round's full export) is fine.
+  again = _labels(tmp_path / "again.csv",
+                  f"id,label,who\n{not_asked},{truth[not_asked]},ann2\n")
+  assert "all its 1 labels are merged already; nothing changed" in rnd("add", d, again)
+  assert snapshot(d) == before
 
 
 def test_bad_init_is_refused_before_anything_is_written(emb, tmp_path):
@@ -306,6 +326,9 @@ def test_bad_init_is_refused_before_anything_is_written(emb, tmp_path):
       (("--embeddings", emb / "embeddings.npz", "--holdout", emb / "truth.csv",
         "--classes", "a,b"), "label '0' is not a class"),
       (("--embeddings", emb / "embeddings.npz", "--stop-kappa", 1.5), "--stop-kappa"),
+      (("--embeddings", emb / "embeddings.npz", "--image-url", "http://h/"),
+       "an embeddings pool's tasks show ids"),
+      (("--images", emb, "--image-url", "images/"), "give a URL prefix"),
   ]:
     d = tmp_path / "new"
     msg = refused("init", d, *args)

@@ -2,14 +2,16 @@
 
     jax-al round init DIR (--images FOLDER_OR_TAR | --embeddings FILE)
                       [--config CONFIG[:preset]] [--classes a,b,c] [--holdout labels.csv]
+                      [--image-url URL_PREFIX]
     jax-al round next DIR --budget B [--strategy NAME] [--cold-start typiclust]
     jax-al round add DIR LABELS [--extra]      # a CSV id,label or a Label Studio JSON export
     jax-al round status DIR                    # rounds, labels per class, stop signal
     jax-al round undo DIR                      # takes the last merge back
 
 `next` trains the round's model on the labels so far and writes
-DIR/round_<n>/to_label.csv (id,path,rank,score) and tasks.json (a Label
-Studio import); `add` merges what the annotators returned into
+DIR/round_<n>/to_label.csv (id,path,rank,score), tasks.json (a Label
+Studio import) and labeling_config.xml (its project's labeling setup, once
+classes are known); `add` merges what the annotators returned into
 DIR/labels.jsonl. Bad input stops with one line and changes nothing.
 """
 
@@ -29,6 +31,7 @@ from jax_al import files
 from jax_al.errors import ConfigError, DataError, JaxALError
 from jax_al.rounds import labels_in, model, stopping, store
 from jax_al.rounds import pool as pool_lib
+from jax_al.rounds.labelstudio import LOCAL_FILES
 
 PROG = "jax-al round"
 
@@ -69,6 +72,18 @@ def _classes(text: str | None) -> list[str]:
   if len(names) < 2:
     raise ConfigError("--classes", text, "give at least two classes")
   return names
+
+
+def _image_url(url: str | None, kind: str) -> str | None:
+  if url is None:
+    return LOCAL_FILES if kind == "images" else None
+  if kind != "images":
+    raise ConfigError("--image-url", url, "drop it: an embeddings pool's tasks show ids, "
+                      "not images")
+  if not url.startswith(("http://", "https://", "/")) or any(c.isspace() for c in url):
+    raise ConfigError("--image-url", url, "give a URL prefix without spaces, e.g. "
+                      "http://host:8081/images/ or /data/local-files/?d=photos/")
+  return url
 
 
 def _holdout(path: str | None, items, classes: list[str]) -> dict[str, str]:
@@ -126,6 +141,7 @@ def init(args) -> int:
   from jax_al import config as config_lib
   config_lib.check_config(config)
   classes = _classes(args.classes)
+  image_url = _image_url(args.image_url, kind)
   if kind == "images":
     max_bytes = int(config.data.get("max_image_bytes", 64 * 2**20))
     items = pool_lib.list_images(source, max_bytes)
@@ -146,7 +162,7 @@ def init(args) -> int:
     store.phase("init:pool")
     meta = {"tool": store.TOOL, "format": store.FORMAT, "kind": kind, "source": source,
             "config_spec": spec, "config": config.to_dict(), "classes": classes,
-            "classes_fixed": bool(classes), "seed": int(args.seed),
+            "classes_fixed": bool(classes), "image_url": image_url, "seed": int(args.seed),
             "stop_set": [int(r) for r in stop], "stop_kappa": float(args.stop_kappa),
             "stop_rounds": int(args.stop_rounds), "min_per_class": int(args.min_per_class),
             "pool_sha256": store.digest_bytes(pool_text.encode())}
@@ -280,9 +296,12 @@ def _make_round(d: Path, p: store.Project, args, req: dict) -> int:
   tasks = labelstudio.tasks([{"id": it.id, "path": it.path, "rank": k + 1,
                               "score": None if not np.isfinite(s) else float(s)}
                              for k, (it, s) in enumerate(zip(picks, out.scores))],
-                            image_root_url=("/data/local-files/?d="
+                            image_root_url=(p.meta.get("image_url", LOCAL_FILES)
                                             if p.meta["kind"] == "images" else None))
   files.write_json(stage / "tasks.json", tasks)
+  if classes:  # a growing list has no choices before the first labels
+    files.atomic_write_text(stage / "labeling_config.xml", labelstudio.labeling_config(
+        classes, images=p.meta["kind"] == "images"))
   counts = {c: 0 for c in classes}
   for c in lab.values():
     counts[c] += 1
@@ -395,6 +414,9 @@ def parser() -> argparse.ArgumentParser:
                  "(default: configs/digits.py for images, configs/embeddings.py)")
   s.add_argument("--classes", help="the fixed class list a,b,c (default: grows with the labels)")
   s.add_argument("--holdout", help="CSV id,label of pool items held out to measure accuracy")
+  s.add_argument("--image-url", help="what the Label Studio tasks put before an image's "
+                 f"path (default {LOCAL_FILES}: Label Studio's local files, with the "
+                 "image folder as its document root)")
   s.add_argument("--seed", type=int, default=0, help="the stop set's draw and the models' seed")
   s.add_argument("--stop-set", type=int, default=1000,
                  help="items in the fixed stop set the stopping signal predicts")
