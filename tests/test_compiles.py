@@ -97,11 +97,11 @@ def test_labeled_capacity_is_the_last_selection_size(tiny_config):
   assert np.isclose(umm.labeled_bucket(17500, 1024) / 1024, 18)
 
 
-def _run_digits(workdir, cache, env):
+def _run_digits(workdir, cache, env, *extra):
   args = [sys.executable, "run.py", "--config", "configs/digits.py", "--workdir", str(workdir),
           "--config.al.cycles=2", "--config.train.epochs=2", "--config.train.eval_every=2",
           "--config.train.milestones=(1,)", "--config.model.name=cnn",
-          f"--config.compile_cache_dir={cache}"]
+          f"--config.compile_cache_dir={cache}", *extra]
   p = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert p.returncode == 0, p.stderr[-3000:]
   return p.stdout, _cycles(workdir)
@@ -121,8 +121,11 @@ def test_persistent_cache_serves_a_second_process(tmp_path):
   # Loaded executables are the compiled ones: the same run.
   assert _selected(tmp_path / "a") == _selected(tmp_path / "b")
   assert [r["test_acc"] for r in first] == [r["test_acc"] for r in second]
-  out3, _ = _run_digits(tmp_path / "c", "off", env)
+  # The cache turned off (one cycle of the random strategy: only the line matters).
+  out3, third = _run_digits(tmp_path / "c", "off", env, "--config.al.cycles=1",
+                            "--config.al.strategy=random")
   assert "XLA compilation cache: off" in out3
+  assert third[0]["compile_cache_hits"] == 0 and third[0]["compiles"] > 5
 
 
 def test_unusable_cache_dir_is_a_config_error(tmp_path):

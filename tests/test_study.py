@@ -249,13 +249,17 @@ def test_ci_study_resumes_without_rerunning(ci_study):
 
 
 @pytest.mark.slow
-def test_submitit_local_executor_gives_the_same_findings(ci_study, tmp_path):
+def test_submitit_local_executor_gives_the_same_findings(smallest_study, tmp_path):
+  """The smallest grid through submitit's local executor (jobs in subprocesses,
+  grouped, 2 at a time) gives the in-process study's findings."""
   pytest.importorskip("submitit")
   from jax_al import study
 
-  st, f = ci_study
-  st2 = _study(tmp_path / "sub", executor="slurm", slurm__cluster="local", slurm__gpus=0,
-               slurm__array_parallelism=2, slurm__group=8, slurm__time_min=30)
+  st, f = smallest_study
+  st2 = _tiny_study(tmp_path / "sub", executor="slurm", **SMALLEST, slurm__cluster="local",
+                    slurm__gpus=0, slurm__array_parallelism=2, slurm__group=4,
+                    slurm__time_min=30)
+  assert len(st2.phase1_jobs()) > 4  # more jobs than one group holds
   f2 = study.run_study(st2, log=lambda m: None)
   assert f2["runtime"]["jobs_run"] == len(st2.phase1_jobs()) + len(
       st2.phase2_jobs(f2["q4"]["best"]))
@@ -565,7 +569,7 @@ def test_short_cifar_study_plan_with_grouped_jobs(tmp_path):
 SMALLEST = dict(lams="1", norms="rank", sign_lams="1", trials=1, report_trials=1)
 
 
-def _tiny_study(out, **fields):
+def _tiny_study(out, executor="local", **fields):
   from configs import digits
 
   from jax_al import study
@@ -574,11 +578,15 @@ def _tiny_study(out, **fields):
   with f.unlocked():
     f.baselines = BASELINES
     for k, v in fields.items():
-      f[k] = v
+      node, *rest = k.split("__")
+      if rest:
+        f[node][rest[0]] = v
+      else:
+        f[node] = v
   c = digits.get_config()
   c.al.cycles = 2
   return study.build(c, f, config_spec="configs/digits.py", mode="ci", out=out,
-                     given={"al.cycles"})
+                     given={"al.cycles"}, executor=executor)
 
 
 @pytest.fixture(scope="module")
