@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import fcntl
 import hashlib
 import os
 import shutil
@@ -91,6 +92,37 @@ def victim(finished, tmp_path) -> Path:
   dest = tmp_path / "run"
   shutil.copytree(finished, dest)
   return dest
+
+
+CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+@pytest.fixture(scope="session")
+def cifar_cache(tmp_path_factory) -> Path:
+  """A data cache folder holding the decoded ../shared CIFAR-10 copy, one for
+  the whole test session (skips when the copy is absent).
+
+  Decoding the copy takes about 7 s, and three test files read it whole. The
+  folder sits beside the xdist workers' own temp folders, and the first worker
+  decodes into it under a lock while the others wait, so the copy is decoded
+  once per session and never into the user's ~/.cache/jax_al.
+  """
+  if not CIFAR.exists():
+    pytest.skip(f"{CIFAR} is absent (the ../shared CIFAR-10 copy)")
+  from configs import common
+  from jax_al.data import load_dataset
+
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    base = base.parent  # shared by every worker of this session
+  folder = base / "cifar_cache"
+  folder.mkdir(exist_ok=True)
+  with open(base / "cifar_cache.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    c = common.base().data
+    c.source, c.path, c.cache_dir = "folder", str(CIFAR), str(folder)
+    load_dataset(c)  # decodes on the first call, a cache hit after
+  return folder
 
 
 # The files that take longest, heaviest first (seconds on the 2-core CPU VM,

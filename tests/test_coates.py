@@ -134,12 +134,12 @@ def test_mlp_head_on_digits_features_beats_chance(tmp_path, tiny_config):
 
 @pytest.mark.skipif(not CIFAR.exists(), reason="../shared CIFAR-10 copy not present")
 @pytest.mark.slow
-def test_cifar_subset_features_are_informative(tmp_path):
+def test_cifar_subset_features_are_informative(tmp_path, cifar_cache):
   """1,000 CIFAR training images: a linear head far above chance (10 %)."""
   from configs import common
   from sklearn.linear_model import LogisticRegression
   c = common.base().data
-  c.source, c.path = "folder", str(CIFAR)
+  c.source, c.path, c.cache_dir = "folder", str(CIFAR), str(cifar_cache)
   full = load_dataset(c)
   rng = np.random.default_rng(0)
   tr = rng.choice(len(full.train_labels), 1000, replace=False)

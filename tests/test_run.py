@@ -80,11 +80,11 @@ def test_same_seed_same_indices(digits_run, tmp_path):
 
 @pytest.mark.skipif(not CIFAR.exists(), reason="../shared CIFAR-10 copy not present")
 @pytest.mark.slow
-def test_cifar10_config_runs_on_the_folder_copy(tmp_path):
+def test_cifar10_config_runs_on_the_folder_copy(tmp_path, cifar_cache):
   """The README's CIFAR command with tiny overrides, to the end, on CPU."""
   wd = tmp_path / "cifar"
   run_cli("--config", "configs/cifar10.py", "--config.data.source=folder",
-          f"--config.data.path={CIFAR}", f"--config.data.cache_dir={tmp_path / 'cache'}",
+          f"--config.data.path={CIFAR}", f"--config.data.cache_dir={cifar_cache}",
           "--config.model.width=0.0625", "--config.train.epochs=1", "--config.al.cycles=2",
           "--config.al.initial=256", "--config.al.budget=128", "--config.al.subset=512",
           "--config.train.eval_every=1", "--workdir", str(wd))
