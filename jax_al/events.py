@@ -112,9 +112,8 @@ class EventWriter:
 
 
 def enabled(config) -> bool:
-  """`log.tensorboard`, False where the config has no such field (older runs)."""
-  log = config.get("log") if hasattr(config, "get") else None
-  return bool(log is not None and log.get("tensorboard", False))
+  """`log.tensorboard` (a saved run that predates it reads its default, off)."""
+  return bool(config.log.tensorboard)
 
 
 def from_config(config, workdir) -> EventWriter | None:

@@ -38,7 +38,7 @@ def export(data_cfg, out) -> Path:
     raise DataError(str(out), "does not end in .npz", "name the file <something>.npz")
   ds = load_dataset(data_cfg)
   if not np.issubdtype(ds.train_images.dtype, np.floating):
-    raise ConfigError("data.features", data_cfg.get("features", ""),
+    raise ConfigError("data.features", data_cfg.features,
                       "the config gives pixels, not features; set data.features=coates "
                       "(or export features of your own model with np.savez)")
   return embeddings.save(out, ds)

@@ -455,10 +455,10 @@ def slow_settings(config, n_candidates: int, n_labeled: int, feature_dim: int,
                   num_classes: int) -> str | None:
   """A warning when the work fields make a selection SLOW_FACTOR times
   slower than at their defaults (combinations counted together), else None."""
-  from jax_al import defaults
+  from jax_al import schema
 
   al, base = config.al, config.al.copy_and_resolve_references()
-  ref = defaults.al()
+  ref = schema.defaults("al")
   changed = [f for f in WORK_FIELDS if _get(al, f) != _get(ref, f)]
   if not changed:
     return None

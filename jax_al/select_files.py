@@ -76,9 +76,9 @@ def parser() -> argparse.ArgumentParser:
 def _setting_value(field: str, raw: str):
   """The Python value of `--config.al.<field>=raw`, by the field's type in the
   defaults (a str field keeps the text; others read as a Python literal)."""
-  from jax_al import defaults
+  from jax_al import schema
 
-  node = defaults.al()
+  node = schema.defaults("al")
   try:
     for part in field.split("."):
       parent, node = node, node[part]

@@ -95,11 +95,11 @@ def al_config(strategy: str, budget: Any, settings: Mapping[str, Any]):
   from ml_collections import config_dict
 
   from jax_al import config as config_lib
-  from jax_al import defaults, presets
+  from jax_al import presets, schema
 
   if not isinstance(strategy, str):
     raise ConfigError("strategy", strategy, suggest(str(strategy), presets.names()))
-  holder = config_dict.ConfigDict({"al": defaults.al()})
+  holder = config_dict.ConfigDict({"al": schema.defaults("al")})
   presets.apply(holder, strategy, field="strategy")
   al = holder.al
   for name, value in _flat(settings):

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import ml_collections
 
+from jax_al import schema
 from jax_al.errors import ConfigError, DataError
 
 TOOL = "jax-al"
@@ -54,57 +55,13 @@ _TRIAL_DIR = re.compile(r"trial\d+")
 # before the marker existed is still recognised as a run of ours.
 _SCHEMA = {"seed", "num_trials", "resume", "data", "model", "train", "al", "compare"}
 
-# Fields that change how a run executes, not its results: a run may be resumed
-# with other values (a vmap run by a sequential one, and back; another
-# training-step variant, each pinned to the per-step path; TensorBoard files
-# on or off), and a run saved before such a field existed resumes under its default.
-EXECUTION_ONLY = ("resume", "compare.parallel", "compile_cache_dir", "train.skip_padding",
-                  "train.bn_mask", "train.epochs_per_call", "train.flat_state",
-                  "log.tensorboard")
-
-
-# Fields that joined the config after runs were first saved, each with the
-# value that gives the results of the code from before it existed. A saved
-# config.json that lacks one ran with that value: it is compared, replayed
-# and resumed as if it held it (with another value the run is refused, the
-# field named). A new results field must be added here with such a value.
-ADDED_FIELDS = {
-    "al.pad_labeled": "bucket",
-    "al.utility": "cluster_margin",
-    "al.prefilter": 0,
-    "data.features": "",
-    "data.coates.k": 400,
-    "data.coates.patch": 6,
-    "data.coates.n_patches": 400_000,
-    "data.coates.seed": 0,
-    "data.coates.kmeans_iter": 50,
-    "data.coates.eps_norm": 10.0,
-    "data.coates.eps_zca": 0.1,
-    "data.coates.block": 100,
-    "model.dropout": 0.0,
-    "al.mc_samples": 20,
-    "al.ensemble_size": 5,
-    "al.ll_weight": 1.0,
-    "al.ll_margin": 1.0,
-    "al.ll_detach": 0.6,
-    "al.coreset_search": "dense",
-}
-
-
-def with_added_fields(d: dict) -> dict:
-  """A copy of a saved config dict with every missing `ADDED_FIELDS` entry set."""
-  d = copy.deepcopy(d)
-  for field, value in ADDED_FIELDS.items():
-    *parents, last = field.split(".")
-    node = d
-    for p in parents:
-      if not isinstance(node.get(p, {}), dict):
-        node = None
-        break
-      node = node.setdefault(p, {})
-    if node is not None and last not in node:
-      node[last] = value
-  return d
+# Fields that change how a run executes, not its results (a run may resume
+# with other values), and results fields added after runs were first saved,
+# with the value a saved config.json lacking them ran with: declared in the
+# schema (`Field.execution_only`, `Field.before`).
+EXECUTION_ONLY = schema.EXECUTION_ONLY
+ADDED_FIELDS = schema.ADDED_FIELDS
+with_added_fields = schema.with_added_fields
 
 
 def marker() -> dict:
@@ -235,7 +192,9 @@ def load_config(workdir: Path):
   """The ConfigDict a run in `workdir` ran with, from its config.json.
 
   JSON lists become tuples again (the config files write sequences as
-  tuples), so the digest equals the run's.
+  tuples), so the digest equals the run's. A field the saved run lacks is
+  set as the schema says (`schema.completed`): an added field to the value
+  it ran with, an execution-only one to its default; the digest is the same.
   """
   path = Path(workdir) / "config.json"
   saved = _read_config(path)
@@ -248,7 +207,7 @@ def load_config(workdir: Path):
       return tuple(tuples(x) for x in v)
     return {k: tuples(x) for k, x in v.items()} if isinstance(v, dict) else v
 
-  saved = with_added_fields({k: v for k, v in saved.items() if k not in _NOT_CONFIG})
+  saved = schema.completed({k: v for k, v in saved.items() if k not in _NOT_CONFIG})
   return ml_collections.ConfigDict(tuples(saved))
 
 

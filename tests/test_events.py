@@ -97,9 +97,13 @@ def test_off_by_default_and_digests_unchanged():
   on["log"]["tensorboard"] = True
   assert workdir_lib.comparable(d) == workdir_lib.comparable(without) \
       == workdir_lib.comparable(on)
+  # A config file without the section is refused in one line before any run
+  # (every field is the schema's); a saved run without it reads the default.
   c2 = c.copy_and_resolve_references()
   del c2["log"]
-  assert events.from_config(c2, "/nonexistent") is None  # a config file without the section
+  with pytest.raises(ConfigError, match=r"`log\.tensorboard` = 'missing'") as e:
+    config_lib.check_config(c2)
+  assert "\n" not in str(e.value)
 
 
 def test_the_field_is_checked_as_a_bool():

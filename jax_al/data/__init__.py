@@ -20,7 +20,6 @@ import pkgutil
 from jax_al import config as config_lib
 from jax_al.data import cache, coates
 from jax_al.data.dataset import LOADERS, Dataset, register_source, validate
-from jax_al.errors import ConfigError, suggest
 
 # Every module of the package is imported, so a source's @register_source runs.
 for _m in pkgutil.iter_modules(__path__):
@@ -38,29 +37,17 @@ def _fingerprint(ds: Dataset) -> dict:
 
 def load_dataset(data_cfg) -> Dataset:
   """Loads and validates the dataset that `data_cfg` (config.data) names."""
+  config_lib.check_data(data_cfg)  # every data.* field and the rules between them
   source = data_cfg.source
-  if source not in LOADERS:
-    raise ConfigError("data.source", source, suggest(str(source), SOURCES))
-  config_lib.check_section(data_cfg, "data")  # every data.* field of the table
   channels = int(data_cfg.channels)
   image_size = None if data_cfg.image_size is None else int(data_cfg.image_size)
-  features = data_cfg.get("features", "")
-  if features not in coates.FEATURES:
-    raise ConfigError("data.features", features,
-                      suggest(str(features), [f for f in coates.FEATURES if f])
-                      + " Or leave it empty for raw pixels.")
-  if features == "coates":
-    coates.params_from_config(data_cfg)  # bad fields fail before any decoding
   if source in FEATURE_SOURCES:  # float features, checked by their loader
-    if features:
-      raise ConfigError("data.features", features, f"data.source={source} holds "
-                        "features already; leave data.features empty")
     ds = LOADERS[source](data_cfg, image_size=image_size, channels=channels)
     return ds if ds.fingerprint else dataclasses.replace(ds, fingerprint=_fingerprint(ds))
   ds = LOADERS[source](data_cfg, image_size=image_size, channels=channels)
   ds = validate(ds, channels)
   fp = ds.fingerprint or _fingerprint(ds)
-  if features == "coates":
+  if data_cfg.features == "coates":
     ds = coates.apply(ds, data_cfg)  # the features follow from the pixels and data.coates
   return dataclasses.replace(ds, fingerprint=fp)
 

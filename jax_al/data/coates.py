@@ -68,56 +68,24 @@ class Params:
     return d
 
 
-def _int_field(cfg, name, lo, fix):
-  v = cfg.get(name)
-  if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-    raise ConfigError(f"data.coates.{name}", v, fix)
-  return int(v)
-
-
-def _float_field(cfg, name, fix):
-  v = cfg.get(name)
-  if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-    raise ConfigError(f"data.coates.{name}", v, fix)
-  return float(v)
-
-
 def params_from_config(data_cfg) -> Params:
-  """Reads and checks config.data.coates; raises ConfigError naming the field."""
-  cfg = data_cfg.get("coates")
-  if cfg is None:
-    raise ConfigError("data.coates", None, "add the data.coates fields "
-                      "(configs/common.py defines them) to use data.features="
-                      "'coates'.")
-  return Params(
-      k=_int_field(cfg, "k", 2, "use at least 2 centroids, e.g. 400."),
-      patch=_int_field(cfg, "patch", 1, "use a positive patch side in "
-                       "pixels, e.g. 6."),
-      n_patches=_int_field(cfg, "n_patches", 1, "use a positive number of "
-                           "training patches, e.g. 400000."),
-      seed=_int_field(cfg, "seed", 0, "use a non-negative int."),
-      kmeans_iter=_int_field(cfg, "kmeans_iter", 1, "use a positive number "
-                             "of k-means iterations, e.g. 50."),
-      eps_norm=_float_field(cfg, "eps_norm", "use a positive float (the "
-                            "paper: 10 for 0..255 pixels)."),
-      eps_zca=_float_field(cfg, "eps_zca", "use a positive float (the paper: "
-                           "0.1)."),
-      block=_int_field(cfg, "block", 1, "use a positive number of images per "
-                       "encoding block, e.g. 100."))
+  """The features' parameters from config.data.coates (whose fields the
+  schema checks, `config.check_data`)."""
+  c = data_cfg.coates
+  return Params(k=int(c.k), patch=int(c.patch), n_patches=int(c.n_patches), seed=int(c.seed),
+                kmeans_iter=int(c.kmeans_iter), eps_norm=float(c.eps_norm),
+                eps_zca=float(c.eps_zca), block=int(c.block))
 
 
 def check_shapes(p: Params, image_shape) -> None:
-  """Raises ConfigError when the images cannot give the requested features."""
+  """Raises ConfigError when the images cannot give the requested features
+  (the patch against the images' size: known once they are loaded)."""
   h, w = image_shape[:2]
   if p.patch > min(h, w) - 1:
     raise ConfigError("data.coates.patch", p.patch,
                       f"the images are {h}x{w}; use a patch of at most "
                       f"{min(h, w) - 1} pixels so that there are 2x2 quadrants "
                       "of positions to pool.")
-  if p.n_patches < p.k:
-    raise ConfigError("data.coates.n_patches", p.n_patches,
-                      f"k-means needs at least k = {p.k} patches; sample more "
-                      "(the paper: 400000) or lower data.coates.k.")
 
 
 # ---- the computation ---------------------------------------------------------

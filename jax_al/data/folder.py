@@ -33,9 +33,6 @@ from jax_al import memory
 from jax_al.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-# Largest image file, and largest decoded image, accepted. CIFAR images are
-# about 1 KB and even a 4096 x 4096 RGB photo stays well under this.
-DEFAULT_MAX_IMAGE_BYTES = 64 * 2**20
 _FIX_LAYOUT = ("arrange the images as split/class/image, e.g. "
                "train/cat/0001.jpg and test/cat/0002.jpg")
 
@@ -336,8 +333,7 @@ def _decode_split(tree, items, image_size, channels, max_bytes, first):
 
 def _max_bytes(data_cfg) -> int:
   # Checked (a positive int) by config.check_section in load_dataset.
-  value = data_cfg.get("max_image_bytes", None)
-  return DEFAULT_MAX_IMAGE_BYTES if value is None else int(value)
+  return int(data_cfg.max_image_bytes)
 
 
 def _dir_fingerprint(tree: _DirTree, items: Iterable[_Parts]) -> str:

@@ -33,7 +33,7 @@ def create_model(model_cfg, num_classes: int, image_shape: tuple[int, int, int],
   if cls is None:
     raise ConfigError("model.name", model_cfg.name, suggest(model_cfg.name, names()))
   return cls(num_classes=num_classes, image_shape=tuple(image_shape), width=model_cfg.width,
-             dtype=jnp.dtype(dtype), dropout=float(model_cfg.get("dropout", 0.0)), rngs=rngs)
+             dtype=jnp.dtype(dtype), dropout=float(model_cfg.dropout), rngs=rngs)
 
 
 __all__ = ["create_model", "names", "register"]

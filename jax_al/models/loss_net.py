@@ -36,8 +36,7 @@ def enabled(config) -> bool:
   the attribute `cycle.pool` reads too)."""
   from jax_al import strategies  # lazy: strategies import modules that import this one
 
-  al = config.get("al") if hasattr(config, "get") else None
-  need = None if al is None else strategies.base.requires_of(al.get("strategy"))
+  need = strategies.base.requires_of(config.al.strategy)
   return need is not None and need.predicted_loss
 
 

@@ -255,7 +255,7 @@ class UncertaintyMMD(Strategy):
             num_labeled: int | None = None) -> None:
     super().check(num_candidates, budget, num_classes, num_labeled)
     self.uncertainty.check(num_candidates, num_classes)
-    prefilter = self.cfg.get("prefilter", 0)
+    prefilter = self.cfg.prefilter
     if prefilter and not budget <= prefilter <= num_candidates:
       raise ConfigError("al.prefilter", prefilter,
                         f"keep between al.budget = {budget} and the "
@@ -281,7 +281,7 @@ class UncertaintyMMD(Strategy):
         median_sigma=float(c.sigma) <= 0.0,
         unbiased=c.estimator == "unbiased", block=int(c.block),
         approx=c.approx, rff_dim=int(c.rff_dim),
-        prefilter=int(c.get("prefilter", 0)) if c.mode == "greedy" else 0)
+        prefilter=int(c.prefilter) if c.mode == "greedy" else 0)
     if not use_mmd:
       s = s._replace(mmd_scope="", term="", mode="topk", repeats=0,
                      draw_size=0, median_sigma=False, unbiased=False,

@@ -86,7 +86,7 @@ class UncertaintyTerm:
 
   @property
   def utility(self) -> str:
-    return self.cfg.get("utility", "cluster_margin")
+    return self.cfg.utility
 
   def requires(self) -> Requires:
     """The cluster margin reads the candidates' features, a softmax utility their logits."""
