@@ -232,10 +232,10 @@ def test_step_variant_matches_per_step_path(fields):
   k_order, k_aug, lrs = jax.random.key(1), jax.random.key(2), [0.05, 0.01]
   ref, ref_losses = _per_step_epochs(tr, p, bs, x, y, mask, 150, k_order, k_aug, lrs)
   state = tr.new_state(p, bs)
-  if tr.sc.epochs_per_call:  # both epochs in one call when k >= 2
+  if tr.sc.variant.epochs_per_call:  # both epochs in one call when k >= 2
     state, losses = tr.run_epochs(state, x, y, mask, 150, k_order, k_aug, 0, lrs)
     losses = np.asarray(losses)
-    assert losses.shape == (tr.sc.epochs_per_call,) and not losses[2:].any()
+    assert losses.shape == (tr.sc.variant.epochs_per_call,) and not losses[2:].any()
     losses = losses[:2]
   else:
     losses = []
@@ -247,7 +247,7 @@ def test_step_variant_matches_per_step_path(fields):
   np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
   assert isinstance(state, train.TrainState)  # flat_state packs only inside the Trainer
   # bn_mask=partial: a full first chunk runs its own (unmasked) program.
-  expect = 1 + (fields.get("bn_mask") == "partial" and not tr.sc.epochs_per_call)
+  expect = 1 + (fields.get("bn_mask") == "partial" and not tr.sc.variant.epochs_per_call)
   assert tr.train_executables() in (expect, None)
 
 
