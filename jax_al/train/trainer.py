@@ -35,9 +35,10 @@ from jax_al.train.steps import (StepConfig, TrainState, divergence_fix, epoch_or
 class StepFns:
   """The jitted programs of one kind of train call, keyed by `full`.
 
-  With `flat_state` (`StepVariant.flat_state`), each takes and returns the state as a flat list of
-  leaves (one jit per tree structure): jit's flattening of the nested
-  nnx.State containers runs once per epoch (`pack`) instead of once per call.
+  With `flat_state` (`StepVariant.flat_state`), each takes and returns the
+  state as a flat list of leaves (one jit per tree structure): jit's
+  flattening of the nested nnx.State containers runs once per epoch (`pack`)
+  instead of once per call.
   Otherwise `fn` returns plain jits of the functions (`default` for the
   masked one, the Trainer's original attribute) and `pack` is the identity.
   """
@@ -91,9 +92,9 @@ def run_epoch(sc: StepConfig, rows: int, chunks: StepFns, order_fn: Callable, st
   programs they pass. `chunks` holds the jitted `train_chunk` programs
   (`(state, loss_sum, images, labels, order, valid, start, rng, lr)`, vmapped
   over a leading trial axis or not), `order_fn(order_key, labeled_mask,
-  batch, rows) -> (order, valid)` the jitted epoch order, `loss_sum` the zero the
-  losses add to (one per trial when stacked). `scalar` turns each call's
-  start row and learning rate (numpy scalars) into call arguments.
+  batch, rows) -> (order, valid)` the jitted epoch order, `loss_sum` the
+  zero the losses add to (one per trial when stacked). `scalar` turns each
+  call's start row and learning rate (numpy scalars) into call arguments.
   """
   order, valid = order_fn(order_key, labeled_mask, sc.batch_size, rows)
   steps = math.ceil(num_labeled / sc.batch_size)
@@ -170,8 +171,8 @@ class Trainer:
                            default=self._train)
     self._epochs = StepFns(flat, {False: functools.partial(train_epochs, graphdef, self.tx, sc,
                                                            self.rows, mesh=mesh)}, donate=(0,))
-    # Host scalars (start row, lr) go to a mesh as numpy, placed by jit beside
-    # the replicated state; without one, as device scalars.
+    # A chunk's start row and lr: numpy scalars on a mesh (jit places them with
+    # the replicated arguments), device scalars without one.
     self._scalar = jnp.asarray if mesh is None else (lambda a: a)
     self._loss = jax.jit(functools.partial(loss_chunk, graphdef, sc, mesh=mesh))
     # Learning loss: the epochs from `detach_epoch` on run another program, in
