@@ -2,7 +2,7 @@
 
 Every trial of a run grows its labeled set by the same budget, so at every
 cycle all trials train on sets of one size. T trials can then train as one
-program: `jax.vmap` of the very step of `jax_al.train` over a leading trial
+program: `jax.vmap` of the very step of `jax_al.train.steps` over a leading trial
 axis of the state (params, batch statistics, optimizer state), the epoch
 orders and the augmentation keys. The uint8 images and labels are shared
 (`in_axes=None`), not copied. The validity mask of the padded batches
@@ -15,25 +15,28 @@ run; only the arithmetic of the batched kernels may differ in the last bits.
 Evaluation and selection stay per trial (`Trainer.evaluate` / `predict` on
 each trial's slice of the stacked state).
 
-The step variants of `train.StepConfig` (skip_padding, bn_mask,
-epochs_per_call, flat_state) apply here too. With `epochs_per_call`, the
-labeled count goes in as one shared scalar, so the validity mask and the
-on-device loops' trip counts stay unbatched.
+The epoch loops are the Trainer's own (`jax_al.train.trainer.run_epoch` /
+`run_epochs`), given the vmapped programs, so the step variants of
+`StepVariant` (skip_padding, bn_mask, epochs_per_call, flat_state) apply
+here too. With `epochs_per_call`, the labeled count goes in as one shared
+scalar, so the validity mask and the on-device loops' trip counts stay
+unbatched.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_al import sharding, train
+from jax_al import sharding
 from jax_al.errors import ConfigError
-from jax_al.train import TrainState, Trainer
+from jax_al.train import steps, trainer as trainer_lib
+from jax_al.train.steps import TrainState
+from jax_al.train.trainer import Trainer
 
 
 def check(config, mesh) -> None:
@@ -94,23 +97,30 @@ class StackedTrainer:
       raise ValueError("a StackedTrainer stacks trials on one device: give it a Trainer "
                        "without a mesh")
     self.base, self.sc = trainer, trainer.sc
-    step = functools.partial(train.train_chunk, trainer.graphdef, trainer.tx, trainer.sc)
+    step = functools.partial(steps.train_chunk, trainer.graphdef, trainer.tx, trainer.sc)
     # (state, loss_sum, images, labels, order, valid, start, rng, lr): per trial or shared.
     axes = (0, 0, None, None, 0, None, None, 0, None)
     self._train = jax.jit(jax.vmap(step, in_axes=axes), donate_argnums=(0, 1))
-    self._order = jax.jit(jax.vmap(train.epoch_order, in_axes=(0, 0, None, None)),
-                          static_argnums=(2, 3))
-    # The step variants (train.StepConfig), vmapped the same way.
+    vorder = jax.jit(jax.vmap(steps.epoch_order, in_axes=(0, 0, None, None)),
+                     static_argnums=(2, 3))
+
+    def order(keys, masks, batch_size, rows):
+      order, valid = vorder(keys, masks, batch_size, rows)
+      return order, valid[0]  # the same for every trial: it depends on the set size only
+
+    self._order = order
+    # The step variants (StepVariant), vmapped the same way.
     vstep = lambda full: jax.vmap(functools.partial(step, full=full), in_axes=axes)
-    self._chunks = train.StepFns(self.sc, {False: vstep(False), True: vstep(True)},
-                                 donate=(0, 1), default=self._train)
+    flat = self.sc.variant.flat_state
+    self._chunks = trainer_lib.StepFns(flat, {False: vstep(False), True: vstep(True)},
+                                       donate=(0, 1), default=self._train)
     # (state, images, labels, labeled_mask, num_labeled, order_key, aug_key, first, n, lrs):
     # the labeled count is shared, so the validity mask and the trip counts stay unbatched.
-    epochs = functools.partial(train.train_epochs, trainer.graphdef, trainer.tx, self.sc,
+    epochs = functools.partial(steps.train_epochs, trainer.graphdef, trainer.tx, self.sc,
                                trainer.rows)
-    self._epochs = train.StepFns(
-        self.sc, {False: jax.vmap(epochs, in_axes=(0, None, None, 0, None, 0, 0, None, None,
-                                                   None))}, donate=(0,))
+    self._epochs = trainer_lib.StepFns(
+        flat, {False: jax.vmap(epochs, in_axes=(0, None, None, 0, None, 0, 0, None, None,
+                                                None))}, donate=(0,))
     # A learning-loss run's epochs after its detach epoch (`Trainer.at`).
     self.after_detach = None if trainer.after_detach is None else StackedTrainer(
         trainer.after_detach)
@@ -121,34 +131,20 @@ class StackedTrainer:
 
   def run_epoch(self, state: TrainState, images, labels, labeled_masks, num_labeled: int,
                 order_keys, aug_keys, lr: float):
-    """One epoch of every trial; returns (state, mean loss per trial [T])."""
-    order, valid = self._order(order_keys, labeled_masks, self.sc.batch_size, self.base.rows)
-    valid = valid[0]  # the same for every trial: it depends on the set size only
-    steps = math.ceil(num_labeled / self.sc.batch_size)
-    lr_ = jnp.asarray(np.float32(lr))
-    loss_sum = jnp.zeros((aug_keys.shape[0],), jnp.float32)
-    n_full = train.full_chunks(self.sc, num_labeled)
-    state, unpack = self._chunks.pack(state)
-    for c in range(math.ceil(steps / self.sc.steps_per_call)):
-      start = jnp.asarray(np.int32(c * self.sc.steps_per_call))
-      state, loss_sum = self._chunks.fn(c < n_full)(state, loss_sum, images, labels, order,
-                                                    valid, start, aug_keys, lr_)
-    return unpack(state), loss_sum / steps
+    """One epoch of every trial; returns (state, mean loss per trial [T]).
+
+    The Trainer's epoch loop (`trainer.run_epoch`) over the vmapped programs."""
+    return trainer_lib.run_epoch(self.sc, self.base.rows, self._chunks, self._order, state,
+                                 jnp.zeros((aug_keys.shape[0],), jnp.float32), images, labels,
+                                 labeled_masks, num_labeled, order_keys, aug_keys, lr)
 
   def run_epochs(self, state: TrainState, images, labels, labeled_masks, num_labeled: int,
                  order_keys, aug_keys, first_epoch: int, lrs: Sequence[float]):
-    """`Trainer.run_epochs` for every trial: the run's (unfolded) keys per
-    trial; returns (state, mean losses [T, epochs_per_call])."""
-    k = self.sc.epochs_per_call
-    if not 1 <= len(lrs) <= k:
-      raise ValueError(f"{len(lrs)} epochs in one call; train.epochs_per_call is {k}")
-    lr_arr = np.zeros(k, np.float32)
-    lr_arr[:len(lrs)] = np.asarray(lrs, np.float32)
-    state, unpack = self._epochs.pack(state)
-    state, losses = self._epochs.fn(False)(
-        state, images, labels, labeled_masks, np.int32(num_labeled), order_keys, aug_keys,
-        np.int32(first_epoch), np.int32(len(lrs)), lr_arr)
-    return unpack(state), losses
+    """`Trainer.run_epochs` for every trial (the same loop, `trainer.run_epochs`,
+    over the vmapped program): the run's (unfolded) keys per trial; returns
+    (state, mean losses [T, epochs_per_call])."""
+    return trainer_lib.run_epochs(self.sc, self._epochs, state, images, labels, labeled_masks,
+                                  num_labeled, order_keys, aug_keys, first_epoch, lrs)
 
   def fit(self, state: TrainState, images, labels, labeled_idx: Sequence[np.ndarray],
           test_idx: np.ndarray, test_images, test_labels, train_cfg,
@@ -157,7 +153,7 @@ class StackedTrainer:
           progress: Callable[[int], None] | None = None):
     """`Trainer.fit` for stacked trials: trial t trains on `labeled_idx[t]`.
 
-    The epoch loop is `train.fit_epochs`, the one `Trainer.fit` runs. Every
+    The epoch loop is `trainer.fit_epochs`, the one `Trainer.fit` runs. Every
     labeled set must have the same size. Calls `on_eval(t, record)` per trial
     at each evaluation, in trial order. A non-finite training loss raises
     TrainingError with the attribute `trial` (its index here). Returns
@@ -176,7 +172,7 @@ class StackedTrainer:
     order_keys, aug_keys = jnp.stack(list(order_keys)), jnp.stack(list(aug_keys))
     n = sizes[0]
     pick = lambda tree, t: jax.tree.map(lambda x: x[t], tree)
-    return train.fit_epochs(
+    return trainer_lib.fit_epochs(
         state, train_cfg, self.sc, num,
         epoch=lambda st, e, lr: self.at(e).run_epoch(st, images, labels, masks, n,
                                                      _fold(order_keys, e), _fold(aug_keys, e),

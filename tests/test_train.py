@@ -232,10 +232,10 @@ def test_step_variant_matches_per_step_path(fields):
   k_order, k_aug, lrs = jax.random.key(1), jax.random.key(2), [0.05, 0.01]
   ref, ref_losses = _per_step_epochs(tr, p, bs, x, y, mask, 150, k_order, k_aug, lrs)
   state = tr.new_state(p, bs)
-  if tr.sc.epochs_per_call:  # both epochs in one call when k >= 2
+  if tr.sc.variant.epochs_per_call:  # both epochs in one call when k >= 2
     state, losses = tr.run_epochs(state, x, y, mask, 150, k_order, k_aug, 0, lrs)
     losses = np.asarray(losses)
-    assert losses.shape == (tr.sc.epochs_per_call,) and not losses[2:].any()
+    assert losses.shape == (tr.sc.variant.epochs_per_call,) and not losses[2:].any()
     losses = losses[:2]
   else:
     losses = []
@@ -247,8 +247,46 @@ def test_step_variant_matches_per_step_path(fields):
   np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
   assert isinstance(state, train.TrainState)  # flat_state packs only inside the Trainer
   # bn_mask=partial: a full first chunk runs its own (unmasked) program.
-  expect = 1 + (fields.get("bn_mask") == "partial" and not tr.sc.epochs_per_call)
+  expect = 1 + (fields.get("bn_mask") == "partial" and not tr.sc.variant.epochs_per_call)
   assert tr.train_executables() in (expect, None)
+
+
+@pytest.mark.parametrize("fields", [dict(steps_per_call=3),
+                                    dict(steps_per_call=2, epochs_per_call=3, bn_mask="partial",
+                                         flat_state=True)],
+                         ids=["chunks", "epochs3+bnpartial+flat"])
+@pytest.mark.slow
+def test_stacked_trainer_of_one_trial_is_the_trainer_bit_for_bit(fields):
+  """Vmapped trials run the Trainer's own epoch loops (`trainer.run_epoch` /
+  `run_epochs`) over the vmapped programs: a stack of one trial trains the
+  same parameters, batch statistics and losses as the Trainer, to the bit."""
+  from jax_al import vmap_trials
+  tr, p, bs, x, y = _variant_setup(**fields)
+  st = vmap_trials.StackedTrainer(tr)
+  mask = np.zeros(400, bool)
+  mask[np.random.default_rng(0).choice(400, 150, replace=False)] = True
+  mask = jnp.asarray(mask)
+  k_order, k_aug, lrs = jax.random.key(1), jax.random.key(2), [0.05, 0.01]
+  one, stacked = tr.new_state(p, bs), vmap_trials.stack([tr.new_state(p, bs)])
+  if tr.sc.variant.epochs_per_call:
+    one, loss = tr.run_epochs(one, x, y, mask, 150, k_order, k_aug, 0, lrs)
+    stacked, losses = st.run_epochs(stacked, x, y, mask[None], 150, k_order[None],
+                                    k_aug[None], 0, lrs)
+    pairs = [(loss, losses)]
+  else:
+    pairs = []
+    for e, lr in enumerate(lrs):
+      ko, ka = jax.random.fold_in(k_order, e), jax.random.fold_in(k_aug, e)
+      one, loss = tr.run_epoch(one, x, y, mask, 150, ko, ka, lr)
+      stacked, losses = st.run_epoch(stacked, x, y, mask[None], 150, ko[None], ka[None], lr)
+      pairs.append((loss, losses))
+  for a, b in pairs:
+    np.testing.assert_array_equal(np.asarray(b)[0], np.asarray(a))
+  assert isinstance(stacked, train.TrainState)
+  for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(stacked), strict=True):
+    np.testing.assert_array_equal(np.asarray(b)[0], np.asarray(a))
+  assert any(float(jnp.abs(u - v).max()) > 0  # it trained
+             for u, v in zip(jax.tree.leaves(one.params), jax.tree.leaves(p)))
 
 
 @pytest.mark.slow

@@ -118,7 +118,7 @@ def _rows(args, trainer, times, compile_s) -> list[dict]:
                  "xla_flags": os.environ.get("XLA_FLAGS", ""),
                  "trials": n, "labeled": args.labeled, "n_train": args.n_train,
                  "batch": args.batch, "steps_per_call": trainer.sc.steps_per_call,
-                 "epochs_per_call": trainer.sc.epochs_per_call,
+                 "epochs_per_call": trainer.sc.variant.epochs_per_call,
                  "steps": math.ceil(args.labeled / args.batch), "compile_s": compile_s[(mode, n)],
                  "epoch_s": epoch_s, "epoch_s_all": ts, "repeats": len(ts),
                  "images_per_s": n * args.labeled / epoch_s,
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
   keys = lambda name, epoch, n: jnp.stack(
       [jax.random.fold_in(jax.random.key(1000 * (name == "aug") + t), epoch) for t in range(n)])
   lr = c.train.lr
-  k = trainer.sc.epochs_per_call  # > 0: k epochs per call (run_epochs), timed per epoch
+  k = trainer.sc.variant.epochs_per_call  # > 0: k epochs per call (run_epochs), timed per epoch
   base_keys = lambda name, n: jnp.stack([jax.random.key(1000 * (name == "aug") + t)
                                          for t in range(n)])
 

@@ -16,7 +16,7 @@ relative to it) and `epoch` (steps_per_call = all rows of the training set:
 the whole epoch in one `lax.scan`; steps without a labeled row are skipped
 by a `lax.cond`); `epochsK` runs K epochs per call (train.epochs_per_call),
 and `+select`, `+while`, `+bnpartial`, `+flat` switch on the other step
-variants of `jax_al.train.StepConfig`. Each row records the train fields
+variants of `jax_al.train.StepVariant`. Each row records the train fields
 and the process's XLA_FLAGS.
 
 Cost: XLA's own analysis of the compiled one-step program gives FLOPs and
@@ -43,7 +43,7 @@ from jax_al.bench import common
 from jax_al.train import StepConfig, Trainer, init_model
 
 VARIANTS = ("step", "chunk", "epoch")  # the bases; see `parse_variant` for the rest
-# Modifiers of a base, each one train.* field (jax_al.train.StepConfig).
+# Modifiers of a base, each one train.* field (jax_al.train.StepVariant).
 MODIFIERS = {"select": {"skip_padding": "select"}, "while": {"skip_padding": "while"},
              "bnpartial": {"bn_mask": "partial"}, "flat": {"flat_state": True}}
 DEFAULT_VARIANT = "chunk"  # what train.steps_per_call=0 (auto) ships on a GPU
@@ -118,7 +118,7 @@ def epoch_runner(trainer: Trainer, config, images, labels, labeled: int):
   epochs (i*k .. i*k + k - 1) in one call. Returns (state, last epoch's loss);
   `run.epochs` is the number of epochs per call."""
   mask = jnp.asarray(np.arange(labels.shape[0]) < labeled)
-  k = trainer.sc.epochs_per_call
+  k = trainer.sc.variant.epochs_per_call
   if k:
     def run(state, i):
       state, losses = trainer.run_epochs(state, images, labels, mask, labeled,
@@ -218,7 +218,7 @@ def bench_train(args, results: common.Results) -> list[dict]:
           row = {
               "model": model, "width": model_width(args, model), "params": n_params,
               "dtype": dtype, "variant": variant, "train_fields": fields,
-              "epochs_per_call": sc.epochs_per_call, "xla_flags": xla_flags,
+              "epochs_per_call": sc.variant.epochs_per_call, "xla_flags": xla_flags,
               "shipped_default": variant == DEFAULT_VARIANT and not xla_flags,
               "steps_per_call": sc.steps_per_call,
               "batch": args.batch, "n_train": args.n_train, "labeled": labeled,

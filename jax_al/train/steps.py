@@ -1,30 +1,31 @@
-"""Training and evaluation: small pure functions, jitted once per run.
+"""The pure training and evaluation functions (the `Trainer` jits them).
 
 The model is split once (`nnx.split`) into a graph definition and plain
-pytrees (params, batch statistics); the jitted functions merge them inside.
-The whole dataset sits on the device as uint8 and each step gathers its batch
-by index, so no host-to-device copy happens per step.
+pytrees (params, batch statistics); the functions merge them inside. The
+whole dataset sits on the device as uint8 and each step gathers its batch by
+index, so no host-to-device copy happens per step.
 
 Every step has one fixed shape: the epoch order is a [rows, batch] index
 array over the *whole* training set with a validity mask, the last partial
 batch is padded and masked (it is trained, not dropped), and steps without a
 valid row are skipped. So labeled-set growth never triggers a recompilation.
 
-Data parallelism (optional `mesh`, see `jax_al.sharding`): the same jitted
+Data parallelism (optional `mesh`, see `jax_al.sharding`): the same
 functions, with the gathered batch constrained to `NamedSharding(mesh,
 P("data"))` and the state to `P()` (replicated). XLA inserts the all-reduces,
 so the loss, gradients and BatchNorm statistics are those of the global batch
 and the result matches the single-device run within float tolerance. The
 uint8 images stay replicated: each device gathers its own rows locally.
+
+Nothing here jits or vmaps a step: `jax_al.train.trainer` does, once per run,
+and `jax_al.vmap_trials` vmaps the same functions over stacked trials.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
-import time
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from flax import nnx
 import jax
@@ -36,14 +37,44 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jax_al import augment
 from jax_al import sharding as sharding_lib
-from jax_al.errors import ConfigError, TrainingError
 from jax_al.models import create_model, loss_net
 from jax_al.models.layers import head_dropout
 
 
 @dataclasses.dataclass(frozen=True)
+class StepVariant:
+  """How the steps run: the benchmark-only train.* fields (`StepVariant()` is
+  the shipped path, see docs/bench/README.md). Each variant trains the same
+  steps with the same keys; only the programs differ.
+
+  Attributes:
+    skip_padding: how a chunk skips its padding-only steps: "cond" (a
+      `lax.cond`), "select" (the step is computed and its update dropped by a
+      select) or "while" (a loop over the chunk's real steps only: a dynamic
+      trip count).
+    bn_mask: "always" masks BatchNorm in every step; "partial" runs the chunks
+      made only of full batches without mask, skip or select (another program).
+    epochs_per_call: 0 = one jitted call per chunk; k >= 1 = up to k epochs per
+      call, the chunks looped on the device (`Trainer.run_epochs`).
+    flat_state: the jitted calls take the state as a flat list of leaves.
+  """
+
+  skip_padding: str = "cond"
+  bn_mask: str = "always"
+  epochs_per_call: int = 0
+  flat_state: bool = False
+
+  @classmethod
+  def from_config(cls, train_cfg) -> "StepVariant":
+    """The variant of `config.train` (the one place that reads these fields)."""
+    return cls(skip_padding=str(train_cfg.skip_padding), bn_mask=str(train_cfg.bn_mask),
+               epochs_per_call=int(train_cfg.epochs_per_call),
+               flat_state=bool(train_cfg.flat_state))
+
+
+@dataclasses.dataclass(frozen=True)
 class StepConfig:
-  """Static settings of the jitted steps (hashable)."""
+  """Static settings of the steps (hashable: a Trainer is cached per StepConfig)."""
 
   batch_size: int
   steps_per_call: int
@@ -55,19 +86,7 @@ class StepConfig:
   dtype: str
   momentum: float
   weight_decay: float
-  # Step variants (train.* fields; the defaults are the original path, see
-  # docs/bench/README.md). skip_padding: how a chunk skips padding-only steps,
-  # "cond" (lax.cond), "select" (step computed, update discarded by a select)
-  # or "while" (a loop over the chunk's real steps only: dynamic trip count).
-  skip_padding: str = "cond"
-  # bn_mask: "always" masks BatchNorm in every step; "partial" runs chunks made
-  # only of full batches without mask, skip or select (another program).
-  bn_mask: str = "always"
-  # epochs_per_call: 0 = one jitted call per chunk; k >= 1 = up to k epochs per
-  # call, the chunks looped on the device (Trainer.run_epochs).
-  epochs_per_call: int = 0
-  # flat_state: the jitted calls take the state as a flat list of leaves.
-  flat_state: bool = False
+  variant: StepVariant = StepVariant()
   # The learning-loss objective (the model carries a loss-prediction module),
   # or None: plain cross-entropy.
   learning_loss: loss_net.Objective | None = None
@@ -81,11 +100,7 @@ class StepConfig:
                eval_batch_size=t.eval_batch_size, flip=bool(config.augment.flip),
                crop_pad=int(config.augment.crop_pad), mean=tuple(config.data.mean),
                std=tuple(config.data.std), dtype=t.dtype, momentum=t.momentum,
-               weight_decay=t.weight_decay,
-               skip_padding=str(t.get("skip_padding", "cond")),
-               bn_mask=str(t.get("bn_mask", "always")),
-               epochs_per_call=int(t.get("epochs_per_call", 0)),
-               flat_state=bool(t.get("flat_state", False)),
+               weight_decay=t.weight_decay, variant=StepVariant.from_config(t),
                learning_loss=loss_net.objective(config))
 
 
@@ -217,9 +232,9 @@ def train_steps(graphdef, tx, sc: StepConfig, state: TrainState, images, labels,
   A step whose rows are all padding leaves the state untouched (no momentum
   or batch-statistics update) and reports a loss of 0, so that summing the
   losses of a chunk counts real steps only (a NaN still propagates). How it
-  is skipped follows `sc.skip_padding` (see `StepConfig`). `full=True`: the
+  is skipped follows `sc.variant.skip_padding` (see `StepVariant`). `full=True`: the
   caller guarantees every row of the chunk is valid, so no step is skipped
-  and BatchNorm runs unmasked (`sc.bn_mask = "partial"`).
+  and BatchNorm runs unmasked (`sc.variant.bn_mask = "partial"`).
   """
   s = sc.steps_per_call
   step = lambda st, i, idx, m: train_step(graphdef, tx, sc, st, images, labels, idx, m,
@@ -234,7 +249,7 @@ def train_steps(graphdef, tx, sc: StepConfig, state: TrainState, images, labels,
   if full:  # every step real: no branch, no select, no mask
     return jax.lax.scan(lambda st, xs: step(st, *xs), state, (steps, rows, masks))
 
-  if sc.skip_padding == "while":
+  if sc.variant.skip_padding == "while":
     # Valid rows are a prefix of the epoch order, so the real steps are the
     # first n of the chunk: loop over exactly those (dynamic trip count).
     n = jnp.sum(jnp.any(masks, axis=1)).astype(jnp.int32)
@@ -246,7 +261,7 @@ def train_steps(graphdef, tx, sc: StepConfig, state: TrainState, images, labels,
 
     return jax.lax.fori_loop(0, n, wbody, (state, jnp.zeros((s,), jnp.float32)))
 
-  if sc.skip_padding == "select":
+  if sc.variant.skip_padding == "select":
     def sbody(st, xs):
       i, idx, m = xs
       new, loss = step(st, i, idx, m)
@@ -284,7 +299,7 @@ def full_chunks(sc: StepConfig, num_labeled):
 
   Works on Python ints and on traced integers alike.
   """
-  if sc.bn_mask != "partial":
+  if sc.variant.bn_mask != "partial":
     return 0 * num_labeled
   return num_labeled // (sc.batch_size * sc.steps_per_call)
 
@@ -294,7 +309,7 @@ def train_epochs(graphdef, tx, sc: StepConfig, rows: int, state: TrainState, ima
                  mesh: Mesh | None = None):
   """Epochs first_epoch .. first_epoch + n_epochs - 1 in one program.
 
-  `sc.epochs_per_call = k`: `lrs` holds k learning rates (the first
+  `sc.variant.epochs_per_call = k`: `lrs` holds k learning rates (the first
   `n_epochs` used) and the k per-epoch mean losses come back (0 past
   `n_epochs`). Every epoch draws its order from `fold_in(order_key, epoch)`
   and its augmentation from `fold_in(aug_key, epoch)`, and runs the chunks
@@ -402,242 +417,6 @@ def epoch_segments(train_cfg, per_call: int, breaks: Sequence[int] = ()):
     first = end
 
 
-class StepFns:
-  """The jitted programs of one kind of train call, keyed by `full`.
-
-  With `sc.flat_state`, each takes and returns the state as a flat list of
-  leaves (one jit per tree structure): jit's flattening of the nested
-  nnx.State containers runs once per epoch (`pack`) instead of once per call.
-  Otherwise `fn` returns plain jits of the functions (`default` for the
-  masked one, the Trainer's original attribute) and `pack` is the identity.
-  """
-
-  def __init__(self, sc: StepConfig, fns: dict, donate: tuple, default=None):
-    self.sc, self.fns, self.donate = sc, fns, donate
-    self._jits = {} if default is None else {(False, None): default}
-    self._treedef = None
-
-  def pack(self, state):
-    """(what the calls take, a function turning their result back into a state)."""
-    if not self.sc.flat_state:
-      return state, lambda st: st
-    leaves, treedef = jax.tree.flatten(state)
-    self._treedef = treedef
-    return leaves, lambda leaves: jax.tree.unflatten(treedef, leaves)
-
-  def fn(self, full: bool):
-    key = (bool(full), self._treedef if self.sc.flat_state else None)
-    f = self._jits.get(key)
-    if f is None:
-      base = self.fns[bool(full)]
-      if self.sc.flat_state:
-        treedef = self._treedef
-
-        def flat(leaves, *args):
-          st, *rest = base(jax.tree.unflatten(treedef, leaves), *args)
-          return (jax.tree.leaves(st), *rest)
-
-        f = jax.jit(flat, donate_argnums=self.donate)
-      else:
-        f = jax.jit(base, donate_argnums=self.donate)
-      self._jits[key] = f
-    return f
-
-  def executables(self) -> int | None:
-    try:
-      return int(sum(f._cache_size() for f in self._jits.values()))
-    except Exception:  # a private jax API: absent in some version
-      return None
-
-
-class Trainer:
-  """Holds the jitted functions of one run. Build it once: it compiles once.
-
-  Usage per cycle: `state = trainer.new_state(params, bs)` (the optimizer is
-  re-created every cycle), then `state, hist = trainer.fit(...)`.
-
-  With a `mesh` (from `jax_al.sharding.setup`), training and prediction are
-  data-parallel over its "data" axis; `train.batch_size` must divide by its
-  size. Inputs not yet on the mesh (images, labels, keys) are placed there,
-  replicated; place the images once with `sharding.place` to avoid a copy.
-  """
-
-  def __init__(self, graphdef, sc: StepConfig, num_train: int, mesh: Mesh | None = None):
-    self.graphdef, self.sc, self.mesh = graphdef, sc, mesh
-    n_dev = sharding_lib.mesh_size(mesh)
-    if sc.batch_size % n_dev:
-      raise ConfigError("train.batch_size", sc.batch_size,
-                        f"the batch is split over {n_dev} devices (mesh.data); use a "
-                        f"multiple of {n_dev}")
-    # Prediction chunks are split over the devices too: round them up.
-    self.eval_chunk = -(-sc.eval_batch_size // n_dev) * n_dev
-    self.tx = make_optimizer(sc)
-    steps = math.ceil(num_train / sc.batch_size)
-    # Rows padded to whole calls, so dynamic_slice never clamps the start.
-    self.rows = math.ceil(steps / sc.steps_per_call) * sc.steps_per_call
-    self._train = jax.jit(functools.partial(train_chunk, graphdef, self.tx, sc, mesh=mesh),
-                          donate_argnums=(0, 1))
-    self._order = jax.jit(epoch_order, static_argnums=(2, 3))
-    self._eval = jax.jit(functools.partial(eval_chunk, graphdef, sc, mesh=mesh))
-    self._mc = jax.jit(functools.partial(mc_chunk, graphdef, sc, mesh=mesh))
-    # The step variants' programs (StepConfig); jit compiles only those called.
-    chunk = lambda full: functools.partial(train_chunk, graphdef, self.tx, sc, mesh=mesh,
-                                           full=full)
-    self._chunks = StepFns(sc, {False: chunk(False), True: chunk(True)}, donate=(0, 1),
-                           default=self._train)
-    self._epochs = StepFns(sc, {False: functools.partial(train_epochs, graphdef, self.tx, sc,
-                                                         self.rows, mesh=mesh)}, donate=(0,))
-    self._loss = jax.jit(functools.partial(loss_chunk, graphdef, sc, mesh=mesh))
-    # Learning loss: the epochs from `detach_epoch` on run another program, in
-    # which the loss module's gradient stops at the feature maps.
-    ll = sc.learning_loss
-    self.after_detach = None if ll is None or ll.detached else Trainer(
-        graphdef, dataclasses.replace(sc, learning_loss=dataclasses.replace(ll, detached=True)),
-        num_train, mesh)
-
-  def at(self, epoch: int) -> "Trainer":
-    """The Trainer whose programs train 0-based `epoch`: this one, or, from a
-    learning-loss run's detach epoch on, `after_detach` (same state layout)."""
-    if self.after_detach is not None and epoch >= self.sc.learning_loss.detach_epoch:
-      return self.after_detach
-    return self
-
-  def _rep(self, tree):
-    """Replicated on the mesh (a no-op without one or when already there)."""
-    if self.mesh is None:
-      return tree
-    target = sharding_lib.replicated(self.mesh)
-
-    def put(x):
-      if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(target, x.ndim):
-        return x
-      return sharding_lib.place(self.mesh, x)
-
-    return jax.tree.map(put, tree)
-
-  def new_state(self, params, batch_stats) -> TrainState:
-    """A fresh optimizer around copies of the weights (the steps donate their state)."""
-    params, batch_stats = jax.tree.map(jnp.copy, (params, batch_stats))
-    state = TrainState(params, batch_stats, self.tx.init(params))
-    return state if self.mesh is None else sharding_lib.replicate(self.mesh, state)
-
-  def run_epoch(self, state, images, labels, labeled_mask, num_labeled: int,
-                order_key, aug_key, lr: float):
-    """One epoch over the labeled set; returns (state, mean loss as a device scalar)."""
-    images, labels, labeled_mask, order_key, aug_key = self._rep(
-        (images, labels, labeled_mask, order_key, aug_key))
-    order, valid = self._order(order_key, labeled_mask, self.sc.batch_size, self.rows)
-    steps = math.ceil(num_labeled / self.sc.batch_size)
-    loss_sum = self._rep(jnp.zeros((), jnp.float32))
-    n_full = full_chunks(self.sc, num_labeled)
-    state, unpack = self._chunks.pack(state)
-    for c in range(math.ceil(steps / self.sc.steps_per_call)):
-      start, lr_ = np.int32(c * self.sc.steps_per_call), np.float32(lr)
-      if self.mesh is None:
-        start, lr_ = jnp.asarray(start), jnp.asarray(lr_)
-      state, loss_sum = self._chunks.fn(c < n_full)(state, loss_sum, images, labels, order,
-                                                    valid, start, aug_key, lr_)
-    return unpack(state), loss_sum / steps
-
-  def run_epochs(self, state, images, labels, labeled_mask, num_labeled: int, order_key,
-                 aug_key, first_epoch: int, lrs: Sequence[float]):
-    """`len(lrs)` epochs in one call (`train.epochs_per_call` >= that), from
-    `first_epoch` on; the keys are the run's, folded per epoch on the device.
-
-    Returns (state, the epochs' mean losses as a device array of
-    `epochs_per_call`, zero past `len(lrs)`).
-    """
-    k = self.sc.epochs_per_call
-    if not 1 <= len(lrs) <= k:
-      raise ValueError(f"{len(lrs)} epochs in one call; train.epochs_per_call is {k}")
-    lr_arr = np.zeros(k, np.float32)
-    lr_arr[:len(lrs)] = np.asarray(lrs, np.float32)
-    images, labels, labeled_mask, order_key, aug_key = self._rep(
-        (images, labels, labeled_mask, order_key, aug_key))
-    scalars = self._rep((np.int32(num_labeled), np.int32(first_epoch), np.int32(len(lrs)),
-                         lr_arr))
-    state, unpack = self._epochs.pack(state)
-    state, losses = self._epochs.fn(False)(state, images, labels, labeled_mask, *scalars[:1],
-                                           order_key, aug_key, *scalars[1:])
-    return unpack(state), losses
-
-  def train_executables(self) -> int | None:
-    """Programs compiled for the train calls (1 per variant program used; more
-    would mean a recompilation); None where jax does not tell."""
-    a, b = self._chunks.executables(), self._epochs.executables()
-    return None if a is None or b is None else a + b
-
-  def _chunked(self, fn, idx: np.ndarray, *args) -> list:
-    """`fn(*args, chunk of idx)` over `idx` padded to whole `eval_chunk`s: one
-    compiled shape for any count (the pad rows are row 0, cut by the caller)."""
-    b = self.eval_chunk
-    padded = np.zeros(math.ceil(len(idx) / b) * b, np.int32)
-    padded[:len(idx)] = idx
-    put = jnp.asarray if self.mesh is None else (
-        lambda a: sharding_lib.place(self.mesh, a, P(sharding_lib.DATA)))
-    return [fn(*args, put(padded[i:i + b])) for i in range(0, len(padded), b)]
-
-  def predict(self, params, batch_stats, images, idx: np.ndarray):
-    """(logits, features) for `images[idx]`, in fixed-size chunks, on device."""
-    n = len(idx)
-    outs = self._chunked(self._eval, idx, params, batch_stats, self._rep(images))
-    logits = jnp.concatenate([o[0] for o in outs])[:n]
-    feats = jnp.concatenate([o[1] for o in outs])[:n]
-    return logits, feats
-
-  def predict_mc(self, params, batch_stats, images, idx: np.ndarray, keys: jax.Array):
-    """[T, N, C] logits of `images[idx]` with dropout on, one pass per key of
-    `keys` [T] (MC dropout), in fixed-size chunks, on device."""
-    images, keys = self._rep((images, keys))
-    outs = self._chunked(lambda p, bs, im, i: self._mc(p, bs, im, i, keys), idx, params,
-                         batch_stats, images)
-    return jnp.concatenate(outs, axis=1)[:, :len(idx)]
-
-  def predict_loss(self, params, batch_stats, images, idx: np.ndarray):
-    """[N] predicted losses of `images[idx]` by a learning-loss model's module."""
-    if self.sc.learning_loss is None:
-      raise ValueError("predict_loss needs a model with a loss-prediction module "
-                       "(al.strategy=learning_loss)")
-    outs = self._chunked(self._loss, idx, params, batch_stats, self._rep(images))
-    return jnp.concatenate(outs)[:len(idx)]
-
-  def evaluate(self, params, batch_stats, images, labels, idx: np.ndarray):
-    """(accuracy in %, mean cross-entropy) on `images[idx]`."""
-    logits, _ = self.predict(params, batch_stats, images, idx)
-    y = self._rep(labels)[jnp.asarray(idx) if self.mesh is None else self._rep(
-        np.asarray(idx, np.int32))]
-    acc = 100.0 * jnp.mean(jnp.argmax(logits, -1) == y)
-    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
-    return float(acc), float(loss)
-
-  def fit(self, state: TrainState, images, labels, labeled_idx: np.ndarray,
-          test_idx: np.ndarray, test_images, test_labels, train_cfg,
-          order_key, aug_key, on_eval: Callable[[dict], None] | None = None,
-          progress: Callable[[int], None] | None = None):
-    """Trains `train_cfg.epochs` epochs on the labeled set; returns (state, history).
-
-    Evaluates on the test set every `eval_every` epochs and after the last,
-    calling `on_eval(record)` with epoch (1-based), accuracy, loss, best
-    accuracy and seconds. Raises TrainingError on a non-finite loss.
-    """
-    mask_np = np.zeros(labels.shape[0], bool)
-    mask_np[labeled_idx] = True
-    labeled_mask = jnp.asarray(mask_np) if self.mesh is None else self._rep(mask_np)
-    n = len(labeled_idx)
-    state, (history,) = fit_epochs(
-        state, train_cfg, self.sc, 1,
-        epoch=lambda st, e, lr: self.at(e).run_epoch(st, images, labels, labeled_mask, n,
-                                                     jax.random.fold_in(order_key, e),
-                                                     jax.random.fold_in(aug_key, e), lr),
-        epochs=lambda st, first, lrs: self.at(first).run_epochs(
-            st, images, labels, labeled_mask, n, order_key, aug_key, first, lrs),
-        evaluate=lambda st, _: self.evaluate(st.params, st.batch_stats, test_images,
-                                             test_labels, test_idx),
-        on_eval=None if on_eval is None else (lambda _, rec: on_eval(rec)),
-        progress=progress)
-    return state, history
-
-
 def divergence_fix(train_cfg) -> str:
   """What to change when training diverged, for this run's settings.
 
@@ -653,64 +432,8 @@ def divergence_fix(train_cfg) -> str:
     fix = f"lower train.lr ({lr:g} is far above the usual 0.01-1, e.g. train.lr=0.1)"
   else:
     fix = "lower train.lr (e.g. by 10x)"
-  if train_cfg.get("dtype", "float32") != "float32":
+  if train_cfg.dtype != "float32":
     fix += " or use train.dtype=float32"
   return fix
 
 
-def fit_epochs(state, train_cfg, sc: StepConfig, num: int, epoch, epochs, evaluate,
-               on_eval=None, progress=None):
-  """The epoch loop of one model (`num = 1`) or of a vmapped stack of `num`.
-
-  Runs the multistep schedule of `train_cfg` through `epoch(state, e, lr) ->
-  (state, loss)` (one 0-based epoch), or, with `sc.epochs_per_call`, through
-  `epochs(state, first, lrs) -> (state, losses [..., epochs_per_call])` (one
-  call per segment ending at an evaluation epoch). Losses carry a leading
-  axis of `num` for a stack. At every evaluation epoch (each `eval_every`,
-  and the last) it checks the losses, calls `evaluate(state, i) -> (acc,
-  loss)` for model i and `on_eval(i, record)`, in model order; `progress(e)`
-  follows each finished 1-based epoch e.
-
-  A non-finite loss raises TrainingError with the attribute `trial`, the
-  index i of the model. Returns (state, [history of each model]). A
-  learning-loss run's segments also end before its detach epoch, where the
-  program changes (`Trainer.at`).
-  """
-  best, histories, t0 = [0.0] * num, [[] for _ in range(num)], time.perf_counter()
-
-  def record(state, e: int, loss, lr: float) -> None:
-    losses = np.asarray(loss, np.float64).reshape(num)  # one host sync per evaluation
-    for i, v in enumerate(losses):
-      if not math.isfinite(v):
-        err = TrainingError(f"training loss became {float(v)} at epoch {e + 1} (lr {lr}); "
-                            f"{divergence_fix(train_cfg)}")
-        err.trial = i
-        raise err
-    for i in range(num):
-      acc, test_loss = evaluate(state, i)
-      best[i] = max(best[i], acc)
-      rec = dict(epoch=e + 1, train_loss=float(losses[i]), test_acc=acc, test_loss=test_loss,
-                 best_acc=best[i], lr=lr, seconds=time.perf_counter() - t0)
-      histories[i].append(rec)
-      if on_eval:
-        on_eval(i, rec)
-
-  if sc.epochs_per_call:
-    breaks = () if sc.learning_loss is None else (sc.learning_loss.detach_epoch,)
-    for first, lrs, evaluate_now in epoch_segments(train_cfg, sc.epochs_per_call, breaks):
-      state, losses = epochs(state, first, lrs)
-      last = first + len(lrs) - 1  # 0-based, the segment's last epoch
-      if evaluate_now:
-        record(state, last, losses[..., len(lrs) - 1], lrs[-1])
-      for e in range(first, last + 1):
-        if progress:
-          progress(e + 1)
-    return state, histories
-  for e in range(train_cfg.epochs):
-    lr = learning_rate(train_cfg, e)
-    state, loss = epoch(state, e, lr)
-    if (e + 1) % train_cfg.eval_every == 0 or e + 1 == train_cfg.epochs:
-      record(state, e, loss, lr)
-    if progress:
-      progress(e + 1)
-  return state, histories
