@@ -13,7 +13,6 @@ import pkgutil
 from flax import nnx
 import jax.numpy as jnp
 
-from jax_al.errors import ConfigError, suggest
 from jax_al.models import registry
 from jax_al.models.registry import names, register
 
@@ -29,10 +28,10 @@ def create_model(model_cfg, num_classes: int, image_shape: tuple[int, int, int],
   `model_cfg.width` and `model_cfg.dropout` are checked with the other
   fields (config.check_config).
   """
-  cls = registry.get(model_cfg.name)
-  if cls is None:
-    raise ConfigError("model.name", model_cfg.name, suggest(model_cfg.name, names()))
-  return cls(num_classes=num_classes, image_shape=tuple(image_shape), width=model_cfg.width,
+  from jax_al import config as config_lib  # lazy: the checks import the registries
+
+  config_lib.check_field("model.name", model_cfg.name)  # a caller that skipped check_config
+  return registry.get(model_cfg.name)(num_classes=num_classes, image_shape=tuple(image_shape), width=model_cfg.width,
              dtype=jnp.dtype(dtype), dropout=float(model_cfg.dropout), rngs=rngs)
 
 

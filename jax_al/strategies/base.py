@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_al.errors import ConfigError, suggest
+from jax_al.errors import ConfigError
 
 PADS = ("bucket", "run")  # al.pad_labeled; see `Pool.labeled_rows`
 
@@ -288,9 +288,11 @@ def requires_of(name: str) -> Requires | None:
 
 
 def get_strategy(name: str, cfg: Any) -> Strategy:
-  """Builds the strategy registered as `name`, or raises ConfigError."""
-  if name not in _REGISTRY:
-    raise ConfigError("al.strategy", name, suggest(name, _REGISTRY))
+  """Builds the strategy registered as `name`, or raises the schema's
+  ConfigError for an unknown name."""
+  from jax_al import config as config_lib  # lazy: the checks import this module
+
+  config_lib.check_field("al.strategy", name)
   return _REGISTRY[name](cfg)
 
 

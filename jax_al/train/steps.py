@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from flax import nnx
 import jax
@@ -35,7 +35,7 @@ import optax
 
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jax_al import augment
+from jax_al import augment, schema
 from jax_al import sharding as sharding_lib
 from jax_al.models import create_model, loss_net
 from jax_al.models.layers import head_dropout
@@ -59,10 +59,10 @@ class StepVariant:
     flat_state: the jitted calls take the state as a flat list of leaves.
   """
 
-  skip_padding: str = "cond"
-  bn_mask: str = "always"
-  epochs_per_call: int = 0
-  flat_state: bool = False
+  skip_padding: str = schema.FIELDS["train.skip_padding"].default
+  bn_mask: str = schema.FIELDS["train.bn_mask"].default
+  epochs_per_call: int = schema.FIELDS["train.epochs_per_call"].default
+  flat_state: bool = schema.FIELDS["train.flat_state"].default
 
   @classmethod
   def from_config(cls, train_cfg) -> "StepVariant":
@@ -401,39 +401,3 @@ def loss_chunk(graphdef, sc: StepConfig, params, batch_stats, images, idx,
   """[B] float32 predicted losses of `images[idx]` (a learning-loss model), inference mode."""
   model, x = _inference_input(graphdef, sc, params, batch_stats, images, idx, mesh)
   return _constrain(model.with_loss(x, train=False)[2], mesh, P(sharding_lib.DATA))
-
-
-def epoch_segments(train_cfg, per_call: int, breaks: Sequence[int] = ()):
-  """Splits the epochs into calls of at most `per_call` that end at every
-  evaluation epoch and before each 0-based epoch in `breaks` (where the
-  program changes): yields (first epoch, [lr of each epoch], evaluate after)."""
-  epochs, every = train_cfg.epochs, train_cfg.eval_every
-  first = 0
-  while first < epochs:
-    end = min([epochs, first + per_call, (first // every + 1) * every]
-              + [b for b in breaks if b > first])
-    yield first, [learning_rate(train_cfg, e) for e in range(first, end)], (
-        end % every == 0 or end == epochs)
-    first = end
-
-
-def divergence_fix(train_cfg) -> str:
-  """What to change when training diverged, for this run's settings.
-
-  SGD with weight decay multiplies the weights by (1 - lr * weight_decay)
-  each step: past 1 the weights grow without bound whatever the data. A
-  float32 run is not helped by "use float32"; bfloat16 is.
-  """
-  lr, wd = float(train_cfg.lr), float(train_cfg.weight_decay)
-  if lr * wd >= 1:
-    fix = (f"lower train.lr or train.weight_decay: lr x weight_decay = {lr * wd:.3g} >= 1 "
-           f"makes every step grow the weights (e.g. train.weight_decay=5e-4, train.lr=0.1)")
-  elif lr > 10:
-    fix = f"lower train.lr ({lr:g} is far above the usual 0.01-1, e.g. train.lr=0.1)"
-  else:
-    fix = "lower train.lr (e.g. by 10x)"
-  if train_cfg.dtype != "float32":
-    fix += " or use train.dtype=float32"
-  return fix
-
-

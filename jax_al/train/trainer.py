@@ -26,8 +26,8 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from jax_al import sharding as sharding_lib
 from jax_al.errors import ConfigError, TrainingError
-from jax_al.train.steps import (StepConfig, TrainState, divergence_fix, epoch_order,
-                                epoch_segments, eval_chunk, full_chunks, learning_rate,
+from jax_al.train.steps import (StepConfig, TrainState, epoch_order,
+                                eval_chunk, full_chunks, learning_rate,
                                 loss_chunk, make_optimizer, mc_chunk, train_chunk,
                                 train_epochs)
 
@@ -365,3 +365,39 @@ def fit_epochs(state, train_cfg, sc: StepConfig, num: int, epoch, epochs, evalua
     if progress:
       progress(e + 1)
   return state, histories
+
+
+def epoch_segments(train_cfg, per_call: int, breaks: Sequence[int] = ()):
+  """Splits the epochs into calls of at most `per_call` that end at every
+  evaluation epoch and before each 0-based epoch in `breaks` (where the
+  program changes): yields (first epoch, [lr of each epoch], evaluate after)."""
+  epochs, every = train_cfg.epochs, train_cfg.eval_every
+  first = 0
+  while first < epochs:
+    end = min([epochs, first + per_call, (first // every + 1) * every]
+              + [b for b in breaks if b > first])
+    yield first, [learning_rate(train_cfg, e) for e in range(first, end)], (
+        end % every == 0 or end == epochs)
+    first = end
+
+
+def divergence_fix(train_cfg) -> str:
+  """What to change when training diverged, for this run's settings.
+
+  SGD with weight decay multiplies the weights by (1 - lr * weight_decay)
+  each step: past 1 the weights grow without bound whatever the data. A
+  float32 run is not helped by "use float32"; bfloat16 is.
+  """
+  lr, wd = float(train_cfg.lr), float(train_cfg.weight_decay)
+  if lr * wd >= 1:
+    fix = (f"lower train.lr or train.weight_decay: lr x weight_decay = {lr * wd:.3g} >= 1 "
+           f"makes every step grow the weights (e.g. train.weight_decay=5e-4, train.lr=0.1)")
+  elif lr > 10:
+    fix = f"lower train.lr ({lr:g} is far above the usual 0.01-1, e.g. train.lr=0.1)"
+  else:
+    fix = "lower train.lr (e.g. by 10x)"
+  if train_cfg.dtype != "float32":
+    fix += " or use train.dtype=float32"
+  return fix
+
+
