@@ -20,7 +20,7 @@ from PIL import Image
 
 from conftest import REPO, snapshot, tiny_digits_config
 from jax_al import data as data_lib
-from jax_al import loop, preflight, train
+from jax_al import loop, train
 from jax_al.errors import ConfigError, DataError
 
 
@@ -115,31 +115,6 @@ CONFIG_CASES = {
 def test_bad_config_field(case, victim, no_training):
   overrides, error, needles = CONFIG_CASES[case]
   rejected(tiny_digits_config("random", **overrides), victim, error, *needles)
-
-
-def test_strategy_size_check_comes_before_any_training(tmp_path, no_training):
-  # The labeled-count check of the MMD term runs in preflight.check_run: nothing
-  # is trained, no metrics.jsonl is written, the new workdir is not left behind.
-  from jax_al import strategies
-  calls = []
-  real = strategies.uncertainty_mmd.UncertaintyMMD.check
-
-  def spy(self, *args, **kwargs):
-    calls.append((args, kwargs))
-    return real(self, *args, **kwargs)
-
-  fresh = tmp_path / "new" / "run"
-  config = tiny_digits_config("uncertainty_mmd", al__initial=1, al__term="witness",
-                              al__estimator="unbiased")
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(strategies.uncertainty_mmd.UncertaintyMMD, "check", spy)
-    with pytest.raises(ConfigError, match="al.initial") as e:
-      preflight.check_run(config, fresh, overwrite=False)
-  assert "needs at least 2 labeled points" in str(e.value)
-  assert calls and calls[0][1].get("num_labeled") == 1, calls
-  assert not fresh.parent.exists()
-  rejected(config, fresh, ConfigError, "al.initial", "raise al.initial")
-  assert not (fresh / "metrics.jsonl").exists() and not fresh.parent.exists()
 
 
 def test_bad_config_leaves_no_new_workdir(tmp_path, no_training):

@@ -14,7 +14,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import snapshot, tiny_digits_config
-from jax_al import checkpoint, files, loop, preflight
+from jax_al import checkpoint, files, loop
 from jax_al.errors import ConfigError, DataError
 
 
@@ -333,21 +333,6 @@ def test_our_run_with_a_damaged_config_json_says_so_and_how_to_recover(
 # ------------------------------------------ fields that size memory or work ------
 
 
-def _preflight(tmp_path, strategy="users", **fields):
-  """preflight.check_run of the tiny users (uncertainty_mmd) run; releases the lock."""
-  c = tiny_digits_config(strategy, **fields)
-  checked = preflight.check_run(c, tmp_path / f"w{len(list(tmp_path.iterdir()))}", False)
-  checked.lock.release(remove=True)
-  return checked
-
-
-def _suggested(msg: str) -> int:
-  import re
-  m = re.search(r"e\.g\. (\d+)$", msg)
-  assert m, msg
-  return int(m.group(1))
-
-
 def test_draw_size_past_46341_no_longer_overflows():
   import jax.numpy as jnp
   from jax_al.scores import mmd
@@ -361,74 +346,6 @@ def test_draw_size_past_46341_no_longer_overflows():
   assert abs(got) < 1e-5
 
 
-def test_draw_size_past_46341_warns_before_the_run(tmp_path):
-  checked = _preflight(tmp_path, al__draw_size=46341)
-  assert len(checked.warnings) == 1 and "al.draw_size=46341" in checked.warnings[0]
-  assert "x the work" in checked.warnings[0]
-
-
-@pytest.mark.parametrize("fields,field", [
-    (dict(al__repeats=10000), "al.repeats"),
-    (dict(al__kmeans__n_init=1000, al__kmeans__max_iter=1_000_000, al__kmeans__tol=0.0),
-     "al.kmeans.n_init"),
-    (dict(al__strategy="bald", model__dropout=0.3, al__mc_samples=10_000,
-          train__eval_batch_size=100_000), "al.mc_samples")],
-    ids=["repeats", "kmeans", "mc_samples"])
-def test_sizing_fields_are_estimated_and_the_suggestion_fits(tmp_path, monkeypatch, fields,
-                                                             field):
-  from jax_al import memory
-  monkeypatch.setattr(memory, "host_available", lambda: 16 * 10**9)
-  with pytest.raises(ConfigError) as e:
-    _preflight(tmp_path, **fields)
-  msg = _one_line(e.value)
-  assert f"`{field}`" in msg and "16 GB are free" in msg, msg
-  fix = _suggested(msg)
-  assert fix < int(_get(fields, field))
-  _preflight(tmp_path, **{**fields, field.replace(".", "__"): fix})  # fits: no error
-
-
-def _get(fields, field):
-  return fields[field.replace(".", "__")]
-
-
-def test_eval_batch_refusal_suggests_a_value_that_fits(tmp_path, monkeypatch):
-  from jax_al import memory
-  real, seen = memory.check_run, {}
-  monkeypatch.setattr(memory, "check_run",
-                      lambda config, *a, **k: seen.setdefault("args", (config, a, k)))
-  _preflight(tmp_path, "random", train__eval_batch_size=500)  # no selection arrays
-  config, a, k = seen["args"]
-
-  def check(avail: int, eval_batch: int) -> None:
-    monkeypatch.setattr(memory, "host_available", lambda: avail)
-    config.train.eval_batch_size = eval_batch
-    real(config, *a, **k)
-
-  lo, hi = 10**5, 10**12  # the least free memory at which 500 fits lies in (lo, hi]
-  check(hi, 500)
-  while hi - lo > 1:
-    mid = (lo + hi) // 2
-    try:
-      check(mid, 500)
-      hi = mid
-    except ConfigError:
-      lo = mid
-  with pytest.raises(ConfigError) as e:  # 500 fails here, by one byte
-    check(lo, 500)
-  msg = _one_line(e.value)
-  assert "`train.eval_batch_size` = 500" in msg, msg
-  fix = _suggested(msg)
-  assert fix < 500 and "e.g. 500" not in msg, msg
-  check(lo, fix)  # the suggested value fits
-
-
-def test_al_batch_larger_than_the_pool_is_not_blamed_on_kmeans(tmp_path, monkeypatch):
-  from jax_al import memory
-  _preflight(tmp_path, al__batch=10**9)  # no phantom rows: one minibatch of the candidates
-  monkeypatch.setattr(memory, "host_available", lambda: 2 * 10**6)
-  with pytest.raises(ConfigError) as e:
-    _preflight(tmp_path, al__batch=10**9)
-  assert "1,000,000,000 points" not in str(e.value)
 
 
 def test_kernel_program_size_does_not_grow_with_columns_per_block():
@@ -444,10 +361,6 @@ def test_kernel_program_size_does_not_grow_with_columns_per_block():
   assert size(4000) < 1.2 * size(400)  # al.block=1 used to unroll every column
 
 
-def test_block_1_warns_before_the_run(tmp_path):
-  checked = _preflight(tmp_path, al__block=1)
-  assert any("al.block=1 (default 1024)" in w for w in checked.warnings), checked.warnings
-  assert _preflight(tmp_path).warnings == ()
 
 
 # -------------------------------------------------------- NaN advice ------
@@ -560,16 +473,3 @@ def test_selection_time_plot_data_shows_compilation_apart_and_every_cycle(tmp_pa
     s.pop("select_compile_s_mean")
   old = report.selection_series(summary)
   assert all(se["cycles"] == [2] and se["compile_s"] is None for se in old.values())
-
-
-def test_vmapped_trials_refusal_fits_and_keeps_the_sequential_way_out(tmp_path, monkeypatch):
-  from jax_al import memory
-  monkeypatch.setattr(memory, "host_available", lambda: 20 * 10**9)
-  fields = dict(num_trials=10_000, compare__parallel="vmap", model__width=16.0)
-  with pytest.raises(ConfigError) as e:
-    _preflight(tmp_path, "random", **fields)
-  msg = _one_line(e.value)
-  assert "`num_trials` = 10000" in msg and "compare.parallel=none" in msg, msg
-  fix = int(msg.split("e.g. ")[1].split(",")[0])
-  assert fix < 10_000
-  _preflight(tmp_path, "random", **{**fields, "num_trials": fix})  # fits
