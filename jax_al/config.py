@@ -161,18 +161,20 @@ def _check_al_rules(al) -> None:
                         "or set al.greedy_weight=0")
 
 
-def _check_model_rules(config, strategy) -> None:
-  """What `strategy` (the run's) needs of the model: dropout for MC-dropout
-  passes, a ResNet's stage outputs for a loss-prediction module."""
+def _check_model_rules(config) -> None:
+  """What the run's strategy needs of the model: dropout for MC-dropout
+  passes, a ResNet's stage outputs for a loss-prediction module (read from
+  the strategy class's `requires`: nothing is built)."""
   from jax_al import models
 
   name = config.al.strategy
-  if (strategy.requires.samples is strategy_base.Samples.MC_DROPOUT
+  need = strategy_base.requires_of(name)
+  if (need.samples is strategy_base.Samples.MC_DROPOUT
       and not config.model.dropout > 0):
     raise ConfigError("model.dropout", config.model.dropout,
                       f"al.strategy={name} scores MC-dropout passes, which need dropout; "
                       "set model.dropout > 0, e.g. 0.3")
-  if strategy.requires.predicted_loss:
+  if need.predicted_loss:
     cls = models.registry.get(config.model.name)
     if cls is not None and not hasattr(cls, "forward"):
       with_stages = [n for n in models.names() if hasattr(models.registry.get(n), "forward")]
@@ -203,7 +205,7 @@ def _check_data_rules(config) -> None:
 
 def check_config(config) -> None:
   """Checks every field whose validity does not depend on the data."""
-  from jax_al import presets, strategies
+  from jax_al import presets
 
   check_declared(config)
   for field, spec in FIELDS.items():
@@ -221,7 +223,7 @@ def check_config(config) -> None:
   _check_al_rules(config.al)
   _check_data_fields(config.data)
   _check_data_rules(config)
-  _check_model_rules(config, strategies.get_strategy(config.al.strategy, config.al))
+  _check_model_rules(config)
   raw = str(config.compare.strategies)
   names = compare_strategies(config)
   if raw.strip() and not names:
