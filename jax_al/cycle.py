@@ -28,7 +28,7 @@ import numpy as np
 from jax_al import rng, sharding, strategies, vmap_trials
 from jax_al.errors import TrainingError
 from jax_al.scores import bayes
-from jax_al.strategies.base import Samples
+from jax_al.strategies.base import Requires, Samples
 from jax_al import train as train_lib
 from jax_al.train import StepConfig, Trainer, TrainState, init_model
 
@@ -250,13 +250,96 @@ def candidates(exp: Experiment, trial: int, cycle: int, labeled: np.ndarray) -> 
 MC_FOLD = 0x6D63
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Scored:
+  """What an input provider reads: the cycle's model and its two sets.
+
+  Attributes:
+    exp: the run's Experiment.
+    state: the model after training the cycle.
+    labeled: [M] dataset indices of the labeled set.
+    subset: [N] dataset indices of the candidates (pool order).
+    trial, cycle: whose keys the stochastic passes use.
+  """
+
+  exp: Experiment
+  state: TrainState
+  labeled: np.ndarray
+  subset: np.ndarray
+  trial: int
+  cycle: int
+
+
+def _one_model(s: Scored) -> dict:
+  """Features and logits of the candidates and of the labeled set: one
+  forward pass each of the single model."""
+  tr, st = s.exp.trainer, s.state
+  logits, feats = tr.predict(st.params, st.batch_stats, s.exp.images, s.subset)
+  l_logits, l_feats = tr.predict(st.params, st.batch_stats, s.exp.images, s.labeled)
+  return {"features": feats, "logits": logits, "labeled_features": l_feats,
+          "labeled_logits": l_logits}
+
+
+def _mc_dropout(s: Scored) -> dict:
+  """The single model's pass, then `al.mc_samples` MC-dropout passes of the
+  candidates with keys split from the selection key folded with MC_FOLD."""
+  out = _one_model(s)
+  k = jax.random.fold_in(keys(s.exp.config.seed, s.trial, s.cycle).select, MC_FOLD)
+  out["sample_logits"] = s.exp.trainer.predict_mc(
+      s.state.params, s.state.batch_stats, s.exp.images, s.subset,
+      jax.random.split(k, s.exp.config.al.mc_samples))
+  return out
+
+
+def _ensemble(s: Scored) -> dict:
+  """Each member's pass: the sample logits are the members' logits, the
+  logits their mean prediction and the features member 0's."""
+  samples, feats = _member_logits(s.exp, s.state, s.exp.images, s.subset)
+  l_samples, l_feats = _member_logits(s.exp, s.state, s.exp.images, s.labeled)
+  return {"features": feats[0], "logits": bayes.mean_log_probs(samples),
+          "labeled_features": l_feats[0], "labeled_logits": bayes.mean_log_probs(l_samples),
+          "sample_logits": samples}
+
+
+def _predicted_loss(s: Scored) -> dict:
+  """The candidates' losses as a learning-loss model's module predicts them."""
+  return {"predicted_loss": s.exp.trainer.predict_loss(
+      s.state.params, s.state.batch_stats, s.exp.images, s.subset)}
+
+
+# The input providers, by what `Strategy.requires` declares. Where the sample
+# logits come from decides the passes that give the features and logits too
+# (an ensemble's are its members'), so one provider per `Samples` value gives
+# those; then one per optional input, for a strategy whose flag asks for it,
+# in this order. Each returns {Pool field: array}.
+SAMPLE_PROVIDERS: dict[Samples, Callable[[Scored], dict]] = {
+    Samples.NONE: _one_model,
+    Samples.MC_DROPOUT: _mc_dropout,
+    Samples.ENSEMBLE: _ensemble,
+}
+OPTIONAL_PROVIDERS: tuple[tuple[str, Callable[[Scored], dict]], ...] = (
+    ("predicted_loss", _predicted_loss),
+)
+
+
+def providers(need: Requires) -> list[Callable[[Scored], dict]]:
+  """The providers that compute the pool of a strategy with `requires` `need`, in order."""
+  return [SAMPLE_PROVIDERS[need.samples]] + [
+      provide for flag, provide in OPTIONAL_PROVIDERS if getattr(need, flag)]
+
+
+# The Pool's arrays in the order their finiteness is checked.
+_CHECKED = ("features", "logits", "labeled_features", "labeled_logits", "sample_logits",
+            "predicted_loss")
+
+
 def pool(exp: Experiment, state: TrainState, labeled: np.ndarray, subset: np.ndarray,
          trial: int, cycle: int) -> strategies.Pool:
   """The strategies' input: logits and features of the candidates and of the
   labeled set under `state`, on the device (sharded over the pool on a mesh),
   plus `al.mc_samples` MC-dropout predictions of the candidates, or the
   predicted losses of a learning-loss model, for a strategy that asks for
-  them (`Strategy.requires`).
+  them (`Strategy.requires`, read through `providers`).
 
   Features, logits and the labeled set's features come from one forward
   pass each and are always there, whatever the strategy reads: a replay
@@ -264,34 +347,17 @@ def pool(exp: Experiment, state: TrainState, labeled: np.ndarray, subset: np.nda
 
   Raises TrainingError when the model produced non-finite values.
   """
-  tr = exp.trainer
-  need = exp.strategy.requires
-  samples = None
-  if need.samples is Samples.ENSEMBLE:
-    # Features are member 0's; logits the members' mean prediction.
-    samples, feats = _member_logits(exp, state, exp.images, subset)
-    l_samples, l_feats = _member_logits(exp, state, exp.images, labeled)
-    logits, feats = bayes.mean_log_probs(samples), feats[0]
-    l_logits, l_feats = bayes.mean_log_probs(l_samples), l_feats[0]
-  else:
-    logits, feats = tr.predict(state.params, state.batch_stats, exp.images, subset)
-    l_logits, l_feats = tr.predict(state.params, state.batch_stats, exp.images, labeled)
-  if need.samples is Samples.MC_DROPOUT:
-    k = jax.random.fold_in(keys(exp.config.seed, trial, cycle).select, MC_FOLD)
-    samples = tr.predict_mc(state.params, state.batch_stats, exp.images, subset,
-                            jax.random.split(k, exp.config.al.mc_samples))
-  predicted = None
-  if need.predicted_loss:
-    predicted = tr.predict_loss(state.params, state.batch_stats, exp.images, subset)
-  arrays = (feats, logits, l_feats, l_logits) + tuple(
-      a for a in (samples, predicted) if a is not None)
-  if not all(bool(jnp.all(jnp.isfinite(a))) for a in arrays):
+  where = Scored(exp, state, labeled, subset, trial, cycle)
+  arrays: dict = {}
+  for provide in providers(exp.strategy.requires):
+    arrays.update(provide(where))
+  if not all(bool(jnp.all(jnp.isfinite(arrays[n]))) for n in _CHECKED if n in arrays):
     raise TrainingError(f"cycle {cycle}: the model produced non-finite features or logits, "
                         "so no strategy can score the pool; the network diverged; "
                         f"{train_lib.divergence_fix(exp.config.train)}")
   return sharding.place_pool(exp.mesh, strategies.Pool(
-      feats, logits, l_feats, l_logits, exp.ds.num_classes,
-      labeled_capacity(exp.config, exp.num_train), samples, predicted))
+      num_classes=exp.ds.num_classes,
+      labeled_capacity=labeled_capacity(exp.config, exp.num_train), **arrays))
 
 
 @dataclasses.dataclass(frozen=True)
