@@ -19,11 +19,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from jax_al import rng, sharding, strategies, vmap_trials
 from jax_al.errors import TrainingError
@@ -31,6 +32,11 @@ from jax_al.scores import bayes
 from jax_al.strategies.base import Requires, Samples
 from jax_al import train as train_lib
 from jax_al.train import StepConfig, Trainer, TrainState, init_model
+
+if TYPE_CHECKING:  # annotations only: the data package is imported where data load
+  from ml_collections import ConfigDict
+
+  from jax_al.data.dataset import Dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,23 +73,25 @@ class Experiment:
     config: the run's ConfigDict.
     ds: the loaded Dataset (host arrays).
     trainer: the Trainer (its jitted steps compile once per process).
-    strategy: the selection strategy.
+    strategy: the selection strategy, built once per run.
     mesh: the device mesh, or None on one device.
-    images, labels, test_images, test_labels: the splits on the device.
+    images, labels, test_images, test_labels: the splits on the device
+      (sharded over the mesh when there is one).
   """
 
-  config: Any
-  ds: Any
+  config: ConfigDict
+  ds: Dataset
   trainer: Trainer
-  strategy: Any
-  mesh: Any
-  images: Any
-  labels: Any
-  test_images: Any
-  test_labels: Any
+  strategy: strategies.Strategy
+  mesh: Mesh | None
+  images: jax.Array
+  labels: jax.Array
+  test_images: jax.Array
+  test_labels: jax.Array
 
   @classmethod
-  def build(cls, config, ds, strategy, mesh=None, graphdef=None) -> "Experiment":
+  def build(cls, config: ConfigDict, ds: Dataset, strategy: strategies.Strategy,
+            mesh: Mesh | None = None, graphdef=None) -> "Experiment":
     """Places the dataset on the device(s) and gets the run's Trainer."""
     n_train = len(ds.train_labels)
     if graphdef is None:
