@@ -10,6 +10,10 @@ Every random draw of cycle c of trial t comes from the named stream
 give the same weights, data orders, candidates and picks, whether the cycle
 runs in one go, after a resume, vmapped with other trials, or in a replay.
 
+The strategy is built once per run and travels in the `Experiment`; what
+its `requires` declares decides the pool's forward passes through one table
+of input providers (`providers`).
+
 The functions are plain Python around jitted programs held by the
 `Experiment`'s Trainer; nothing here writes files.
 """

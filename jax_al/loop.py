@@ -1,15 +1,21 @@
 """The active-learning loop: trials x cycles of train -> test -> select -> checkpoint.
 
 `run(config, workdir)` is the library's entry point; `run.py` only parses
-flags. The steps of a cycle are `jax_al.cycle`'s; this module orders them,
-records them and checkpoints after every cycle, so rerunning the same
-command on the same workdir continues after the last finished cycle and
-reproduces the uninterrupted run exactly.
+flags. It reads: every check first (`preflight.check_run`, so bad input
+never costs a previous run), then the run's hold on its folder
+(`session.Session`: the lock, --overwrite's set-aside run, config.json, the
+logs, the summary), then the cycles in schedule order.
 
-Every check runs first (`preflight.check_run`), so bad input never costs a
-previous run. Results files are replaced atomically; a diverged cycle stops
-the run with an error record in metrics.jsonl and leaves the last good
-checkpoint as it was.
+The steps of a cycle are `jax_al.cycle`'s; this module orders them and
+records them. A cycle's outcome is a frozen `CycleResult`, which `_commit`
+records and checkpoints as one step that a signal does not cut; it returns
+the trial advanced (a `Trial` is frozen), and moves the run's one mutable
+`Position` on. Rerunning the same command on the same workdir continues
+after the last finished cycle and reproduces the uninterrupted run exactly.
+
+Results files are replaced atomically; a diverged cycle stops the run with
+an error record in metrics.jsonl and leaves the last good checkpoint as it
+was.
 
 `compare.parallel = "vmap"` runs the trials in lockstep: at each cycle the
 trials train as one vmapped program (`jax_al.vmap_trials`), then test,
