@@ -10,6 +10,10 @@ Every random draw of cycle c of trial t comes from the named stream
 give the same weights, data orders, candidates and picks, whether the cycle
 runs in one go, after a resume, vmapped with other trials, or in a replay.
 
+The strategy is built once per run and travels in the `Experiment`; what
+its `requires` declares decides the pool's forward passes through one table
+of input providers (`providers`).
+
 The functions are plain Python around jitted programs held by the
 `Experiment`'s Trainer; nothing here writes files.
 """
@@ -19,18 +23,24 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from jax_al import rng, sharding, strategies, vmap_trials
 from jax_al.errors import TrainingError
 from jax_al.scores import bayes
-from jax_al.strategies.base import Samples
+from jax_al.strategies.base import Requires, Samples
 from jax_al import train as train_lib
 from jax_al.train import StepConfig, Trainer, TrainState, init_model
+
+if TYPE_CHECKING:  # annotations only: the data package is imported where data load
+  from ml_collections import ConfigDict
+
+  from jax_al.data.dataset import Dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,23 +77,25 @@ class Experiment:
     config: the run's ConfigDict.
     ds: the loaded Dataset (host arrays).
     trainer: the Trainer (its jitted steps compile once per process).
-    strategy: the selection strategy.
+    strategy: the selection strategy, built once per run.
     mesh: the device mesh, or None on one device.
-    images, labels, test_images, test_labels: the splits on the device.
+    images, labels, test_images, test_labels: the splits on the device
+      (sharded over the mesh when there is one).
   """
 
-  config: Any
-  ds: Any
+  config: ConfigDict
+  ds: Dataset
   trainer: Trainer
-  strategy: Any
-  mesh: Any
-  images: Any
-  labels: Any
-  test_images: Any
-  test_labels: Any
+  strategy: strategies.Strategy
+  mesh: Mesh | None
+  images: jax.Array
+  labels: jax.Array
+  test_images: jax.Array
+  test_labels: jax.Array
 
   @classmethod
-  def build(cls, config, ds, strategy, mesh=None, graphdef=None) -> "Experiment":
+  def build(cls, config: ConfigDict, ds: Dataset, strategy: strategies.Strategy,
+            mesh: Mesh | None = None, graphdef=None) -> "Experiment":
     """Places the dataset on the device(s) and gets the run's Trainer."""
     n_train = len(ds.train_labels)
     if graphdef is None:
@@ -250,13 +262,96 @@ def candidates(exp: Experiment, trial: int, cycle: int, labeled: np.ndarray) -> 
 MC_FOLD = 0x6D63
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Scored:
+  """What an input provider reads: the cycle's model and its two sets.
+
+  Attributes:
+    exp: the run's Experiment.
+    state: the model after training the cycle.
+    labeled: [M] dataset indices of the labeled set.
+    subset: [N] dataset indices of the candidates (pool order).
+    trial, cycle: whose keys the stochastic passes use.
+  """
+
+  exp: Experiment
+  state: TrainState
+  labeled: np.ndarray
+  subset: np.ndarray
+  trial: int
+  cycle: int
+
+
+def _one_model(s: Scored) -> dict:
+  """Features and logits of the candidates and of the labeled set: one
+  forward pass each of the single model."""
+  tr, st = s.exp.trainer, s.state
+  logits, feats = tr.predict(st.params, st.batch_stats, s.exp.images, s.subset)
+  l_logits, l_feats = tr.predict(st.params, st.batch_stats, s.exp.images, s.labeled)
+  return {"features": feats, "logits": logits, "labeled_features": l_feats,
+          "labeled_logits": l_logits}
+
+
+def _mc_dropout(s: Scored) -> dict:
+  """The single model's pass, then `al.mc_samples` MC-dropout passes of the
+  candidates with keys split from the selection key folded with MC_FOLD."""
+  out = _one_model(s)
+  k = jax.random.fold_in(keys(s.exp.config.seed, s.trial, s.cycle).select, MC_FOLD)
+  out["sample_logits"] = s.exp.trainer.predict_mc(
+      s.state.params, s.state.batch_stats, s.exp.images, s.subset,
+      jax.random.split(k, s.exp.config.al.mc_samples))
+  return out
+
+
+def _ensemble(s: Scored) -> dict:
+  """Each member's pass: the sample logits are the members' logits, the
+  logits their mean prediction and the features member 0's."""
+  samples, feats = _member_logits(s.exp, s.state, s.exp.images, s.subset)
+  l_samples, l_feats = _member_logits(s.exp, s.state, s.exp.images, s.labeled)
+  return {"features": feats[0], "logits": bayes.mean_log_probs(samples),
+          "labeled_features": l_feats[0], "labeled_logits": bayes.mean_log_probs(l_samples),
+          "sample_logits": samples}
+
+
+def _predicted_loss(s: Scored) -> dict:
+  """The candidates' losses as a learning-loss model's module predicts them."""
+  return {"predicted_loss": s.exp.trainer.predict_loss(
+      s.state.params, s.state.batch_stats, s.exp.images, s.subset)}
+
+
+# The input providers, by what `Strategy.requires` declares. Where the sample
+# logits come from decides the passes that give the features and logits too
+# (an ensemble's are its members'), so one provider per `Samples` value gives
+# those; then one per optional input, for a strategy whose flag asks for it,
+# in this order. Each returns {Pool field: array}.
+SAMPLE_PROVIDERS: dict[Samples, Callable[[Scored], dict]] = {
+    Samples.NONE: _one_model,
+    Samples.MC_DROPOUT: _mc_dropout,
+    Samples.ENSEMBLE: _ensemble,
+}
+OPTIONAL_PROVIDERS: tuple[tuple[str, Callable[[Scored], dict]], ...] = (
+    ("predicted_loss", _predicted_loss),
+)
+
+
+def providers(need: Requires) -> list[Callable[[Scored], dict]]:
+  """The providers that compute the pool of a strategy with `requires` `need`, in order."""
+  return [SAMPLE_PROVIDERS[need.samples]] + [
+      provide for flag, provide in OPTIONAL_PROVIDERS if getattr(need, flag)]
+
+
+# The Pool's arrays in the order their finiteness is checked.
+_CHECKED = ("features", "logits", "labeled_features", "labeled_logits", "sample_logits",
+            "predicted_loss")
+
+
 def pool(exp: Experiment, state: TrainState, labeled: np.ndarray, subset: np.ndarray,
          trial: int, cycle: int) -> strategies.Pool:
   """The strategies' input: logits and features of the candidates and of the
   labeled set under `state`, on the device (sharded over the pool on a mesh),
   plus `al.mc_samples` MC-dropout predictions of the candidates, or the
   predicted losses of a learning-loss model, for a strategy that asks for
-  them (`Strategy.requires`).
+  them (`Strategy.requires`, read through `providers`).
 
   Features, logits and the labeled set's features come from one forward
   pass each and are always there, whatever the strategy reads: a replay
@@ -264,34 +359,17 @@ def pool(exp: Experiment, state: TrainState, labeled: np.ndarray, subset: np.nda
 
   Raises TrainingError when the model produced non-finite values.
   """
-  tr = exp.trainer
-  need = exp.strategy.requires
-  samples = None
-  if need.samples is Samples.ENSEMBLE:
-    # Features are member 0's; logits the members' mean prediction.
-    samples, feats = _member_logits(exp, state, exp.images, subset)
-    l_samples, l_feats = _member_logits(exp, state, exp.images, labeled)
-    logits, feats = bayes.mean_log_probs(samples), feats[0]
-    l_logits, l_feats = bayes.mean_log_probs(l_samples), l_feats[0]
-  else:
-    logits, feats = tr.predict(state.params, state.batch_stats, exp.images, subset)
-    l_logits, l_feats = tr.predict(state.params, state.batch_stats, exp.images, labeled)
-  if need.samples is Samples.MC_DROPOUT:
-    k = jax.random.fold_in(keys(exp.config.seed, trial, cycle).select, MC_FOLD)
-    samples = tr.predict_mc(state.params, state.batch_stats, exp.images, subset,
-                            jax.random.split(k, exp.config.al.mc_samples))
-  predicted = None
-  if need.predicted_loss:
-    predicted = tr.predict_loss(state.params, state.batch_stats, exp.images, subset)
-  arrays = (feats, logits, l_feats, l_logits) + tuple(
-      a for a in (samples, predicted) if a is not None)
-  if not all(bool(jnp.all(jnp.isfinite(a))) for a in arrays):
+  where = Scored(exp, state, labeled, subset, trial, cycle)
+  arrays: dict = {}
+  for provide in providers(exp.strategy.requires):
+    arrays.update(provide(where))
+  if not all(bool(jnp.all(jnp.isfinite(arrays[n]))) for n in _CHECKED if n in arrays):
     raise TrainingError(f"cycle {cycle}: the model produced non-finite features or logits, "
                         "so no strategy can score the pool; the network diverged; "
                         f"{train_lib.divergence_fix(exp.config.train)}")
   return sharding.place_pool(exp.mesh, strategies.Pool(
-      feats, logits, l_feats, l_logits, exp.ds.num_classes,
-      labeled_capacity(exp.config, exp.num_train), samples, predicted))
+      num_classes=exp.ds.num_classes,
+      labeled_capacity=labeled_capacity(exp.config, exp.num_train), **arrays))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,6 +48,8 @@ class Step:
     state: the model's TrainState after training cycle c.
     restored: True when `state` came from the cycle's own checkpoint, False
       when it was retrained.
+    strategy: the run's strategy, built once for the replay (`select` and
+      `raw_scores` use it when given no other config).
   """
 
   config: object
@@ -60,6 +62,7 @@ class Step:
   labels: np.ndarray
   state: object
   restored: bool
+  strategy: strategies.Strategy | None = None
 
 
 def selected_sets(workdir: Path) -> dict[tuple[int, int], np.ndarray]:
@@ -93,12 +96,10 @@ def experiment(config) -> cycle_lib.Experiment:
   """
   k = repr(sorted((k, v) for k, v in config.to_dict().items() if k != "al"))
   ds = load_dataset(config.data)
+  strategy = strategies.get_strategy(config.al.strategy, config.al)  # once per replay
   if k not in _EXPERIMENTS or _EXPERIMENTS[k].ds.fingerprint != ds.fingerprint:
-    _EXPERIMENTS[k] = cycle_lib.Experiment.build(
-        config, ds, strategies.get_strategy(config.al.strategy, config.al),
-        sharding.setup(config))
-  return dataclasses.replace(_EXPERIMENTS[k], config=config,
-                             strategy=strategies.get_strategy(config.al.strategy, config.al))
+    _EXPERIMENTS[k] = cycle_lib.Experiment.build(config, ds, strategy, sharding.setup(config))
+  return dataclasses.replace(_EXPERIMENTS[k], config=config, strategy=strategy)
 
 
 def step(workdir, trial: int, cycle: int, config=None) -> Step:
@@ -127,7 +128,7 @@ def step(workdir, trial: int, cycle: int, config=None) -> Step:
   pool = cycle_lib.pool(exp, state, labeled, subset, trial, cycle)
   return Step(config, trial, cycle, labeled, subset, pool,
               cycle_lib.keys(config.seed, trial, cycle).select, exp.ds.train_labels[subset],
-              state, restored)
+              state, restored, exp.strategy)
 
 
 _FIX = ("replay reads a run's own checkpoints and selected.jsonl only; put back the files "
@@ -183,11 +184,20 @@ def with_al(config, **al):
   return c
 
 
+def _strategy(st: Step, config):
+  """(config, strategy): the step's own, built when the step was, or those of
+  another `config` (a variant is built for its own settings)."""
+  if config is None or config is st.config:
+    config = st.config
+    if st.strategy is not None:
+      return config, st.strategy
+  return config, strategies.get_strategy(config.al.strategy, config.al)
+
+
 def select(st: Step, config=None, budget: int | None = None) -> np.ndarray:
   """Positions (into the step's candidates) that the strategy of `config.al`
   (default: the run's) picks from the step's pool with the run's key."""
-  config = st.config if config is None else config
-  s = strategies.get_strategy(config.al.strategy, config.al)
+  config, s = _strategy(st, config)
   return np.asarray(s.select(st.pool, budget or config.al.budget, st.key).indices)
 
 
@@ -195,8 +205,7 @@ def raw_scores(st: Step, config=None) -> dict:
   """The raw uncertainty u and MMD term t (before normalisation and sign)
   that the uncertainty + MMD strategy of `config.al` (default: the run's)
   ranks at this step, with its kernel width sigma: {"u", "t", "sigma"}."""
-  config = st.config if config is None else config
-  s = strategies.get_strategy(config.al.strategy, config.al)
+  config, s = _strategy(st, config)
   if not hasattr(s, "raw_terms"):
     raise ValueError(f"{config.al.strategy} has no uncertainty and MMD terms")
   return s.raw_terms(st.pool, st.key, min(config.al.budget, len(st.subset)))

@@ -94,6 +94,67 @@ def victim(finished, tmp_path) -> Path:
   return dest
 
 
+# --------------------------------------------- interrupts and stopped runs ------
+
+
+class Interrupt(BaseException):
+  """Stands for a kill: not an Exception, so nothing catches and logs it."""
+
+
+def count_calls(monkeypatch, cls, name: str, interrupt_at: int | None = None) -> list:
+  """Counts calls of `cls.name`; raises Interrupt in call `interrupt_at`."""
+  real = getattr(cls, name)
+  calls = []
+
+  def wrapper(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == interrupt_at:
+      raise Interrupt()
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(cls, name, wrapper)
+  return calls
+
+
+def count_fits(monkeypatch, interrupt_at: int | None = None) -> list:
+  """Counts Trainer.fit calls (one per cycle); raises Interrupt in call `interrupt_at`."""
+  from jax_al import train
+
+  return count_calls(monkeypatch, train.Trainer, "fit", interrupt_at)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+  from jax_al import train
+
+  def fail(*args, **kwargs):
+    raise AssertionError("a finished cycle was trained again")
+  monkeypatch.setattr(train.Trainer, "fit", fail)
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory):
+  """A 3-cycle run stopped after cycle 1 (cycle 2 never finished)."""
+  from jax_al import checkpoint, loop
+
+  run = tmp_path_factory.mktemp("stopped") / "run"
+  config = tiny_digits_config(al__cycles=3)
+  with pytest.MonkeyPatch.context() as m:
+    count_fits(m, interrupt_at=2)
+    with pytest.raises(Interrupt):
+      loop.run(config, run, quiet=True)
+  assert checkpoint.latest(run, 0) == 1
+  return run, config
+
+
+@pytest.fixture
+def stopped_copy(stopped, tmp_path):
+  run, config = stopped
+  dest = tmp_path / "run"
+  shutil.copytree(run, dest, symlinks=True)
+  return dest, config
+
+
 CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from jax_al import compiles, cycle, loop, train
@@ -87,14 +86,6 @@ def test_users_method_compiles_its_programs_once_per_run(tiny_config, tmp_path, 
   assert [r["test_acc"] for r in run_cycles] == [r["test_acc"] for r in bucket_cycles]
 
 
-def test_labeled_capacity_is_the_last_selection_size(tiny_config):
-  c = tiny_config("uncertainty_mmd", al__cycles=5, al__initial=20, al__budget=20)
-  assert cycle.labeled_capacity(c, 1297) == 80  # selections after cycles 1-4: 20..80 labeled
-  c.al.cycles = 1
-  assert cycle.labeled_capacity(c, 1297) == 20
-  c.al.cycles, c.al.initial, c.al.budget = 7, 5000, 2500
-  assert cycle.labeled_capacity(c, 50000) == 17500
-  assert np.isclose(umm.labeled_bucket(17500, 1024) / 1024, 18)
 
 
 def _run_digits(workdir, cache, env, *extra):

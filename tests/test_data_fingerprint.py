@@ -8,9 +8,8 @@ import json
 
 import pytest
 
-from conftest import snapshot, tiny_digits_config
+from conftest import Interrupt, count_fits, snapshot, tiny_digits_config
 from test_bad_input import _png, folder_config, image_tree
-from test_reliability import Interrupt, count_fits
 
 from jax_al import loop, replay
 from jax_al import workdir as workdir_lib

@@ -107,9 +107,9 @@ def test_free_space_below_a_checkpoint_is_refused_before_orbax_writes(tmp_path, 
                       lambda p: 1000 if state["full"] and "checkpoints" in str(p) else real(p))
   real_commit = loop._commit
 
-  def commit(tr, c, *a):
-    state["full"] = c == 2
-    return real_commit(tr, c, *a)
+  def commit(result, *a):
+    state["full"] = result.cycle == 2
+    return real_commit(result, *a)
 
   monkeypatch.setattr(loop, "_commit", commit)
   with pytest.raises(files.WriteError) as e:

@@ -12,10 +12,10 @@ import math
 import numpy as np
 import pytest
 
-from conftest import tiny_digits_config
+from conftest import Interrupt, count_calls, tiny_digits_config
 from jax_al import checkpoint, loop, sharding, train, vmap_trials
 from jax_al.errors import ConfigError, TrainingError
-from test_reliability import Interrupt, assert_same_run, count_calls, records
+from test_reliability import assert_same_run, records
 
 # 3 trials x 3 cycles of the digits MLP (re-initialised each cycle), 2 steps
 # per call: the vmapped lax.scan with its skip-padding lax.cond.

@@ -1,4 +1,6 @@
-"""Resume, determinism, atomic results, training guards and checkpoint safety."""
+"""Resume, determinism, atomic results, training guards and runs saved by
+older versions (the workdir's and checkpoints' own tests: test_workdir.py,
+test_checkpoint.py)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,10 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO, snapshot, tiny_digits_config
+from conftest import REPO, Interrupt, count_fits, snapshot, tiny_digits_config
 from jax_al import checkpoint, files, loop, preflight, rng, strategies, train
 from jax_al import workdir as workdir_lib
-from jax_al.errors import ConfigError, DataError, TrainingError
+from jax_al.errors import ConfigError, TrainingError
 
 
 def records(workdir: Path, name: str = "metrics.jsonl") -> list[dict]:
@@ -49,13 +51,6 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert x[:3] == y[:3] and math.isclose(x[3], y[3], abs_tol=1e-4), (x, y)
   for x, y in zip(eval_accs(a), eval_accs(b), strict=True):
     assert x[:3] == y[:3] and np.allclose(x[3:], y[3:], rtol=1e-5, atol=1e-4), (x, y)
-
-
-@pytest.fixture
-def no_training(monkeypatch):
-  def fail(*args, **kwargs):
-    raise AssertionError("a finished cycle was trained again")
-  monkeypatch.setattr(train.Trainer, "fit", fail)
 
 
 # -------------------------------------------------------- kill + resume ------
@@ -157,30 +152,6 @@ def test_signal_in_cycle_2_is_one_line_and_an_error_record_then_resumes(
 # ---------------------------------------------- in-process interrupt + resume ------
 
 
-class Interrupt(BaseException):
-  """Stands for a kill: not an Exception, so nothing catches and logs it."""
-
-
-def count_calls(monkeypatch, cls, name: str, interrupt_at: int | None = None) -> list:
-  """Counts calls of `cls.name`; raises Interrupt in call `interrupt_at`."""
-  real = getattr(cls, name)
-  calls = []
-
-  def wrapper(*args, **kwargs):
-    calls.append(1)
-    if len(calls) == interrupt_at:
-      raise Interrupt()
-    return real(*args, **kwargs)
-
-  monkeypatch.setattr(cls, name, wrapper)
-  return calls
-
-
-def count_fits(monkeypatch, interrupt_at: int | None = None) -> list:
-  """Counts Trainer.fit calls (one per cycle); raises Interrupt in call `interrupt_at`."""
-  return count_calls(monkeypatch, train.Trainer, "fit", interrupt_at)
-
-
 @pytest.mark.parametrize("reinit", [True, False], ids=["reinit", "warm_start"])
 @pytest.mark.slow
 def test_interrupted_trial_2_resumes_exactly(tmp_path, monkeypatch, reinit):
@@ -216,17 +187,6 @@ def test_rerun_of_finished_run_trains_nothing(tmp_path, monkeypatch):
   again = loop.run(config, run, quiet=True)
   assert again["test_acc"] == first["test_acc"] and again["labeled"] == first["labeled"]
   assert (run / "selected.jsonl").read_text() == selected
-
-
-def test_second_process_on_same_workdir_is_refused(tmp_path):
-  run = tmp_path / "run"
-  loop.run(tiny_digits_config(), run, quiet=True)
-  holder = workdir_lib.Lock(run)
-  try:
-    with pytest.raises(ConfigError, match="another jax-al process"):
-      loop.run(tiny_digits_config(), run, quiet=True)
-  finally:
-    holder.close()
 
 
 # ---------------------------------------------------------- determinism ------
@@ -380,22 +340,6 @@ def test_nonfinite_loss_in_cycle_2_keeps_cycle_1_checkpoint(tmp_path, monkeypatc
   assert_same_run(run, ref)
 
 
-def test_nan_features_never_reach_a_strategy(tmp_path, monkeypatch):
-  real = train.Trainer.predict
-
-  def nan_feats(self, params, bs, images, idx):
-    logits, feats = real(self, params, bs, images, idx)
-    return logits, feats.at[0, 0].set(np.nan)
-
-  monkeypatch.setattr(train.Trainer, "predict", nan_feats)
-  monkeypatch.setattr(strategies.get_strategy("random", None).__class__, "select",
-                      lambda *a: pytest.fail("a strategy got NaN features"))
-  run = tmp_path / "run"
-  with pytest.raises(TrainingError, match="non-finite features"):
-    loop.run(tiny_digits_config(), run, quiet=True)
-  last = records(run)[-1]
-  assert last["kind"] == "error" and last["cycle"] == 1
-  assert checkpoint.latest(run, 0) is None
 
 
 @pytest.mark.slow
@@ -413,28 +357,7 @@ def test_empty_pool_ends_the_run_cleanly(tmp_path, monkeypatch, capsys):
   assert loop.run(config, run, quiet=True)["labeled"] == [1200, 1297]
 
 
-# ------------------------------------------------------- untrusted checkpoints ------
-
-
-@pytest.fixture(scope="module")
-def stopped(tmp_path_factory):
-  """A 3-cycle run stopped after cycle 1 (cycle 2 never finished)."""
-  run = tmp_path_factory.mktemp("stopped") / "run"
-  config = tiny_digits_config(al__cycles=3)
-  with pytest.MonkeyPatch.context() as m:
-    count_fits(m, interrupt_at=2)
-    with pytest.raises(Interrupt):
-      loop.run(config, run, quiet=True)
-  assert checkpoint.latest(run, 0) == 1
-  return run, config
-
-
-@pytest.fixture
-def stopped_copy(stopped, tmp_path):
-  run, config = stopped
-  dest = tmp_path / "run"
-  shutil.copytree(run, dest, symlinks=True)
-  return dest, config
+# ----------------------------------------------- stopped and older runs ------
 
 
 def test_stopped_run_resumes(stopped_copy):
@@ -521,106 +444,3 @@ def test_a_run_saved_before_a_field_is_refused_with_another_value(stopped_copy, 
   with pytest.raises(ConfigError, match=r"al\.pad_labeled: 'bucket' there, 'run' now"):
     loop.run(config, run, quiet=True)
   assert snapshot(run) == before
-
-
-def _expect_refused(run, config, *needles):
-  before = snapshot(run)
-  with pytest.raises(DataError) as e:
-    loop.run(config, run, quiet=True)
-  for needle in needles:
-    assert needle in str(e.value), str(e.value)
-  assert snapshot(run) == before
-  return str(e.value)
-
-
-def test_checkpoint_folder_linking_outside_is_refused(stopped_copy, tmp_path, no_training):
-  run, config = stopped_copy
-  outside = tmp_path / "elsewhere"
-  shutil.move(run / "checkpoints", outside)
-  (run / "checkpoints").symlink_to(outside, target_is_directory=True)
-  _expect_refused(run, config, "outside the workdir", str(outside.resolve()), "--overwrite")
-
-
-def test_checkpoint_step_linking_outside_is_refused(stopped_copy, tmp_path, no_training):
-  run, config = stopped_copy
-  step = checkpoint.root(run, 0) / "1"
-  shutil.move(step, tmp_path / "step1")
-  step.symlink_to(tmp_path / "step1", target_is_directory=True)
-  _expect_refused(run, config, str(step), "outside", "--overwrite")
-
-
-def test_file_linking_outside_a_step_is_refused(stopped_copy, tmp_path, no_training):
-  run, config = stopped_copy
-  meta = checkpoint.root(run, 0) / "1" / "meta" / "metadata"
-  shutil.move(meta, tmp_path / "metadata")
-  meta.symlink_to(tmp_path / "metadata")
-  _expect_refused(run, config, str(meta), "symbolic link", "outside")
-
-
-@pytest.mark.parametrize("edit,needle", [
-    (lambda m: m["labeled"].__setitem__(0, 10**6), "labeled indices"),
-    (lambda m: m["labeled"].append(m["labeled"][0]), "labeled"),
-    (lambda m: m.__setitem__("cycle", 2), "claims trial 0 cycle 2"),
-    (lambda m: m["rng"]["select"].__setitem__(0, 1), "random-stream keys"),
-    (lambda m: m.__setitem__("config_hash", "0" * 16), "different config"),
-    (lambda m: m.pop("metrics"), "metrics"),
-], ids=["index_out_of_range", "duplicate", "wrong_cycle", "rng", "config", "missing"])
-def test_tampered_checkpoint_meta_is_refused(stopped_copy, no_training, edit, needle):
-  run, config = stopped_copy
-  meta_file = checkpoint.root(run, 0) / "1" / "meta" / "metadata"
-  meta = json.loads(meta_file.read_text())
-  edit(meta)
-  meta_file.write_text(json.dumps(meta))
-  _expect_refused(run, config, str(checkpoint.root(run, 0) / "1"), needle, "--overwrite")
-
-
-def test_checkpoint_root_stays_under_workdir(tmp_path):
-  with pytest.raises(ValueError):
-    checkpoint.root(tmp_path, "../../etc")
-  with pytest.raises(ValueError):
-    checkpoint.root(tmp_path, -1)
-  assert checkpoint.root(tmp_path, 3) == (tmp_path / "checkpoints" / "trial3").resolve()
-
-
-# ------------------------------------------- SIGINT during --overwrite ------
-
-
-def _sigint_in_fit(monkeypatch, at: int) -> None:
-  import signal
-
-  from jax_al.errors import Interrupted
-  real, calls = train.Trainer.fit, []
-
-  def fit(*args, **kwargs):
-    calls.append(1)
-    if len(calls) == at:
-      raise Interrupted(signal.SIGINT)
-    return real(*args, **kwargs)
-
-  monkeypatch.setattr(train.Trainer, "fit", fit)
-
-
-def test_sigint_before_the_first_checkpoint_of_an_overwrite_says_the_old_run_is_back(
-    victim, monkeypatch):
-  from jax_al.errors import Interrupted
-  before = snapshot(victim)
-  _sigint_in_fit(monkeypatch, 1)
-  with pytest.raises(Interrupted) as e:
-    loop.run(tiny_digits_config("entropy"), victim, overwrite=True, quiet=True)
-  msg = e.value.message()
-  assert snapshot(victim) == before
-  assert "\n" not in msg and "rerun the same command" not in msg, msg
-  assert f"the previous run in {victim} is back as it was" in msg and "--overwrite" in msg, msg
-
-
-def test_sigint_after_an_overwrite_replaced_the_run_says_so(victim, monkeypatch):
-  from jax_al.errors import Interrupted
-  config = tiny_digits_config("entropy")
-  with monkeypatch.context() as m:
-    _sigint_in_fit(m, 2)  # cycle 1 checkpointed: the old run is gone
-    with pytest.raises(Interrupted) as e:
-      loop.run(config, victim, overwrite=True, quiet=True)
-  msg = e.value.message()
-  assert "replaced the previous one" in msg and "rerun without --overwrite to resume" in msg, msg
-  assert not (victim / ".jax_al_replaced").exists()
-  assert loop.run(config, victim, quiet=True)["labeled"] == [20, 40]  # the advice holds

@@ -1,5 +1,6 @@
-"""Nothing lost, nothing half-said: --overwrite only after success, files that
-are not ours, memory estimates, the report's honesty, and the small cases.
+"""Nothing lost, nothing half-said: bad input refused before --overwrite
+touches anything, memory estimates, the report's honesty, and the small
+cases (--overwrite itself and files that are not ours: test_workdir.py).
 
 Each test reproduces a path that lost a user's files or printed a traceback
 before, and asserts on the outcome: the bytes on disk, the one-line message,
@@ -13,12 +14,11 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from conftest import REPO, snapshot, tiny_digits_config
-from jax_al import checkpoint, loop, memory, preflight, report, train
+from jax_al import loop, memory, preflight, report
 from jax_al import workdir as workdir_lib
 from jax_al.errors import ConfigError, DataError
 
@@ -42,51 +42,7 @@ def one_line_error(out, *needles, code=1):
   return last
 
 
-# ------------------------------------------------- --overwrite after success --
-
-
-def test_overwrite_that_fails_in_cycle_1_leaves_the_old_run_byte_for_byte(victim):
-  before = snapshot(victim)
-  # Finite but absurd: the loss diverges in cycle 1 (a nan lr is refused up front).
-  with pytest.raises(Exception, match="diverged|became nan|non-finite"):
-    loop.run(tiny_digits_config("random", train__lr=1e30), victim, overwrite=True, quiet=True)
-  assert snapshot(victim) == before
-  assert not (victim / workdir_lib.ASIDE).exists()
-
-
-def test_overwrite_replaces_after_the_first_checkpoint(victim):
-  loop.run(tiny_digits_config("random", seed=5), victim, overwrite=True, quiet=True)
-  saved = json.loads((victim / "config.json").read_text())
-  assert saved["seed"] == 5 and saved["jax_al"] == {"tool": "jax-al", "format": 1}
-  assert not (victim / workdir_lib.ASIDE).exists()
-  assert checkpoint.latest(victim, 0) == 2
-
-
-def test_overwrite_killed_before_its_first_checkpoint_is_undone_next_time(victim, monkeypatch):
-  """A kill -9 leaves the old run aside; the next command puts it back."""
-  before = snapshot(victim)
-
-  class Kill(BaseException):
-    pass
-
-  def killed(*a, **k):
-    raise Kill()
-
-  real_restore = workdir_lib.Replacement.restore
-  with monkeypatch.context() as m:
-    m.setattr(train.Trainer, "fit", killed)
-    m.setattr(workdir_lib.Replacement, "restore", lambda self: None)  # no chance to clean up
-    with pytest.raises(Kill):
-      loop.run(tiny_digits_config("random", seed=7), victim, overwrite=True, quiet=True)
-  assert (victim / workdir_lib.ASIDE).is_dir()
-  assert workdir_lib.Replacement.restore is real_restore
-  # The same run as before, resumed: nothing to train, and the old run is back.
-  monkeypatch.setattr(train.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
-  loop.run(tiny_digits_config("random"), victim, quiet=True)
-  after = snapshot(victim)
-  assert {k: v for k, v in after.items() if k != "log.txt"} == \
-      {k: v for k, v in before.items() if k != "log.txt"}
-  assert "interrupted --overwrite had set aside" in (victim / "log.txt").read_text()
+# ------------------------------------------ --overwrite with bad input ----
 
 
 @pytest.mark.slow
@@ -96,47 +52,6 @@ def test_cli_overwrite_with_nan_lr_is_refused_before_anything(victim):
             "--config.train.lr=nan", "--config.al.cycles=2")
   one_line_error(out, "`train.lr`", "nan", "finite")
   assert snapshot(victim) == before
-
-
-# ------------------------------------------------- files that are not ours ----
-
-
-@pytest.fixture
-def foreign(tmp_path) -> Path:
-  d = tmp_path / "theirs"
-  (d / "checkpoints" / "mymodel").mkdir(parents=True)
-  (d / "checkpoints" / "mymodel" / "weights.pt").write_bytes(b"\x00weights")
-  (d / "metrics.jsonl").write_text('{"loss": 1.0}\n')
-  return d
-
-
-@pytest.mark.parametrize("overwrite", [False, True], ids=["resume", "overwrite"])
-def test_files_without_our_marker_are_refused_and_untouched(foreign, overwrite):
-  before = snapshot(foreign)
-  with pytest.raises(DataError) as e:
-    loop.run(tiny_digits_config(), foreign, overwrite=overwrite, quiet=True)
-  msg = str(e.value)
-  assert "metrics.jsonl" in msg and "checkpoints/" in msg and "no jax-al run" in msg, msg
-  assert snapshot(foreign) == before
-
-
-def test_overwrite_deletes_only_our_checkpoint_steps(victim):
-  mine = victim / "checkpoints" / "mymodel" / "weights.pt"
-  mine.parent.mkdir()
-  mine.write_bytes(b"keep me")
-  (victim / "notes.txt").write_text("mine")
-  loop.run(tiny_digits_config("random", seed=3), victim, overwrite=True, quiet=True)
-  assert mine.read_bytes() == b"keep me" and (victim / "notes.txt").read_text() == "mine"
-  assert checkpoint.latest(victim, 0) == 2
-
-
-def test_run_written_before_the_marker_is_still_recognised(victim, monkeypatch):
-  saved = json.loads((victim / "config.json").read_text())
-  saved.pop("jax_al")
-  (victim / "config.json").write_text(json.dumps(saved))
-  assert workdir_lib.is_ours(victim)
-  monkeypatch.setattr(train.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
-  assert loop.run(tiny_digits_config("random"), victim, quiet=True)["labeled"] == [20, 40]
 
 
 # ------------------------------------------------------------------ memory ----
@@ -315,12 +230,6 @@ def test_lock_is_taken_before_the_data_loads(victim, monkeypatch):
     holder.close()
 
 
-def test_rerun_of_a_finished_run_keeps_its_summary(victim):
-  before = (victim / "summary.json").read_bytes()
-  loop.run(tiny_digits_config("random"), victim, quiet=True)
-  assert (victim / "summary.json").read_bytes() == before
-
-
 @pytest.mark.parametrize("content,needle", [
     (b"", "is not a readable JPEG/PNG image (an empty file, 0 bytes)"),
     (b"plain text, not an image", "is not a readable JPEG/PNG image (24 bytes in no format"),
@@ -335,22 +244,6 @@ def test_unreadable_image_is_named_plainly(tmp_path, content, needle):
     loop.run(folder_config(root, tmp_path), tmp_path / "run", quiet=True)
   msg = str(e.value)
   assert str(bad) in msg and needle in msg and "BytesIO" not in msg, msg
-
-
-@pytest.mark.slow
-def test_damaged_checkpoint_is_one_short_line(tmp_path):
-  run = tmp_path / "run"
-  args = ["--config", "configs/digits.py:random", f"--workdir={run}", "--config.al.cycles=2",
-          "--config.train.epochs=2"]
-  assert cli(*args).returncode == 0
-  for f in (checkpoint.root(run, 0) / "2" / "state").rglob("*"):
-    if f.is_file() and f.parent.name == "d":
-      f.write_bytes(os.urandom(64))
-  out = cli(*args)
-  last = one_line_error(out, str(checkpoint.root(run, 0) / "2"), "cannot be restored",
-                        "delete the folder")
-  assert len(out.stderr) < 1500 and "TensorStore" not in out.stderr, out.stderr
-  assert "Event loop is closed" not in out.stderr and len(last) < 600
 
 
 def test_a_signal_lost_in_a_gc_callback_is_raised_after_the_next_commit():
