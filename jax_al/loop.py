@@ -35,7 +35,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from jax_al import checkpoint, compiles, cycle, files, preflight, records, report, sharding
+from jax_al import checkpoint, compiles, cycle, files, preflight, records, report
 from jax_al import session as session_lib
 from jax_al import train
 from jax_al import workdir as workdir_lib
@@ -128,12 +128,10 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
   """
   t_start = time.perf_counter()
   workdir = Path(workdir)
-  mesh = sharding.setup(config)  # first JAX call: jax.distributed.initialize() when asked
-  cache_dir = compiles.use_persistent_cache(config.compile_cache_dir)
-  checked = preflight.check_run(config, workdir, overwrite, mesh)
+  checked = preflight.check_run(config, workdir, overwrite)  # every check, then the cache
   with session_lib.Session(config, workdir, checked, overwrite=overwrite, quiet=quiet,
-                           cache_dir=cache_dir) as ses:
-    exp = cycle.Experiment.build(config, checked.ds, checked.strategy, mesh, checked.graphdef)
+                           cache_dir=checked.cache_dir) as ses:
+    exp = cycle.Experiment.build(config, checked.ds, checked.strategy, checked.mesh)
     rs = Run(exp, ses.logs, workdir, types.MappingProxyType(dict(checked.done)),
              ses.checkpointed)
     at = Position()

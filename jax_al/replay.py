@@ -26,7 +26,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jax_al import checkpoint, files, sharding, strategies
+from jax_al import checkpoint, files, preflight, strategies
 from jax_al import cycle as cycle_lib
 from jax_al import workdir as workdir_lib
 from jax_al.data import load_dataset
@@ -98,7 +98,8 @@ def experiment(config) -> cycle_lib.Experiment:
   ds = load_dataset(config.data)
   strategy = strategies.get_strategy(config.al.strategy, config.al)  # once per replay
   if k not in _EXPERIMENTS or _EXPERIMENTS[k].ds.fingerprint != ds.fingerprint:
-    _EXPERIMENTS[k] = cycle_lib.Experiment.build(config, ds, strategy, sharding.setup(config))
+    _EXPERIMENTS[k] = cycle_lib.Experiment.build(config, ds, strategy,
+                                                  preflight.check_devices(config))
   return dataclasses.replace(_EXPERIMENTS[k], config=config, strategy=strategy)
 
 

@@ -16,9 +16,9 @@ What is not: the uint8 training/test images stay replicated on every device
 an array whose leading size does not divide by the device count is
 replicated, because a jax.Array cannot be sharded unevenly.
 
-`setup(config)` is the one call a driver needs: it calls
-`jax.distributed.initialize()` when the config or the environment asks for
-it, builds the mesh and checks the config against the visible devices.
+`preflight.check_devices(config)` is the one call a driver needs: it calls
+`jax.distributed.initialize()` here when the config or the environment asks
+for it, checks the config against the visible devices and builds the mesh.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from typing import Any
 import jax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
-
-from jax_al.errors import ConfigError
 
 DATA = "data"
 
@@ -51,14 +49,9 @@ def distributed_requested(config=None) -> bool:
 
 
 def _env_int(name: str, default: int) -> int:
+  # Checked to be an integer by preflight.check_devices.
   v = os.environ.get(name, "")
-  if not v.strip():
-    return default
-  try:
-    return int(v)
-  except ValueError:
-    raise ConfigError("mesh.distributed", f"${name}={v}",
-                      f"{name} must be an integer; fix or unset it") from None
+  return int(v) if v.strip() else default
 
 
 def initialize_distributed(config=None) -> bool:
@@ -67,7 +60,8 @@ def initialize_distributed(config=None) -> bool:
   Returns True when JAX runs distributed afterwards. The coordinator address,
   process count and process id come from JAX_COORDINATOR_ADDRESS,
   JAX_NUM_PROCESSES and JAX_PROCESS_ID, or from the cluster (SLURM, Open MPI,
-  ...) when those are unset.
+  ...) when those are unset. `preflight.check_devices` calls it first of
+  all JAX calls and turns its failure into one line.
   """
   if jax.distributed.is_initialized():
     return True
@@ -78,75 +72,18 @@ def initialize_distributed(config=None) -> bool:
     kwargs["num_processes"] = _env_int(ENV_NUM_PROCESSES, 1)
   if os.environ.get(ENV_PROCESS_ID, "").strip():
     kwargs["process_id"] = _env_int(ENV_PROCESS_ID, 0)
-  try:
-    jax.distributed.initialize(**kwargs)
-  except RuntimeError as e:
-    raise ConfigError(
-        "mesh.distributed", True,
-        f"jax.distributed.initialize() failed ({e}). It must run before any JAX "
-        "computation (call jax_al.sharding.setup(config) first), and needs "
-        f"{ENV_COORDINATOR}=host:port, {ENV_NUM_PROCESSES} and {ENV_PROCESS_ID} set on "
-        "every host unless SLURM/Open MPI provide them") from None
+  jax.distributed.initialize(**kwargs)
   return True
 
 
-def num_devices(config) -> int:
-  """The device count `config.mesh.data` asks for (-1 = all, on all hosts)."""
-  n = config.mesh.data
-  total = jax.device_count()
-  if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n == 0 or n < -1:
-    raise ConfigError("mesh.data", n, "use a device count >= 1, or -1 for all devices")
-  if n == -1:
-    return total
-  if n > total:
-    plat = jax.devices()[0].platform
-    hint = (" On CPU, simulate devices with XLA_FLAGS=--xla_force_host_platform_device_count="
-            f"{n} set before Python starts." if plat == "cpu" else "")
-    raise ConfigError("mesh.data", n,
-                      f"only {total} {plat} device(s) are visible; use at most {total}, "
-                      f"or -1 for all.{hint}")
-  if jax.process_count() > 1 and n != total:
-    raise ConfigError("mesh.data", n,
-                      f"with {jax.process_count()} processes the mesh must span all "
-                      f"{total} devices; use -1")
-  return int(n)
-
-
 def make_mesh(n: int) -> Mesh:
-  """A 1-D mesh ("data",) over the first `n` devices, with automatic sharding."""
-  devices = jax.devices()
-  if not 1 <= n <= len(devices):
-    raise ConfigError("mesh.data", n, f"use 1..{len(devices)} (the visible devices)")
-  return jax.make_mesh((n,), (DATA,), axis_types=(AxisType.Auto,), devices=devices[:n])
+  """A 1-D mesh ("data",) over the first `n` devices, with automatic sharding
+  (`preflight.check_devices` checks `n` against the visible devices)."""
+  return jax.make_mesh((n,), (DATA,), axis_types=(AxisType.Auto,), devices=jax.devices()[:n])
 
 
 def mesh_size(mesh: Mesh | None) -> int:
   return 1 if mesh is None else int(mesh.shape[DATA])
-
-
-def check_batch(config, n: int) -> None:
-  """The training batch is split evenly over the data axis."""
-  b = config.train.batch_size
-  if n > 1 and b % n:
-    lo, hi = (b // n) * n, -(-b // n) * n
-    fix = f"use a multiple of {n}, e.g. {hi}" + (f" or {lo}" if lo else "")
-    raise ConfigError("train.batch_size", b,
-                      f"the batch is split over {n} devices (mesh.data); {fix}")
-
-
-def setup(config) -> Mesh | None:
-  """Initialises multi-host JAX when asked, builds and checks the mesh.
-
-  Returns None for a single device in a single process, so that the
-  unsharded code path runs exactly as before. Call it before any other JAX
-  computation (jax.distributed.initialize() must come first).
-  """
-  initialize_distributed(config)
-  n = num_devices(config)
-  if n == 1 and jax.process_count() == 1:
-    return None
-  check_batch(config, n)
-  return make_mesh(n)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

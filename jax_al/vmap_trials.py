@@ -32,43 +32,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_al import sharding
 from jax_al.errors import ConfigError
 from jax_al.train import steps, trainer as trainer_lib
 from jax_al.train.steps import TrainState
 from jax_al.train.trainer import Trainer
 
 
-def check(config, mesh) -> None:
-  """`compare.parallel = "vmap"` stacks trials on one device: not with a multi-device mesh."""
-  if config.compare.parallel == "vmap" and config.num_trials > 1 and mesh is not None:
-    raise ConfigError("compare.parallel", "vmap",
-                      f"vmapped trials run on one device, but mesh.data = {config.mesh.data} "
-                      f"spreads each batch over {sharding.mesh_size(mesh)} devices; use "
-                      "--config.compare.parallel=none with the mesh, or --config.mesh.data=1 "
-                      "to train the trials vmapped on one device")
-
-
 def check_config(config) -> None:
-  """`check` decided by the config alone, before any mesh exists: vmapped
-  trials need `mesh.data = 1`."""
+  """Vmapped trials need `mesh.data = 1`, decided by the config alone (a
+  study's grouped jobs, before any mesh exists; a run's mesh is checked by
+  `preflight.check_devices`)."""
   if config.compare.parallel == "vmap" and config.num_trials > 1 and config.mesh.data != 1:
     raise ConfigError("mesh.data", config.mesh.data,
                       "vmapped trials run on one device; use --config.mesh.data=1, or "
                       "train the trials one after another (compare.parallel=none)")
 
 
-def stacks_trials(config) -> bool:
-  """Whether the trials of `config`'s strategy can train as one vmapped program.
+def stacks_trials(strategy: str) -> bool:
+  """Whether the trials of the strategy registered as `strategy` can train
+  as one vmapped program (read from its class's `requires`).
 
   An ensemble strategy cannot: its members already are one vmapped program
   per trial, on one device (`jax_al.preflight` refuses vmapped trials and a
   mesh where this is False).
   """
-  from jax_al import strategies
+  from jax_al.strategies import base
 
-  return (strategies.get_strategy(config.al.strategy, config.al).requires.samples
-          is not strategies.base.Samples.ENSEMBLE)
+  return base.requires_of(strategy).samples is not base.Samples.ENSEMBLE
 
 
 def stack(states: Sequence[Any]):

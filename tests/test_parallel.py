@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import Interrupt, count_calls, tiny_digits_config
-from jax_al import checkpoint, loop, sharding, train, vmap_trials
-from jax_al.errors import ConfigError, TrainingError
+from jax_al import checkpoint, loop, train, vmap_trials
+from jax_al.errors import TrainingError
 from test_reliability import assert_same_run, records
 
 # 3 trials x 3 cycles of the digits MLP (re-initialised each cycle), 2 steps
@@ -160,15 +160,6 @@ def test_diverging_trials_stop_with_an_error_record(tmp_path):
   last = records(run)[-1]
   assert last["kind"] == "error" and last["cycle"] == 1 and last["trial"] == 0
   assert all(checkpoint.latest(run, t) is None for t in range(3))
-
-
-def test_vmap_with_a_mesh_is_refused_naming_the_field():
-  config = _config("vmap")
-  with pytest.raises(ConfigError, match="compare.parallel.*mesh.data=1"):
-    vmap_trials.check(config, sharding.make_mesh(1))
-  vmap_trials.check(config, None)
-  config.num_trials = 1  # nothing to stack: runs normally
-  vmap_trials.check(config, sharding.make_mesh(1))
 
 
 def test_stack_and_unstack_round_trip():

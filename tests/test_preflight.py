@@ -8,6 +8,7 @@ slower than the defaults.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,69 @@ def test_strategy_size_check_comes_before_any_training(tmp_path, no_fit):
   assert not fresh.parent.exists()
   rejected(config, fresh, ConfigError, "al.initial", "raise al.initial")
   assert not (fresh / "metrics.jsonl").exists() and not fresh.parent.exists()
+
+
+# ---- the checks that come before the workdir: the compile cache, the devices ----
+
+
+def test_unusable_cache_dir_is_a_config_error(tmp_path):
+  import jax
+  from jax_al import compiles
+  before = jax.config.jax_compilation_cache_dir
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a folder")
+  locked = tmp_path / "locked"
+  locked.mkdir()
+  locked.chmod(0o500)
+  try:
+    jax.config.update("jax_compilation_cache_dir", None)  # as in a fresh process
+    with pytest.raises(ConfigError, match="compile_cache_dir.*cannot create"):
+      preflight.check_compile_cache(str(blocker / "xla"))
+    with pytest.raises(ConfigError, match="compile_cache_dir"):
+      preflight.check_compile_cache(5)
+    if not os.access(locked, os.W_OK):  # root writes anywhere
+      with pytest.raises(ConfigError, match="compile_cache_dir.*not writable"):
+        preflight.check_compile_cache(str(locked / "xla"))
+    preflight.check_compile_cache(str(tmp_path / "new" / "xla"))  # below a writable folder
+    assert not (tmp_path / "new").exists()  # a check creates nothing
+    preflight.check_compile_cache("off")
+    assert compiles.use_persistent_cache("off") is None
+    assert jax.config.jax_compilation_cache_dir is None
+  finally:
+    locked.chmod(0o700)
+    jax.config.update("jax_compilation_cache_dir", before)
+
+
+@pytest.mark.parametrize("fields,needle", [
+    (dict(compile_cache_dir="<file>/xla"), "compile_cache_dir"),
+    (dict(mesh__data=64), "mesh.data"),
+], ids=["compile_cache", "devices"])
+def test_device_and_cache_checks_come_before_the_workdir_and_the_cache(
+    tmp_path, monkeypatch, no_fit, fields, needle):
+  """A run refused for its compile cache or its devices leaves no trace: no
+  new workdir, no cache folder, and the process's cache setting unchanged."""
+  import jax
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a folder")
+  fields = {k: (v.replace("<file>", str(blocker)) if isinstance(v, str) else v)
+            for k, v in fields.items()}
+  before = jax.config.jax_compilation_cache_dir
+  monkeypatch.setattr(preflight, "load_dataset", lambda *a: pytest.fail("data loaded"))
+  fresh = tmp_path / "new" / "run"
+  try:
+    jax.config.update("jax_compilation_cache_dir", None)
+    rejected(tiny_digits_config("random", **fields), fresh, ConfigError, needle)
+    assert jax.config.jax_compilation_cache_dir is None
+  finally:
+    jax.config.update("jax_compilation_cache_dir", before)
+  assert not fresh.parent.exists()
+
+
+def test_the_cache_goes_on_only_after_every_check(tmp_path, monkeypatch, no_fit):
+  """A run refused by a late check (its sizes) has not turned the cache on."""
+  from jax_al import compiles
+  calls = []
+  monkeypatch.setattr(compiles, "use_persistent_cache", lambda s: calls.append(s))
+  with pytest.raises(ConfigError, match="al.initial"):
+    loop.run(tiny_digits_config("random", al__initial=10**6), tmp_path / "run", quiet=True)
+  assert calls == [] and not (tmp_path / "run").exists()

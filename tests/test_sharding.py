@@ -9,7 +9,8 @@ below read. Sections:
   train   Trainer epochs on 1 device vs a 4-device mesh: same loss,
           parameters and predictions within float tolerance.
   select  strategies on an unsharded vs a pool-sharded Pool: same indices.
-  errors  ConfigErrors for a batch size or mesh.data that cannot work.
+  errors  ConfigErrors (preflight.check_devices) for a batch size, mesh.data or
+          vmapped trials that cannot work on the mesh.
   loop    a two-cycle digits run of `jax_al.loop.run` with mesh.data=4
           (needs the `sharding` lines in jax_al/loop.py).
 """
@@ -126,25 +127,33 @@ def _section_select():
 
 def _section_errors():
   from configs import common
-  from jax_al import sharding
+  from jax_al import preflight, sharding
   from jax_al.errors import ConfigError
 
   res = {}
   c = common.base()
   c.mesh.data, c.train.batch_size = NUM_DEVICES, 30
   try:
-    sharding.setup(c)
+    preflight.check_devices(c)
     res["batch"] = None
   except ConfigError as e:
     res["batch"] = [e.field, e.value, str(e)]
   c.mesh.data, c.train.batch_size = 8, 32
   try:
-    sharding.setup(c)
+    preflight.check_devices(c)
     res["too_many"] = None
   except ConfigError as e:
     res["too_many"] = [e.field, e.value, str(e)]
-  c.mesh.data = -1
-  res["all"] = sharding.mesh_size(sharding.setup(c))
+  c.mesh.data, c.compare.parallel, c.num_trials = NUM_DEVICES, "vmap", 2
+  try:
+    preflight.check_devices(c)
+    res["vmap"] = None
+  except ConfigError as e:
+    res["vmap"] = [e.field, e.value, str(e)]
+  c.num_trials = 1  # nothing to stack: the mesh is fine
+  res["vmap_one_trial"] = sharding.mesh_size(preflight.check_devices(c))
+  c.mesh.data, c.compare.parallel = -1, "none"
+  res["all"] = sharding.mesh_size(preflight.check_devices(c))
   return res
 
 
@@ -203,13 +212,13 @@ def _multiprocess_worker(out: Path) -> None:
   import jax
   import numpy as np
   from configs import common
-  from jax_al import sharding, strategies, train
+  from jax_al import preflight, sharding, strategies, train
 
   c = common.base()
   c.mesh.data = -1
   c.model.name, c.model.width = "cnn", 0.5
   c.train.batch_size, c.data.mean, c.data.std = 32, (0.3,), (0.4,)
-  mesh = sharding.setup(c)  # jax.distributed.initialize() from the JAX_* variables
+  mesh = preflight.check_devices(c)  # jax.distributed.initialize() from the JAX_* variables
   n = 400
   x, y = _digits_uint8(n)
   gd, p0, bs0 = train.init_model(c, 10, (8, 8, 1), jax.random.key(0))
@@ -256,7 +265,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from configs import common  # noqa: E402
-from jax_al import sharding  # noqa: E402
+from jax_al import config as config_lib  # noqa: E402
+from jax_al import preflight, sharding  # noqa: E402
 from jax_al.errors import ConfigError  # noqa: E402
 
 
@@ -315,17 +325,19 @@ def test_config_errors_on_the_mesh(worker):
   assert "multiple of 4" in r["batch"][2] and "32" in r["batch"][2]
   assert r["too_many"][0] == "mesh.data" and r["too_many"][1] == 8
   assert "only 4 cpu device" in r["too_many"][2]
+  assert r["vmap"][0] == "compare.parallel" and "mesh.data=1" in r["vmap"][2]
+  assert r["vmap_one_trial"] == NUM_DEVICES
   assert r["all"] == NUM_DEVICES
 
 
 @pytest.mark.slow
 def test_two_cycle_digits_run_on_four_devices(worker):
-  """Needs jax_al/loop.py to call sharding.setup / place / place_pool."""
+  """Needs jax_al/loop.py to build its mesh (preflight.check_devices) and to place / place_pool."""
   r = _section(worker, "loop")
   assert r["devices"] == NUM_DEVICES
   assert r["trainer_meshes"] and set(r["trainer_meshes"]) == {NUM_DEVICES}, (
       "jax_al.loop did not build its Trainer on the mesh: it must call "
-      "sharding.setup(config) and pass mesh= to Trainer")
+      "preflight.check_devices(config) and pass mesh= to Trainer")
   assert r["pools"] == [[NUM_DEVICES, str(P(sharding.DATA))]], (
       "jax_al.loop did not shard the pool: wrap its Pool in sharding.place_pool(mesh, ...)")
   assert r["labeled"] == [20, 40] and r["picks"] == 20
@@ -337,10 +349,10 @@ def test_two_cycle_digits_run_on_four_devices(worker):
 
 def test_single_device_config_gives_no_mesh():
   c = common.base()
-  assert sharding.setup(c) is None  # mesh.data = 1: the unsharded path
+  assert preflight.check_devices(c) is None  # mesh.data = 1: the unsharded path
   if jax.device_count() == 1:
     c.mesh.data = -1
-    assert sharding.setup(c) is None
+    assert preflight.check_devices(c) is None
   assert sharding.place_pool(None, "pool") == "pool"
   assert sharding.is_main_process()
 
@@ -349,11 +361,14 @@ def test_more_devices_than_visible_names_the_field():
   c = common.base()
   c.mesh.data = jax.device_count() + 1
   with pytest.raises(ConfigError) as e:
-    sharding.setup(c)
+    preflight.check_devices(c)
   assert e.value.field == "mesh.data" and "xla_force_host_platform_device_count" in str(e.value)
-  c.mesh.data = -3
+  c.mesh.data = -3  # the schema's range: refused with the config, before any device is counted
   with pytest.raises(ConfigError, match="mesh.data"):
-    sharding.setup(c)
+    config_lib.check_config(c)
+  c.mesh.data = 0
+  with pytest.raises(ConfigError, match="mesh.data.*device count >= 1"):
+    config_lib.check_config(c)
 
 
 def test_distributed_is_requested_by_config_or_environment(monkeypatch):
@@ -370,7 +385,7 @@ def test_distributed_is_requested_by_config_or_environment(monkeypatch):
   monkeypatch.delenv(sharding.ENV_COORDINATOR)
   monkeypatch.setenv(sharding.ENV_NUM_PROCESSES, "two")
   with pytest.raises(ConfigError, match="JAX_NUM_PROCESSES"):
-    sharding.distributed_requested(c)
+    preflight.check_devices(c)  # before anything reads the variable
 
 
 def test_trainer_rejects_indivisible_batch_without_touching_the_default_path():

@@ -139,7 +139,7 @@ class Trainer:
   Usage per cycle: `state = trainer.new_state(params, bs)` (the optimizer is
   re-created every cycle), then `state, hist = trainer.fit(...)`.
 
-  With a `mesh` (from `jax_al.sharding.setup`), training and prediction are
+  With a `mesh` (from `jax_al.preflight.check_devices`), training and prediction are
   data-parallel over its "data" axis; `train.batch_size` must divide by its
   size. Inputs not yet on the mesh (images, labels, keys) are placed there,
   replicated; place the images once with `sharding.place` to avoid a copy.
