@@ -58,14 +58,16 @@ def config_for(meta: dict, *, num_labeled: int, budget: int, strategy: str | Non
   from ml_collections import config_dict
 
   from jax_al import config as config_lib
-  from jax_al import presets
-  c = config_dict.ConfigDict(tuples(meta["config"]))
+  from jax_al import preflight, presets, schema
+  # A pool set up by an older version lacks the fields added since: the schema fills them.
+  c = config_dict.ConfigDict(tuples(schema.completed(meta["config"])))
   if strategy:
     presets.apply(c, strategy, field="--strategy")
   c.al.initial = max(1, num_labeled)
   c.al.budget = budget
   c.al.cycles = 2
   config_lib.check_config(c)
+  preflight.check_compile_cache(c.compile_cache_dir)
   return c
 
 
@@ -112,7 +114,8 @@ def train_and_pick(x: np.ndarray, y: np.ndarray, config, classes, labeled: np.nd
   from jax_al.data.dataset import Dataset
   from jax_al.scores import bayes
 
-  # Each round is a new process: the on-disk cache spares it the compiles of the last.
+  # Each round is a new process: the on-disk cache spares it the compiles of the
+  # last (its folder was checked with the round's config, `config_for`).
   from jax_al import compiles
   compiles.use_persistent_cache(config.compile_cache_dir)
 
