@@ -202,3 +202,18 @@ def pytest_collection_modifyitems(config, items):
   rank = {name: k for k, name in enumerate(HEAVY_FILES)}
   # sort is stable: the tests of one file keep their order.
   items.sort(key=lambda it: rank.get(it.path.name, len(rank)))
+
+
+def rejected(config, workdir, error, *needles, overwrite=True):
+  """Runs and expects `error` whose message holds every needle; returns it."""
+  from jax_al import loop
+
+  before = snapshot(workdir) if Path(workdir).is_dir() else None
+  with pytest.raises(error) as e:
+    loop.run(config, workdir, overwrite=overwrite, quiet=True)
+  msg = str(e.value)
+  for needle in needles:
+    assert needle in msg, f"{needle!r} not in message: {msg}"
+  if before is not None:
+    assert snapshot(workdir) == before, "bad input changed the existing run"
+  return msg

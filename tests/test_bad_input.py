@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import REPO, snapshot, tiny_digits_config
+from conftest import REPO, rejected, tiny_digits_config
 from jax_al import data as data_lib
 from jax_al import loop, train
 from jax_al.errors import ConfigError, DataError
@@ -30,19 +30,6 @@ def no_training(monkeypatch):
   def fail(*args, **kwargs):
     raise AssertionError("training started despite bad input")
   monkeypatch.setattr(train.Trainer, "fit", fail)
-
-
-def rejected(config, workdir, error, *needles, overwrite=True):
-  """Runs and expects `error` whose message holds every needle; returns it."""
-  before = snapshot(workdir) if Path(workdir).is_dir() else None
-  with pytest.raises(error) as e:
-    loop.run(config, workdir, overwrite=overwrite, quiet=True)
-  msg = str(e.value)
-  for needle in needles:
-    assert needle in msg, f"{needle!r} not in message: {msg}"
-  if before is not None:
-    assert snapshot(workdir) == before, "bad input changed the existing run"
-  return msg
 
 
 # ------------------------------------------------------------ config ------

@@ -9,34 +9,12 @@ slower than the defaults.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-from conftest import snapshot, tiny_digits_config
-from jax_al import loop, preflight, train
+from conftest import rejected, tiny_digits_config
+from jax_al import loop, preflight
 from jax_al.errors import ConfigError
-
-
-@pytest.fixture
-def no_fit(monkeypatch):
-  """Fails the test if any training starts."""
-  def fail(*args, **kwargs):
-    raise AssertionError("training started despite bad input")
-  monkeypatch.setattr(train.Trainer, "fit", fail)
-
-
-def rejected(config, workdir, error, *needles, overwrite=True):
-  """Runs and expects `error` whose message holds every needle; returns it."""
-  before = snapshot(workdir) if Path(workdir).is_dir() else None
-  with pytest.raises(error) as e:
-    loop.run(config, workdir, overwrite=overwrite, quiet=True)
-  msg = str(e.value)
-  for needle in needles:
-    assert needle in msg, f"{needle!r} not in message: {msg}"
-  if before is not None:
-    assert snapshot(workdir) == before, "bad input changed the existing run"
-  return msg
 
 
 def _one_line(e: BaseException) -> str:
@@ -149,7 +127,7 @@ def test_vmapped_trials_refusal_fits_and_keeps_the_sequential_way_out(tmp_path, 
   _preflight(tmp_path, "random", **{**fields, "num_trials": fix})  # fits
 
 
-def test_strategy_size_check_comes_before_any_training(tmp_path, no_fit):
+def test_strategy_size_check_comes_before_any_training(tmp_path, no_training):
   # The labeled-count check of the MMD term runs in preflight.check_run: nothing
   # is trained, no metrics.jsonl is written, the new workdir is not left behind.
   from jax_al import strategies
@@ -210,7 +188,7 @@ def test_unusable_cache_dir_is_a_config_error(tmp_path):
     (dict(mesh__data=64), "mesh.data"),
 ], ids=["compile_cache", "devices"])
 def test_device_and_cache_checks_come_before_the_workdir_and_the_cache(
-    tmp_path, monkeypatch, no_fit, fields, needle):
+    tmp_path, monkeypatch, no_training, fields, needle):
   """A run refused for its compile cache or its devices leaves no trace: no
   new workdir, no cache folder, and the process's cache setting unchanged."""
   import jax
@@ -230,7 +208,7 @@ def test_device_and_cache_checks_come_before_the_workdir_and_the_cache(
   assert not fresh.parent.exists()
 
 
-def test_the_cache_goes_on_only_after_every_check(tmp_path, monkeypatch, no_fit):
+def test_the_cache_goes_on_only_after_every_check(tmp_path, monkeypatch, no_training):
   """A run refused by a late check (its sizes) has not turned the cache on."""
   from jax_al import compiles
   calls = []
