@@ -45,4 +45,4 @@ def load_digits(data_cfg, *, image_size: int | None, channels: int) -> Dataset:
       train_images=images[idx_train], train_labels=labels[idx_train],
       test_images=images[idx_test], test_labels=labels[idx_test],
       class_names=tuple(str(d) for d in range(NUM_CLASSES)),
-      description=f"digits:sklearn ({total - num_test} train, {num_test} test)")
+      description="digits:sklearn")
