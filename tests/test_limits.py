@@ -251,7 +251,7 @@ def test_unwritable_tensorboard_folder_is_refused_before_any_training(
 def _tiny_study(out):
   from configs import digits
   from jax_al import study
-  f = study.grid.study_defaults()
+  f = study.fields.study_defaults()
   with f.unlocked():
     f.baselines = "random"
     f.lams = "1"
@@ -493,7 +493,7 @@ def test_divergence_advice_on_bfloat16_still_suggests_float32():
 def _digits_study():
   from configs import digits
   from jax_al import study
-  f = study.grid.study_defaults()
+  f = study.fields.study_defaults()
   with f.unlocked():  # the committed study's command (docs/study/digits/README.md)
     f.baselines = "random,entropy,margin,least_confidence,coreset,badge,typiclust"
     f.device = "cpu"
@@ -510,23 +510,23 @@ def test_plan_estimate_on_digits_lands_within_2x_of_the_committed_measurement():
   from jax_al import study
   st = _digits_study()
   measured = _committed_runtime()["command_s"]  # 331 s for its 102 jobs and the analysis
-  total = study.grid.estimate(st)["total_s"]
+  total = study.cost.estimate(st)["total_s"]
   assert measured / 2 <= total <= 2 * measured, (total, measured)
   text = study.plan_text(st)
   assert "102 jobs" in text and "calibrated on docs/study/digits" in text, text
 
 
 def test_calibration_constants_rederive_from_the_committed_study(monkeypatch):
-  from jax_al.study import grid
+  from jax_al.study import cost
   st = _digits_study()
   rt = _committed_runtime()
-  factor, _ = grid.CALIBRATED[("mlp", "cpu")]
-  monkeypatch.setattr(grid, "CALIBRATED", {})
-  raw = grid.estimate(st)  # the uncalibrated assumptions
+  factor, _ = cost.CALIBRATED[("mlp", "cpu")]
+  monkeypatch.setattr(cost, "CALIBRATED", {})
+  raw = cost.estimate(st)  # the uncalibrated assumptions
   monkeypatch.undo()
   assert math.isclose(factor, rt["job_seconds_total"] / (raw["phase1_s"] + raw["phase2_s"]),
                       rel_tol=0.01)
-  cal = grid.estimate(st)
+  cal = cost.estimate(st)
   assert math.isclose(cal["phase1_s"] + cal["phase2_s"], rt["job_seconds_total"], rel_tol=0.01)
   assert math.isclose(cal["analysis_s"], rt["analysis_s"], rel_tol=0.02), cal["analysis_s"]
 

@@ -26,7 +26,7 @@ def _study(out, mode="ci", executor="local", **fields):
 
   from jax_al import study
 
-  f = study.grid.study_defaults()
+  f = study.fields.study_defaults()
   with f.unlocked():
     f.baselines = BASELINES
     for k, v in fields.items():
@@ -63,8 +63,8 @@ def test_plan_runs_nothing_and_lists_every_run(tmp_path):
     if run.phase == "select" or name in st.phase2_runs(None):
       assert f"  {name} " in r.stdout, name
   assert "estimated total:" in r.stdout and "estimate basis:" in r.stdout
-  from jax_al.study import grid
-  e = grid.estimate(st)
+  from jax_al.study import cost
+  e = cost.estimate(st)
   assert e["total_s"] > 0 and all(v > 0 for v in e["per_job_s"].values())
   assert set(e["per_job_s"]) >= {n for n, r in st.runs.items() if r.phase == "select"}
   assert not out.exists()
@@ -88,10 +88,10 @@ def test_default_baselines_add_the_bayesian_ones_the_model_runs(tmp_path):
   from jax_al import study
   from jax_al.errors import ConfigError
 
-  f = study.grid.study_defaults()
+  f = study.fields.study_defaults()
   st = study.build(digits.get_config(), f, config_spec="configs/digits.py", mode="full",
                      out=tmp_path / "d")
-  assert st.baselines == study.grid.DEFAULT_BASELINES.split(",") + ["ensemble_bald"]
+  assert st.baselines == study.fields.DEFAULT_BASELINES.split(",") + ["ensemble_bald"]
   assert set(st.left_out) == {"bald", "learning_loss"}
   assert "model.dropout" in st.left_out["bald"] and "model.name" in st.left_out["learning_loss"]
   plan = study.plan_text(st)
@@ -106,7 +106,7 @@ def test_default_baselines_add_the_bayesian_ones_the_model_runs(tmp_path):
                    out=tmp_path / "c")
   assert "learning_loss" in st.baselines and set(st.left_out) == {"bald"}
   # The plan of a study with an ensemble costs its members' training.
-  e = study.grid.estimate(st)
+  e = study.cost.estimate(st)
   assert e["per_job_s"]["ensemble_bald"] > 3 * e["per_job_s"]["random"]
   with f.unlocked():
     f.baselines = "random,bald"
@@ -233,7 +233,7 @@ def test_ci_study_findings(ci_study):
 @pytest.mark.slow
 def test_ci_study_resumes_without_rerunning(ci_study):
   from jax_al import study
-  from jax_al.study import grid
+  from jax_al.study import cost
 
   st, f = ci_study
   metrics = {p: p.read_bytes() for p in st.out.glob("runs/*/seed*/metrics.jsonl")}
@@ -244,7 +244,7 @@ def test_ci_study_resumes_without_rerunning(ci_study):
   assert {p: p.read_bytes() for p in metrics} == metrics
   assert _numbers(again) == _numbers(f)
   # With finished cycles under --out, the plan's cost is measured.
-  e = grid.estimate(st)
+  e = cost.estimate(st)
   assert e["measured"] and e["total_s"] > 0 and "measured under" in e["basis"]
 
 
@@ -373,13 +373,13 @@ def test_grouped_plan_costs_vmapped_trials(tmp_path):
   from jax_al import study
 
   def plan(**fields):
-    f = study.grid.study_defaults()
+    f = study.fields.study_defaults()
     with f.unlocked():
       f.update(dict(baselines="random,ensemble_bald", device="cpu", trials=3, report_trials=3,
                     train_images_per_s=1000.0, job_overhead_s=0.0, **fields))
     st = study.build(digits.get_config(), f, config_spec="configs/digits.py", mode="full",
                      out=tmp_path / "p")
-    return st, study.grid.estimate(st), study.plan_text(st)
+    return st, study.cost.estimate(st), study.plan_text(st)
 
   st1, e1, _ = plan()
   st3, e3, text = plan(trials_per_job=3, vmap_images_per_s=4000.0)
@@ -390,7 +390,7 @@ def test_grouped_plan_costs_vmapped_trials(tmp_path):
   assert (c.num_trials, c.compare.parallel) == (3, "vmap")
   ens = st3.run_config("ensemble_bald", 1000)
   assert (ens.num_trials, ens.compare.parallel) == (3, "none")
-  img = study.grid.job_images(st1.run_config("random", 0))
+  img = study.cost.job_images(st1.run_config("random", 0))
   # One-trial job: train / 1000 + infer / 3000; a grouped job: 3 x train / 4000 + 3 x infer / 3000.
   assert e1["per_job_s"]["random"] == pytest.approx(img["train"] / 1000 + img["infer"] / 3000)
   assert e3["per_job_s"]["random"] == pytest.approx(3 * img["train"] / 4000 +
@@ -401,7 +401,7 @@ def test_grouped_plan_costs_vmapped_trials(tmp_path):
   assert "3 trials one after another" in text and "replicates" in text
   _, e_assumed, text = plan(trials_per_job=3)
   assert "NOT measured" in text and e_assumed["vmap_images_per_s"] == pytest.approx(
-      1000 * study.grid.VMAP_GAIN["cpu"])
+      1000 * study.cost.VMAP_GAIN["cpu"])
   assert not (tmp_path / "p").exists()
 
 
@@ -465,7 +465,7 @@ def test_grouped_study_resumes_and_needs_every_trial(grouped_study, tmp_path):
   import shutil
 
   from jax_al import study
-  from jax_al.study import executors, findings, grid
+  from jax_al.study import cost, executors, findings
 
   st, f = grouped_study
   metrics = {p: p.read_bytes() for p in st.out.glob("runs/*/seed*/metrics.jsonl")}
@@ -492,7 +492,7 @@ def test_grouped_study_resumes_and_needs_every_trial(grouped_study, tmp_path):
   r = findings.combine("u_batch", {"0:0": (cut, 0), "0:1": (cut, 1)})
   assert r["trials"] == ["0:0"] and r["missing"] == ["0:1"]
   # The plan's cost is measured from the grouped cycles.
-  e = grid.estimate(st)
+  e = cost.estimate(st)
   assert e["measured"] and "measured over" in e["basis"] and "vmapped cycles" in e["basis"]
   assert e["vmap_images_per_s"] > 0
 
@@ -574,7 +574,7 @@ def _tiny_study(out, executor="local", **fields):
 
   from jax_al import study
 
-  f = study.grid.study_defaults()
+  f = study.fields.study_defaults()
   with f.unlocked():
     f.baselines = BASELINES
     for k, v in fields.items():
@@ -651,9 +651,9 @@ def test_an_empty_baseline_list_means_none(tmp_path):
   assert _study(tmp_path / "s", baselines="none").baselines == []
   from jax_al import study
   d = study.build(__import__("configs.digits").digits.get_config(),
-                  study.grid.study_defaults(), config_spec="configs/digits.py", mode="ci",
+                  study.fields.study_defaults(), config_spec="configs/digits.py", mode="ci",
                   out=tmp_path / "s")
-  assert d.baselines[:7] == study.grid.DEFAULT_BASELINES.split(",")  # unset: the default
+  assert d.baselines[:7] == study.fields.DEFAULT_BASELINES.split(",")  # unset: the default
 
 
 def study_plan(st) -> str:
@@ -673,7 +673,7 @@ def test_every_readme_grid_builds_and_plans(tmp_path):
                             (cifar10, "full", dict(lams="1", norms="rank", sign_lams="1",
                                                    trials_per_job=3, trials=3,
                                                    report_trials=3))]:
-    f = study.grid.study_defaults()
+    f = study.fields.study_defaults()
     with f.unlocked():
       for k, v in fields.items():
         f[k] = v

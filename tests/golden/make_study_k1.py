@@ -9,7 +9,7 @@ from configs import digits, cifar10
 from jax_al import study
 # The cost constants of that commit: the calibration on the committed digits
 # study came later (tests/test_limits.py holds it); the plans here pin the rest.
-study.grid.CALIBRATED = {}
+study.cost.CALIBRATED = {}
 # Fields added to every config after that commit, each at the value that keeps
 # the code's results of before (workdir.ADDED_FIELDS): left out of the digest.
 LATER = {"al.coreset_search": "dense"}
@@ -22,7 +22,7 @@ def digest(cfg):
     assert node.pop(leaf) == value, field
   return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 def build(cfg, spec, mode, **kw):
-  f = study.grid.study_defaults()
+  f = study.fields.study_defaults()
   with f.unlocked():
     for k, v in kw.items(): f[k] = v
   return study.build(cfg, f, config_spec=spec, mode=mode, out="OUT")

@@ -1,0 +1,296 @@
+"""The cost of a study: seconds per job, per phase and in total, and what they assume.
+
+`estimate(st)` prices every job of a `grid.Study` from the images it trains,
+runs forward and scores (`job_images`) and per-image rates: those measured
+by finished jobs under `--out` (`measured_rates`), else the assumptions
+below or the rates given with `--study.*`. `plan.plan_text` prints the result.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jax_al.study.grid import Study
+
+# Training images per second where nothing was measured, by (model, device),
+# at width 1. Assumptions, printed with every estimate. cpu: this project's
+# 2-core CPU machines (docs/scale_out.md, docs/bench). gpu: NOT measured: no GPU was
+# available to this project's sessions; 20,000 images/s is a third of the
+# project's 60,000 images/s goal for ResNet-18 in bfloat16 on one H200.
+THROUGHPUT = {("resnet18", "cpu"): 20.0, ("resnet18", "gpu"): 20_000.0,
+              ("cnn", "cpu"): 2_000.0, ("cnn", "gpu"): 200_000.0,
+              ("mlp", "cpu"): 40_000.0, ("mlp", "gpu"): 1_000_000.0}
+OVERHEAD_S = {"cpu": 4.0, "gpu": 40.0}  # start, data, compilation (from the disk cache after one)
+INFER_FRACTION = 1 / 3                  # a forward pass costs about a third of a training step
+# Total training throughput of a job's vmapped trials over that of one trial
+# trained alone, where nothing measured it (an assumption the plan states).
+VMAP_GAIN = {"cpu": 0.4, "gpu": 1.0}
+VMAP_GAIN_WHY = {"cpu": "on a CPU, XLA runs the batched convolutions 2-3x slower than "
+                        "sequential trials (docs/scale_out.md, "
+                        "`python -m jax_al.bench parallel --quick`)",
+                 "gpu": "no gain from vmapping assumed, as no GPU measured one"}
+
+
+# Calibrated on a measured study, by (model, device): (factor on the assumed
+# job seconds above, seconds per selection of the analysis' replays). The
+# committed digits study (docs/study/digits/findings.json, 2026-12-02, 2-core
+# CPU): its 102 jobs took 312.8 s where the assumptions gave 707 s (factor
+# 0.4424), its analysis 18.0 s where 2 s per replayed selection gave 951 s:
+# 0.0301 s each. tests/test_limits.py re-derives both from that file.
+CALIBRATED = {("mlp", "cpu"): (0.4424, 0.0301)}
+CALIBRATED_FROM = "docs/study/digits (102 jobs in 312.8 s, analysis 18.0 s, 2-core CPU)"
+SELECT_S = 2.0  # a replayed selection's seconds where nothing measured or calibrated it
+
+
+def pool_size(config) -> int | None:
+  """Training images of known datasets, from the config alone (no data is loaded)."""
+  d = config.data
+  if d.source == "digits":
+    return 1797 - d.num_test
+  if d.source == "tfds" and d.name in ("cifar10", "cifar100"):
+    return 50_000
+  return None
+
+
+def test_size(config) -> int:
+  d = config.data
+  if d.source == "digits":
+    return d.num_test
+  return 10_000
+
+
+def job_images(config) -> dict:
+  """Images one job trains on, runs forward (test, features) and scores, from its sizes."""
+  al, tr = config.al, config.train
+  n_train = pool_size(config)
+  train = infer = scored = 0
+  for c in range(1, al.cycles + 1):
+    m = al.initial + (c - 1) * al.budget
+    if n_train is not None:
+      m = min(m, n_train)
+    train += tr.epochs * m
+    evals = len(range(tr.eval_every, tr.epochs + 1, tr.eval_every)) + (
+        tr.epochs % tr.eval_every != 0)
+    infer += evals * test_size(config)
+    if c < al.cycles:
+      unl = None if n_train is None else max(n_train - m, 0)
+      s = al.subset if al.subset else (unl if unl is not None else 0)
+      if unl is not None:
+        s = min(s, unl)
+      scored += s
+      infer += s + m
+  # An ensemble trains and runs forward its members (`al.ensemble_size`).
+  from jax_al.strategies import base as strategy_base
+  req = strategy_base.requires_of(al.strategy)
+  ensemble = req is not None and req.samples is strategy_base.Samples.ENSEMBLE
+  k = int(al.ensemble_size) if ensemble else 1
+  return {"train": k * train, "infer": k * infer, "scored": scored,
+          "pool_known": n_train is not None}
+
+
+def device_of(fields) -> str:
+  if fields.device != "auto":
+    return fields.device
+  import jax
+  return "cpu" if jax.default_backend() == "cpu" else "gpu"
+
+
+def _is_vmapped(cfg: dict) -> bool:
+  """Whether a saved config.json trained its trials as one vmapped program."""
+  return int(cfg.get("num_trials", 1)) > 1 and cfg.get("compare", {}).get("parallel") == "vmap"
+
+
+def _steady(items: list, cycle) -> list:
+  """The items of cycles after the first (the first also compiles), or all when none is later."""
+  return [x for x in items if cycle(x) > 1] or list(items)
+
+
+def _group_cycles(records: list) -> list[tuple[int, float, int]]:
+  """(cycle, shared train_s, labeled images summed over the trials) per cycle of a
+  vmapped job: its trials' cycle records all carry the group's training time."""
+  by_c = {}
+  for r in records:
+    t, n = by_c.get(r.get("cycle", 1), (0.0, 0))
+    by_c[r.get("cycle", 1)] = (max(t, float(r.get("train_s", 0.0))),
+                               n + int(r.get("labeled", 0)))
+  return [(c, t, n) for c, (t, n) in by_c.items()]
+
+
+def measured_rates(out: Path) -> dict | None:
+  """Per-image training seconds, per-candidate selection seconds and per-job
+  overhead measured by the finished cycles under `out` (None if none).
+
+  The rates come from cycles after the first (the first also compiles).
+  Jobs of one-by-one trials give `train_s_per_image` (one trial's image);
+  jobs of vmapped trials give `vmap_s_per_image`, seconds per image of all
+  the job's trials together (a cycle's shared `train_s` over the images of
+  every trial). Either is None when no such job finished a cycle. The
+  overhead is the median over finished jobs of their wall time minus what
+  the rates predict for their cycles (start-up, data, compilation).
+  """
+  out = Path(out)
+  runs = out / "runs"
+  if not runs.is_dir():
+    return None
+  jobs = []
+  for m in sorted(runs.glob("*/seed*/metrics.jsonl")):
+    try:
+      cfg = json.loads((m.parent / "config.json").read_text())
+      epochs = int(cfg["train"]["epochs"])
+      recs = [json.loads(x) for x in m.read_text().splitlines() if x.strip()]
+      vmapped = _is_vmapped(cfg)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+      continue
+    cyc = [r for r in recs if isinstance(r, dict) and r.get("kind") == "cycle"]
+    if cyc:
+      jobs.append((m.parent, epochs, cyc, vmapped))
+  one = _steady([(e, r) for _, e, cs, v in jobs if not v for r in cs],
+                lambda x: x[1].get("cycle", 1))
+  grouped = _steady([(e, g) for _, e, cs, v in jobs if v for g in _group_cycles(cs)],
+                    lambda x: x[1][0])
+  grouped_recs = _steady([r for _, _, cs, v in jobs if v for r in cs],
+                         lambda r: r.get("cycle", 1))
+  if not one and not grouped:
+    return None
+  t_train = sum(float(r.get("train_s", 0.0)) for _, r in one)
+  n_train = sum(e * int(r.get("labeled", 0)) for e, r in one)
+  t_vmap = sum(g[1] for _, g in grouped)
+  n_vmap = sum(e * g[2] for e, g in grouped)
+  sel = [r for _, r in one if r.get("scored")] + [r for r in grouped_recs if r.get("scored")]
+  t_sel = sum(float(r.get("select_s", 0.0)) for r in sel)
+  n_sel = sum(int(r["scored"]) for r in sel)
+  if not n_train and not n_vmap:
+    return None
+  train_rate = t_train / n_train if n_train else None
+  vmap_rate = t_vmap / n_vmap if n_vmap else None
+  sel_rate = t_sel / n_sel if n_sel else 0.0
+  over = []
+  for wd, e, cs, v in jobs:
+    t = out / "timing" / f"{wd.parent.name}__{wd.name}.json"
+    try:
+      seconds = float(json.loads(t.read_text())["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+      continue
+    scored = sum(int(r.get("scored", 0)) for r in cs) * sel_rate
+    if v:
+      pred = sum(e * n * vmap_rate for _, _, n in _group_cycles(cs)) + scored
+    else:
+      pred = sum(e * int(r.get("labeled", 0)) * train_rate for r in cs) + scored
+    over.append(max(seconds - pred, 0.0))
+  return {"train_s_per_image": train_rate, "select_s_per_candidate": sel_rate,
+          "vmap_s_per_image": vmap_rate,
+          "overhead_s": (sorted(over)[len(over) // 2] if over else None),
+          "cycles": len(one) + len(grouped_recs),
+          "vmap_cycles": len(grouped), "jobs": len(over)}
+
+
+def job_seconds(config, train_s: float, vmap_s: float, infer_s: float, sel_s: float,
+                over: float) -> float:
+  """Seconds of one job of `config`: its `num_trials` trials one by one
+  (`train_s` per image of one trial), or vmapped (`vmap_s` per image of all
+  trials together); tests, features and selection run per trial."""
+  img = job_images(config)
+  n = int(config.num_trials)
+  vmapped = n > 1 and config.compare.parallel == "vmap"
+  return (over + n * img["train"] * (vmap_s if vmapped else train_s)
+          + n * img["infer"] * infer_s + n * img["scored"] * sel_s)
+
+
+def estimate(st: Study) -> dict:
+  """Seconds per job of each run and in total, with what the numbers assume."""
+  dev = device_of(st.fields)
+  meas = measured_rates(st.out) if st.out is not None else None
+  model, width = st.base.model.name, st.base.model.width
+  gain = VMAP_GAIN[dev]
+  vsrc = None
+  replay_select_s = SELECT_S
+  if meas:
+    train_s, vmap_s = meas["train_s_per_image"], meas["vmap_s_per_image"]
+    sel_s = meas["select_s_per_candidate"]
+    infer_s = 0.0  # measured train_s includes the test passes; select_s the features pass
+    over = meas["overhead_s"] if meas["overhead_s"] is not None else OVERHEAD_S[dev]
+    if train_s is None:  # only vmapped jobs finished cycles
+      train_s, tsrc = vmap_s * gain, f" (derived from the vmapped rate / {gain:g}, VMAP_GAIN)"
+    else:
+      tsrc = ""
+    basis = (f"measured under {st.out}: {meas['cycles']} finished cycles (after the first) give "
+             f"{1 / train_s:,.0f} training images/s{tsrc} (test passes included) and "
+             f"{sel_s * 1e6:,.1f} us per scored candidate (features pass included); "
+             f"{over:.1f} s per job for start-up and compilation"
+             + (f" (median of {meas['jobs']} finished jobs)" if meas["overhead_s"] is not None else
+                " (assumed)"))
+    if vmap_s is not None:
+      vsrc = f"measured over {meas['vmap_cycles']} vmapped cycles (after the first)"
+  else:
+    rate = st.fields.train_images_per_s
+    scale = width ** 2 if model in ("resnet18", "cnn") else 1.0
+    if rate is None:
+      rate = THROUGHPUT.get((model, dev), THROUGHPUT[("resnet18", dev)]) / max(scale, 1e-6)
+      src = ("assumed, NOT measured (no GPU was available): a third of the project's "
+             "60,000 images/s ResNet-18 goal on one H200, scaled by width^2"
+             if dev == "gpu" else "assumed from this project's 2-core CPU measurements, "
+             "scaled by width^2")
+    else:
+      src = "given by --study.train_images_per_s"
+    over = st.fields.job_overhead_s if st.fields.job_overhead_s is not None else OVERHEAD_S[dev]
+    cal = CALIBRATED.get((model, dev)) if st.fields.train_images_per_s is None else None
+    if cal is not None:  # the assumed rates scaled to a measured study's seconds
+      rate /= cal[0]
+      src = f"calibrated on {CALIBRATED_FROM}"
+      if st.fields.job_overhead_s is None:
+        over *= cal[0]
+    train_s = 1.0 / rate
+    vmap_s = None
+    infer_s = train_s * INFER_FRACTION
+    sel_s = 0.0
+    replay_select_s = cal[1] if cal is not None else SELECT_S
+    where = f"under {st.out} yet" if st.out is not None else "(no --out given)"
+    basis = (f"nothing measured {where}; {model} (width {width:g}) on {dev}: "
+             f"{rate:,.0f} training images/s ({src}); a forward pass costs "
+             f"{INFER_FRACTION:.2f} of a training step; selection itself not counted; "
+             + (f"{over:.1f} s per job for start-up and compilation (calibrated)"
+                if cal is not None else
+                f"{over:.0f} s per job for start-up and compilation (assumed)"))
+  if vmap_s is None:
+    if st.fields.vmap_images_per_s is not None:
+      vmap_s, vsrc = 1.0 / st.fields.vmap_images_per_s, "given by --study.vmap_images_per_s"
+    else:
+      vmap_s = train_s / gain
+      vsrc = (f"assumed, NOT measured: {gain:g} x the one-trial rate ({VMAP_GAIN_WHY[dev]}); "
+              "set --study.vmap_images_per_s to a measured total, e.g. gpu.sh speed's "
+              "parallel rows")
+  if st.k > 1:
+    basis += (f"; {st.k} vmapped trials of a job together: {1 / vmap_s:,.0f} training images/s "
+              f"in all ({vsrc})")
+  per_run = {}
+  names = list(st.phase2_runs(None)) + [n for n, r in st.runs.items() if r.phase == "select"]
+  for n in dict.fromkeys(names):
+    per_run[n] = job_seconds(st.run_config(n, st.select_seeds[0]), train_s, vmap_s, infer_s,
+                             sel_s, over)
+  n1 = [n for n, r in st.runs.items() if r.phase == "select"]
+  p1 = sum(per_run[n] for n in n1) * len(st.select_seeds)
+  # Phase 2: the best variant is not known before phase 1; costed as the dearest candidate.
+  best_cost = max(per_run[n] for n in st.candidates())
+  fixed2 = [n for n in st.phase2_runs(None)]
+  p2 = (sum(per_run[n] for n in fixed2) + best_cost) * len(st.report_seeds)
+  # Replay: the probe steps retrain every cycle whose checkpoint was not kept
+  # (the last two are), one trial at a time.
+  cycles = st.base.al.cycles
+  uimg = job_images(st.run_config("u_batch", st.select_seeds[0]))
+  per_cycle = (uimg["train"] * train_s + uimg["infer"] * infer_s) / cycles
+  kept = {cycles - 1, cycles}
+  retrain = 0
+  for c in st.probe_cycles:
+    if c in kept:
+      continue
+    retrain += 1 if st.base.train.reinit_each_cycle else c
+  probes = len(st.probe_cycles) * st.fields.probe_trials
+  # Each probe step selects once per variant and normalisation, plus the pictures.
+  selects = probes * (len(n1) + len(st.fields.norms) + 2) + len(n1) + 2
+  per_select = (sel_s * (uimg["scored"] / max(cycles - 1, 1)) if sel_s else replay_select_s)
+  analysis = over + retrain * st.fields.probe_trials * per_cycle + selects * per_select
+  return {"device": dev, "basis": basis, "per_job_s": per_run, "phase1_s": p1,
+          "phase2_s": p2, "analysis_s": analysis, "total_s": p1 + p2 + analysis,
+          "images": job_images(st.base), "measured": bool(meas),
+          "vmap_images_per_s": 1.0 / vmap_s}
