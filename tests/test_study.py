@@ -548,7 +548,8 @@ def test_short_cifar_config_is_the_protocol_in_fewer_epochs():
 
 @pytest.mark.slow
 def test_short_cifar_study_plan_with_grouped_jobs(tmp_path):
-  """The plan needs no data: TFDS cifar10's pool size is known from the config."""
+  """The plan needs no data: TFDS cifar10's sizes come from the prepared
+  dataset where there is one, else the plan says they are unknown."""
   out = tmp_path / "c"
   r = _cli("--config", "configs/cifar10_short.py", "--out", str(out), "--plan",
            "--study.trials_per_job=3", "--study.trials=3", "--study.report_trials=3",
@@ -701,3 +702,79 @@ def test_plan_needs_no_out_and_help_exits_0(tmp_path):
   r = subprocess.run([sys.executable, "run.py", "--help"], cwd=REPO, capture_output=True,
                      text=True, timeout=120)
   assert r.returncode == 0 and "--workdir" in r.stdout and "--helpfull" in r.stdout
+
+
+# ------------------------------------------- the cost model's dataset sizes
+
+
+def test_digits_sizes_come_from_the_source_without_loading():
+  from configs import digits
+  from jax_al import data
+  c = digits.get_config()
+  with c.unlocked():
+    c.data.num_test = 500
+  assert data.sizes(c.data) == (1297, 500)
+  assert data.input_shape(c.data) == (8, 8, 1)
+
+
+def _image_folder(root, counts):
+  from PIL import Image
+  import numpy as np
+  for split, per_class in counts.items():
+    for cls, n in per_class.items():
+      d = root / split / cls
+      d.mkdir(parents=True)
+      for i in range(n):
+        Image.fromarray(np.full((6, 5, 3), i, np.uint8)).save(d / f"{i}.png")
+
+
+def test_folder_sizes_count_the_split_folders_of_a_directory_and_a_tar(tmp_path):
+  import tarfile
+  from configs import digits
+  from jax_al import data
+  root = tmp_path / "imgs" / "wrap"
+  _image_folder(root, {"train": {"a": 3, "b": 2}, "test": {"a": 1, "b": 2}})
+  (root / "train" / "a" / "notes.txt").write_text("not an image")
+  c = digits.get_config()
+  with c.unlocked():
+    c.data.source, c.data.path, c.data.channels = "folder", str(tmp_path / "imgs"), 3
+  assert data.sizes(c.data) == (5, 3)
+  assert data.input_shape(c.data) == (6, 5, 3)  # the first image's header
+  tar = tmp_path / "imgs.tar.gz"
+  with tarfile.open(tar, "w:gz") as t:
+    t.add(root, arcname="wrap")
+  with c.unlocked():
+    c.data.path = str(tar)
+  assert data.sizes(c.data) == (5, 3)
+  with c.unlocked():
+    c.data.path = str(tmp_path / "absent")
+  assert data.sizes(c.data) is None
+
+
+def test_embeddings_sizes_read_the_npz_headers(tmp_path):
+  import numpy as np
+  from configs import embeddings
+  from jax_al import data
+  path = tmp_path / "e.npz"
+  np.savez(path, train_features=np.zeros((37, 12), np.float32),
+           train_labels=np.zeros(37, np.int32), test_features=np.zeros((9, 12), np.float32),
+           test_labels=np.zeros(9, np.int32))
+  c = embeddings.get_config()
+  with c.unlocked():
+    c.data.path = str(path)
+  assert data.sizes(c.data) == (37, 9)
+  assert data.input_shape(c.data) == (1, 12, 1)
+
+
+def test_a_plan_of_a_source_of_unknown_size_says_so(tmp_path):
+  from configs import digits
+  from jax_al import study
+  c = digits.get_config()
+  with c.unlocked():
+    c.data.source, c.data.path, c.data.channels = "folder", str(tmp_path / "absent"), 1
+  f = study.fields.study_defaults()
+  with f.unlocked():
+    f.baselines, f.train_images_per_s = "random", 1000.0
+  st = study.build(c, f, config_spec="configs/digits.py", mode="ci", out=None)
+  text = study.plan_text(st)
+  assert "sizes of this dataset (data.source=folder) are unknown before loading it" in text

@@ -140,6 +140,12 @@ def validate(ds: Dataset, channels: int) -> Dataset:
 # data.source -> loader(data_cfg, *, image_size, channels) -> Dataset, filled
 # by `register_source` in each source's module (jax_al.data imports them all).
 LOADERS: dict = {}
+# data.source -> sizes(data_cfg) -> (n_train, n_test) | None, filled by
+# `register_sizes` next to each loader; `jax_al.data.sizes` asks them.
+SIZES: dict = {}
+# data.source -> shape(data_cfg) -> (height, width) of its images | None, by
+# `register_shape`; `jax_al.data.input_shape` asks them.
+SHAPES: dict = {}
 
 
 def register_source(name: str):
@@ -154,6 +160,37 @@ def register_source(name: str):
     if name in LOADERS:
       raise ValueError(f"data source {name!r} is registered twice")
     LOADERS[name] = fn
+    return fn
+
+  return wrap
+
+
+def register_sizes(name: str):
+  """Function decorator that registers how to count `data.source = name`'s
+  images without loading them: `(data_cfg) -> (n_train, n_test)`, or None
+  where the count is unknown before loading (the study's cost model then
+  says so). It reads only names, headers or metadata, never decodes images.
+  """
+
+  def wrap(fn):
+    if name in SIZES:
+      raise ValueError(f"the sizes of data source {name!r} are registered twice")
+    SIZES[name] = fn
+    return fn
+
+  return wrap
+
+
+def register_shape(name: str):
+  """Function decorator that registers how to tell the (height, width) of
+  `data.source = name`'s images without loading them (from a header or
+  metadata), or None where it is unknown; used where `data.image_size` is
+  unset. A feature source returns the (1, dimension) of its rows."""
+
+  def wrap(fn):
+    if name in SHAPES:
+      raise ValueError(f"the shape of data source {name!r} is registered twice")
+    SHAPES[name] = fn
     return fn
 
   return wrap

@@ -43,27 +43,30 @@ CALIBRATED_FROM = "docs/study/digits (102 jobs in 312.8 s, analysis 18.0 s, 2-co
 SELECT_S = 2.0  # a replayed selection's seconds where nothing measured or calibrated it
 
 
-def pool_size(config) -> int | None:
-  """Training images of known datasets, from the config alone (no data is loaded)."""
-  d = config.data
-  if d.source == "digits":
-    return 1797 - d.num_test
-  if d.source == "tfds" and d.name in ("cifar10", "cifar100"):
-    return 50_000
-  return None
+# Test images where the source cannot tell before loading (an assumption the plan states).
+TEST_ASSUMED = 10_000
 
 
-def test_size(config) -> int:
-  d = config.data
-  if d.source == "digits":
-    return d.num_test
-  return 10_000
+def dataset_sizes(config) -> tuple[int, int] | None:
+  """(training images, test images) of the config's dataset, counted by its
+  source without loading it (`jax_al.data.sizes`); None where unknown."""
+  from jax_al import data
+
+  return data.sizes(config.data)
 
 
-def job_images(config) -> dict:
-  """Images one job trains on, runs forward (test, features) and scores, from its sizes."""
+_UNSET = object()
+
+
+def job_images(config, sizes=_UNSET) -> dict:
+  """Images one job trains on, runs forward (test, features) and scores, from
+  its sizes and the dataset's `sizes` ((train, test), None where unknown;
+  default: `dataset_sizes(config)`). An unknown pool caps nothing and counts
+  al.subset scored candidates; an unknown test split counts TEST_ASSUMED."""
   al, tr = config.al, config.train
-  n_train = pool_size(config)
+  if sizes is _UNSET:
+    sizes = dataset_sizes(config)
+  n_train, n_test = sizes if sizes is not None else (None, TEST_ASSUMED)
   train = infer = scored = 0
   for c in range(1, al.cycles + 1):
     m = al.initial + (c - 1) * al.budget
@@ -72,7 +75,7 @@ def job_images(config) -> dict:
     train += tr.epochs * m
     evals = len(range(tr.eval_every, tr.epochs + 1, tr.eval_every)) + (
         tr.epochs % tr.eval_every != 0)
-    infer += evals * test_size(config)
+    infer += evals * n_test
     if c < al.cycles:
       unl = None if n_train is None else max(n_train - m, 0)
       s = al.subset if al.subset else (unl if unl is not None else 0)
@@ -186,11 +189,12 @@ def measured_rates(out: Path) -> dict | None:
 
 
 def job_seconds(config, train_s: float, vmap_s: float, infer_s: float, sel_s: float,
-                over: float) -> float:
+                over: float, sizes=_UNSET) -> float:
   """Seconds of one job of `config`: its `num_trials` trials one by one
   (`train_s` per image of one trial), or vmapped (`vmap_s` per image of all
-  trials together); tests, features and selection run per trial."""
-  img = job_images(config)
+  trials together); tests, features and selection run per trial. `sizes`:
+  as in `job_images`."""
+  img = job_images(config, sizes)
   n = int(config.num_trials)
   vmapped = n > 1 and config.compare.parallel == "vmap"
   return (over + n * img["train"] * (vmap_s if vmapped else train_s)
@@ -200,6 +204,7 @@ def job_seconds(config, train_s: float, vmap_s: float, infer_s: float, sel_s: fl
 def estimate(st: Study) -> dict:
   """Seconds per job of each run and in total, with what the numbers assume."""
   dev = device_of(st.fields)
+  sizes = dataset_sizes(st.base)
   meas = measured_rates(st.out) if st.out is not None else None
   model, width = st.base.model.name, st.base.model.width
   gain = VMAP_GAIN[dev]
@@ -267,7 +272,7 @@ def estimate(st: Study) -> dict:
   names = list(st.phase2_runs(None)) + [n for n, r in st.runs.items() if r.phase == "select"]
   for n in dict.fromkeys(names):
     per_run[n] = job_seconds(st.run_config(n, st.select_seeds[0]), train_s, vmap_s, infer_s,
-                             sel_s, over)
+                             sel_s, over, sizes)
   n1 = [n for n, r in st.runs.items() if r.phase == "select"]
   p1 = sum(per_run[n] for n in n1) * len(st.select_seeds)
   # Phase 2: the best variant is not known before phase 1; costed as the dearest candidate.
@@ -277,7 +282,7 @@ def estimate(st: Study) -> dict:
   # Replay: the probe steps retrain every cycle whose checkpoint was not kept
   # (the last two are), one trial at a time.
   cycles = st.base.al.cycles
-  uimg = job_images(st.run_config("u_batch", st.select_seeds[0]))
+  uimg = job_images(st.run_config("u_batch", st.select_seeds[0]), sizes)
   per_cycle = (uimg["train"] * train_s + uimg["infer"] * infer_s) / cycles
   kept = {cycles - 1, cycles}
   retrain = 0
@@ -292,5 +297,5 @@ def estimate(st: Study) -> dict:
   analysis = over + retrain * st.fields.probe_trials * per_cycle + selects * per_select
   return {"device": dev, "basis": basis, "per_job_s": per_run, "phase1_s": p1,
           "phase2_s": p2, "analysis_s": analysis, "total_s": p1 + p2 + analysis,
-          "images": job_images(st.base), "measured": bool(meas),
+          "images": job_images(st.base, sizes), "measured": bool(meas),
           "vmap_images_per_s": 1.0 / vmap_s}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jax_al.study.cost import estimate
+from jax_al.study.cost import TEST_ASSUMED, estimate
 from jax_al.study.grid import Study
 
 
@@ -77,8 +77,9 @@ def plan_text(st: Study) -> str:
   for b, why in st.left_out.items():
     lines.append(f"default baseline {b} left out: {why}")
   if not e["images"]["pool_known"]:
-    lines.append("note: the pool size of this data source is unknown before loading it; "
-                 "scoring cost counts al.subset only")
+    lines.append(f"note: the sizes of this dataset (data.source={c.data.source}) are unknown "
+                 "before loading it; scoring cost counts al.subset only and the test passes "
+                 f"assume {TEST_ASSUMED:,} test images")
   if set(st.select_seeds) & set(st.report_seeds):
     lines.append(f"WARNING: report seeds {sorted(set(st.select_seeds) & set(st.report_seeds))} "
                  "are also selection seeds: question 4 would be reported on seeds it was "

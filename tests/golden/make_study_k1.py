@@ -10,6 +10,10 @@ from jax_al import study
 # The cost constants of that commit: the calibration on the committed digits
 # study came later (tests/test_limits.py holds it); the plans here pin the rest.
 study.cost.CALIBRATED = {}
+# That commit's dataset table: TFDS cifar10 had 50,000 training and 10,000 test
+# images without looking (today the sizes come from the prepared dataset, if any).
+from jax_al import data
+data.SIZES["tfds"] = lambda d: (50_000, 10_000)
 # Fields added to every config after that commit, each at the value that keeps
 # the code's results of before (workdir.ADDED_FIELDS): left out of the digest.
 LATER = {"al.coreset_search": "dense"}
