@@ -77,6 +77,7 @@ def test_plan_for_a_gpu_states_its_assumption(tmp_path):
   assert r.returncode == 0, r.stderr
   assert "NOT measured" in r.stdout and "images/s" in r.stdout
   assert "phase 1:" in r.stdout and "resnet18" in r.stdout
+  assert "training images/s unknown" in r.stdout and "--study.train_images_per_s" in r.stdout
   assert not (tmp_path / "c").exists()
 
 
@@ -102,6 +103,8 @@ def test_default_baselines_add_the_bayesian_ones_the_model_runs(tmp_path):
   st = study.build(c, f, config_spec="configs/digits.py", mode="full",
                      out=tmp_path / "d2")
   assert "bald" in st.baselines and set(st.left_out) == {"learning_loss"}
+  with f.unlocked():  # a throughput: CIFAR's input shape is unknown without its data
+    f.train_images_per_s = 20.0
   st = study.build(cifar10.get_config(), f, config_spec="configs/cifar10.py", mode="full",
                    out=tmp_path / "c")
   assert "learning_loss" in st.baselines and set(st.left_out) == {"bald"}
@@ -345,8 +348,21 @@ def test_one_trial_per_job_plans_and_jobs_are_unchanged():
   now, then = json.loads(r.stdout), json.loads(GOLDEN.read_text())
   assert set(now) == set(then)
   for key in then:
-    assert now[key]["plan"] == then[key]["plan"], key
+    assert _rate_source_left_out(now[key]["plan"]) == _rate_source_left_out(
+        then[key]["plan"]), key
     assert now[key]["jobs"] == then[key]["jobs"], key
+
+
+def _rate_source_left_out(plan: str) -> str:
+  """A plan with where its training throughput came from left out: the
+  golden plans assumed a table's rates, the generator now gives them
+  (--study.train_images_per_s) and the plan says "given by"; every number
+  and every other word stays compared."""
+  import re
+  out = re.sub(r"training images/s \(.*?\); a forward pass", "training images/s (SOURCE); "
+               "a forward pass", plan)
+  assert out.count("(SOURCE)") == 1, plan
+  return out
 
 
 @pytest.mark.parametrize("args,field", [
@@ -778,3 +794,69 @@ def test_a_plan_of_a_source_of_unknown_size_says_so(tmp_path):
   st = study.build(c, f, config_spec="configs/digits.py", mode="ci", out=None)
   text = study.plan_text(st)
   assert "sizes of this dataset (data.source=folder) are unknown before loading it" in text
+
+
+
+# ------------------------------------------- the cost model's measured throughput
+
+
+def test_the_throughput_probe_is_cached_per_model_and_machine(tmp_path, monkeypatch):
+  from configs import digits
+  from jax_al.study import throughput
+  monkeypatch.setenv(throughput.ENV, str(tmp_path / "rates.json"))
+  calls = []
+  real = throughput.measure
+  monkeypatch.setattr(throughput, "measure",
+                      lambda config, shape: calls.append(shape) or real(config, shape))
+  c = digits.get_config()
+  rate, src = throughput.train_images_per_s(c, "cpu" if _backend() == "cpu" else "gpu")
+  assert rate > 0 and "measured on this machine" in src and calls == [(8, 8, 1)]
+  again, src = throughput.train_images_per_s(c, "cpu" if _backend() == "cpu" else "gpu")
+  assert again == rate and "cached in" in src and len(calls) == 1  # the second plan measures nothing
+  c.train.batch_size = 16  # another batch size is another measurement
+  throughput.train_images_per_s(c, "cpu" if _backend() == "cpu" else "gpu")
+  assert len(calls) == 2 and len(json.loads((tmp_path / "rates.json").read_text())) == 2
+
+
+def _backend() -> str:
+  import jax
+  return jax.default_backend()
+
+
+def test_a_plan_for_another_device_states_its_throughput_unknown(monkeypatch):
+  from configs import digits
+  from jax_al import study
+  from jax_al.study import throughput
+  monkeypatch.setattr(throughput, "measure", lambda *a: pytest.fail("measured another device"))
+  other = "gpu" if _backend() == "cpu" else "cpu"
+  f = study.fields.study_defaults()
+  with f.unlocked():
+    f.baselines, f.device = "random", other
+  st = study.build(digits.get_config(), f, config_spec="configs/digits.py", mode="ci", out=None)
+  e = study.cost.estimate(st)
+  assert e["total_s"] is None and all(v is None for v in e["per_job_s"].values())
+  text = study.plan_text(st)
+  assert "training images/s unknown (NOT measured" in text
+  assert f"estimated total: unknown, as the training throughput on {other} is unknown" in text
+  assert "--study.train_images_per_s" in text
+  with f.unlocked():  # given, it prices the plan without a measurement
+    f.train_images_per_s = 1000.0
+  st = study.build(digits.get_config(), f, config_spec="configs/digits.py", mode="ci", out=None)
+  assert study.cost.estimate(st)["total_s"] > 0
+  assert "given by --study.train_images_per_s" in study.plan_text(st)
+
+
+def test_a_plan_on_this_machine_says_its_throughput_was_measured(tmp_path, monkeypatch):
+  from configs import digits
+  from jax_al import study
+  from jax_al.study import throughput
+  monkeypatch.setattr(throughput, "measure", lambda config, shape: 12_345.0)
+  (tmp_path / "a_file").write_text("")
+  monkeypatch.setenv(throughput.ENV, str(tmp_path / "a_file" / "rates.json"))  # unwritable
+  f = study.fields.study_defaults()
+  with f.unlocked():
+    f.baselines = "random"
+  st = study.build(digits.get_config(), f, config_spec="configs/digits.py", mode="ci", out=None)
+  text = study.plan_text(st)
+  assert "measured on this machine" in text and "training images/s" in text
+  assert study.cost.estimate(st)["total_s"] > 0

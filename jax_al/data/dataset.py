@@ -148,6 +148,18 @@ SIZES: dict = {}
 SHAPES: dict = {}
 
 
+def _registrar(table: dict, name: str, what: str):
+  """A decorator that puts the function it decorates in `table` under `name`."""
+
+  def wrap(fn):
+    if name in table:
+      raise ValueError(f"{what} {name!r} is registered twice")
+    table[name] = fn
+    return fn
+
+  return wrap
+
+
 def register_source(name: str):
   """Function decorator that registers a dataset loader as `data.source = name`.
 
@@ -155,14 +167,7 @@ def register_source(name: str):
   section, the checked square size or None, 1 or 3) and returns a uint8
   `Dataset`; `load_dataset` validates it and applies `data.features`.
   """
-
-  def wrap(fn):
-    if name in LOADERS:
-      raise ValueError(f"data source {name!r} is registered twice")
-    LOADERS[name] = fn
-    return fn
-
-  return wrap
+  return _registrar(LOADERS, name, "data source")
 
 
 def register_sizes(name: str):
@@ -171,14 +176,7 @@ def register_sizes(name: str):
   where the count is unknown before loading (the study's cost model then
   says so). It reads only names, headers or metadata, never decodes images.
   """
-
-  def wrap(fn):
-    if name in SIZES:
-      raise ValueError(f"the sizes of data source {name!r} are registered twice")
-    SIZES[name] = fn
-    return fn
-
-  return wrap
+  return _registrar(SIZES, name, "the sizes of data source")
 
 
 def register_shape(name: str):
@@ -186,11 +184,4 @@ def register_shape(name: str):
   `data.source = name`'s images without loading them (from a header or
   metadata), or None where it is unknown; used where `data.image_size` is
   unset. A feature source returns the (1, dimension) of its rows."""
-
-  def wrap(fn):
-    if name in SHAPES:
-      raise ValueError(f"the shape of data source {name!r} is registered twice")
-    SHAPES[name] = fn
-    return fn
-
-  return wrap
+  return _registrar(SHAPES, name, "the shape of data source")

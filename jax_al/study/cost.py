@@ -1,9 +1,16 @@
 """The cost of a study: seconds per job, per phase and in total, and what they assume.
 
 `estimate(st)` prices every job of a `grid.Study` from the images it trains,
-runs forward and scores (`job_images`) and per-image rates: those measured
-by finished jobs under `--out` (`measured_rates`), else the assumptions
-below or the rates given with `--study.*`. `plan.plan_text` prints the result.
+runs forward and scores (`job_images`, from the dataset's sizes as its
+source counts them, `jax_al.data.sizes`) and per-image rates, in this order
+of preference: measured by finished jobs under `--out` (`measured_rates`),
+given with `--study.train_images_per_s`, or measured on this machine by
+timing jitted training steps of the model (`throughput.train_images_per_s`,
+cached). A plan for another device than this machine's has no measurement:
+its throughput is unknown and so are its seconds, and the plan says so.
+The per-job overhead, the cost of a forward pass and the gain of vmapped
+trials are assumptions below, stated in the plan. `plan.plan_text` prints
+the result; nothing of it enters the study's results files.
 """
 
 from __future__ import annotations
@@ -11,16 +18,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from jax_al.study import throughput
 from jax_al.study.grid import Study
 
-# Training images per second where nothing was measured, by (model, device),
-# at width 1. Assumptions, printed with every estimate. cpu: this project's
-# 2-core CPU machines (docs/scale_out.md, docs/bench). gpu: NOT measured: no GPU was
-# available to this project's sessions; 20,000 images/s is a third of the
-# project's 60,000 images/s goal for ResNet-18 in bfloat16 on one H200.
-THROUGHPUT = {("resnet18", "cpu"): 20.0, ("resnet18", "gpu"): 20_000.0,
-              ("cnn", "cpu"): 2_000.0, ("cnn", "gpu"): 200_000.0,
-              ("mlp", "cpu"): 40_000.0, ("mlp", "gpu"): 1_000_000.0}
 OVERHEAD_S = {"cpu": 4.0, "gpu": 40.0}  # start, data, compilation (from the disk cache after one)
 INFER_FRACTION = 1 / 3                  # a forward pass costs about a third of a training step
 # Total training throughput of a job's vmapped trials over that of one trial
@@ -32,13 +32,16 @@ VMAP_GAIN_WHY = {"cpu": "on a CPU, XLA runs the batched convolutions 2-3x slower
                  "gpu": "no gain from vmapping assumed, as no GPU measured one"}
 
 
-# Calibrated on a measured study, by (model, device): (factor on the assumed
-# job seconds above, seconds per selection of the analysis' replays). The
+# Calibrated on a measured study, by (model, device): (factor on the job
+# seconds of the probed rate and OVERHEAD_S, seconds per selection of the
+# analysis' replays, the probed images/s the factor was derived at). The
 # committed digits study (docs/study/digits/findings.json, 2026-12-02, 2-core
-# CPU): its 102 jobs took 312.8 s where the assumptions gave 707 s (factor
-# 0.4424), its analysis 18.0 s where 2 s per replayed selection gave 951 s:
-# 0.0301 s each. tests/test_limits.py re-derives both from that file.
-CALIBRATED = {("mlp", "cpu"): (0.4424, 0.0301)}
+# CPU): its 102 jobs took 312.8 s where the probe's 105,000 images/s (this
+# project's 2-core CPU, 2026-12-04) and 4 s per job give 521.9 s (factor 0.5993),
+# its analysis 18.0 s, of which 3.5 s are start-up and replayed training at
+# those rates: 14.6 s for 471 replayed selections, 0.0309 s each.
+# tests/test_limits.py re-derives both from that file at that rate.
+CALIBRATED = {("mlp", "cpu"): (0.5993, 0.0309, 105_000.0)}
 CALIBRATED_FROM = "docs/study/digits (102 jobs in 312.8 s, analysis 18.0 s, 2-core CPU)"
 SELECT_S = 2.0  # a replayed selection's seconds where nothing measured or calibrated it
 
@@ -188,15 +191,17 @@ def measured_rates(out: Path) -> dict | None:
           "vmap_cycles": len(grouped), "jobs": len(over)}
 
 
-def job_seconds(config, train_s: float, vmap_s: float, infer_s: float, sel_s: float,
-                over: float, sizes=_UNSET) -> float:
+def job_seconds(config, train_s: float | None, vmap_s: float | None, infer_s: float | None,
+                sel_s: float, over: float, sizes=_UNSET) -> float | None:
   """Seconds of one job of `config`: its `num_trials` trials one by one
   (`train_s` per image of one trial), or vmapped (`vmap_s` per image of all
   trials together); tests, features and selection run per trial. `sizes`:
-  as in `job_images`."""
+  as in `job_images`. None where the rate it needs is unknown (None)."""
   img = job_images(config, sizes)
   n = int(config.num_trials)
   vmapped = n > 1 and config.compare.parallel == "vmap"
+  if (vmap_s if vmapped else train_s) is None or infer_s is None:
+    return None  # the training throughput is unknown
   return (over + n * img["train"] * (vmap_s if vmapped else train_s)
           + n * img["infer"] * infer_s + n * img["scored"] * sel_s)
 
@@ -228,45 +233,46 @@ def estimate(st: Study) -> dict:
     if vmap_s is not None:
       vsrc = f"measured over {meas['vmap_cycles']} vmapped cycles (after the first)"
   else:
-    rate = st.fields.train_images_per_s
-    scale = width ** 2 if model in ("resnet18", "cnn") else 1.0
-    if rate is None:
-      rate = THROUGHPUT.get((model, dev), THROUGHPUT[("resnet18", dev)]) / max(scale, 1e-6)
-      src = ("assumed, NOT measured (no GPU was available): a third of the project's "
-             "60,000 images/s ResNet-18 goal on one H200, scaled by width^2"
-             if dev == "gpu" else "assumed from this project's 2-core CPU measurements, "
-             "scaled by width^2")
+    given = st.fields.train_images_per_s
+    if given is not None:
+      rate, src = float(given), "given by --study.train_images_per_s"
     else:
-      src = "given by --study.train_images_per_s"
+      rate, src = throughput.train_images_per_s(st.base, dev)
     over = st.fields.job_overhead_s if st.fields.job_overhead_s is not None else OVERHEAD_S[dev]
-    cal = CALIBRATED.get((model, dev)) if st.fields.train_images_per_s is None else None
-    if cal is not None:  # the assumed rates scaled to a measured study's seconds
+    cal = CALIBRATED.get((model, dev)) if given is None and rate is not None else None
+    if cal is not None:  # the probed rate scaled to a measured study's seconds
       rate /= cal[0]
-      src = f"calibrated on {CALIBRATED_FROM}"
+      src += (f"; divided by {cal[0]:.2f}, with the start-up: the job seconds calibrated on "
+              f"{CALIBRATED_FROM} at {cal[2]:,.0f} probed images/s")
       if st.fields.job_overhead_s is None:
         over *= cal[0]
-    train_s = 1.0 / rate
+    train_s = 1.0 / rate if rate is not None else None
     vmap_s = None
-    infer_s = train_s * INFER_FRACTION
+    infer_s = train_s * INFER_FRACTION if train_s is not None else None
     sel_s = 0.0
     replay_select_s = cal[1] if cal is not None else SELECT_S
     where = f"under {st.out} yet" if st.out is not None else "(no --out given)"
-    basis = (f"nothing measured {where}; {model} (width {width:g}) on {dev}: "
-             f"{rate:,.0f} training images/s ({src}); a forward pass costs "
-             f"{INFER_FRACTION:.2f} of a training step; selection itself not counted; "
-             + (f"{over:.1f} s per job for start-up and compilation (calibrated)"
+    speed = (f"{rate:,.0f} training images/s ({src})" if rate is not None else
+             f"training images/s unknown ({src})")
+    basis = (f"nothing measured {where}; {model} (width {width:g}) on {dev}: {speed}; a "
+             f"forward pass costs {INFER_FRACTION:.2f} of a training step; "
+             "selection itself not counted; "
+             + (f"{over:g} s per job for start-up and compilation (given by "
+                "--study.job_overhead_s)" if st.fields.job_overhead_s is not None else
+                f"{over:.1f} s per job for start-up and compilation (calibrated)"
                 if cal is not None else
                 f"{over:.0f} s per job for start-up and compilation (assumed)"))
   if vmap_s is None:
     if st.fields.vmap_images_per_s is not None:
       vmap_s, vsrc = 1.0 / st.fields.vmap_images_per_s, "given by --study.vmap_images_per_s"
     else:
-      vmap_s = train_s / gain
+      vmap_s = train_s / gain if train_s is not None else None
       vsrc = (f"assumed, NOT measured: {gain:g} x the one-trial rate ({VMAP_GAIN_WHY[dev]}); "
               "set --study.vmap_images_per_s to a measured total, e.g. gpu.sh speed's "
               "parallel rows")
   if st.k > 1:
-    basis += (f"; {st.k} vmapped trials of a job together: {1 / vmap_s:,.0f} training images/s "
+    total = f"{1 / vmap_s:,.0f}" if vmap_s is not None else "unknown"
+    basis += (f"; {st.k} vmapped trials of a job together: {total} training images/s "
               f"in all ({vsrc})")
   per_run = {}
   names = list(st.phase2_runs(None)) + [n for n, r in st.runs.items() if r.phase == "select"]
@@ -274,16 +280,18 @@ def estimate(st: Study) -> dict:
     per_run[n] = job_seconds(st.run_config(n, st.select_seeds[0]), train_s, vmap_s, infer_s,
                              sel_s, over, sizes)
   n1 = [n for n, r in st.runs.items() if r.phase == "select"]
-  p1 = sum(per_run[n] for n in n1) * len(st.select_seeds)
+  p1 = _times(_sum(per_run[n] for n in n1), len(st.select_seeds))
   # Phase 2: the best variant is not known before phase 1; costed as the dearest candidate.
-  best_cost = max(per_run[n] for n in st.candidates())
+  cands = [per_run[n] for n in st.candidates()]
+  best_cost = None if None in cands else max(cands)
   fixed2 = [n for n in st.phase2_runs(None)]
-  p2 = (sum(per_run[n] for n in fixed2) + best_cost) * len(st.report_seeds)
+  p2 = _times(_sum([per_run[n] for n in fixed2] + [best_cost]), len(st.report_seeds))
   # Replay: the probe steps retrain every cycle whose checkpoint was not kept
   # (the last two are), one trial at a time.
   cycles = st.base.al.cycles
   uimg = job_images(st.run_config("u_batch", st.select_seeds[0]), sizes)
-  per_cycle = (uimg["train"] * train_s + uimg["infer"] * infer_s) / cycles
+  per_cycle = ((uimg["train"] * train_s + uimg["infer"] * infer_s) / cycles
+               if train_s is not None else None)
   kept = {cycles - 1, cycles}
   retrain = 0
   for c in st.probe_cycles:
@@ -294,8 +302,20 @@ def estimate(st: Study) -> dict:
   # Each probe step selects once per variant and normalisation, plus the pictures.
   selects = probes * (len(n1) + len(st.fields.norms) + 2) + len(n1) + 2
   per_select = (sel_s * (uimg["scored"] / max(cycles - 1, 1)) if sel_s else replay_select_s)
-  analysis = over + retrain * st.fields.probe_trials * per_cycle + selects * per_select
+  replays = (0.0 if not retrain else
+             None if per_cycle is None else retrain * st.fields.probe_trials * per_cycle)
+  analysis = _sum([over, replays, selects * per_select])
   return {"device": dev, "basis": basis, "per_job_s": per_run, "phase1_s": p1,
-          "phase2_s": p2, "analysis_s": analysis, "total_s": p1 + p2 + analysis,
+          "phase2_s": p2, "analysis_s": analysis, "total_s": _sum([p1, p2, analysis]),
           "images": job_images(st.base, sizes), "measured": bool(meas),
-          "vmap_images_per_s": 1.0 / vmap_s}
+          "vmap_images_per_s": 1.0 / vmap_s if vmap_s is not None else None}
+
+
+def _sum(xs) -> float | None:
+  """The sum, or None (unknown) when a term is unknown."""
+  xs = list(xs)
+  return None if any(x is None for x in xs) else sum(xs)
+
+
+def _times(x: float | None, n: int) -> float | None:
+  return None if x is None else x * n

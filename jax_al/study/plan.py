@@ -6,12 +6,20 @@ from jax_al.study.cost import TEST_ASSUMED, estimate
 from jax_al.study.grid import Study
 
 
-def fmt_s(s: float) -> str:
+def fmt_s(s: float | None) -> str:
+  if s is None:
+    return "unknown"
   if s < 120:
     return f"{s:.0f} s"
   if s < 2 * 3600:
     return f"{s / 60:.1f} min"
   return f"{s / 3600:.1f} h"
+
+
+def _dearest(e: dict, names) -> float | None:
+  """The seconds of the dearest job among runs `names` (None: unknown)."""
+  costs = [e["per_job_s"][n] for n in names]
+  return None if None in costs else max(costs)
 
 
 def _jobs_of(st: Study) -> tuple[str, str]:
@@ -58,7 +66,7 @@ def plan_text(st: Study) -> str:
   fixed2 = list(st.phase2_runs(None))
   lines += ["", f"phase 2: {len(fixed2) + 1} runs x {len(st.report_seeds)} report {seeds} = "
             f"{(len(fixed2) + 1) * len(st.report_seeds)} jobs, {fmt_s(e['phase2_s'])}",
-            f"  {'<best of phase 1>':22s} {'q4':12s} {fmt_s(max(e['per_job_s'][n] for n in st.candidates())):>9s}/job  (at most) chosen by mean AUC on "
+            f"  {'<best of phase 1>':22s} {'q4':12s} {fmt_s(_dearest(e, st.candidates())):>9s}/job  (at most) chosen by mean AUC on "
             f"the selection {'seeds' if k == 1 else 'replicates'} among {len(st.candidates())} "
             "candidates"]
   for n in fixed2:
@@ -70,9 +78,13 @@ def plan_text(st: Study) -> str:
             f"{'seed' if k == 1 else 'replicate'}(s): "
             f"pick shares, score scales (cycle {st.pca_cycle}), PCA picture, "
             f"{fmt_s(e['analysis_s'])}", "",
-            f"estimated total: {fmt_s(e['total_s'])} of {e['device']} time "
-            f"({len(n1) * len(st.select_seeds) + (len(fixed2) + 1) * len(st.report_seeds)} jobs "
-            "+ the analysis), one after another",
+            (f"estimated total: {fmt_s(e['total_s'])} of {e['device']} time "
+             if e["total_s"] is not None else
+             f"estimated total: unknown, as the training throughput on {e['device']} is "
+             "unknown: give it with --study.train_images_per_s (images/s of one trial) "
+             f"for a cost estimate ")
+            + f"({len(n1) * len(st.select_seeds) + (len(fixed2) + 1) * len(st.report_seeds)} "
+            "jobs + the analysis), one after another",
             f"estimate basis: {e['basis']}"]
   for b, why in st.left_out.items():
     lines.append(f"default baseline {b} left out: {why}")

@@ -31,8 +31,14 @@ def build(cfg, spec, mode, **kw):
     for k, v in kw.items(): f[k] = v
   return study.build(cfg, f, config_spec=spec, mode=mode, out="OUT")
 out = {}
-for key, st in (("digits_ci", build(digits.get_config(), "configs/digits.py", "ci", baselines="random", device="cpu")),
-                ("cifar10_full", build(cifar10.get_config(), "configs/cifar10.py", "full", device="gpu"))):
+# That commit's assumed throughputs (its THROUGHPUT table), given: the plan
+# measures them now, or states them unknown for another device than this one.
+# The plan's basis line names the source ("given by ..."); test_study.py
+# compares it with that part left out.
+for key, st in (("digits_ci", build(digits.get_config(), "configs/digits.py", "ci", baselines="random", device="cpu",
+                                    train_images_per_s=40_000.0)),
+                ("cifar10_full", build(cifar10.get_config(), "configs/cifar10.py", "full", device="gpu",
+                                       train_images_per_s=20_000.0))):
   jobs = st.phase1_jobs() + st.phase2_jobs("u_batch")
   out[key] = {"plan": study.plan_text(st),
               "jobs": [[str(j.workdir), j.seed, j.phase, digest(st.run_config(j.run, j.seed))] for j in jobs]}
