@@ -242,7 +242,8 @@ def estimate(st: Study) -> dict:
     cal = CALIBRATED.get((model, dev)) if given is None and rate is not None else None
     if cal is not None:  # the probed rate scaled to a measured study's seconds
       rate /= cal[0]
-      src += (f"; divided by {cal[0]:.2f}, with the start-up: the job seconds calibrated on "
+      both = ", with the start-up," if st.fields.job_overhead_s is None else ""
+      src += (f"; scaled{both} to {cal[0]:.2f} x the job seconds as calibrated on "
               f"{CALIBRATED_FROM} at {cal[2]:,.0f} probed images/s")
       if st.fields.job_overhead_s is None:
         over *= cal[0]
