@@ -250,6 +250,16 @@ def check_declared(config) -> None:
                       + (suggest(extra[0], known) if known else "add it to the schema"))
 
 
+def check_vmapped_trials(config) -> None:
+  """Vmapped trials need `mesh.data = 1`, decided by the config alone (a
+  study's grouped jobs, before any mesh exists; a run's mesh is checked
+  against the visible devices by `preflight.check_devices`)."""
+  if config.compare.parallel == "vmap" and config.num_trials > 1 and config.mesh.data != 1:
+    raise ConfigError("mesh.data", config.mesh.data,
+                      "vmapped trials run on one device; use --config.mesh.data=1, or "
+                      "train the trials one after another (compare.parallel=none)")
+
+
 def compare_strategies(config) -> list[str]:
   """The comma-separated `compare.strategies` as a list (empty = no comparison)."""
   return [s.strip() for s in str(config.compare.strategies).split(",") if s.strip()]

@@ -32,20 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_al.errors import ConfigError
 from jax_al.train import steps, trainer as trainer_lib
 from jax_al.train.steps import TrainState
 from jax_al.train.trainer import Trainer
-
-
-def check_config(config) -> None:
-  """Vmapped trials need `mesh.data = 1`, decided by the config alone (a
-  study's grouped jobs, before any mesh exists; a run's mesh is checked by
-  `preflight.check_devices`)."""
-  if config.compare.parallel == "vmap" and config.num_trials > 1 and config.mesh.data != 1:
-    raise ConfigError("mesh.data", config.mesh.data,
-                      "vmapped trials run on one device; use --config.mesh.data=1, or "
-                      "train the trials one after another (compare.parallel=none)")
 
 
 def stacks_trials(strategy: str) -> bool:

@@ -100,7 +100,7 @@ skipped), the analysis and the report.
 """)
 
 code("""
-FIELDS = study.grid.study_defaults()
+FIELDS = study.fields.study_defaults()
 if S.baselines:  # $JAX_AL_NOTEBOOK_BASELINES, the study's --study.baselines
   FIELDS.baselines = S.baselines
 ST = study.build(digits.get_config(), FIELDS, config_spec="configs/digits.py",

@@ -24,6 +24,12 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _xla_cache = tempfile.mkdtemp(prefix="jax_al_tests_xla_")
   os.environ["JAX_COMPILATION_CACHE_DIR"] = _xla_cache
   atexit.register(shutil.rmtree, _xla_cache, ignore_errors=True)
+# The study plan's throughput measurements (jax_al/study/throughput.py), apart
+# from the user's ~/.cache/jax_al/throughput.json, for this session and its subprocesses.
+if "JAX_AL_THROUGHPUT_CACHE" not in os.environ:
+  _rates = tempfile.mkdtemp(prefix="jax_al_tests_rates_")
+  os.environ["JAX_AL_THROUGHPUT_CACHE"] = os.path.join(_rates, "throughput.json")
+  atexit.register(shutil.rmtree, _rates, ignore_errors=True)
 # Store every program, as `compiles.use_persistent_cache` does for users (it
 # leaves a folder set in the environment alone, and JAX's default keeps only
 # programs that took >= 1 s): the run.py subprocesses of the tests then load

@@ -11,7 +11,7 @@ from jax_al import config as config_lib
 from jax_al import schema
 from jax_al import workdir as workdir_lib
 from jax_al.errors import ConfigError
-from jax_al.study import grid
+from jax_al.study import fields as study_fields
 
 SHIPPED = sorted(p for p in (REPO / "configs").glob("*.py")
                  if p.name not in ("__init__.py", "common.py"))
@@ -45,7 +45,7 @@ def test_every_leaf_of_every_shipped_config_is_declared(path):
 
 
 def test_the_study_section_is_the_schemas():
-  s = grid.study_defaults()
+  s = study_fields.study_defaults()
   assert schema.undeclared(s.to_dict(), "study.") == []
   assert set(schema.leaves(s.to_dict(), "study.")) == {
       k for k in schema.FIELDS if schema.section_of(k) == "study"}

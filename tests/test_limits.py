@@ -251,7 +251,7 @@ def test_unwritable_tensorboard_folder_is_refused_before_any_training(
 def _tiny_study(out):
   from configs import digits
   from jax_al import study
-  f = study.grid.study_defaults()
+  f = study.fields.study_defaults()
   with f.unlocked():
     f.baselines = "random"
     f.lams = "1"
@@ -406,7 +406,7 @@ def test_divergence_advice_on_bfloat16_still_suggests_float32():
 def _digits_study():
   from configs import digits
   from jax_al import study
-  f = study.grid.study_defaults()
+  f = study.fields.study_defaults()
   with f.unlocked():  # the committed study's command (docs/study/digits/README.md)
     f.baselines = "random,entropy,margin,least_confidence,coreset,badge,typiclust"
     f.device = "cpu"
@@ -419,27 +419,40 @@ def _committed_runtime() -> dict:
   return json.loads((REPO / "docs/study/digits/findings.json").read_text())["runtime"]
 
 
-def test_plan_estimate_on_digits_lands_within_2x_of_the_committed_measurement():
+def _pin_probe(monkeypatch) -> float:
+  """The plan's throughput probe pinned at the rate the calibration was derived at
+  (a timing of this machine would make the plan's numbers vary)."""
+  from jax_al.study import cost, throughput
+  rate = cost.CALIBRATED[("mlp", "cpu")][2]
+  monkeypatch.setattr(throughput, "train_images_per_s",
+                      lambda config, dev: (rate, "pinned by the test"))
+  return rate
+
+
+def test_plan_estimate_on_digits_lands_within_2x_of_the_committed_measurement(monkeypatch):
   from jax_al import study
+  _pin_probe(monkeypatch)
   st = _digits_study()
   measured = _committed_runtime()["command_s"]  # 331 s for its 102 jobs and the analysis
-  total = study.grid.estimate(st)["total_s"]
+  total = study.cost.estimate(st)["total_s"]
   assert measured / 2 <= total <= 2 * measured, (total, measured)
   text = study.plan_text(st)
   assert "102 jobs" in text and "calibrated on docs/study/digits" in text, text
 
 
 def test_calibration_constants_rederive_from_the_committed_study(monkeypatch):
-  from jax_al.study import grid
+  from jax_al.study import cost
+  _pin_probe(monkeypatch)
   st = _digits_study()
   rt = _committed_runtime()
-  factor, _ = grid.CALIBRATED[("mlp", "cpu")]
-  monkeypatch.setattr(grid, "CALIBRATED", {})
-  raw = grid.estimate(st)  # the uncalibrated assumptions
-  monkeypatch.undo()
+  calibrated = cost.CALIBRATED
+  factor, _, _ = calibrated[("mlp", "cpu")]
+  monkeypatch.setattr(cost, "CALIBRATED", {})
+  raw = cost.estimate(st)  # the uncalibrated assumptions
+  monkeypatch.setattr(cost, "CALIBRATED", calibrated)
   assert math.isclose(factor, rt["job_seconds_total"] / (raw["phase1_s"] + raw["phase2_s"]),
                       rel_tol=0.01)
-  cal = grid.estimate(st)
+  cal = cost.estimate(st)
   assert math.isclose(cal["phase1_s"] + cal["phase2_s"], rt["job_seconds_total"], rel_tol=0.01)
   assert math.isclose(cal["analysis_s"], rt["analysis_s"], rel_tol=0.02), cal["analysis_s"]
 

@@ -26,7 +26,7 @@ def _study(out, mode="ci", executor="local", **fields):
 
   from jax_al import study
 
-  f = study.grid.study_defaults()
+  f = study.fields.study_defaults()
   with f.unlocked():
     f.baselines = BASELINES
     for k, v in fields.items():
@@ -63,8 +63,8 @@ def test_plan_runs_nothing_and_lists_every_run(tmp_path):
     if run.phase == "select" or name in st.phase2_runs(None):
       assert f"  {name} " in r.stdout, name
   assert "estimated total:" in r.stdout and "estimate basis:" in r.stdout
-  from jax_al.study import grid
-  e = grid.estimate(st)
+  from jax_al.study import cost
+  e = cost.estimate(st)
   assert e["total_s"] > 0 and all(v > 0 for v in e["per_job_s"].values())
   assert set(e["per_job_s"]) >= {n for n, r in st.runs.items() if r.phase == "select"}
   assert not out.exists()
@@ -77,6 +77,7 @@ def test_plan_for_a_gpu_states_its_assumption(tmp_path):
   assert r.returncode == 0, r.stderr
   assert "NOT measured" in r.stdout and "images/s" in r.stdout
   assert "phase 1:" in r.stdout and "resnet18" in r.stdout
+  assert "training images/s unknown" in r.stdout and "--study.train_images_per_s" in r.stdout
   assert not (tmp_path / "c").exists()
 
 
@@ -88,10 +89,10 @@ def test_default_baselines_add_the_bayesian_ones_the_model_runs(tmp_path):
   from jax_al import study
   from jax_al.errors import ConfigError
 
-  f = study.grid.study_defaults()
+  f = study.fields.study_defaults()
   st = study.build(digits.get_config(), f, config_spec="configs/digits.py", mode="full",
                      out=tmp_path / "d")
-  assert st.baselines == study.grid.DEFAULT_BASELINES.split(",") + ["ensemble_bald"]
+  assert st.baselines == study.fields.DEFAULT_BASELINES.split(",") + ["ensemble_bald"]
   assert set(st.left_out) == {"bald", "learning_loss"}
   assert "model.dropout" in st.left_out["bald"] and "model.name" in st.left_out["learning_loss"]
   plan = study.plan_text(st)
@@ -102,11 +103,13 @@ def test_default_baselines_add_the_bayesian_ones_the_model_runs(tmp_path):
   st = study.build(c, f, config_spec="configs/digits.py", mode="full",
                      out=tmp_path / "d2")
   assert "bald" in st.baselines and set(st.left_out) == {"learning_loss"}
+  with f.unlocked():  # a throughput: CIFAR's input shape is unknown without its data
+    f.train_images_per_s = 20.0
   st = study.build(cifar10.get_config(), f, config_spec="configs/cifar10.py", mode="full",
                    out=tmp_path / "c")
   assert "learning_loss" in st.baselines and set(st.left_out) == {"bald"}
   # The plan of a study with an ensemble costs its members' training.
-  e = study.grid.estimate(st)
+  e = study.cost.estimate(st)
   assert e["per_job_s"]["ensemble_bald"] > 3 * e["per_job_s"]["random"]
   with f.unlocked():
     f.baselines = "random,bald"
@@ -233,7 +236,7 @@ def test_ci_study_findings(ci_study):
 @pytest.mark.slow
 def test_ci_study_resumes_without_rerunning(ci_study):
   from jax_al import study
-  from jax_al.study import grid
+  from jax_al.study import cost
 
   st, f = ci_study
   metrics = {p: p.read_bytes() for p in st.out.glob("runs/*/seed*/metrics.jsonl")}
@@ -244,7 +247,7 @@ def test_ci_study_resumes_without_rerunning(ci_study):
   assert {p: p.read_bytes() for p in metrics} == metrics
   assert _numbers(again) == _numbers(f)
   # With finished cycles under --out, the plan's cost is measured.
-  e = grid.estimate(st)
+  e = cost.estimate(st)
   assert e["measured"] and e["total_s"] > 0 and "measured under" in e["basis"]
 
 
@@ -345,8 +348,21 @@ def test_one_trial_per_job_plans_and_jobs_are_unchanged():
   now, then = json.loads(r.stdout), json.loads(GOLDEN.read_text())
   assert set(now) == set(then)
   for key in then:
-    assert now[key]["plan"] == then[key]["plan"], key
+    assert _rate_source_left_out(now[key]["plan"]) == _rate_source_left_out(
+        then[key]["plan"]), key
     assert now[key]["jobs"] == then[key]["jobs"], key
+
+
+def _rate_source_left_out(plan: str) -> str:
+  """A plan with where its training throughput came from left out: the
+  golden plans assumed a table's rates, the generator now gives them
+  (--study.train_images_per_s) and the plan says "given by"; every number
+  and every other word stays compared."""
+  import re
+  out = re.sub(r"training images/s \(.*?\); a forward pass", "training images/s (SOURCE); "
+               "a forward pass", plan)
+  assert out.count("(SOURCE)") == 1, plan
+  return out
 
 
 @pytest.mark.parametrize("args,field", [
@@ -373,13 +389,13 @@ def test_grouped_plan_costs_vmapped_trials(tmp_path):
   from jax_al import study
 
   def plan(**fields):
-    f = study.grid.study_defaults()
+    f = study.fields.study_defaults()
     with f.unlocked():
       f.update(dict(baselines="random,ensemble_bald", device="cpu", trials=3, report_trials=3,
                     train_images_per_s=1000.0, job_overhead_s=0.0, **fields))
     st = study.build(digits.get_config(), f, config_spec="configs/digits.py", mode="full",
                      out=tmp_path / "p")
-    return st, study.grid.estimate(st), study.plan_text(st)
+    return st, study.cost.estimate(st), study.plan_text(st)
 
   st1, e1, _ = plan()
   st3, e3, text = plan(trials_per_job=3, vmap_images_per_s=4000.0)
@@ -390,7 +406,7 @@ def test_grouped_plan_costs_vmapped_trials(tmp_path):
   assert (c.num_trials, c.compare.parallel) == (3, "vmap")
   ens = st3.run_config("ensemble_bald", 1000)
   assert (ens.num_trials, ens.compare.parallel) == (3, "none")
-  img = study.grid.job_images(st1.run_config("random", 0))
+  img = study.cost.job_images(st1.run_config("random", 0))
   # One-trial job: train / 1000 + infer / 3000; a grouped job: 3 x train / 4000 + 3 x infer / 3000.
   assert e1["per_job_s"]["random"] == pytest.approx(img["train"] / 1000 + img["infer"] / 3000)
   assert e3["per_job_s"]["random"] == pytest.approx(3 * img["train"] / 4000 +
@@ -401,7 +417,7 @@ def test_grouped_plan_costs_vmapped_trials(tmp_path):
   assert "3 trials one after another" in text and "replicates" in text
   _, e_assumed, text = plan(trials_per_job=3)
   assert "NOT measured" in text and e_assumed["vmap_images_per_s"] == pytest.approx(
-      1000 * study.grid.VMAP_GAIN["cpu"])
+      1000 * study.cost.VMAP_GAIN["cpu"])
   assert not (tmp_path / "p").exists()
 
 
@@ -465,7 +481,7 @@ def test_grouped_study_resumes_and_needs_every_trial(grouped_study, tmp_path):
   import shutil
 
   from jax_al import study
-  from jax_al.study import executors, findings, grid
+  from jax_al.study import cost, executors, findings
 
   st, f = grouped_study
   metrics = {p: p.read_bytes() for p in st.out.glob("runs/*/seed*/metrics.jsonl")}
@@ -492,7 +508,7 @@ def test_grouped_study_resumes_and_needs_every_trial(grouped_study, tmp_path):
   r = findings.combine("u_batch", {"0:0": (cut, 0), "0:1": (cut, 1)})
   assert r["trials"] == ["0:0"] and r["missing"] == ["0:1"]
   # The plan's cost is measured from the grouped cycles.
-  e = grid.estimate(st)
+  e = cost.estimate(st)
   assert e["measured"] and "measured over" in e["basis"] and "vmapped cycles" in e["basis"]
   assert e["vmap_images_per_s"] > 0
 
@@ -548,7 +564,8 @@ def test_short_cifar_config_is_the_protocol_in_fewer_epochs():
 
 @pytest.mark.slow
 def test_short_cifar_study_plan_with_grouped_jobs(tmp_path):
-  """The plan needs no data: TFDS cifar10's pool size is known from the config."""
+  """The plan needs no data: TFDS cifar10's sizes come from the prepared
+  dataset where there is one, else the plan says they are unknown."""
   out = tmp_path / "c"
   r = _cli("--config", "configs/cifar10_short.py", "--out", str(out), "--plan",
            "--study.trials_per_job=3", "--study.trials=3", "--study.report_trials=3",
@@ -574,7 +591,7 @@ def _tiny_study(out, executor="local", **fields):
 
   from jax_al import study
 
-  f = study.grid.study_defaults()
+  f = study.fields.study_defaults()
   with f.unlocked():
     f.baselines = BASELINES
     for k, v in fields.items():
@@ -651,9 +668,9 @@ def test_an_empty_baseline_list_means_none(tmp_path):
   assert _study(tmp_path / "s", baselines="none").baselines == []
   from jax_al import study
   d = study.build(__import__("configs.digits").digits.get_config(),
-                  study.grid.study_defaults(), config_spec="configs/digits.py", mode="ci",
+                  study.fields.study_defaults(), config_spec="configs/digits.py", mode="ci",
                   out=tmp_path / "s")
-  assert d.baselines[:7] == study.grid.DEFAULT_BASELINES.split(",")  # unset: the default
+  assert d.baselines[:7] == study.fields.DEFAULT_BASELINES.split(",")  # unset: the default
 
 
 def study_plan(st) -> str:
@@ -673,7 +690,7 @@ def test_every_readme_grid_builds_and_plans(tmp_path):
                             (cifar10, "full", dict(lams="1", norms="rank", sign_lams="1",
                                                    trials_per_job=3, trials=3,
                                                    report_trials=3))]:
-    f = study.grid.study_defaults()
+    f = study.fields.study_defaults()
     with f.unlocked():
       for k, v in fields.items():
         f[k] = v
@@ -701,3 +718,145 @@ def test_plan_needs_no_out_and_help_exits_0(tmp_path):
   r = subprocess.run([sys.executable, "run.py", "--help"], cwd=REPO, capture_output=True,
                      text=True, timeout=120)
   assert r.returncode == 0 and "--workdir" in r.stdout and "--helpfull" in r.stdout
+
+
+# ------------------------------------------- the cost model's dataset sizes
+
+
+def test_digits_sizes_come_from_the_source_without_loading():
+  from configs import digits
+  from jax_al import data
+  c = digits.get_config()
+  with c.unlocked():
+    c.data.num_test = 500
+  assert data.sizes(c.data) == (1297, 500)
+  assert data.input_shape(c.data) == (8, 8, 1)
+
+
+def _image_folder(root, counts):
+  from PIL import Image
+  import numpy as np
+  for split, per_class in counts.items():
+    for cls, n in per_class.items():
+      d = root / split / cls
+      d.mkdir(parents=True)
+      for i in range(n):
+        Image.fromarray(np.full((6, 5, 3), i, np.uint8)).save(d / f"{i}.png")
+
+
+def test_folder_sizes_count_the_split_folders_of_a_directory_and_a_tar(tmp_path):
+  import tarfile
+  from configs import digits
+  from jax_al import data
+  root = tmp_path / "imgs" / "wrap"
+  _image_folder(root, {"train": {"a": 3, "b": 2}, "test": {"a": 1, "b": 2}})
+  (root / "train" / "a" / "notes.txt").write_text("not an image")
+  c = digits.get_config()
+  with c.unlocked():
+    c.data.source, c.data.path, c.data.channels = "folder", str(tmp_path / "imgs"), 3
+  assert data.sizes(c.data) == (5, 3)
+  assert data.input_shape(c.data) == (6, 5, 3)  # the first image's header
+  tar = tmp_path / "imgs.tar.gz"
+  with tarfile.open(tar, "w:gz") as t:
+    t.add(root, arcname="wrap")
+  with c.unlocked():
+    c.data.path = str(tar)
+  assert data.sizes(c.data) == (5, 3)
+  with c.unlocked():
+    c.data.path = str(tmp_path / "absent")
+  assert data.sizes(c.data) is None
+
+
+def test_embeddings_sizes_read_the_npz_headers(tmp_path):
+  import numpy as np
+  from configs import embeddings
+  from jax_al import data
+  path = tmp_path / "e.npz"
+  np.savez(path, train_features=np.zeros((37, 12), np.float32),
+           train_labels=np.zeros(37, np.int32), test_features=np.zeros((9, 12), np.float32),
+           test_labels=np.zeros(9, np.int32))
+  c = embeddings.get_config()
+  with c.unlocked():
+    c.data.path = str(path)
+  assert data.sizes(c.data) == (37, 9)
+  assert data.input_shape(c.data) == (1, 12, 1)
+
+
+def test_a_plan_of_a_source_of_unknown_size_says_so(tmp_path):
+  from configs import digits
+  from jax_al import study
+  c = digits.get_config()
+  with c.unlocked():
+    c.data.source, c.data.path, c.data.channels = "folder", str(tmp_path / "absent"), 1
+  f = study.fields.study_defaults()
+  with f.unlocked():
+    f.baselines, f.train_images_per_s = "random", 1000.0
+  st = study.build(c, f, config_spec="configs/digits.py", mode="ci", out=None)
+  text = study.plan_text(st)
+  assert "sizes of this dataset (data.source=folder) are unknown before loading it" in text
+
+
+
+# ------------------------------------------- the cost model's measured throughput
+
+
+def test_the_throughput_probe_is_cached_per_model_and_machine(tmp_path, monkeypatch):
+  from configs import digits
+  from jax_al.study import throughput
+  monkeypatch.setenv(throughput.ENV, str(tmp_path / "rates.json"))
+  calls = []
+  real = throughput.measure
+  monkeypatch.setattr(throughput, "measure",
+                      lambda config, shape: calls.append(shape) or real(config, shape))
+  c = digits.get_config()
+  rate, src = throughput.train_images_per_s(c, "cpu" if _backend() == "cpu" else "gpu")
+  assert rate > 0 and "measured on this machine" in src and calls == [(8, 8, 1)]
+  again, src = throughput.train_images_per_s(c, "cpu" if _backend() == "cpu" else "gpu")
+  assert again == rate and "cached in" in src and len(calls) == 1  # the second plan measures nothing
+  c.train.batch_size = 16  # another batch size is another measurement
+  throughput.train_images_per_s(c, "cpu" if _backend() == "cpu" else "gpu")
+  assert len(calls) == 2 and len(json.loads((tmp_path / "rates.json").read_text())) == 2
+
+
+def _backend() -> str:
+  import jax
+  return jax.default_backend()
+
+
+def test_a_plan_for_another_device_states_its_throughput_unknown(monkeypatch):
+  from configs import digits
+  from jax_al import study
+  from jax_al.study import throughput
+  monkeypatch.setattr(throughput, "measure", lambda *a: pytest.fail("measured another device"))
+  other = "gpu" if _backend() == "cpu" else "cpu"
+  f = study.fields.study_defaults()
+  with f.unlocked():
+    f.baselines, f.device = "random", other
+  st = study.build(digits.get_config(), f, config_spec="configs/digits.py", mode="ci", out=None)
+  e = study.cost.estimate(st)
+  assert e["total_s"] is None and all(v is None for v in e["per_job_s"].values())
+  text = study.plan_text(st)
+  assert "training images/s unknown (NOT measured" in text
+  assert f"estimated total: unknown, as the training throughput on {other} is unknown" in text
+  assert "--study.train_images_per_s" in text
+  with f.unlocked():  # given, it prices the plan without a measurement
+    f.train_images_per_s = 1000.0
+  st = study.build(digits.get_config(), f, config_spec="configs/digits.py", mode="ci", out=None)
+  assert study.cost.estimate(st)["total_s"] > 0
+  assert "given by --study.train_images_per_s" in study.plan_text(st)
+
+
+def test_a_plan_on_this_machine_says_its_throughput_was_measured(tmp_path, monkeypatch):
+  from configs import digits
+  from jax_al import study
+  from jax_al.study import throughput
+  monkeypatch.setattr(throughput, "measure", lambda config, shape: 12_345.0)
+  (tmp_path / "a_file").write_text("")
+  monkeypatch.setenv(throughput.ENV, str(tmp_path / "a_file" / "rates.json"))  # unwritable
+  f = study.fields.study_defaults()
+  with f.unlocked():
+    f.baselines = "random"
+  st = study.build(digits.get_config(), f, config_spec="configs/digits.py", mode="ci", out=None)
+  text = study.plan_text(st)
+  assert "measured on this machine" in text and "training images/s" in text
+  assert study.cost.estimate(st)["total_s"] > 0

@@ -140,6 +140,24 @@ def validate(ds: Dataset, channels: int) -> Dataset:
 # data.source -> loader(data_cfg, *, image_size, channels) -> Dataset, filled
 # by `register_source` in each source's module (jax_al.data imports them all).
 LOADERS: dict = {}
+# data.source -> sizes(data_cfg) -> (n_train, n_test) | None, filled by
+# `register_sizes` next to each loader; `jax_al.data.sizes` asks them.
+SIZES: dict = {}
+# data.source -> shape(data_cfg) -> (height, width) of its images | None, by
+# `register_shape`; `jax_al.data.input_shape` asks them.
+SHAPES: dict = {}
+
+
+def _registrar(table: dict, name: str, what: str):
+  """A decorator that puts the function it decorates in `table` under `name`."""
+
+  def wrap(fn):
+    if name in table:
+      raise ValueError(f"{what} {name!r} is registered twice")
+    table[name] = fn
+    return fn
+
+  return wrap
 
 
 def register_source(name: str):
@@ -149,11 +167,21 @@ def register_source(name: str):
   section, the checked square size or None, 1 or 3) and returns a uint8
   `Dataset`; `load_dataset` validates it and applies `data.features`.
   """
+  return _registrar(LOADERS, name, "data source")
 
-  def wrap(fn):
-    if name in LOADERS:
-      raise ValueError(f"data source {name!r} is registered twice")
-    LOADERS[name] = fn
-    return fn
 
-  return wrap
+def register_sizes(name: str):
+  """Function decorator that registers how to count `data.source = name`'s
+  images without loading them: `(data_cfg) -> (n_train, n_test)`, or None
+  where the count is unknown before loading (the study's cost model then
+  says so). It reads only names, headers or metadata, never decodes images.
+  """
+  return _registrar(SIZES, name, "the sizes of data source")
+
+
+def register_shape(name: str):
+  """Function decorator that registers how to tell the (height, width) of
+  `data.source = name`'s images without loading them (from a header or
+  metadata), or None where it is unknown; used where `data.image_size` is
+  unset. A feature source returns the (1, dimension) of its rows."""
+  return _registrar(SHAPES, name, "the shape of data source")

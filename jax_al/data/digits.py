@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import numpy as np
 
-from jax_al.data.dataset import Dataset, resize_images, to_channels, register_source
+from jax_al.data.dataset import (Dataset, register_shape, register_sizes, register_source, resize_images,
+                                 to_channels)
 from jax_al.errors import ConfigError
 
 # Fixed, not config.seed: the test split must not move between runs.
 SPLIT_SEED = 0
 NUM_CLASSES = 10
+TOTAL = 1797  # scikit-learn's load_digits(): 1,797 images
+
+
+@register_sizes("digits")
+def digits_sizes(data_cfg) -> tuple[int, int] | None:
+  """(1,797 - data.num_test, data.num_test), without importing scikit-learn;
+  None for a num_test the loader refuses."""
+  num_test = data_cfg.num_test
+  if (isinstance(num_test, bool) or not isinstance(num_test, int)
+      or not NUM_CLASSES <= num_test <= TOTAL - NUM_CLASSES):
+    return None
+  return TOTAL - num_test, num_test
+
+
+@register_shape("digits")
+def digits_shape(data_cfg) -> tuple[int, int]:
+  """The digits are 8x8 pixels."""
+  del data_cfg
+  return (8, 8)
 
 
 @register_source("digits")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_al.data.dataset import Dataset, register_source
+from jax_al.data.dataset import Dataset, register_shape, register_sizes, register_source
 from jax_al.errors import ConfigError, DataError
 
 REQUIRED = ("train_features", "train_labels", "test_features", "test_labels")
@@ -224,3 +224,43 @@ def save(path, ds: Dataset) -> Path:
       pass
     raise
   return path
+
+
+def _shape(archive: zipfile.ZipFile, name: str) -> tuple:
+  """The shape of array `name` of an open .npz, from its .npy header."""
+  with archive.open(f"{name}.npy") as f:
+    version = np.lib.format.read_magic(f)
+    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+            else np.lib.format.read_array_header_2_0)
+    shape, _, _ = read(f)
+  if not shape:
+    raise ValueError(f"{name} is a scalar")
+  return tuple(int(n) for n in shape)
+
+
+def _headers(data_cfg) -> dict | None:
+  """{array: shape} of train_features and test_features, None without both."""
+  path = str(data_cfg.path)
+  if not path or not os.path.isfile(path):
+    return None
+  with zipfile.ZipFile(path) as archive:
+    names = set(archive.namelist())
+    if not {"train_features.npy", "test_features.npy"} <= names:
+      return None
+    return {n: _shape(archive, n) for n in ("train_features", "test_features")}
+
+
+@register_sizes("embeddings")
+def embeddings_sizes(data_cfg) -> tuple[int, int] | None:
+  """(rows of train_features, rows of test_features) read from the .npz's
+  array headers; no array is read. None when the file or an array is absent."""
+  h = _headers(data_cfg)
+  return None if h is None else (h["train_features"][0], h["test_features"][0])
+
+
+@register_shape("embeddings")
+def embeddings_shape(data_cfg) -> tuple[int, int] | None:
+  """(1, D): the loader holds each row of D features as a 1 x D image."""
+  h = _headers(data_cfg)
+  shape = None if h is None else h["train_features"]
+  return None if shape is None or len(shape) != 2 else (1, shape[1])

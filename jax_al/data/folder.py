@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from jax_al.data import cache
-from jax_al.data.dataset import Dataset, register_source
+from jax_al.data.dataset import Dataset, register_shape, register_sizes, register_source
 from jax_al import memory
 from jax_al.errors import ConfigError, DataError
 
@@ -50,8 +50,9 @@ def _is_hidden(name: str) -> bool:
 class _TarTree:
   """An archive's image files, read into memory after safety checks."""
 
-  def __init__(self, path: str, max_bytes: int):
+  def __init__(self, path: str, max_bytes: int, names_only: bool = False):
     self.where = path
+    self._names_only = names_only  # list the members, read no image (`folder_sizes`)
     self._names: dict[_Parts, str] = {}    # parts -> member name, for errors
     self._data: dict[_Parts, bytes] = {}
     # Folder -> (sub-folder names, file names).
@@ -91,6 +92,8 @@ class _TarTree:
                       f"{max_bytes:,}-byte limit for one image",
                       "remove the member, or raise data.max_image_bytes if "
                       "the archive is trusted.")
+    if self._names_only:
+      return
     f = archive.extractfile(member)
     self._data[parts] = f.read()
     self._names[parts] = member.name
@@ -422,3 +425,38 @@ def load_folder(data_cfg, *, image_size: int | None, channels: int) -> Dataset:
   remember()  # only now: a rejected archive leaves nothing in the cache folder
   return Dataset(class_names=class_names, description=f"folder:{path}", fingerprint=fp,
                  **{k: v for k, v in arrays.items() if k != "class_names"})
+
+
+@register_sizes("folder")
+def folder_sizes(data_cfg) -> tuple[int, int] | None:
+  """(images of data.train_split, images of data.test_split), counted from
+  the file names of a directory or the member headers of a tar (no image
+  is read or decoded). None when data.path is unset or absent; a bad layout
+  raises the loader's DataError (`jax_al.data.sizes` turns it into None)."""
+  raw = data_cfg.path
+  if not raw:
+    return None
+  path = os.path.abspath(os.path.expanduser(raw))
+  if not os.path.exists(path):
+    return None
+  tree = (_DirTree(path) if os.path.isdir(path)
+          else _TarTree(path, _max_bytes(data_cfg), names_only=True))
+  _, splits = _layout(tree, data_cfg.train_split, data_cfg.test_split)
+  return len(splits[data_cfg.train_split]), len(splits[data_cfg.test_split])
+
+
+@register_shape("folder")
+def folder_shape(data_cfg) -> tuple[int, int] | None:
+  """(height, width) of the first training image of a directory, from its
+  header (the loader requires one size for all when data.image_size is
+  unset); None for a tar, whose images are only read by loading it."""
+  raw = data_cfg.path
+  path = os.path.abspath(os.path.expanduser(raw)) if raw else ""
+  if not path or not os.path.isdir(path):
+    return None
+  tree = _DirTree(path)
+  _, splits = _layout(tree, data_cfg.train_split, data_cfg.test_split)
+  parts, _ = splits[data_cfg.train_split][0]
+  with Image.open(tree._path(parts)) as img:  # the header only: nothing is decoded
+    width, height = img.size
+  return height, width

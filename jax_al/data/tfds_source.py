@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from jax_al.data.dataset import Dataset, resize_images, to_channels, register_source
+from jax_al.data.dataset import (Dataset, register_shape, register_sizes, register_source, resize_images,
+                                 to_channels)
 from jax_al.errors import ConfigError, DataError
 
 _INSTALL = "install TensorFlow and TFDS with `pip install -e .[tfds]`."
@@ -69,3 +70,52 @@ def load_tfds(data_cfg, *, image_size: int | None, channels: int) -> Dataset:
                  test_images=test_x, test_labels=test_y,
                  class_names=tuple(names),
                  description=f"{where} ({splits[0]}/{splits[1]})")
+
+
+def _prepared_info(data_cfg):
+  """The builder info of data.name where TFDS is installed and the dataset
+  is prepared in data.data_dir, else None (nothing is downloaded or read)."""
+  if not data_cfg.name:
+    return None
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  from absl import logging  # pylint: disable=g-import-not-at-top
+
+  level = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)  # TFDS warns about every unprepared folder it sees
+  try:
+    builder = tfds.builder(data_cfg.name, data_dir=data_cfg.data_dir or None)
+    return builder.info if builder.is_prepared() else None
+  except Exception:  # pylint: disable=broad-except  # TFDS raises many types: unknown
+    return None
+  finally:
+    logging.set_verbosity(level)
+
+
+@register_sizes("tfds")
+def tfds_sizes(data_cfg) -> tuple[int, int] | None:
+  """(examples of data.train_split, of data.test_split) from the prepared
+  dataset's builder info; None where TFDS or the prepared dataset is absent."""
+  info = _prepared_info(data_cfg)
+  if info is None:
+    return None
+  try:
+    return (info.splits[data_cfg.train_split].num_examples,
+            info.splits[data_cfg.test_split].num_examples)
+  except Exception:  # pylint: disable=broad-except  # an unknown split: unknown size
+    return None
+
+
+@register_shape("tfds")
+def tfds_shape(data_cfg) -> tuple[int, int] | None:
+  """(height, width) of the prepared dataset's image feature, else None."""
+  info = _prepared_info(data_cfg)
+  if info is None:
+    return None
+  image_key = info.supervised_keys[0] if info.supervised_keys else "image"
+  shape = getattr(info.features[image_key], "shape", None)
+  if not shape or len(shape) != 3 or None in shape[:2]:
+    return None
+  return int(shape[0]), int(shape[1])

@@ -21,8 +21,8 @@ workdir `<out>/runs/<run>/seed<s>`, or with `--study.trials_per_job=k` of k
 vmapped trials in `<out>/runs/<run>/seed<s>x<k>`; rerunning the command
 skips finished jobs and resumes unfinished ones. The library API:
 
-    st = study.build(config, study.grid.study_defaults(), config_spec=..., mode="ci", out=...)
-    print(study.grid.plan_text(st))
+    st = study.build(config, study.fields.study_defaults(), config_spec=..., mode="ci", out=...)
+    print(study.plan_text(st))
     findings = study.run_study(st)
 
 Outputs in `--out`: findings.md, findings.json, learning_curves.png,
@@ -39,8 +39,9 @@ from pathlib import Path
 
 from jax_al import files
 from jax_al.errors import ConfigError, DataError
-from jax_al.study import executors, findings, grid, probes
-from jax_al.study.grid import Study, build, plan_text  # noqa: F401
+from jax_al.study import cost, executors, fields, findings, grid, plan, probes
+from jax_al.study.grid import Study, build  # noqa: F401
+from jax_al.study.plan import plan_text  # noqa: F401
 
 TOOL = "jax-al study"
 FORMAT = 1
@@ -245,6 +246,6 @@ def run_study(st: Study, log=print) -> dict:
     lock_path.unlink(missing_ok=True)
 
 
-__all__ = ["Study", "build", "plan_text", "run_study", "check_out", "grid", "findings",
-           "probes", "executors"]
+__all__ = ["Study", "build", "plan_text", "run_study", "check_out", "fields", "grid", "cost",
+           "plan", "findings", "probes", "executors"]
 del os

@@ -5,7 +5,7 @@
 
 `--config.<field>` overrides pass through to every run of the study;
 `--study.<field>` sets the study's own fields (trials, lams, baselines,
-slurm, ...: `jax_al/study/grid.py`, `study_defaults`). Bad input stops with
+slurm, ...: `jax_al/schema.py` `study.*`, checked by `jax_al/study/fields.py`). Bad input stops with
 one line naming the flag or field, the value and the fix (exit 1), before
 anything is written.
 """
@@ -19,7 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jax_al import usage
-from jax_al.study import grid
+from jax_al.study import fields
 
 flags.DEFINE_string("out", None, "The study's folder (new, empty, or a study's to resume it); "
                     "--plan needs none.")
@@ -33,7 +33,7 @@ def define_config_flags() -> None:
   """--config and --study; config_flags reads their overrides from argv as they are defined."""
   config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/digits.py[:preset].",
                                   lock_config=True)
-  config_flags.DEFINE_config_dict("study", grid.study_defaults(), "The study's own fields.",
+  config_flags.DEFINE_config_dict("study", fields.study_defaults(), "The study's own fields.",
                                   lock_config=True)
   flags.mark_flags_as_required(["config"])  # --out: checked in main (a plan needs none)
 
@@ -42,7 +42,7 @@ def _explain_study(argv, exc) -> str | None:
   """One line for a bad --study.* flag, or None when no such flag is at fault."""
   from jax_al.cli import _flag_values, _parse_like
 
-  defaults = grid.study_defaults()
+  defaults = fields.study_defaults()
   for flag, value in _flag_values(argv, "study"):
     if flag == "study":
       continue

@@ -108,7 +108,8 @@ def run_analysis(st, name: str, best: str) -> dict:
 
   from jax_al import compiles
   t0 = time.perf_counter()
-  # The runs' compiled programs are on disk: the replays load them (as loop.run does).
+  # The runs' compiled programs are on disk: the replays load them (as loop.run does;
+  # the folder was checked with the study's fields, `fields.check_study`).
   compiles.use_persistent_cache(st.base.compile_cache_dir)
   select_runs = [n for n, r in st.runs.items() if r.phase == "select"]
   probes = _probes(st)
