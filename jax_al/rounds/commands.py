@@ -143,7 +143,7 @@ def init(args) -> int:
   classes = _classes(args.classes)
   image_url = _image_url(args.image_url, kind)
   if kind == "images":
-    max_bytes = int(config.data.get("max_image_bytes", 64 * 2**20))
+    max_bytes = int(config.data.max_image_bytes)
     items = pool_lib.list_images(source, max_bytes)
   else:
     items = pool_lib.list_embeddings(source)

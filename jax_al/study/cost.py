@@ -103,8 +103,12 @@ def device_of(fields) -> str:
 
 
 def _is_vmapped(cfg: dict) -> bool:
-  """Whether a saved config.json trained its trials as one vmapped program."""
-  return int(cfg.get("num_trials", 1)) > 1 and cfg.get("compare", {}).get("parallel") == "vmap"
+  """Whether a saved config.json trained its trials as one vmapped program
+  (completed by the schema: a config saved before a field existed has it)."""
+  from jax_al import schema
+
+  cfg = schema.completed(cfg)
+  return int(cfg["num_trials"]) > 1 and cfg["compare"]["parallel"] == "vmap"
 
 
 def _steady(items: list, cycle) -> list:
