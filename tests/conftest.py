@@ -197,11 +197,11 @@ def cifar_cache(tmp_path_factory) -> Path:
 # collection order; starting the long ones first keeps one worker from
 # running a long file alone at the end (longest-processing-time first).
 # Only the order changes: every file still runs, the rest alphabetically.
-HEAVY_FILES = ("test_gpu_kit.py", "test_study.py", "test_rounds.py", "test_reliability.py",
-               "test_install.py", "test_parallel.py", "test_labelstudio.py", "test_compiles.py",
-               "test_uncertainty_mmd.py", "test_sharding.py", "test_train.py",
-               "test_baselines.py", "test_scores.py", "test_report.py", "test_run.py",
-               "test_learning_loss.py")
+HEAVY_FILES = ("test_gpu_kit.py", "test_study.py", "test_rounds.py", "test_train.py",
+               "test_reliability.py", "test_install.py", "test_sharding.py", "test_parallel.py",
+               "test_labelstudio.py", "test_baselines.py", "test_uncertainty_mmd.py",
+               "test_compiles.py", "test_scores.py", "test_learning_loss.py", "test_report.py",
+               "test_run.py", "test_select_cli.py", "test_bench.py", "test_fuzz.py")
 
 
 def pytest_collection_modifyitems(config, items):
