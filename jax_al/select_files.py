@@ -28,7 +28,9 @@ import ast
 import csv
 import hashlib
 import io
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -37,6 +39,10 @@ import numpy as np
 POOL_ARRAYS = ("features", "logits", "probs", "ids", "sample_logits", "predicted_loss")
 PROG = "jax-al select"
 _WRITTEN = False  # set once this process wrote the picks (for the Ctrl-C line)
+# The writes of the picks and a Ctrl-C's "nothing written" exclude each other:
+# whoever takes the gate first decides (`entry` runs the selection in a thread).
+_GATE = threading.Lock()
+_CANCELLED = False
 
 
 class InputError(SystemExit):
@@ -479,7 +485,9 @@ def run(argv) -> dict:
   from jax_al.errors import critical
   written = []
   try:
-    with critical():  # a Ctrl-C waits until both files are written
+    with _GATE, critical():  # a Ctrl-C waits until both files are written
+      if _CANCELLED:  # a Ctrl-C came first and said nothing was written
+        return doc
       files.write_output(out_csv, picks_csv(ids, picks))
       written.append(str(out_csv))
       files.write_output_json(out_json, doc)
@@ -495,17 +503,51 @@ def run(argv) -> dict:
 
 
 def entry(argv) -> None:
-  """`jax-al select ARGS`: exit 0 after writing the picks, 1 on bad input."""
+  """`jax-al select ARGS`: exit 0 after writing the picks, 1 on bad input.
+
+  The command runs in a worker thread while the main thread waits for it,
+  so that Ctrl-C or SIGTERM answer at once (JAX holds the thread that runs
+  a compiled selection until the program ends, which can be minutes on a
+  large pool). A signal before the picks are written exits 128 + the
+  signal number with nothing written; one while they are being written
+  waits for both files.
+  """
+  global _CANCELLED
   from jax_al.errors import Interrupted, handle_signals
+
+  box: dict = {}
+  finished = threading.Event()
+
+  def work():
+    try:
+      box["doc"] = run(argv)
+    except BaseException as e:  # pylint: disable=broad-except  # re-raised in the main thread
+      box["error"] = e
+    finally:
+      finished.set()
 
   with handle_signals():
     try:
-      doc = run(argv)
+      threading.Thread(target=work, name="jax-al-select", daemon=True).start()
+      # Sleeps, not Thread.join: a signal that interrupts join() leaves the
+      # thread reported as stopped while it still runs (CPython 3.11).
+      while not finished.is_set():
+        time.sleep(0.05)
+      if "error" in box:
+        raise box["error"]
     except Interrupted as e:
-      # The writes are one critical section: a signal lands before or after both.
-      done = "after writing the picks" if _WRITTEN else "before writing anything"
-      print(f"interrupted by {e.signal_name} {done}", file=sys.stderr)
+      with _GATE:  # the worker is not writing now, and will not start
+        _CANCELLED = True
+        done = "after writing the picks" if _WRITTEN else "before writing anything"
+      print(f"interrupted by {e.signal_name} {done}", file=sys.stderr, flush=True)
+      if not finished.is_set():  # still computing: nothing of it is wanted, stop at once
+        # Die of the signal itself (the shell's 128 + N): exiting Python while
+        # XLA runs in the worker thread aborts in its teardown instead.
+        import signal
+        sys.stdout.flush()
+        signal.signal(e.signum, signal.SIG_DFL)
+        os.kill(os.getpid(), e.signum)
       raise SystemExit(e.exit_code) from None
+  doc = box["doc"]
   print(f"{doc['budget']} picks by {doc['strategy']}: {doc['written'][0]} "
         f"(and {doc['written'][1]}) in {doc['timing']['total_s']:.1f} s")
-

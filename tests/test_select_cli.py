@@ -486,3 +486,65 @@ def test_a_wrong_setting_flag_is_one_line_with_its_fix(digits, tmp_path, flag, s
   msg = str(e.value)
   assert says in msg and "\n" not in msg and "cannot be casted" not in msg, msg
   assert not (tmp_path / "picks.csv").exists()
+
+
+# ---- Ctrl-C while a compiled selection holds the thread -----------------------
+
+_LONG_SELECT = r"""
+import sys
+import jax, jax.numpy as jnp
+from jax_al import select_files
+
+@jax.jit
+def _hours(x):  # one compiled program that runs for hours: JAX holds its thread
+  return jax.lax.fori_loop(0, 10**7, lambda i, x: jnp.tanh(x @ x), x)
+
+def run(argv):
+  x = jnp.ones((256, 256)) / 256
+  _hours.lower(x).compile()  # compiled before the signal: only the run is left
+  print("selecting", flush=True)
+  return _hours(x).block_until_ready()
+
+select_files.run = run
+select_files.entry(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+@pytest.mark.slow
+def test_a_signal_during_a_long_selection_stops_the_command_at_once(tmp_path, signame):
+  """Ctrl-C or SIGTERM while one compiled program runs for hours: the command
+  says nothing was written and exits with the signal's code within seconds
+  (it used to wait for the program to end)."""
+  import signal
+  import time
+
+  p = subprocess.Popen([sys.executable, "-c", _LONG_SELECT, "--pool", "x.npz"], cwd=tmp_path,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+  try:
+    assert p.stdout.readline().strip() == "selecting"
+    time.sleep(0.5)  # inside the program
+    t0 = time.perf_counter()
+    p.send_signal(getattr(signal, signame))
+    _, err = p.communicate(timeout=60)
+    waited = time.perf_counter() - t0
+  finally:
+    p.kill()
+  num = int(getattr(signal, signame))
+  assert p.returncode in (128 + num, -num), (p.returncode, err)
+  assert f"interrupted by {signame} before writing anything" in err, err
+  assert "Traceback" not in err and "terminate called" not in err, err
+  assert waited < 20, waited
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cancelled_command_writes_nothing(digits, tmp_path, monkeypatch):
+  """After a signal said "nothing was written", a selection that ends later
+  does not write its picks."""
+  d, *_ = digits
+  monkeypatch.setattr(select_files, "_CANCELLED", True)
+  out = tmp_path / "picks.csv"
+  select_files.run(["--pool", str(d / "pool.npz"), "--strategy", "margin", "--budget", "5",
+                    "--out", str(out)])
+  assert list(tmp_path.iterdir()) == []
