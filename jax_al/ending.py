@@ -73,9 +73,30 @@ def lines(config, summary: dict, workdir, seconds: float, argv=None) -> list[str
     out.append("  resume:  call the same run again with the same workdir")
     spec = "CONFIG"
   other = "random,entropy" if config.al.strategy == "random" else f"random,{config.al.strategy}"
+  # The run's own --config.* flags (a data path, sizes) define the data and
+  # the protocol: the comparison keeps them; only the strategies change.
+  kept = shlex.join(_config_flags(list(argv)[1:])) if cmd else ""
   out.append(f"  compare: {shlex.join(run_words)} --config {shlex.quote(spec)} "
-             f"--config.compare.strategies={other} --workdir "
+             f"--config.compare.strategies={other}{' ' + kept if kept else ''} --workdir "
              f"{shlex.quote(str(workdir) + '_compare')}")
+  return out
+
+
+def _config_flags(args: list[str]) -> list[str]:
+  """The `--config.<field>` flags of `args` (with a separate value where one
+  is given as the next word), `compare.strategies` and `al.strategy` left
+  out: a comparison sets those itself."""
+  out, i = [], 0
+  while i < len(args):
+    a = args[i]
+    if a.startswith("--config."):
+      name = a[len("--config."):].split("=", 1)[0]
+      words = [a] if "=" in a or i + 1 == len(args) else [a, args[i + 1]]
+      if name not in ("compare.strategies", "al.strategy"):
+        out += words
+      i += len(words)
+    else:
+      i += 1
   return out
 
 

@@ -259,6 +259,9 @@ def _parquet(path: Path) -> dict:
 def load_pool(path) -> dict:
   """The pool file's arrays by name (see the module doc)."""
   path = Path(path)
+  if path.is_dir():
+    raise InputError(f"--pool {path}: is a folder. Fix: pass the pool file in it (.npz, .npy "
+                     "or .parquet)")
   if not path.is_file():
     raise InputError(f"--pool {path}: no such file. Fix: pass the pool file (.npz, .npy or "
                      ".parquet)")
@@ -467,7 +470,10 @@ def run(argv) -> dict:
     if field == "seed":
       raise InputError(f"--seed {args.seed}: {e.fix}") from None
     if field == "strategy":
-      raise InputError(f"--strategy {args.strategy}: not a strategy or preset; {e.fix}") from None
+      from jax_al import presets
+      what = ("cannot select here" if args.strategy in presets.names()
+              else "not a strategy or preset")
+      raise InputError(f"--strategy {args.strategy}: {what}; {e.fix}") from None
     raise InputError(str(e)) from None
   t_select = time.perf_counter()
   inputs = {"pool": {"path": str(pool_path), "sha256": _sha256(pool_path),

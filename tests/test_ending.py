@@ -85,3 +85,21 @@ def test_resume_command_follows_the_installed_command(tmp_path, argv0):
   compare = next(l for l in text if l.startswith("  compare:"))
   assert compare.startswith(f"  compare: {argv0} --config configs/digits.py:margin "
                             "--config.compare.strategies=random,margin")
+
+
+def test_the_compare_command_keeps_the_runs_own_config_flags(tmp_path):
+  """An embeddings run's data path (and any other --config.* flag) goes into
+  the suggested comparison; only the strategies change (found by a hostile
+  pass: the compare hint dropped --config.data.path)."""
+  c = tiny_digits_config("margin")
+  summary = {"labeled": [20, 40], "test_acc": [[50.0, 60.0]], "trials": 1}
+  argv = ["run.py", "--config", "configs/embeddings.py", "--config.data.path=/data/my emb.npz",
+          "--config.train.epochs", "5", "--config.al.strategy=margin",
+          "--config.compare.strategies=x", "--overwrite"]
+  text = ending.lines(c, summary, tmp_path / "w", 1.0, argv)
+  compare = next(l for l in text if l.startswith("  compare:"))
+  words = shlex.split(compare.split(":", 1)[1])
+  assert words[:5] == ["python", "run.py", "--config", "configs/embeddings.py",
+                       "--config.compare.strategies=random,margin"]
+  assert words[5:8] == ["--config.data.path=/data/my emb.npz", "--config.train.epochs", "5"]
+  assert words[8:] == ["--workdir", str(tmp_path / "w") + "_compare"]

@@ -548,3 +548,22 @@ def test_a_cancelled_command_writes_nothing(digits, tmp_path, monkeypatch):
   select_files.run(["--pool", str(d / "pool.npz"), "--strategy", "margin", "--budget", "5",
                     "--out", str(out)])
   assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_pool_and_a_one_class_pool_say_what_is_wrong(tmp_path):
+  """A folder as --pool is not "no such file"; margin on 1-class logits is
+  not "not a strategy or preset" (both found by a hostile pass)."""
+  (tmp_path / "adir").mkdir()
+  with pytest.raises(SystemExit) as e:
+    select_files.run(["--pool", str(tmp_path / "adir"), "--strategy", "random",
+                      "--budget", "2", "--out", str(tmp_path / "picks.csv")])
+  assert "is a folder" in e.value.code and "no such file" not in e.value.code
+  rng = np.random.default_rng(0)
+  np.savez(tmp_path / "one.npz", features=rng.standard_normal((50, 4)).astype(np.float32),
+           logits=rng.standard_normal((50, 1)).astype(np.float32))
+  with pytest.raises(SystemExit) as e:
+    select_files.run(["--pool", str(tmp_path / "one.npz"), "--strategy", "margin",
+                      "--budget", "5", "--out", str(tmp_path / "picks.csv")])
+  msg = e.value.code
+  assert "not a strategy or preset" not in msg and "1 class" in msg and "\n" not in msg, msg
+  assert not (tmp_path / "picks.csv").exists()

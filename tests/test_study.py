@@ -142,11 +142,12 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, needle):
     (dict(probe_cycles="7"), "study.probe_cycles"), (dict(slurm__group=0), "study.slurm.group"),
     (dict(slurm__cluster="pbs"), "study.slurm.cluster"), (dict(candidates="nope"),
                                                            "study.candidates"),
+    (dict(baselines="margin,random,margin"), "study.baselines.*named twice"),
 ])
 def test_bad_study_fields_name_the_field(tmp_path, fields, needle):
   from jax_al.errors import ConfigError
 
-  with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+  with pytest.raises(ConfigError, match=needle.replace(".", r"\.").replace(r"\.*", ".*")):
     _study(tmp_path / "s", **fields)
   with pytest.raises(ConfigError, match="--executor"):
     _study(tmp_path / "s", executor="pbs")
@@ -860,3 +861,16 @@ def test_a_plan_on_this_machine_says_its_throughput_was_measured(tmp_path, monke
   text = study.plan_text(st)
   assert "measured on this machine" in text and "training images/s" in text
   assert study.cost.estimate(st)["total_s"] > 0
+
+
+@pytest.mark.slow
+def test_a_plan_with_an_out_that_is_a_file_is_one_line(tmp_path):
+  """A plan reads the rates measured under --out: a file there is refused, as
+  the study itself would refuse it, not silently planned over."""
+  f = tmp_path / "notes.txt"
+  f.write_text("mine")
+  r = _cli("--config", "configs/digits.py", "--out", str(f), "--mode", "ci", "--plan")
+  assert r.returncode == 1, (r.stdout, r.stderr)
+  lines = [x for x in r.stderr.splitlines() if x.strip()]
+  assert len(lines) == 1 and "--out" in lines[0] and "it is a file" in lines[0], r.stderr
+  assert f.read_text() == "mine"

@@ -118,6 +118,8 @@ def main(argv):
                        out=FLAGS.out, executor=FLAGS.executor,
                        given=given_config_fields(sys.argv))
       if FLAGS.plan:
+        if st.out is not None:  # the plan reads the rates measured there: it must be a study's
+          study.check_out(st.out)
         print(study.plan_text(st))
         return 0
       study.check_out(st.out)

@@ -250,7 +250,10 @@ def check_study(config, fields, *, mode: str, executor: str,
                               "pca_cycle": pca})
   select = grid.select_names(lams, norms, sign_lams, f.sign_norm)
   seen = set(select)
-  for b in baselines:
+  for i, b in enumerate(baselines):
+    if b in baselines[:i]:
+      raise ConfigError("study.baselines", b, f"it is named twice in --study.baselines="
+                        f"{','.join(baselines)}; name each baseline once")
     if b in seen:
       raise ConfigError("study.baselines", b, f"{b!r} is the name of a study variant; "
                         "drop it from --study.baselines")
