@@ -221,11 +221,20 @@ def _parquet(path: Path) -> dict:
     raise InputError(f"{path}: reading Parquet needs pyarrow, which is not installed. Fix: "
                      "pip install pyarrow (or save the pool as .npz)") from None
   try:
+    schema_names = pq.read_schema(path).names
+    twice = sorted({n for n in schema_names if schema_names.count(n) > 1})
+    if twice:  # pyarrow's own message dumps the whole schema
+      raise InputError(f"{path}: has {schema_names.count(twice[0])} columns named "
+                       f"{twice[0]!r}. Fix: give each column its own name")
     table = pq.read_table(path)
+  except InputError:
+    raise
   except Exception as e:  # pylint: disable=broad-except
     raise InputError(f"{path}: cannot be read as Parquet ({type(e).__name__}: {e}). Fix: "
                      "write it with pyarrow.parquet.write_table or DataFrame.to_parquet") from None
   names = table.column_names
+  if table.num_rows == 0:
+    raise InputError(f"{path}: has 0 rows. Fix: write the pool's items, one row each")
   if "id" not in names:
     raise InputError(f"{path}: has no 'id' column (columns: {', '.join(names)}). Fix: add a "
                      "column 'id' with one key per row")

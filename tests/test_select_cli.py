@@ -567,3 +567,25 @@ def test_a_folder_pool_and_a_one_class_pool_say_what_is_wrong(tmp_path):
   msg = e.value.code
   assert "not a strategy or preset" not in msg and "1 class" in msg and "\n" not in msg, msg
   assert not (tmp_path / "picks.csv").exists()
+
+
+def test_an_empty_or_ambiguous_parquet_pool_is_one_plain_line(tmp_path):
+  """A 0-row Parquet file and one with two columns of one name: one line in
+  the tool's words (the second used to print pyarrow's whole schema)."""
+  pa = pytest.importorskip("pyarrow")
+  import pyarrow.parquet as pq
+
+  pq.write_table(pa.table({"id": pa.array([], pa.string()),
+                           "embedding": pa.array([], pa.list_(pa.float32()))}),
+                 tmp_path / "empty.parquet")
+  emb = pa.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], pa.list_(pa.float32()))
+  pq.write_table(pa.Table.from_arrays([pa.array(["a", "b", "c"]), emb, emb],
+                                      names=["id", "embedding", "embedding"]),
+                 tmp_path / "dup.parquet")
+  for name, needle in (("empty", "has 0 rows"), ("dup", "has 2 columns named 'embedding'")):
+    with pytest.raises(SystemExit) as e:
+      select_files.run(["--pool", str(tmp_path / f"{name}.parquet"), "--strategy", "random",
+                        "--budget", "2", "--out", str(tmp_path / "picks.csv")])
+    msg = e.value.code
+    assert needle in msg and "\n" not in msg and "Fix:" in msg, msg
+  assert not (tmp_path / "picks.csv").exists()
