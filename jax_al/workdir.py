@@ -108,11 +108,16 @@ def data_changes(then: dict | None, now: dict | None) -> str | None:
 def check_data(workdir: Path, data: dict | None, action: str = "resume") -> None:
   """Raises DataError when the data fingerprint the run in `workdir` recorded
   differs from `data` (the data now); a run without one is let through."""
-  change = data_changes(saved_data(workdir), data)
+  then = saved_data(workdir)
+  change = data_changes(then, data)
   if change:
+    test_only = all(then.get(k) == data.get(k)
+                    for k in ("train", "classes", "shape", "dtype", "train_digest"))
+    why = ("its accuracies so far were measured on other test images" if test_only else
+           "its recorded labeled indices would point at other images")
     raise DataError(str(Path(workdir) / "config.json"),
                     f"the run started on other data than it would {action} on now (changed: "
-                    f"{change}), so its recorded labeled indices would point at other images",
+                    f"{change}), so {why}",
                     "restore the data the run started on, or pass --overwrite (or another "
                     "--workdir) to start afresh on the new data")
 

@@ -187,3 +187,21 @@ def test_a_session_interrupted_after_its_first_checkpoint_keeps_the_new_run(vict
   assert "rerun without --overwrite to resume it" in e.value.message()
   assert json.loads((victim / "config.json").read_text())["seed"] == 9
   workdir_lib.Lock(victim).close()
+
+
+def test_a_changed_test_split_is_not_blamed_on_the_labeled_indices(tmp_path):
+  """check_data says what a change costs: other training data moves the
+  recorded labeled indices; another test split only the accuracies (found by
+  a hostile pass: both read "labeled indices")."""
+  fp = {"train": 12, "test": 6, "classes": ["a", "b"], "shape": [8, 8, 3], "dtype": "uint8",
+        "train_digest": "t1", "test_digest": "s1"}
+  (tmp_path / "config.json").write_text(json.dumps({workdir_lib.DATA_KEY: fp}))
+  workdir_lib.check_data(tmp_path, dict(fp))  # the same data: no error
+  with pytest.raises(DataError) as e:
+    workdir_lib.check_data(tmp_path, {**fp, "test": 7})
+  msg = str(e.value)
+  assert "test images: 7 now, 6 then" in msg and "accuracies so far" in msg, msg
+  assert "labeled indices" not in msg
+  with pytest.raises(DataError) as e:
+    workdir_lib.check_data(tmp_path, {**fp, "train_digest": "t2"})
+  assert "labeled indices would point at other images" in str(e.value)
