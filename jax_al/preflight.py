@@ -174,10 +174,11 @@ def check_devices(config):
   import jax
 
   for name in (sharding.ENV_NUM_PROCESSES, sharding.ENV_PROCESS_ID):
-    v = os.environ.get(name, "")
-    if v.strip() and not v.strip().lstrip("-").isdigit():
-      raise ConfigError("mesh.distributed", f"${name}={v}",
-                        f"{name} must be an integer; fix or unset it")
+    try:
+      sharding.env_int(name, 0)  # the parse initialize_distributed uses
+    except ValueError:
+      raise ConfigError("mesh.distributed", f"${name}={os.environ[name]}",
+                        f"{name} must be an integer; fix or unset it") from None
   try:
     sharding.initialize_distributed(config)
   except RuntimeError as e:

@@ -313,9 +313,6 @@ def _run_fields() -> dict[str, Field]:
   return f
 
 
-STUDY_NORMS = ("none", "minmax", "zscore", "rank")
-
-
 def _study_fields() -> dict[str, Field]:
   """`--study.<field>`: the study command's own fields. A list is a
   comma-separated string; an unset field takes the value of `--mode`."""
@@ -336,8 +333,8 @@ def _study_fields() -> dict[str, Field]:
                           optional=True)
   f["study.sign_lams"] = _str(None, "lams at which large and small MMD are compared "
                               "(question 3)", optional=True)
-  f["study.sign_norm"] = _choice("rank", STUDY_NORMS, "normalisation of the sign runs, "
-                                 "witness and proposal")
+  f["study.sign_norm"] = _choice("rank", _registry(f"{_SCORES}.normalize", "METHODS"),
+                                 "normalisation of the sign runs, witness and proposal")
   f["study.baselines"] = _str(None, "strategies or presets of question 4; unset = the "
                               "classic baselines + the Bayesian ones the model runs; "
                               '"" or "none" = no baselines', optional=True)

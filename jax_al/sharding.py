@@ -45,11 +45,12 @@ def distributed_requested(config=None) -> bool:
   """True when `config.mesh.distributed` or the environment asks for multi-host."""
   if config is not None and bool(config.mesh.distributed):
     return True
-  return bool(os.environ.get(ENV_COORDINATOR)) or _env_int(ENV_NUM_PROCESSES, 1) > 1
+  return bool(os.environ.get(ENV_COORDINATOR)) or env_int(ENV_NUM_PROCESSES, 1) > 1
 
 
-def _env_int(name: str, default: int) -> int:
-  # Checked to be an integer by preflight.check_devices.
+def env_int(name: str, default: int) -> int:
+  """The integer in environment variable `name`, `default` when it is unset
+  or blank; ValueError otherwise (`preflight.check_devices` says so first)."""
   v = os.environ.get(name, "")
   return int(v) if v.strip() else default
 
@@ -69,9 +70,9 @@ def initialize_distributed(config=None) -> bool:
     return False
   kwargs: dict[str, Any] = {}
   if os.environ.get(ENV_NUM_PROCESSES, "").strip():
-    kwargs["num_processes"] = _env_int(ENV_NUM_PROCESSES, 1)
+    kwargs["num_processes"] = env_int(ENV_NUM_PROCESSES, 1)
   if os.environ.get(ENV_PROCESS_ID, "").strip():
-    kwargs["process_id"] = _env_int(ENV_PROCESS_ID, 0)
+    kwargs["process_id"] = env_int(ENV_PROCESS_ID, 0)
   jax.distributed.initialize(**kwargs)
   return True
 

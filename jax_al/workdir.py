@@ -85,36 +85,42 @@ def saved_data(workdir: Path) -> dict | None:
 def data_changes(then: dict | None, now: dict | None) -> str | None:
   """What differs between two data fingerprints, in words, or None when they
   agree or either is unknown (None)."""
+  change = _data_change(then, now)
+  return None if change is None else change[0]
+
+
+def _data_change(then: dict | None, now: dict | None) -> tuple[str, bool] | None:
+  """(what differs, in words; whether the training side changed, which moves
+  the recorded labeled indices), or None (`data_changes`)."""
   if not isinstance(then, dict) or not isinstance(now, dict):
     return None
   for key, what in (("train", "training images"), ("test", "test images")):
     if then.get(key) != now.get(key):
-      return f"the {what}: {now.get(key)} now, {then.get(key)} then"
+      return f"the {what}: {now.get(key)} now, {then.get(key)} then", key == "train"
   if then.get("classes") != now.get("classes"):
     a, b = then.get("classes") or [], now.get("classes") or []
     gone, new = [c for c in a if c not in b], [c for c in b if c not in a]
     detail = (f"only then: {gone[:5]}, only now: {new[:5]}" if gone or new
               else "same names, other order")
-    return f"the classes ({detail})"
+    return f"the classes ({detail})", True
   if (then.get("shape"), then.get("dtype")) != (now.get("shape"), now.get("dtype")):
-    return f"the image shape: {now.get('shape')} {now.get('dtype')} now, " \
-           f"{then.get('shape')} {then.get('dtype')} then"
+    return (f"the image shape: {now.get('shape')} {now.get('dtype')} now, "
+            f"{then.get('shape')} {then.get('dtype')} then", True)
   for key, what in (("train_digest", "training"), ("test_digest", "test")):
     if then.get(key) != now.get(key):
-      return f"the {what} split's images or labels (same count, other content)"
+      return f"the {what} split's images or labels (same count, other content)", \
+          key == "train_digest"
   return None
 
 
 def check_data(workdir: Path, data: dict | None, action: str = "resume") -> None:
   """Raises DataError when the data fingerprint the run in `workdir` recorded
   differs from `data` (the data now); a run without one is let through."""
-  then = saved_data(workdir)
-  change = data_changes(then, data)
+  change = _data_change(saved_data(workdir), data)
   if change:
-    test_only = all(then.get(k) == data.get(k)
-                    for k in ("train", "classes", "shape", "dtype", "train_digest"))
-    why = ("its accuracies so far were measured on other test images" if test_only else
-           "its recorded labeled indices would point at other images")
+    change, train_side = change
+    why = ("its recorded labeled indices would point at other images" if train_side else
+           "its accuracies so far were measured on other test images")
     raise DataError(str(Path(workdir) / "config.json"),
                     f"the run started on other data than it would {action} on now (changed: "
                     f"{change}), so {why}",

@@ -98,8 +98,7 @@ def job_images(config, sizes=_UNSET) -> dict:
 def device_of(fields) -> str:
   if fields.device != "auto":
     return fields.device
-  import jax
-  return "cpu" if jax.default_backend() == "cpu" else "gpu"
+  return throughput.backend()
 
 
 def _is_vmapped(cfg: dict) -> bool:

@@ -19,11 +19,12 @@ from typing import NamedTuple
 from ml_collections import config_dict
 
 from jax_al import schema
+from jax_al.scores import normalize as norm_lib
 from jax_al.errors import ConfigError, suggest
 
 MODES = ("ci", "full")
 EXECUTORS = ("local", "slurm")
-NORMS = schema.STUDY_NORMS
+NORMS = norm_lib.METHODS  # the normalisations the method offers, swept by the study
 DEFAULT_BASELINES = "random,entropy,margin,least_confidence,coreset,badge,typiclust"
 # Joined to the default baselines where the config's model can run them:
 # every model trains an ensemble; bald needs model.dropout > 0 and

@@ -114,6 +114,13 @@ def measure(config, image_shape) -> float:
   return batch / max(float(np.median(times)), 1e-9)  # the median step: robust to a busy core
 
 
+def backend() -> str:
+  """This machine's kind of device for the cost model: "cpu" or "gpu"."""
+  import jax
+
+  return "cpu" if jax.default_backend() == "cpu" else "gpu"
+
+
 def train_images_per_s(config, dev: str) -> tuple[float | None, str]:
   """(training images/s of one trial of `config` on device `dev`, where it
   comes from). Measured (or read from the cache) where `dev` is this
@@ -123,7 +130,7 @@ def train_images_per_s(config, dev: str) -> tuple[float | None, str]:
 
   from jax_al import data
 
-  here = "cpu" if jax.default_backend() == "cpu" else "gpu"
+  here = backend()
   if dev != here:
     return None, (f"NOT measured: this machine's backend is {here}, not {dev}; give "
                   "--study.train_images_per_s")
