@@ -90,7 +90,7 @@ def test_users_method_compiles_its_programs_once_per_run(tiny_config, tmp_path, 
 def _run_digits(workdir, cache, env, *extra):
   args = [sys.executable, "run.py", "--config", "configs/digits.py", "--workdir", str(workdir),
           "--config.al.cycles=2", "--config.train.epochs=2", "--config.train.eval_every=2",
-          "--config.train.milestones=(1,)", "--config.model.name=cnn",
+          "--config.train.milestones=(1,)", "--config.al.strategy=entropy",
           f"--config.compile_cache_dir={cache}", *extra]
   p = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert p.returncode == 0, p.stderr[-3000:]

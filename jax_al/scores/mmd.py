@@ -226,9 +226,15 @@ def median_sigma(x: jax.Array, rng: jax.Array, *,
     ids = jax.random.choice(rng, n, (max_points,), replace=True, p=p / p.sum())
     pts, ok = x[ids], jnp.ones((max_points,), bool)
   s = pts.shape[0]
-  iu = np.triu_indices(s, k=1)
-  d = jnp.sqrt(distances.sq_dists(pts, pts))[iu]
-  pair_ok = ok[iu[0]] & ok[iu[1]] & (ids[iu[0]] != ids[iu[1]])
+  d = jnp.sqrt(distances.sq_dists(pts, pts))
+  # The pairs i < j as a mask built in the program: gathering them with
+  # np.triu_indices baked two [s (s - 1) / 2] index arrays (4 MB at s = 1024)
+  # into every program that estimates sigma, slowing its lowering and
+  # compilation. The median depends only on the multiset of masked values.
+  row = jax.lax.broadcasted_iota(jnp.int32, (s, s), 0)
+  col = jax.lax.broadcasted_iota(jnp.int32, (s, s), 1)
+  pair_ok = (row < col) & ok[:, None] & ok[None, :] & (ids[:, None] != ids[None, :])
+  d, pair_ok = d.ravel(), pair_ok.ravel()
   med = masked_median(d, pair_ok)
   mean = jnp.sum(jnp.where(pair_ok, d, 0.0)) / jnp.maximum(pair_ok.sum(), 1)
   return jnp.where(med > 0, med, jnp.where(mean > 0, mean, 1.0))
