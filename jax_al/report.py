@@ -115,6 +115,12 @@ def _records(path: Path) -> list[dict]:
         if not isinstance(r.get(k), kind) or isinstance(r.get(k), bool):
           raise DataError(f"{path}:{i}", f"its cycle record lacks a numeric {k!r}",
                           "the file is not a jax-al metrics.jsonl, or it was edited")
+      # A run never records a NaN (it writes null) or an accuracy outside 0-100:
+      # such a value is an edit, and averaging it in would be a wrong result.
+      if not 0 <= r["test_acc"] <= 100:
+        raise DataError(f"{path}:{i}", f"its cycle record's test_acc {r['test_acc']!r} is "
+                        "not an accuracy in [0, 100]",
+                        "the file was edited; restore it from a copy")
     out.append(r)
   return out
 

@@ -129,3 +129,21 @@ def test_a_folder_named_for_another_strategy_is_not_taken_for_it(runs, tmp_path)
   assert any("the folder is named 'random' but its run has al.strategy=entropy" in w
              for w in warnings), warnings
   assert "| random [al.strategy=entropy] |" in _md(tmp_path / "out")
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "150.0", "-3.0"])
+def test_a_hand_edited_accuracy_outside_0_to_100_is_named_not_reported(runs, tmp_path, value):
+  """A NaN test_acc showed as a blank cell ("a size that strategy never reached")
+  with no AUC; 150 % was averaged in. Both are a garbled metrics.jsonl."""
+  wd = tmp_path / "run"
+  shutil.copytree(runs / "cmp" / "random", wd)
+  path = wd / "metrics.jsonl"
+  lines = path.read_text().splitlines()
+  i = next(k for k, l in enumerate(lines) if json.loads(l)["kind"] == "cycle")
+  rec = json.loads(lines[i])
+  lines[i] = json.dumps(rec).replace(f'"test_acc": {json.dumps(rec["test_acc"])}',
+                                     f'"test_acc": {value}')
+  path.write_text("\n".join(lines) + "\n")
+  with pytest.raises(report.DataError, match=rf"metrics.jsonl:{i + 1}: .*test_acc"):
+    report.make_report([wd], tmp_path / "out")
+  assert not (tmp_path / "out").exists()
