@@ -590,6 +590,12 @@ def name_runs(runs: list[dict], say=None) -> list[dict]:
   return out
 
 
+def check_out(out, flag: str = "--out") -> None:
+  """Raises OutputError unless every report file may be written into `out`."""
+  for name in OUTPUTS:
+    files.check_output(Path(out) / name, flag, legacy=_legacy_report)
+
+
 def make_report(paths, out, baseline: str = "random", include_partial: bool = False,
                 warn=None) -> dict:
   """Writes the report for the runs under `paths` into `out`; returns the summary.
@@ -600,8 +606,7 @@ def make_report(paths, out, baseline: str = "random", include_partial: bool = Fa
   garbled metrics, runs with no finished trial, or an unwritable `out`.
   """
   out = Path(out)
-  for name in OUTPUTS:  # before anything is read or written
-    files.check_output(out / name, "--out", legacy=_legacy_report)
+  check_out(out)  # before anything is read or written
   notes = []
   say = lambda m: (notes.append(m), warn and warn(m))
   runs = name_runs([load_run(p, include_partial) for p in find_runs(paths, say)], say)

@@ -147,3 +147,17 @@ def test_a_hand_edited_accuracy_outside_0_to_100_is_named_not_reported(runs, tmp
   with pytest.raises(report.DataError, match=rf"metrics.jsonl:{i + 1}: .*test_acc"):
     report.make_report([wd], tmp_path / "out")
   assert not (tmp_path / "out").exists()
+
+
+def test_a_comparison_whose_report_folder_holds_a_users_file_is_refused_before_training(
+    tmp_path, monkeypatch):
+  """It was refused only after every strategy had trained."""
+  from jax_al import compare
+  root = tmp_path / "cmp"
+  (root / "report").mkdir(parents=True)
+  (root / "report" / "report.md").write_text("mine")
+  monkeypatch.setattr(loop, "run", lambda *a, **k: pytest.fail("trained first"))
+  with pytest.raises(files.OutputError, match="comparison's report .*report.md: the file exists"):
+    compare.run(tiny_digits_config(compare__strategies="random,entropy"), root, quiet=True)
+  assert (root / "report" / "report.md").read_text() == "mine"
+  assert sorted(p.name for p in root.iterdir()) == ["report"]
