@@ -234,6 +234,13 @@ def test_an_image_archive_gives_the_folder_ids_and_a_changed_image_is_refused(im
   msg = refused("next", d2, "--budget", 10)
   assert "d0007.png" in msg and "changed since round init" in msg
   assert snapshot(d2) == before
+  # An image added to the folder was never picked, without a word.
+  (folder / "d0007.png").write_bytes((imgs / "images" / "d0007.png").read_bytes())
+  (folder / "sub").mkdir()
+  (folder / "sub" / "new.png").write_bytes((folder / "d0008.png").read_bytes())
+  msg = refused("next", d2, "--budget", 10)
+  assert "sub/new.png" in msg and "new since round init" in msg, msg
+  assert snapshot(d2) == before
 
 
 # ------------------------------------------------------------ bad input ----
