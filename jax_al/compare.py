@@ -38,6 +38,9 @@ def run(config, workdir, *, overwrite: bool = False, quiet: bool = False) -> dic
   configs = {n: strategy_config(config, n) for n in names}
   for c in configs.values():  # fail on any bad strategy setting before training
     config_lib.check_config(c)
+  # ... and on a report folder the report would refuse to write into, rather
+  # than after every strategy has trained.
+  report.check_out(workdir / "report", "the comparison's report")
   dirs = []
   for name, c in configs.items():
     loop.run(c, workdir / name, overwrite=overwrite, quiet=quiet)

@@ -367,6 +367,18 @@ def pool(exp: Experiment, state: TrainState, labeled: np.ndarray, subset: np.nda
     raise TrainingError(f"cycle {cycle}: the model produced non-finite features or logits, "
                         "so no strategy can score the pool; the network diverged; "
                         f"{train_lib.divergence_fix(exp.config.train)}")
+  need = exp.strategy.requires
+  if need.features or need.labeled:
+    # Finite but huge features overflow the float32 distances the strategy
+    # computes: NaN scores and repeated picks, not a selection.
+    from jax_al import selection
+    feats = [arrays[n] for n in ("features", "labeled_features") if n in arrays]
+    top = max(float(jnp.max(jnp.abs(f))) if f.size else 0.0 for f in feats)
+    rows, dim = sum(int(f.shape[0]) for f in feats), int(feats[0].shape[-1])
+    if top > selection.feature_limit(rows, dim):
+      raise TrainingError(f"cycle {cycle}: the model's features reach {top:.3g}, so the "
+                          "squared distances the strategy computes overflow float32; the "
+                          f"network diverged; {train_lib.divergence_fix(exp.config.train)}")
   return sharding.place_pool(exp.mesh, strategies.Pool(
       num_classes=exp.ds.num_classes,
       labeled_capacity=labeled_capacity(exp.config, exp.num_train), **arrays))

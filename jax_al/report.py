@@ -115,6 +115,12 @@ def _records(path: Path) -> list[dict]:
         if not isinstance(r.get(k), kind) or isinstance(r.get(k), bool):
           raise DataError(f"{path}:{i}", f"its cycle record lacks a numeric {k!r}",
                           "the file is not a jax-al metrics.jsonl, or it was edited")
+      # A run never records a NaN (it writes null) or an accuracy outside 0-100:
+      # such a value is an edit, and averaging it in would be a wrong result.
+      if not 0 <= r["test_acc"] <= 100:
+        raise DataError(f"{path}:{i}", f"its cycle record's test_acc {r['test_acc']!r} is "
+                        "not an accuracy in [0, 100]",
+                        "the file was edited; restore it from a copy")
     out.append(r)
   return out
 
@@ -584,6 +590,12 @@ def name_runs(runs: list[dict], say=None) -> list[dict]:
   return out
 
 
+def check_out(out, flag: str = "--out") -> None:
+  """Raises OutputError unless every report file may be written into `out`."""
+  for name in OUTPUTS:
+    files.check_output(Path(out) / name, flag, legacy=_legacy_report)
+
+
 def make_report(paths, out, baseline: str = "random", include_partial: bool = False,
                 warn=None) -> dict:
   """Writes the report for the runs under `paths` into `out`; returns the summary.
@@ -594,8 +606,7 @@ def make_report(paths, out, baseline: str = "random", include_partial: bool = Fa
   garbled metrics, runs with no finished trial, or an unwritable `out`.
   """
   out = Path(out)
-  for name in OUTPUTS:  # before anything is read or written
-    files.check_output(out / name, "--out", legacy=_legacy_report)
+  check_out(out)  # before anything is read or written
   notes = []
   say = lambda m: (notes.append(m), warn and warn(m))
   runs = name_runs([load_run(p, include_partial) for p in find_runs(paths, say)], say)

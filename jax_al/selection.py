@@ -188,20 +188,43 @@ _SHAPES = {"features": "[N, d]", "logits": "[N, C]", "probs": "[N, C]",
            "labeled.features": "[M, d]", "labeled.logits": "[M, C]"}
 
 
-def check_finite(name: str, a: np.ndarray, block: int = 1 << 20) -> None:
+def check_finite(name: str, a: np.ndarray, block: int = 1 << 20) -> float:
   """Refuses NaN or inf, naming the first bad row (checked in blocks of rows,
-  so a memory-mapped pool is never read whole into memory)."""
+  so a memory-mapped pool is never read whole into memory). Returns the
+  largest absolute value (0 for an empty array), from the same pass."""
   if a.size == 0:  # nothing to scan; an empty pool is refused where its rows are counted
-    return
+    return 0.0
   rows = a.reshape(a.shape[0], -1) if a.ndim >= 2 else a.reshape(-1, 1)
   step = max(1, block // max(rows.shape[1], 1))
+  top = 0.0
   for start in range(0, rows.shape[0], step):
-    ok = np.isfinite(rows[start:start + step]).all(axis=1)
+    chunk = rows[start:start + step]
+    ok = np.isfinite(chunk).all(axis=1)
     if not ok.all():
       r = start + int(np.argmin(ok))
       what = "row" if a.ndim <= 2 else "index"
       raise DataError(name, f"{what} {r} holds NaN or inf",
                       "pass finite values (a diverged model, or missing values?)")
+    if chunk.size:
+      top = max(top, float(np.abs(chunk).max()))
+  return top
+
+
+def feature_limit(rows: int, dim: int) -> float:
+  """The largest |feature| whose squared distances, summed over `rows` points
+  (k-means inertia, MMD and density means), stay below float32's maximum."""
+  return float(np.sqrt(np.finfo(np.float32).max / (4.0 * max(dim, 1) * max(rows, 1))))
+
+
+def check_scale(name: str, top: float, rows: int, dim: int) -> None:
+  """Refuses features so large that the distances the strategies compute in
+  float32 overflow (NaN scores and repeated picks), naming the fix."""
+  limit = feature_limit(rows, dim)
+  if top > limit:
+    raise DataError(name, f"holds values up to {top:.3g}; at {rows:,} rows of {dim} "
+                    f"dimensions their squared distances overflow float32 (above "
+                    f"{limit:.3g} they do)", "standardise the features (zero mean, unit "
+                    "variance per dimension) or scale them down")
 
 
 def _rows(name: str, a: np.ndarray, n: int, axis: int = 0, of: str = "features") -> None:
@@ -382,8 +405,7 @@ def select(strategy: str, *, features, logits=None, probs=None, labeled=None, bu
     raise _missing("predicted_loss", name, "[N] losses a learning-loss module predicts")
   # Features only the strategy reads are scanned and sent to the device.
   use_x = need.features or need.labeled
-  if use_x:
-    check_finite("features", x)
+  top = check_finite("features", x) if use_x else 0.0
 
   rows = _labeled_rows(labeled, n)
   if rows is not None:
@@ -405,11 +427,13 @@ def select(strategy: str, *, features, logits=None, probs=None, labeled=None, bu
       if lab_x.shape[1] != d:
         raise DataError("labeled.features", f"has {lab_x.shape[1]} dimensions but features "
                         f"has {d}", "give both in the same feature space")
-      check_finite("labeled.features", lab_x)
+      top = max(top, check_finite("labeled.features", lab_x))
       if ll is not None:
         lab_lg = _array("labeled.logits", ll, 2)
         _rows("labeled.logits", lab_lg, lab_x.shape[0], of="labeled.features")
         check_finite("labeled.logits", lab_lg)
+  if use_x:
+    check_scale("features", top, n + (0 if rows is not None else int(lab_x.shape[0])), d)
   if al.budget > len(cand):
     raise ConfigError("budget", al.budget, f"only {len(cand)} of the {n} pool rows are "
                       "unlabeled; lower the budget")

@@ -7,10 +7,11 @@ ours without that marker are someone else's: every command refuses to touch
 them and lists them.
 
 What a run owns, and the only things `--overwrite` ever removes: the results
-files in `RESULTS`, the per-trial checkpoint folders `checkpoints/trial<N>`
-(and the `checkpoints` folder itself once empty), `.lock` and the temporary
-files of its own atomic writes. Anything else in the workdir, inside
-`checkpoints/` too, is left where it is.
+files in `RESULTS`, the checkpoint steps in `checkpoints/trial<N>/` (orbax's
+numbered folders and its temporary ones), the TensorBoard event files in
+`tensorboard/trial<N>/` (and those folders once empty), `.lock` and the
+temporary files of its own atomic writes. Anything else in the workdir, inside
+`checkpoints/` and `tensorboard/` too, is left where it is.
 
 `--overwrite` replaces a run only after the new one has shown it can run:
 the old outputs are moved aside into `.jax_al_replaced/` inside the workdir,
@@ -51,6 +52,10 @@ EVENTS = "tensorboard"  # the optional TensorBoard event files (log.tensorboard)
 ASIDE = ".jax_al_replaced"
 LOCK = ".lock"
 _TRIAL_DIR = re.compile(r"trial\d+")
+# What a run writes inside a trial folder: orbax's step folders (and their
+# temporary ones while a step is written), tensorboardX's event files.
+_STEP = re.compile(r"\d+(\.orbax-checkpoint-tmp.*)?")
+_EVENT_FILE = re.compile(r"events\.out\.tfevents\..+")
 # Top-level fields of every config this tool writes: how a config.json written
 # before the marker existed is still recognised as a run of ours.
 _SCHEMA = {"seed", "num_trials", "resume", "data", "model", "train", "al", "compare"}
@@ -233,18 +238,48 @@ def is_ours(workdir: Path) -> bool:
   return _SCHEMA <= set(saved)
 
 
+def _trial_entries(folder: Path, ours: re.Pattern) -> list[Path]:
+  """The entries named `ours` in `folder`'s trial<N> folders (a trial<N> that
+  is a link or a file counts whole: the run's to judge, refused where it is read)."""
+  out = []
+  for t in sorted(folder.iterdir()):
+    if not _TRIAL_DIR.fullmatch(t.name):
+      continue
+    if t.is_symlink() or not t.is_dir():
+      out.append(t)
+    else:
+      out += sorted(p for p in t.iterdir() if ours.fullmatch(p.name))
+  return out
+
+
 def owned(workdir: Path) -> list[Path]:
-  """The paths in `workdir` a run of this tool writes that exist now."""
+  """The paths in `workdir` a run of this tool writes that exist now: never a
+  folder that could hold someone else's files too."""
   workdir = Path(workdir)
   out = [workdir / n for n in RESULTS if (workdir / n).exists() or (workdir / n).is_symlink()]
   ck = workdir / CHECKPOINTS
   if ck.is_dir() and not ck.is_symlink():
-    out += sorted(p for p in ck.iterdir() if _TRIAL_DIR.fullmatch(p.name))
+    out += _trial_entries(ck, _STEP)
   elif ck.is_symlink() or ck.exists():
     out.append(ck)  # a link or a file named checkpoints: ours to judge, refused below
-  if (workdir / EVENTS).exists() or (workdir / EVENTS).is_symlink():
-    out.append(workdir / EVENTS)
+  ev = workdir / EVENTS
+  if ev.is_dir() and not ev.is_symlink():
+    out += _trial_entries(ev, _EVENT_FILE)
   return out
+
+
+def _prune(workdir: Path) -> None:
+  """Removes the trial, checkpoints and tensorboard folders left empty."""
+  for top in (CHECKPOINTS, EVENTS):
+    d = Path(workdir) / top
+    if not d.is_dir() or d.is_symlink():
+      continue
+    for t in d.iterdir():
+      if _TRIAL_DIR.fullmatch(t.name) and t.is_dir() and not t.is_symlink() \
+          and not any(t.iterdir()):
+        t.rmdir()
+    if not any(d.iterdir()):
+      d.rmdir()
 
 
 def foreign_named(workdir: Path) -> list[str]:
@@ -415,9 +450,7 @@ def remove_outputs(workdir: Path) -> None:
   workdir = Path(workdir)
   for p in owned(workdir):
     _delete(p)
-  ck = workdir / CHECKPOINTS
-  if ck.is_dir() and not ck.is_symlink() and not any(ck.iterdir()):
-    ck.rmdir()
+  _prune(workdir)
 
 
 class Replacement:
@@ -445,9 +478,7 @@ class Replacement:
     self.aside.mkdir()
     for p in items:
       _move(p, self.aside / p.relative_to(self.workdir))
-    ck = self.workdir / CHECKPOINTS
-    if ck.is_dir() and not ck.is_symlink() and not any(ck.iterdir()):
-      ck.rmdir()
+    _prune(self.workdir)
     self.active = True
 
   def commit(self) -> None:
@@ -484,10 +515,20 @@ def restore_aside(workdir: Path) -> str | None:
     shutil.rmtree(aside)
     return "deleted the previous run an interrupted --overwrite had set aside"
   remove_outputs(workdir)
-  old = [p for p in aside.iterdir() if p.name != CHECKPOINTS]
-  if (aside / CHECKPOINTS).is_dir():
-    old += list((aside / CHECKPOINTS).iterdir())
-  for p in old:
-    _move(p, workdir / p.relative_to(aside))
+  _merge_back(aside, workdir)
   shutil.rmtree(aside)
   return "restored the previous run that an interrupted --overwrite had set aside"
+
+
+def _merge_back(src: Path, dst: Path) -> None:
+  """Moves everything under `src` to the same place under `dst`, folder into
+  folder: a user's file that stayed in `dst/checkpoints/trial0/` is kept."""
+  for p in src.iterdir():
+    target = dst / p.name
+    if p.is_dir() and not p.is_symlink() and target.is_dir() and not target.is_symlink():
+      _merge_back(p, target)
+    elif not (target.exists() or target.is_symlink()):
+      _move(p, target)
+    else:  # the new run's outputs were removed: only a file someone put there since
+      raise DataError(str(target), f"is in the way of the previous run's {p.name}, which "
+                      f"{ASIDE}/ holds", f"move {target} away and rerun the same command")

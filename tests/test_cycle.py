@@ -50,6 +50,25 @@ def test_nan_features_never_reach_a_strategy(tmp_path, monkeypatch):
   assert checkpoint.latest(run, 0) is None
 
 
+def test_features_too_large_for_float32_distances_never_reach_a_strategy(tmp_path,
+                                                                          monkeypatch):
+  """Finite features of 1e30 overflow coreset's distances (NaN scores, repeated
+  picks); the guard stops the cycle as it does NaN features."""
+  real = train.Trainer.predict
+
+  def huge_feats(self, params, bs, images, idx):
+    logits, feats = real(self, params, bs, images, idx)
+    return logits, feats * 1e30
+
+  monkeypatch.setattr(train.Trainer, "predict", huge_feats)
+  monkeypatch.setattr(strategies.get_strategy("coreset", None).__class__, "select",
+                      lambda *a: pytest.fail("a strategy got overflowing features"))
+  run = tmp_path / "run"
+  with pytest.raises(TrainingError, match="overflow float32"):
+    loop.run(tiny_digits_config("coreset"), run, quiet=True)
+  assert records(run)[-1]["kind"] == "error"
+
+
 # ------------------------------------------------------- input providers ------
 
 

@@ -129,3 +129,35 @@ def test_a_folder_named_for_another_strategy_is_not_taken_for_it(runs, tmp_path)
   assert any("the folder is named 'random' but its run has al.strategy=entropy" in w
              for w in warnings), warnings
   assert "| random [al.strategy=entropy] |" in _md(tmp_path / "out")
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "150.0", "-3.0"])
+def test_a_hand_edited_accuracy_outside_0_to_100_is_named_not_reported(runs, tmp_path, value):
+  """A NaN test_acc showed as a blank cell ("a size that strategy never reached")
+  with no AUC; 150 % was averaged in. Both are a garbled metrics.jsonl."""
+  wd = tmp_path / "run"
+  shutil.copytree(runs / "cmp" / "random", wd)
+  path = wd / "metrics.jsonl"
+  lines = path.read_text().splitlines()
+  i = next(k for k, l in enumerate(lines) if json.loads(l)["kind"] == "cycle")
+  rec = json.loads(lines[i])
+  lines[i] = json.dumps(rec).replace(f'"test_acc": {json.dumps(rec["test_acc"])}',
+                                     f'"test_acc": {value}')
+  path.write_text("\n".join(lines) + "\n")
+  with pytest.raises(report.DataError, match=rf"metrics.jsonl:{i + 1}: .*test_acc"):
+    report.make_report([wd], tmp_path / "out")
+  assert not (tmp_path / "out").exists()
+
+
+def test_a_comparison_whose_report_folder_holds_a_users_file_is_refused_before_training(
+    tmp_path, monkeypatch):
+  """It was refused only after every strategy had trained."""
+  from jax_al import compare
+  root = tmp_path / "cmp"
+  (root / "report").mkdir(parents=True)
+  (root / "report" / "report.md").write_text("mine")
+  monkeypatch.setattr(loop, "run", lambda *a, **k: pytest.fail("trained first"))
+  with pytest.raises(files.OutputError, match="comparison's report .*report.md: the file exists"):
+    compare.run(tiny_digits_config(compare__strategies="random,entropy"), root, quiet=True)
+  assert (root / "report" / "report.md").read_text() == "mine"
+  assert sorted(p.name for p in root.iterdir()) == ["report"]

@@ -234,6 +234,13 @@ def test_an_image_archive_gives_the_folder_ids_and_a_changed_image_is_refused(im
   msg = refused("next", d2, "--budget", 10)
   assert "d0007.png" in msg and "changed since round init" in msg
   assert snapshot(d2) == before
+  # An image added to the folder was never picked, without a word.
+  (folder / "d0007.png").write_bytes((imgs / "images" / "d0007.png").read_bytes())
+  (folder / "sub").mkdir()
+  (folder / "sub" / "new.png").write_bytes((folder / "d0008.png").read_bytes())
+  msg = refused("next", d2, "--budget", 10)
+  assert "sub/new.png" in msg and "new since round init" in msg, msg
+  assert snapshot(d2) == before
 
 
 # ------------------------------------------------------------ bad input ----
@@ -309,6 +316,44 @@ def test_bad_labels_files_are_refused_and_change_nothing(open_round, emb, tmp_pa
                   f"id,label,who\n{not_asked},{truth[not_asked]},ann2\n")
   assert "all its 1 labels are merged already; nothing changed" in rnd("add", d, again)
   assert snapshot(d) == before
+
+
+def test_a_refused_next_leaves_the_open_round_open(open_round, tmp_path):
+  """--skip-unlabeled closes the round as part of `next`: a budget or a
+  strategy that `next` refuses must not have closed it first."""
+  d, asked, truth = open_round
+  half = "".join(f"{i},{truth[i]}\n" for i in asked[:10])
+  rnd("add", d, _labels(tmp_path / "half.csv", "id,label\n" + half))
+  before = snapshot(d)
+  for args, expect in [(("--budget", 10**6), "only"), (("--budget", 5, "--strategy", "bald"),
+                                                       "model.dropout")]:
+    msg = refused("next", d, *args, "--skip-unlabeled")
+    assert expect in msg, msg
+    assert snapshot(d) == before, args
+  rest = "".join(f"{i},{truth[i]}\n" for i in asked[10:12])
+  assert "still waits for 8 items" in rnd("add", d, _labels(tmp_path / "rest.csv",
+                                                            "id,label\n" + rest))
+
+
+def test_a_hand_damaged_labels_file_is_one_line_naming_its_line(open_round, tmp_path):
+  d, asked, truth = open_round
+  rnd("add", d, _labels(tmp_path / "two.csv",
+                        "id,label\n" + "".join(f"{i},{truth[i]}\n" for i in asked[:2])))
+  good = (d / store.LABELS).read_text()
+  first = json.loads(good.splitlines()[0])
+  bad = {"garbage": good + "garbage\n",
+         "unknown_id": good + json.dumps({**first, "id": "nosuchitem"}) + "\n",
+         "class": good.replace(f'"label": "{first["label"]}"', '"label": "cat"', 1),
+         "type": good.replace('"merge": 1', '"merge": "1"', 1),
+         "twice": good + good.splitlines()[0] + "\n"}
+  for name, text in bad.items():
+    (d / store.LABELS).write_text(text)
+    before = snapshot(d)
+    for argv in (("next", d, "--budget", 5, "--skip-unlabeled"), ("status", d),
+                 ("add", d, tmp_path / "two.csv"), ("undo", d)):
+      msg = refused(*argv)
+      assert f"{store.LABELS}:" in msg and "changed by hand" in msg, (name, argv, msg)
+      assert snapshot(d) == before, (name, argv)
 
 
 def test_bad_init_is_refused_before_anything_is_written(emb, tmp_path):

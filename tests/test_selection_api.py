@@ -114,6 +114,21 @@ def test_bad_arrays_name_the_array_and_row(digits):
                   labeled={"features": np.zeros((4, 3))})
 
 
+@pytest.mark.parametrize("strategy", ["coreset", "users", "badge", "typiclust"])
+def test_features_too_large_for_float32_distances_are_refused(digits, strategy):
+  """Finite features whose squared distances overflow float32 gave NaN scores
+  and repeated picks (coreset: rows 2, 3, 2, 3, 2); now one line, before selecting."""
+  x, p, labeled = digits
+  huge = x.astype(np.float32) * np.float32(1e30)
+  with pytest.raises(DataError, match=r"features: .*overflow float32.*standardise") as e:
+    jax_al.select(strategy, features=huge, probs=p, labeled=labeled, budget=5)
+  assert "\n" not in str(e.value)
+  # Large but safe values still select, with distinct picks and finite scores.
+  big = x.astype(np.float32) * np.float32(1e6)
+  picks = jax_al.select(strategy, features=big, probs=p, labeled=labeled, budget=5)
+  assert len(set(picks.indices.tolist())) == 5 and np.isfinite(picks.scores).all()
+
+
 @pytest.mark.parametrize("axis", [0, 1])
 @pytest.mark.parametrize("take", [False, True])
 def test_to_device_in_blocks_equals_numpy(monkeypatch, axis, take):

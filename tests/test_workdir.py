@@ -88,6 +88,43 @@ def test_overwrite_deletes_only_our_checkpoint_steps(victim):
   assert checkpoint.latest(victim, 0) == 2
 
 
+@pytest.mark.parametrize("kill", [False, True], ids=["finished", "killed"])
+def test_overwrite_keeps_user_files_inside_trial_and_tensorboard_folders(victim, monkeypatch,
+                                                                          kill):
+  """Only checkpoint steps and event files are the run's: a user's file in
+  checkpoints/trial0/, in a trial folder the run never had, or in tensorboard/
+  stays through an --overwrite, also one killed and restored later."""
+  mine = {victim / "checkpoints" / "trial0" / "notes.txt": b"in trial0",
+          victim / "checkpoints" / "trial7" / "w.pt": b"not a step",
+          victim / "tensorboard" / "mine" / "events.out.tfevents.1": b"theirs",
+          victim / "tensorboard" / "trial0" / "readme.md": b"theirs too"}
+  for p, b in mine.items():
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(b)
+  before = snapshot(victim)
+  if kill:
+    class Kill(BaseException):
+      pass
+
+    def killed(*a, **k):
+      raise Kill()
+
+    with monkeypatch.context() as m:
+      m.setattr(train.Trainer, "fit", killed)
+      m.setattr(workdir_lib.Replacement, "restore", lambda self: None)
+      with pytest.raises(Kill):
+        loop.run(tiny_digits_config("random", seed=7), victim, overwrite=True, quiet=True)
+    loop.run(tiny_digits_config("random"), victim, quiet=True)  # restores the old run
+    after = snapshot(victim)
+    assert {k: v for k, v in after.items() if k != "log.txt"} == \
+        {k: v for k, v in before.items() if k != "log.txt"}
+  else:
+    loop.run(tiny_digits_config("random", seed=3), victim, overwrite=True, quiet=True)
+    assert checkpoint.latest(victim, 0) == 2
+  for p, b in mine.items():
+    assert p.read_bytes() == b, p
+
+
 def test_run_written_before_the_marker_is_still_recognised(victim, monkeypatch):
   saved = json.loads((victim / "config.json").read_text())
   saved.pop("jax_al")

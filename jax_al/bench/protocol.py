@@ -125,7 +125,10 @@ def check_workdir(workdir: str | None, overwrite: bool) -> None:
     workdir_lib.refuse_foreign(wd)
   except JaxALError as e:
     raise SystemExit(f"error: {e}") from None
-  existing = [p.name for p in workdir_lib.owned(wd)]
+  # Top-level names (a folder with a slash): the run's files inside them are many.
+  existing = list(dict.fromkeys(
+      p.relative_to(wd).parts[0] + ("/" if len(p.relative_to(wd).parts) > 1 else "")
+      for p in workdir_lib.owned(wd)))
   if existing and not overwrite:
     raise SystemExit(
         f"error: --workdir {wd}: it already holds a run ({', '.join(existing)}) and the "

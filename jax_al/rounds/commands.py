@@ -237,6 +237,9 @@ def next_round(args) -> int:
                         f"merge them with {PROG} add {d} LABELS, or pass --skip-unlabeled "
                         "to close the round without them")
       else:
+        # Closing is part of this command: a budget or setting it refuses must
+        # leave the round open, so they are checked first.
+        _check_next(p, args)
         files.write_json(rd / "closed.json", {"unlabeled": op.remaining(set(p.labeled))})
         store.phase("next:closed")
         p = store.load(d)
@@ -257,12 +260,9 @@ def next_round(args) -> int:
   return 0
 
 
-def _make_round(d: Path, p: store.Project, args, req: dict) -> int:
-  """Trains (or cold-starts), picks and publishes the next round; its number."""
-  n = len(p.rounds) + 1
-  t0 = time.perf_counter()
-  classes = p.classes
-  index = {c: i for i, c in enumerate(classes)}
+def _check_next(p: store.Project, args):
+  """The next round's labeled rows, holdout rows, candidates and config (None
+  for a cold start); ConfigError for a budget or a setting that cannot run."""
   row_of = {it.id: it.row for it in p.items}
   lab = p.labeled
   labeled = np.array(sorted(row_of[i] for i in lab), np.int64)
@@ -274,17 +274,31 @@ def _make_round(d: Path, p: store.Project, args, req: dict) -> int:
   if args.budget > len(cands):
     raise ConfigError("--budget", args.budget, f"only {len(cands)} pool items are "
                       "unlabeled (outside the holdout); lower the budget")
+  config = None
+  if len(set(lab.values())) >= 2:
+    config = model.config_for(p.meta, num_labeled=len(labeled), budget=args.budget,
+                              strategy=args.strategy)
+  return labeled, holdout, cands, config
+
+
+def _make_round(d: Path, p: store.Project, args, req: dict) -> int:
+  """Trains (or cold-starts), picks and publishes the next round; its number."""
+  n = len(p.rounds) + 1
+  t0 = time.perf_counter()
+  classes = p.classes
+  index = {c: i for i, c in enumerate(classes)}
+  row_of = {it.id: it.row for it in p.items}
+  lab = p.labeled
+  labeled, holdout, cands, config = _check_next(p, args)
   x = _pool_arrays(p)
   t_load = time.perf_counter() - t0
   y = np.zeros(len(p.items), np.int32)
   for i, c in lab.items():
     y[row_of[i]] = index[c]
   seed = int(p.meta["seed"])
-  if len(set(lab.values())) < 2:
+  if config is None:
     out = model.cold_start(x, p.meta, labeled, cands, args.budget, args.cold_start, seed, n)
   else:
-    config = model.config_for(p.meta, num_labeled=len(labeled), budget=args.budget,
-                              strategy=args.strategy)
     hy = np.array([index[c] for c in p.holdout.values()], np.int32)
     out = model.train_and_pick(x, y, config, classes, labeled, cands, holdout, hy,
                                np.asarray(p.meta["stop_set"], np.int64), n)

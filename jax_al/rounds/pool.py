@@ -108,6 +108,15 @@ def load_images(source: str, items, image_size: int | None, channels: int,
                       "set data.image_size in the round's config (round init --config) "
                       "to resize all images to one square size")
     out[it.row] = arr
+  # The pool is fixed at init: an image added since would never be picked,
+  # so it is named (as an embeddings file with more rows is refused).
+  known = {it.path for it in items}
+  new = [p for p in sorted(_walk(tree), key="/".join) if "/".join(p) not in known]
+  if new:
+    first = "/".join(new[0])
+    raise DataError(f"{source}: {first}", f"is new since round init ({len(new)} image(s) "
+                    "not in the pool)", "move the new images out of the folder, or start a "
+                    "new round folder with jax-al round init to include them")
   return out
 
 

@@ -266,9 +266,57 @@ def load(d: Path) -> Project:
   if (d / HOLDOUT_CSV).exists():
     with open(d / HOLDOUT_CSV, newline="") as f:
       holdout = {r["id"]: r["label"] for r in csv.DictReader(f)}
-  labels = tuple(Label(**r) for r in files.read_jsonl(d / LABELS))
-  undone = tuple(files.read_jsonl(d / UNDONE))
+  labels = _read_labels(d / LABELS, {it.id for it in items}, holdout,
+                        meta["classes"] if meta.get("classes_fixed") else None)
+  undone = tuple(r for _, r in _jsonl(d / UNDONE))
   return Project(d, meta, items, holdout, labels, undone, _read_rounds(d))
+
+
+_HAND = "the file was changed by hand; restore it from a copy, or take the line out"
+
+
+def _jsonl(path: Path):
+  """(line number, record) of a state file's JSON lines; one line naming a bad one."""
+  try:
+    text = path.read_text() if path.exists() else ""
+  except (OSError, UnicodeDecodeError) as e:
+    raise DataError(str(path), f"cannot be read ({e})", _HAND) from None
+  for i, line in enumerate(text.splitlines(), 1):
+    if not line.strip():
+      continue
+    try:
+      r = json.loads(line)
+    except ValueError:
+      r = None
+    if not isinstance(r, dict):
+      raise DataError(f"{path}:{i}", "is not a JSON record", _HAND)
+    yield i, r
+
+
+def _read_labels(path: Path, ids: set, holdout: dict, classes) -> tuple[Label, ...]:
+  """labels.jsonl, checked as `add` checks what it merges: a hand edit that
+  breaks it is one line naming the line, never a traceback in a later step."""
+  out, seen = [], {}
+  fields = {f.name: f.type for f in dataclasses.fields(Label)}
+  for i, r in _jsonl(path):
+    kinds = {"int": int, "str": str}
+    if set(r) != set(fields) or any(
+        not isinstance(r[k], kinds[t]) or isinstance(r[k], bool) for k, t in fields.items()):
+      raise DataError(f"{path}:{i}", f"is not a label record (fields {', '.join(fields)})",
+                      _HAND)
+    if r["id"] not in ids:
+      raise DataError(f"{path}:{i}", f"id {r['id']!r} is not in the pool", _HAND)
+    if r["id"] in holdout:
+      raise DataError(f"{path}:{i}", f"id {r['id']!r} is in the holdout set", _HAND)
+    if classes is not None and r["label"] not in classes:
+      raise DataError(f"{path}:{i}", f"label {r['label']!r} is not a class "
+                      f"({', '.join(map(str, classes))})", _HAND)
+    if r["id"] in seen:
+      raise DataError(f"{path}:{i}", f"id {r['id']!r} is merged again (line {seen[r['id']]})",
+                      _HAND)
+    seen[r["id"]] = i
+    out.append(Label(**r))
+  return tuple(out)
 
 
 # ----------------------------------------------------------------- write ----
