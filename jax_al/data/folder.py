@@ -340,14 +340,18 @@ def _max_bytes(data_cfg) -> int:
 
 
 def _dir_fingerprint(tree: _DirTree, items: Iterable[_Parts]) -> str:
-  """Hash of every image's name, size and mtime: any edit changes the key.
+  """Hash of every image's name, size, mtime and ctime: any edit changes the key.
 
-  Only metadata is read, so a cache hit never opens an image.
+  Only metadata is read, so a cache hit never opens an image. The ctime is
+  there because an mtime can be set back (`touch -r`, `cp -p`, `rsync -t`)
+  over a file of the same size and other content; a ctime cannot, so a
+  copied folder decodes once more instead of reusing stale arrays.
   """
   digest = hashlib.sha256()
   for parts in items:
     st = tree.stat(parts)
-    digest.update(f"{'/'.join(parts)}\0{st.st_size}\0{st.st_mtime_ns}\n"
+    digest.update(f"{'/'.join(parts)}\0{st.st_size}\0{st.st_mtime_ns}\0"
+                  f"{st.st_ctime_ns}\n"
                   .encode("utf-8", "surrogateescape"))
   return digest.hexdigest()
 
