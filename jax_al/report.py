@@ -592,6 +592,9 @@ def name_runs(runs: list[dict], say=None) -> list[dict]:
 
 def check_out(out, flag: str = "--out") -> None:
   """Raises OutputError unless every report file may be written into `out`."""
+  if Path(out).exists() and not Path(out).is_dir():
+    raise files.OutputError(f"{flag} {out}: is a file, not a folder. Fix: pass a folder "
+                            "for the report (one that does not exist is created)")
   for name in OUTPUTS:
     files.check_output(Path(out) / name, flag, legacy=_legacy_report)
 

@@ -115,6 +115,16 @@ def test_out_never_replaces_a_file_the_report_did_not_write(runs, tmp_path):
   assert files.written_by_us(old / "report.md")
 
 
+def test_an_out_that_is_a_file_is_one_line_saying_so(runs, tmp_path):
+  out = tmp_path / "notes.txt"
+  out.write_text("my notes\n")
+  with pytest.raises(files.OutputError) as e:
+    report.make_report([runs / "cmp"], out)
+  msg = str(e.value)
+  assert "\n" not in msg and msg.startswith(f"--out {out}: is a file, not a folder"), msg
+  assert out.read_text() == "my notes\n"
+
+
 def test_a_folder_named_for_another_strategy_is_not_taken_for_it(runs, tmp_path):
   # Swapped folders: "random" holds the entropy run and "entropy" the random
   # one. Rows named by folder would pair them backwards under their names.
