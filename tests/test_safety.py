@@ -191,7 +191,7 @@ def test_report_bad_input_is_one_line_naming_the_file(case, report_runs, tmp_pat
   elif case == "unwritable":
     target = report_runs / "random"
     out.write_text("a file where the folder should go")
-    needles = [str(out), "cannot be written"]
+    needles = [str(out), "is a file, not a folder"]
   elif case == "a_file":
     target = report_runs / "random" / "metrics.jsonl"
     needles = [str(target), "is a file"]
