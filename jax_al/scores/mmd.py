@@ -46,7 +46,12 @@ sqrt(2/D) [cos(x W), sin(x W)] with W ~ N(0, I / sigma^2) of shape
 [d, D/2], so z(a).z(b) is an unbiased estimate of k(a, b) and
 z(a).z(a) = 1 like the exact kernel. Kernel sums against a set S become
 z(x) . sum_s z(s): O((N + M) d D) instead of O(N (N + M) d). Sums over a
-candidate's own minibatch (only `batch` columns) are always exact.
+candidate's own minibatch (only `batch` columns) are always exact. The
+candidates' features are computed block by block (`rff_features`,
+`rff_dots`, rows per block from `memory.rff_rows`), each row bit for bit as
+over the whole array; where their sum over all candidates is needed the
+[N, D] features are held whole, since that sum is one reduction whose
+order a blocked sum would change (the last bits of every score).
 
 Labeled padding. `l` may carry padding rows after the first `l_count` real
 ones (so that shapes, and compilations, do not follow the labeled-set size);
@@ -352,58 +357,71 @@ def _row_block(x: jax.Array, start, rows: int, centre: jax.Array | None):
   return xb if centre is None else xb - centre
 
 
+# Blocked passes over rows start their blocks at multiples of this many rows:
+# a row's products in XLA:CPU's matrix kernels depend on its place in their
+# row tiles (and on whether it is in the last, partial tile), so blocks of a
+# multiple of the tile starting at multiples of it, and a last block ending
+# where the array ends, give each row the values the whole array gives it.
+ROW_ALIGN = 64
+
+
+def _row_blocks(n: int, rows: int) -> tuple[int, int, int]:
+  """(block rows b, full blocks, first row of the last block) of a pass.
+
+  Full blocks cover [i b, (i + 1) b); the last block runs from a multiple of
+  ROW_ALIGN to the end and is at least b rows long (a short one would go to
+  another of XLA:CPU's matrix kernels, whose sums differ in the last bits),
+  so it overlaps the full blocks before it, whose rows it gives the same
+  values again. None when the full blocks end at n.
+  """
+  b = n if n <= rows else max(ROW_ALIGN, rows // ROW_ALIGN * ROW_ALIGN)
+  full = n // b
+  last = None if n == full * b else (n - b) // ROW_ALIGN * ROW_ALIGN
+  return b, full, last
+
+
+def _blocked_rows(fn, x: jax.Array, rows: int, out0):
+  """out0 (a tuple of [N, ...] zeros) with rows [s, s + b) set to fn(s, b)
+  (a tuple of [b, ...]) for every block of `_row_blocks`."""
+  n = x.shape[0]
+  b, full, last = _row_blocks(n, rows)
+  if full == 1 and last is None:
+    return fn(0, n)
+  put = lambda outs, vals, start: tuple(
+      jax.lax.dynamic_update_slice_in_dim(o, v, start, axis=0)
+      for o, v in zip(outs, vals))
+  outs = jax.lax.fori_loop(0, full, lambda i, o: put(o, fn(i * b, b), i * b), out0)
+  return outs if last is None else put(outs, fn(last, n - last), last)
+
+
 def rff_features(x: jax.Array, freqs: jax.Array, *, rows: int,
                  centre: jax.Array | None = None) -> jax.Array:
-  """[N, D] z(x_i - centre), built `rows` rows at a time into one array.
+  """[N, D] z(x_i - centre), built about `rows` rows at a time into one array.
 
   The features themselves are the only [N, D] array: no centred copy of x,
   and the projections x W, their cosines and sines exist for one block of
   rows at a time (`rff_map` of all rows held all four, and XLA a copy of
-  the concatenation). Each row is bit for bit `rff_map`'s. The last block
-  starts `rows` before the end (one shape for all blocks); the rows it
-  shares with the block before are written again with the same values.
+  the concatenation). Each row is bit for bit `rff_map`'s (`ROW_ALIGN`).
   """
-  n = x.shape[0]
-  b = min(rows, n)
-  steps = -(-n // b)
-  if steps == 1:
-    return rff_map(_row_block(x, 0, b, centre), freqs)
+  def block(start, b):
+    return (rff_map(_row_block(x, start, b, centre), freqs),)
 
-  def body(i, z):
-    start = jnp.minimum(i * b, n - b)
-    return jax.lax.dynamic_update_slice_in_dim(
-        z, rff_map(_row_block(x, start, b, centre), freqs), start, axis=0)
-
-  return jax.lax.fori_loop(0, steps, body,
-                           jnp.zeros((n, 2 * freqs.shape[1]), x.dtype))
+  return _blocked_rows(block, x, rows,
+                       (jnp.zeros((x.shape[0], 2 * freqs.shape[1]), x.dtype),))[0]
 
 
 def rff_dots(x: jax.Array, freqs: jax.Array, vecs: tuple[jax.Array, ...], *,
              rows: int, centre: jax.Array | None = None) -> tuple[jax.Array, ...]:
   """(z(x_i - centre) . v for every row i) for each [D] v of `vecs`: a tuple
-  of [N], `rows` rows of features at a time (each row's products are those
-  of the whole [N, D] features, bit for bit). The last block starts `rows`
-  before the end, so that all blocks share one shape; the rows it shares
-  with the block before get the same values again."""
-  n = x.shape[0]
-  b = min(rows, n)
-  steps = -(-n // b)
+  of [N], about `rows` rows of features at a time (each row's products are
+  those of the whole [N, D] features, bit for bit: `ROW_ALIGN`)."""
   hi = jax.lax.Precision.HIGHEST
 
-  def block(start):
+  def block(start, b):
     zb = rff_map(_row_block(x, start, b, centre), freqs)
     return tuple(jnp.dot(zb, v, precision=hi) for v in vecs)
 
-  if steps == 1:
-    return block(0)
-
-  def body(i, outs):
-    start = jnp.minimum(i * b, n - b)
-    return tuple(jax.lax.dynamic_update_slice_in_dim(o, v, start, axis=0)
-                 for o, v in zip(outs, block(start)))
-
-  return jax.lax.fori_loop(0, steps, body,
-                           tuple(jnp.zeros((n,), x.dtype) for _ in vecs))
+  return _blocked_rows(block, x, rows, tuple(jnp.zeros((x.shape[0],), x.dtype) for _ in vecs))
 
 
 # ------------------------------------------------------------- set MMD
