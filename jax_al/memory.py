@@ -321,6 +321,26 @@ KMEANS = ("uncertainty_mmd", "cluster_margin", "typiclust")
 BLOCKS = ("uncertainty_mmd", "coreset", "typiclust")
 # Minibatches of the per-sample MMD term gathered at once (mmd.per_sample_mmd2's chunk).
 DRAW_CHUNK = 16
+# Bytes one step of a pass over the candidates in blocks (the per-batch
+# k-means, the RFF features) may hold: small against any pool, large enough
+# that a step's arithmetic dwarfs its loop overhead.
+PASS_BYTES = 64 << 20
+
+
+def rff_rows(dim: int, rff_dim: int) -> int:
+  """Rows of random Fourier features a blocked pass computes at once
+  (`mmd.rff_features`, `mmd.rff_dots`): each row holds its centred features,
+  the projections x W, their cosines and sines and the features z, about
+  dim + 2.5 rff_dim float32 values."""
+  return max(1, PASS_BYTES // (4 * (dim + 5 * max(rff_dim, 2) // 2)))
+
+
+def kmeans_chunk(batch: int, dim: int, n_init: int = 1) -> int:
+  """Minibatches the per-batch k-means clusters at once
+  (`cluster_margin.minibatch_kmeans_margin`'s chunk): each holds its centred
+  points, ott-jax's weighted copy of them ([batch, dim + 1]) and the loop's
+  copies, about 4 [batch, dim + 1] float32 arrays per restart."""
+  return max(1, PASS_BYTES // (4 * 4 * max(batch, 1) * (dim + 1) * max(n_init, 1)))
 
 
 def _kmeans_shape(al, n_candidates: int, labeled_capacity: int, num_classes: int):
@@ -329,7 +349,8 @@ def _kmeans_shape(al, n_candidates: int, labeled_capacity: int, num_classes: int
     rows = n_candidates + labeled_capacity
     return rows, min(rows, labeled_capacity + al.budget), 1
   k = al.k if al.k is not None else num_classes
-  # Per-batch scope: every full minibatch at once (no padding, minibatch.layout).
+  # Per-batch scope: every full minibatch (no padding, minibatch.layout); the
+  # error histories of all of them are outputs, the rest is held `kmeans_chunk` at a time.
   batches = 1 if al.u_scope == "global" else max(1, n_candidates // max(al.batch, 1))
   return n_candidates, k, batches
 

@@ -92,7 +92,9 @@ def kmeans_margin(x: jax.Array, rng: jax.Array, *, k: int,
 def minibatch_kmeans_margin(x: jax.Array, rng: jax.Array, *, batch: int,
                             k: int, transform: str = "inverse",
                             init: str = "random", n_init: int = 1,
-                            max_iter: int = 100, tol: float = 1e-4) -> jax.Array:
+                            max_iter: int = 100, tol: float = 1e-4,
+                            centre: jax.Array | None = None,
+                            chunk: int | None = None) -> jax.Array:
   """Per-batch scope (the method's default): k-means and margins inside each
   minibatch.
 
@@ -106,15 +108,23 @@ def minibatch_kmeans_margin(x: jax.Array, rng: jax.Array, *, batch: int,
     rng: key.
     batch: minibatch size (static), >= k.
     k, transform, init, n_init, max_iter, tol: see `kmeans_margin`.
+    centre: optional [d]; the points are x - centre, subtracted inside each
+      minibatch (the same values as centring x first, without a centred
+      copy of x).
+    chunk: static; minibatches clustered at once (`minibatch.map_batches`);
+      None: all of them, which holds k-means state of the size of x several
+      times over.
 
   Returns:
     [n] uncertainties, each against the centres of its own minibatch.
   """
 
   def one(key, xb):
+    if centre is not None:
+      xb = xb - centre
     u = kmeans_margin(xb, key, k=k, transform=transform, init=init,
                       n_init=n_init, max_iter=max_iter, tol=tol)
     return u, None
 
-  u, _ = minibatch.map_batches(one, (x,), rng, batch, min_size=k)
+  u, _ = minibatch.map_batches(one, (x,), rng, batch, min_size=k, chunk=chunk)
   return u

@@ -74,8 +74,9 @@ def map_batches(fn: Callable[..., tuple[Any, Any]],
       result (tested).
     batch: minibatch size (static).
     min_size: see `layout` (static).
-    chunk: if set, full minibatches run `chunk` at a time (`lax.map` with
-      `batch_size`) instead of all at once, to bound memory.
+    chunk: if set, full minibatches run `chunk` at a time (a loop of
+      `vmap`s over slices of the arrays) instead of all at once, to bound
+      memory: nothing of the size of the arrays is made.
 
   Returns:
     (per_point, per_batch): the per-point outputs concatenated back to
@@ -87,15 +88,14 @@ def map_batches(fn: Callable[..., tuple[Any, Any]],
   keys = jax.random.split(rng, num_full + (tail > 0))
   points, batches = [], []
   if num_full:
-    full = tuple(a[:num_full * batch].reshape(num_full, batch, *a.shape[1:])
-                 for a in arrays)
     if chunk is None:
+      full = tuple(a[:num_full * batch].reshape(num_full, batch, *a.shape[1:])
+                   for a in arrays)
       p, b = jax.vmap(fn)(keys[:num_full], *full)
+      p = jax.tree.map(lambda o: o.reshape(num_full * batch, *o.shape[2:]), p)
     else:
-      p, b = jax.lax.map(lambda a: fn(*a), (keys[:num_full], *full),
-                         batch_size=chunk)
-    points.append(jax.tree.map(
-        lambda o: o.reshape(num_full * batch, *o.shape[2:]), p))
+      p, b = _chunked(fn, arrays, keys[:num_full], batch, num_full, chunk)
+    points.append(p)
     batches.append(b)
   if tail:
     p, b = fn(keys[num_full], *(a[num_full * batch:] for a in arrays))
@@ -103,3 +103,39 @@ def map_batches(fn: Callable[..., tuple[Any, Any]],
     batches.append(jax.tree.map(lambda o: o[None], b))
   cat = lambda *o: jnp.concatenate(o, axis=0)
   return jax.tree.map(cat, *points), jax.tree.map(cat, *batches)
+
+
+def _chunked(fn, arrays, keys, batch: int, num_full: int, chunk: int):
+  """The full minibatches, `chunk` at a time under one `vmap` each.
+
+  Each step slices its rows out of the arrays as they are (no reshaped or
+  sliced copy of them is made first: for a pool of a million rows that copy
+  was as large as the pool) and writes its outputs in place. The last step
+  starts `chunk` minibatches before the end, so every step has one shape
+  (one compiled body); the minibatches it shares with the step before are
+  computed again, to the same values, and written again.
+  """
+  c = min(chunk, num_full)
+  steps = -(-num_full // c)
+
+  def run(start):
+    parts = tuple(jax.lax.dynamic_slice_in_dim(a, start * batch, c * batch).reshape(
+        c, batch, *a.shape[1:]) for a in arrays)
+    p, b = jax.vmap(fn)(jax.lax.dynamic_slice_in_dim(keys, start, c), *parts)
+    return jax.tree.map(lambda o: o.reshape(c * batch, *o.shape[2:]), p), b
+
+  if steps == 1:
+    return run(0)
+  shapes = jax.eval_shape(run, 0)
+  p0 = jax.tree.map(lambda o: jnp.zeros((num_full * batch, *o.shape[1:]), o.dtype),
+                    shapes[0])
+  b0 = jax.tree.map(lambda o: jnp.zeros((num_full, *o.shape[1:]), o.dtype), shapes[1])
+
+  def body(i, acc):
+    start = jnp.minimum(i * c, num_full - c)
+    p, b = run(start)
+    put = lambda at: lambda o, v: jax.lax.dynamic_update_slice_in_dim(o, v, at, axis=0)
+    return (jax.tree.map(put(start * batch), acc[0], p),
+            jax.tree.map(put(start), acc[1], b))
+
+  return jax.lax.fori_loop(0, steps, body, (p0, b0))

@@ -46,7 +46,12 @@ sqrt(2/D) [cos(x W), sin(x W)] with W ~ N(0, I / sigma^2) of shape
 [d, D/2], so z(a).z(b) is an unbiased estimate of k(a, b) and
 z(a).z(a) = 1 like the exact kernel. Kernel sums against a set S become
 z(x) . sum_s z(s): O((N + M) d D) instead of O(N (N + M) d). Sums over a
-candidate's own minibatch (only `batch` columns) are always exact.
+candidate's own minibatch (only `batch` columns) are always exact. The
+candidates' features are computed block by block (`rff_features`,
+`rff_dots`, rows per block from `memory.rff_rows`), each row bit for bit as
+over the whole array; where their sum over all candidates is needed the
+[N, D] features are held whole, since that sum is one reduction whose
+order a blocked sum would change (the last bits of every score).
 
 Labeled padding. `l` may carry padding rows after the first `l_count` real
 ones (so that shapes, and compilations, do not follow the labeled-set size);
@@ -217,14 +222,28 @@ def median_sigma(x: jax.Array, rng: jax.Array, *,
   Returns:
     Scalar sigma > 0.
   """
-  n = x.shape[0]
+  ids, ok = median_rows(x.shape[0], rng, weights=weights, max_points=max_points)
+  return median_sigma_of(x if ids is None else x[ids], ids, ok)
+
+
+def median_rows(n: int, rng: jax.Array, *, weights: jax.Array | None = None,
+                max_points: int = MEDIAN_POINTS):
+  """The rows `median_sigma` reads: (None, [n] valid) when n <= max_points
+  (all rows), else ([max_points] rows drawn, all valid). A caller holding its
+  points in pieces gathers these rows itself (no concatenated copy of them
+  all) and passes them to `median_sigma_of`."""
   valid = jnp.ones((n,), bool) if weights is None else weights > 0
   if n <= max_points:
-    pts, ids, ok = x, jnp.arange(n), valid
-  else:
-    p = valid.astype(jnp.float32)
-    ids = jax.random.choice(rng, n, (max_points,), replace=True, p=p / p.sum())
-    pts, ok = x[ids], jnp.ones((max_points,), bool)
+    return None, valid
+  p = valid.astype(jnp.float32)
+  ids = jax.random.choice(rng, n, (max_points,), replace=True, p=p / p.sum())
+  return ids, jnp.ones((max_points,), bool)
+
+
+def median_sigma_of(pts: jax.Array, ids: jax.Array | None, ok: jax.Array) -> jax.Array:
+  """`median_sigma` of the rows `median_rows` chose: pts = x, or x[ids]."""
+  if ids is None:
+    ids = jnp.arange(pts.shape[0])
   s = pts.shape[0]
   d = jnp.sqrt(distances.sq_dists(pts, pts))
   # The pairs i < j as a mask built in the program: gathering them with
@@ -333,6 +352,78 @@ def rff_sum(x: jax.Array, w: jax.Array, freqs: jax.Array, *,
   return jax.lax.scan(step, acc0, (_split(x, b), _split(w.astype(x.dtype), b)))[0]
 
 
+def _row_block(x: jax.Array, start, rows: int, centre: jax.Array | None):
+  xb = jax.lax.dynamic_slice_in_dim(x, start, rows)
+  return xb if centre is None else xb - centre
+
+
+# Blocked passes over rows start their blocks at multiples of this many rows:
+# a row's products in XLA:CPU's matrix kernels depend on its place in their
+# row tiles (and on whether it is in the last, partial tile), so blocks of a
+# multiple of the tile starting at multiples of it, and a last block ending
+# where the array ends, give each row the values the whole array gives it.
+ROW_ALIGN = 64
+
+
+def _row_blocks(n: int, rows: int) -> tuple[int, int, int]:
+  """(block rows b, full blocks, first row of the last block) of a pass.
+
+  Full blocks cover [i b, (i + 1) b); the last block runs from a multiple of
+  ROW_ALIGN to the end and is at least b rows long (a short one would go to
+  another of XLA:CPU's matrix kernels, whose sums differ in the last bits),
+  so it overlaps the full blocks before it, whose rows it gives the same
+  values again. None when the full blocks end at n.
+  """
+  b = n if n <= rows else max(ROW_ALIGN, rows // ROW_ALIGN * ROW_ALIGN)
+  full = n // b
+  last = None if n == full * b else (n - b) // ROW_ALIGN * ROW_ALIGN
+  return b, full, last
+
+
+def _blocked_rows(fn, x: jax.Array, rows: int, out0):
+  """out0 (a tuple of [N, ...] zeros) with rows [s, s + b) set to fn(s, b)
+  (a tuple of [b, ...]) for every block of `_row_blocks`."""
+  n = x.shape[0]
+  b, full, last = _row_blocks(n, rows)
+  if full == 1 and last is None:
+    return fn(0, n)
+  put = lambda outs, vals, start: tuple(
+      jax.lax.dynamic_update_slice_in_dim(o, v, start, axis=0)
+      for o, v in zip(outs, vals))
+  outs = jax.lax.fori_loop(0, full, lambda i, o: put(o, fn(i * b, b), i * b), out0)
+  return outs if last is None else put(outs, fn(last, n - last), last)
+
+
+def rff_features(x: jax.Array, freqs: jax.Array, *, rows: int,
+                 centre: jax.Array | None = None) -> jax.Array:
+  """[N, D] z(x_i - centre), built about `rows` rows at a time into one array.
+
+  The features themselves are the only [N, D] array: no centred copy of x,
+  and the projections x W, their cosines and sines exist for one block of
+  rows at a time (`rff_map` of all rows held all four, and XLA a copy of
+  the concatenation). Each row is bit for bit `rff_map`'s (`ROW_ALIGN`).
+  """
+  def block(start, b):
+    return (rff_map(_row_block(x, start, b, centre), freqs),)
+
+  return _blocked_rows(block, x, rows,
+                       (jnp.zeros((x.shape[0], 2 * freqs.shape[1]), x.dtype),))[0]
+
+
+def rff_dots(x: jax.Array, freqs: jax.Array, vecs: tuple[jax.Array, ...], *,
+             rows: int, centre: jax.Array | None = None) -> tuple[jax.Array, ...]:
+  """(z(x_i - centre) . v for every row i) for each [D] v of `vecs`: a tuple
+  of [N], about `rows` rows of features at a time (each row's products are
+  those of the whole [N, D] features, bit for bit: `ROW_ALIGN`)."""
+  hi = jax.lax.Precision.HIGHEST
+
+  def block(start, b):
+    zb = rff_map(_row_block(x, start, b, centre), freqs)
+    return tuple(jnp.dot(zb, v, precision=hi) for v in vecs)
+
+  return _blocked_rows(block, x, rows, tuple(jnp.zeros((x.shape[0],), x.dtype) for _ in vecs))
+
+
 # ------------------------------------------------------------- set MMD
 
 
@@ -381,10 +472,20 @@ def _l_weights(l: jax.Array, l_count) -> tuple[jax.Array, jax.Array]:
   return w, jnp.asarray(l_count, l.dtype)
 
 
+def rff_rows(x: jax.Array, freqs: jax.Array) -> int:
+  """Rows of features a blocked RFF pass computes at once
+  (`memory.rff_rows`)."""
+  from jax_al import memory  # pylint: disable=import-outside-toplevel
+  return memory.rff_rows(x.shape[1], 2 * freqs.shape[1])
+
+
 def sums_to_l(x: jax.Array, l: jax.Array, sigma: jax.Array, *,
               l_count=None, block: int = 1024, freqs: jax.Array | None = None,
-              need_ll: bool = False):
-  """Kernel sums against the labeled set.
+              need_ll: bool = False, centre: jax.Array | None = None,
+              z: jax.Array | None = None):
+  """Kernel sums against the labeled set; the candidates are x - centre
+  (`centre` None: x), l is as given. With RFF, `z` may hold the candidates'
+  features (`rff_features`), computed once for this and `sums_to_self`.
 
   Returns:
     (s_l, sum_ll, m): s_l [N] = sum_l k(x, l); sum_ll = sum_{l,l'} k(l, l')
@@ -392,22 +493,36 @@ def sums_to_l(x: jax.Array, l: jax.Array, sigma: jax.Array, *,
   """
   w, m = _l_weights(l, l_count)
   if freqs is None:
+    x = x if centre is None else x - centre
     s_l = kernel_matvec(x, l, w, sigma, block=block)
     sum_ll = kernel_sum(l, w, sigma, block=block) if need_ll else None
   else:
     z_l = rff_sum(l, w, freqs, block=block)
-    s_l = jnp.dot(rff_map(x, freqs), z_l, precision=jax.lax.Precision.HIGHEST)
+    if z is None:
+      s_l, = rff_dots(x, freqs, (z_l,), rows=rff_rows(x, freqs), centre=centre)
+    else:
+      s_l = jnp.dot(z, z_l, precision=jax.lax.Precision.HIGHEST)
     sum_ll = jnp.dot(z_l, z_l) if need_ll else None
   return s_l, sum_ll, m
 
 
 def sums_to_self(x: jax.Array, sigma: jax.Array, *, block: int = 1024,
-                 freqs: jax.Array | None = None) -> jax.Array:
-  """[N] sum_u k(x, u) over all candidates u (x included)."""
+                 freqs: jax.Array | None = None,
+                 centre: jax.Array | None = None,
+                 z: jax.Array | None = None) -> jax.Array:
+  """[N] sum_u k(x, u) over all candidates u (x included); the candidates
+  are x - centre (`centre` None: x); `z` as in `sums_to_l`.
+
+  With RFF the [N, D] features are held whole: their sum over all rows is
+  one reduction, whose order of additions (XLA's, and so the last bits of
+  every score, and the picks at near-ties) a blocked sum would not keep.
+  """
   if freqs is None:
+    x = x if centre is None else x - centre
     return kernel_matvec(x, x, jnp.ones(x.shape[0], x.dtype), sigma,
                          block=block)
-  z = rff_map(x, freqs)
+  if z is None:
+    z = rff_features(x, freqs, rows=rff_rows(x, freqs), centre=centre)
   return jnp.dot(z, jnp.sum(z, axis=0), precision=jax.lax.Precision.HIGHEST)
 
 
@@ -444,9 +559,18 @@ def within_mean(sum_pp: jax.Array, n_p: jax.Array,
 # ------------------------------------------------- per-candidate terms
 
 
+def _self_features(x, freqs, batch, centre):
+  """The candidates' RFF features, once for both sums, where the sum over
+  all candidates needs them (RFF, batch None); else None."""
+  if freqs is None or batch is not None:
+    return None
+  return rff_features(x, freqs, rows=rff_rows(x, freqs), centre=centre)
+
+
 def witness(x: jax.Array, l: jax.Array, sigma: jax.Array, *, l_count=None,
             batch: int | None = None, min_size: int = 1, block: int = 1024,
-            freqs: jax.Array | None = None) -> jax.Array:
+            freqs: jax.Array | None = None,
+            centre: jax.Array | None = None) -> jax.Array:
   """[N] witness h(x) = mean_u k(x, u) - mean_l k(x, l).
 
   Args:
@@ -459,10 +583,18 @@ def witness(x: jax.Array, l: jax.Array, sigma: jax.Array, *, l_count=None,
     min_size: static; see `minibatch.layout`.
     block: static block size.
     freqs: RFF frequencies, or None for exact kernels.
+    centre: optional [d]: the candidates are x - centre (l is as given).
+      With RFF over all candidates they are centred block by block as their
+      features are built, with no centred copy of x.
   """
-  s_l, _, m = sums_to_l(x, l, sigma, l_count=l_count, block=block, freqs=freqs)
+  if centre is not None and (freqs is None or batch is not None):
+    x, centre = x - centre, None
+  z = _self_features(x, freqs, batch, centre)
+  s_l, _, m = sums_to_l(x, l, sigma, l_count=l_count, block=block, freqs=freqs,
+                        centre=centre, z=z)
   if batch is None:
-    return sums_to_self(x, sigma, block=block, freqs=freqs) / x.shape[0] - s_l / m
+    return sums_to_self(x, sigma, block=block, freqs=freqs,
+                        centre=centre, z=z) / x.shape[0] - s_l / m
 
   def one(_, xb):
     s_u = kernel_matvec(xb, xb, jnp.ones(xb.shape[0], xb.dtype), sigma,
@@ -478,18 +610,22 @@ def mmd2_decrease(x: jax.Array, l: jax.Array, sigma: jax.Array, *,
                   l_count=None, unbiased: bool = False,
                   batch: int | None = None, min_size: int = 1,
                   block: int = 1024,
-                  freqs: jax.Array | None = None) -> jax.Array:
+                  freqs: jax.Array | None = None,
+                  centre: jax.Array | None = None) -> jax.Array:
   """[N] MMD^2(L, U) - MMD^2(L + {x}, U); positive = L moves closer to U.
 
   Arguments as in `witness`; `unbiased` (static) picks the estimator. The
   unbiased one needs at least 2 labeled points.
   """
+  if centre is not None and (freqs is None or batch is not None):
+    x, centre = x - centre, None
+  z = _self_features(x, freqs, batch, centre)
   s_l, sum_ll, m = sums_to_l(x, l, sigma, l_count=l_count, block=block,
-                             freqs=freqs, need_ll=True)
+                             freqs=freqs, need_ll=True, centre=centre, z=z)
   kll = within_mean(sum_ll, m, unbiased)
   if batch is None:
     n = x.shape[0]
-    mean_u = sums_to_self(x, sigma, block=block, freqs=freqs) / n
+    mean_u = sums_to_self(x, sigma, block=block, freqs=freqs, centre=centre, z=z) / n
     klu = jnp.sum(s_l) / (m * n)
     return decrease_from_means(s_l / m, mean_u, kll, klu, m, unbiased)
 
@@ -536,7 +672,7 @@ def per_sample_mmd2(x: jax.Array, l: jax.Array, sigma: jax.Array,
                     l_count=None, unbiased: bool = False,
                     batch: int | None = None, min_size: int = 1,
                     block: int = 1024, freqs: jax.Array | None = None,
-                    chunk: int = 16) -> jax.Array:
+                    chunk: int = 16, centre: jax.Array | None = None) -> jax.Array:
   """[N] per-sample term m(x) = (1/R) sum_r MMD^2({x}, L_r) of the k-means
   cluster-margin + MMD method.
 
@@ -557,6 +693,8 @@ def per_sample_mmd2(x: jax.Array, l: jax.Array, sigma: jax.Array,
     min_size: static; see `minibatch.layout`.
     chunk: static; minibatches processed at once in batch scope (bounds the
       memory of the gathered draws).
+    centre: optional [d]; the candidates are x - centre (l is as given). In
+      batch scope it is subtracted per minibatch: no centred copy of x.
   """
   count = l.shape[0] if l_count is None else l_count
   # Features of every labeled row once, gathered per draw: cheaper than
@@ -570,8 +708,9 @@ def per_sample_mmd2(x: jax.Array, l: jax.Array, sigma: jax.Array,
                                    block=block)
     return _per_sample_rff(rff_map(xb, freqs), z_l[idx], unbiased)
 
+  shift = (lambda xb: xb) if centre is None else (lambda xb: xb - centre)
   if batch is None:
-    return scores(rng, x)
-  out, _ = minibatch.map_batches(lambda k, xb: (scores(k, xb), None), (x,),
+    return scores(rng, shift(x))
+  out, _ = minibatch.map_batches(lambda k, xb: (scores(k, shift(xb)), None), (x,),
                                  rng, batch, min_size, chunk=chunk)
   return out

@@ -120,20 +120,26 @@ def labeled_bucket(m: int, block: int) -> int:
   return -(-m // block) * block
 
 
-def mmd_term(x: jax.Array, l: jax.Array, l_count: jax.Array,
-             sigma: jax.Array, rng: jax.Array, freqs: jax.Array | None,
-             s: Settings) -> jax.Array:
-  """[N] raw MMD term `s.term` under the settings' scope."""
+def mmd_term(features: jax.Array, centre: jax.Array, l: jax.Array,
+             l_count: jax.Array, sigma: jax.Array, rng: jax.Array,
+             freqs: jax.Array | None, s: Settings) -> jax.Array:
+  """[N] raw MMD term `s.term` under the settings' scope, of the candidates
+  x = features - centre (l is centred already).
+
+  The per-sample term centres x per minibatch, and the witness and decrease
+  with random Fourier features over all candidates per block of rows: no
+  centred copy of the pool. The exact witness and decrease centre it whole.
+  """
   kw = dict(l_count=l_count,
             batch=s.u.batch if s.mmd_scope == "batch" else None,
             min_size=s.u.k, block=s.block, freqs=freqs)
   if s.term == "per_sample":
-    return mmd.per_sample_mmd2(x, l, sigma, rng, repeats=s.repeats,
+    return mmd.per_sample_mmd2(features, l, sigma, rng, repeats=s.repeats,
                                draw_size=s.draw_size, unbiased=s.unbiased,
-                               **kw)
+                               centre=centre, **kw)
   if s.term == "witness":
-    return mmd.witness(x, l, sigma, **kw)
-  return mmd.mmd2_decrease(x, l, sigma, unbiased=s.unbiased, **kw)
+    return mmd.witness(features, l, sigma, centre=centre, **kw)
+  return mmd.mmd2_decrease(features, l, sigma, unbiased=s.unbiased, centre=centre, **kw)
 
 
 class Knobs(NamedTuple):
@@ -170,8 +176,11 @@ def select_indices(features: jax.Array, u: jax.Array, labeled: jax.Array,
     In greedy mode t is the decrease each candidate would give as the first
     pick (`GreedyResult.first_gain`).
   """
+  # The candidates are x = features - centre throughout; x is formed whole
+  # only where a term needs it whole, never just to be sliced or sampled.
   centre = jnp.mean(features, axis=0)
-  x, l = features - centre, labeled - centre
+  l = labeled - centre
+  n = features.shape[0]
   k_sigma, k_rff, k_mmd = jax.random.split(rng, 3)
   stats = score_stats("u", u)
   if not s.use_mmd:
@@ -179,10 +188,19 @@ def select_indices(features: jax.Array, u: jax.Array, labeled: jax.Array,
 
   sigma = knobs.sigma
   if s.median_sigma:
+    # The median heuristic over the rows of [x; l] (padding left out), from
+    # the rows it samples, not from a concatenated copy of the pool.
     weights = jnp.concatenate(
-        [jnp.ones(x.shape[0]), (jnp.arange(l.shape[0]) < l_count) * 1.0])
-    sigma = mmd.median_sigma(jnp.concatenate([x, l]), k_sigma, weights=weights)
-  freqs = (mmd.rff_frequencies(k_rff, x.shape[1], s.rff_dim, sigma)
+        [jnp.ones(n), (jnp.arange(l.shape[0]) < l_count) * 1.0])
+    ids, ok = mmd.median_rows(n + l.shape[0], k_sigma, weights=weights)
+    if ids is None:
+      pts = jnp.concatenate([features - centre, l])
+    else:
+      pts = jnp.where((ids < n)[:, None],
+                      features[jnp.minimum(ids, n - 1)] - centre,
+                      l[jnp.clip(ids - n, 0, l.shape[0] - 1)])
+    sigma = mmd.median_sigma_of(pts, ids, ok)
+  freqs = (mmd.rff_frequencies(k_rff, features.shape[1], s.rff_dim, sigma)
            if s.approx == "rff" else None)
   u_norm = norm_lib.normalize_indexed(u, knobs.normalize)
   if s.mode == "greedy":
@@ -191,14 +209,14 @@ def select_indices(features: jax.Array, u: jax.Array, labeled: jax.Array,
       top = jax.lax.top_k(u, s.prefilter)[1]
       allowed = jnp.zeros(u.shape, bool).at[top].set(True)
     res = greedy.greedy_mmd(
-        x, l, sigma, budget, l_count=l_count, utility=u_norm,
+        features - centre, l, sigma, budget, l_count=l_count, utility=u_norm,
         weight=knobs.greedy_weight, normalize=knobs.normalize,
         unbiased=s.unbiased,
         block=s.block, freqs=freqs, allowed=allowed)
     t, idx = res.first_gain, res.indices
     stats.update(mmd2_before=res.mmd2_before, mmd2_after=res.mmd2_after)
   else:
-    t = mmd_term(x, l, l_count, sigma, k_mmd, freqs, s)
+    t = mmd_term(features, centre, l, l_count, sigma, k_mmd, freqs, s)
     score = u_norm + knobs.lam * knobs.sign * norm_lib.normalize_indexed(
         t, knobs.normalize)
     idx = jax.lax.top_k(score, budget)[1]

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jax_al import memory
 from jax_al.errors import ConfigError
 from jax_al.scores import cluster_margin
 from jax_al.strategies.base import Pool, Requires
@@ -57,12 +58,16 @@ def uncertainty(features: jax.Array, rng: jax.Array, *,
   minibatches) is the slowest part to compile, and this way every MMD
   variant with the same uncertainty settings reuses one compilation.
   """
-  x = features - jnp.mean(features, axis=0)
+  centre = jnp.mean(features, axis=0)
   kw = dict(k=s.k, transform=s.transform, init=s.init, n_init=s.n_init,
             max_iter=s.max_iter, tol=s.tol)
-  if s.scope == "global":
-    return cluster_margin.kmeans_margin(x, rng, **kw)
-  return cluster_margin.minibatch_kmeans_margin(x, rng, batch=s.batch, **kw)
+  if s.scope == "global":  # ott-jax's k-means of all points needs them centred at once
+    return cluster_margin.kmeans_margin(features - centre, rng, **kw)
+  # Centred inside each minibatch, `kmeans_chunk` minibatches at a time: no
+  # centred copy of the pool, and k-means state for one chunk, not for all.
+  return cluster_margin.minibatch_kmeans_margin(
+      features, rng, batch=s.batch, centre=centre,
+      chunk=memory.kmeans_chunk(s.batch, features.shape[1], s.n_init), **kw)
 
 
 @functools.partial(jax.jit, static_argnames=("kind",))
