@@ -327,6 +327,14 @@ DRAW_CHUNK = 16
 PASS_BYTES = 64 << 20
 
 
+# Above this many bytes of [N, D] random Fourier features, the sums over all
+# candidates stream them instead of holding them (`mmd.streams_rff`): held,
+# 1,000,000 x 2,048 features are 8 GB, more than the whole 3 GB pool; streamed
+# they cost one more pass of feature arithmetic. At or below it (100,000 x
+# 2,048: 0.8 GB) the held features keep the scores of the whole-array sum.
+RFF_HOLD_BYTES = 1 << 30
+
+
 def rff_rows(dim: int, rff_dim: int) -> int:
   """Rows of random Fourier features a blocked pass computes at once
   (`mmd.rff_features`, `mmd.rff_dots`): each row holds its centred features,
@@ -374,7 +382,9 @@ def selection_needs(config, n_candidates: int, labeled_capacity: int, feature_di
                 "free device memory", 1, 1))
   if name == "uncertainty_mmd" and al.use_mmd and al.approx == "rff":
     out.append(("al.rff_dim", al.rff_dim,
-                lambda r: f32 * r * (n_candidates + labeled_capacity + d),
+                # the candidates' [N, r] features are held up to RFF_HOLD_BYTES
+                lambda r: f32 * r * (labeled_capacity + d) + min(
+                    f32 * r * n_candidates, RFF_HOLD_BYTES),
                 f"random Fourier features of dimension {al.rff_dim:,}",
                 "use al.approx='exact'", 2, 2))
   if name == "uncertainty_mmd" and al.use_mmd and al.term == "per_sample":

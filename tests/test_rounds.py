@@ -105,7 +105,7 @@ def imgs(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_six_rounds_on_a_digits_image_folder(imgs, tmp_path):
   d = tmp_path / "project"
-  # The README's walk-through, whose numbers it quotes.
+  # docs/rounds.md's walk-through, whose numbers it quotes.
   rnd("init", d, "--images", imgs / "images", "--holdout", imgs / "holdout.csv",
       "--classes", ",".join(map(str, range(10))))
   truth = {r["id"]: r["label"] for r in read_csv(imgs / "truth.csv")}
@@ -133,7 +133,7 @@ def test_six_rounds_on_a_digits_image_folder(imgs, tmp_path):
   assert not any(s["cold_start"] for s in sel[1:])
   acc = [s["holdout_acc"] for s in sel[1:]]
   assert acc[-1] > acc[0] + 5, acc
-  # The README quotes 79.44, 84.72, 86.39, 90.28, 88.33 (2-core CPU VM, 2026-12-04).
+  # docs/rounds.md quotes 79.44, 84.72, 86.39, 90.28, 88.33 (2-core CPU VM, 2026-12-04).
   assert np.allclose(acc, [79.44, 84.72, 86.39, 90.28, 88.33], atol=3), acc
   status = rnd("status", d)
   assert "120 labeled, 360 holdout, 6 round(s)" in status

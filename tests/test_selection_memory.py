@@ -33,18 +33,18 @@ FIXED = 24 << 20
 RFF = 32
 
 
-def _programs(name, settings):
-  al = selection.al_config(name, N // 100, settings)
+def _programs(name, settings, n=N):
+  al = selection.al_config(name, n // 100, settings)
   s = strategies.get_strategy(al.strategy, al)
   st = s.settings(C)
-  f = jax.ShapeDtypeStruct((N, D), jnp.float32)
+  f = jax.ShapeDtypeStruct((n, D), jnp.float32)
   key = jax.random.key(0)
-  m = N // 100
-  args = (f, jax.ShapeDtypeStruct((N,), jnp.float32),
+  m = n // 100
+  args = (f, jax.ShapeDtypeStruct((n,), jnp.float32),
           jax.ShapeDtypeStruct((um.labeled_bucket(m, st.block), D), jnp.float32),
           jnp.int32(m), key, s.knobs())
   return (ut.uncertainty.lower(f, key, s=st.u).compile().memory_analysis(),
-          um.select_indices.lower(*args, s=st, budget=N // 100).compile().memory_analysis())
+          um.select_indices.lower(*args, s=st, budget=n // 100).compile().memory_analysis())
 
 
 @pytest.mark.parametrize("name, settings, held", [
@@ -62,6 +62,42 @@ def test_selection_temp_memory_is_not_a_pool_copy(monkeypatch, name, settings, h
   # the users' select_indices 1.2 to 2 pools, the RFF witness's 5.4.
   assert u_mem.temp_size_in_bytes < FIXED + pool / 2, u_mem.temp_size_in_bytes
   assert sel_mem.temp_size_in_bytes < FIXED + held + pool / 2, sel_mem.temp_size_in_bytes
+
+
+def test_rff_features_above_the_hold_limit_are_streamed_not_held(monkeypatch):
+  # The bench's witness_rff at 1,000,000 x 768 held its [N, 2,048] features,
+  # 8 GB (peak RSS 11.7 GiB). Above memory.RFF_HOLD_BYTES they are summed in
+  # one pass and dotted in a second: the program holds no [N, D] array. (Its
+  # own N, so that no program traced with the features held is reused.)
+  monkeypatch.setattr(memory, "PASS_BYTES", 1 << 14, raising=False)
+  n, rff = N + 2, 8192  # held: 33,003 x 8,192 x 4 = 1.08 GB, above the limit
+  assert n * rff * 4 > memory.RFF_HOLD_BYTES
+  _, sel_mem = _programs("witness", {"approx": "rff", "rff_dim": rff}, n=n)
+  assert sel_mem.temp_size_in_bytes < FIXED + n * D * 4 / 2, sel_mem.temp_size_in_bytes
+
+
+def test_streamed_rff_sums_agree_with_the_held_ones(monkeypatch):
+  x = jax.random.normal(jax.random.key(0), (5003, 32))
+  l = jax.random.normal(jax.random.key(1), (300, 32)) + 0.3
+  freqs = mmd.rff_frequencies(jax.random.key(2), 32, 256, jnp.float32(4.0))
+  c = jnp.mean(x, axis=0)
+  kw = dict(l_count=250, freqs=freqs, centre=c)
+  fns = (lambda: mmd.witness(x, l, 4.0, **kw), lambda: mmd.mmd2_decrease(x, l, 4.0, **kw),
+         lambda: mmd.sums_to_self(x, 4.0, freqs=freqs))
+  assert not mmd.streams_rff(x, freqs)
+  held = [np.asarray(f()) for f in fns]
+  monkeypatch.setattr(memory, "RFF_HOLD_BYTES", 1000, raising=False)
+  monkeypatch.setattr(memory, "PASS_BYTES", 1 << 17, raising=False)  # 64-row blocks
+  assert mmd.streams_rff(x, freqs)
+  for f, h in zip(fns, held):
+    got = np.asarray(f())
+    # other additions (in 64-row blocks), the same sums to float32 rounding
+    np.testing.assert_allclose(got, h, rtol=1e-5, atol=1e-6 * np.abs(h).max())
+    np.testing.assert_array_equal(np.asarray(f()), got)  # deterministic
+  # The sum in blocks is the sum: against float64 NumPy features.
+  z = np.asarray(mmd.rff_map(x - c, freqs), np.float64)
+  got = np.asarray(mmd.rff_column_sum(x, freqs, rows=64, centre=c))
+  np.testing.assert_allclose(got, z.sum(axis=0), rtol=1e-4, atol=1e-3)
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,9 @@ candidates' features are computed block by block (`rff_features`,
 `rff_dots`, rows per block from `memory.rff_rows`), each row bit for bit as
 over the whole array; where their sum over all candidates is needed the
 [N, D] features are held whole, since that sum is one reduction whose
-order a blocked sum would change (the last bits of every score).
+order a blocked sum would change (the last bits of every score), up to
+`memory.RFF_HOLD_BYTES` of features; above it they are streamed
+(`streams_rff`: summed in one pass, dotted in a second, never held).
 
 Labeled padding. `l` may carry padding rows after the first `l_count` real
 ones (so that shapes, and compilations, do not follow the labeled-set size);
@@ -513,17 +515,64 @@ def sums_to_self(x: jax.Array, sigma: jax.Array, *, block: int = 1024,
   """[N] sum_u k(x, u) over all candidates u (x included); the candidates
   are x - centre (`centre` None: x); `z` as in `sums_to_l`.
 
-  With RFF the [N, D] features are held whole: their sum over all rows is
-  one reduction, whose order of additions (XLA's, and so the last bits of
-  every score, and the picks at near-ties) a blocked sum would not keep.
+  With RFF the [N, D] features are held whole up to `memory.RFF_HOLD_BYTES`:
+  their sum over all rows is then one reduction, whose order of additions
+  (XLA's, and so the last bits of every score, and the picks at near-ties) a
+  blocked sum would not keep. Above it they are never held (`streams_rff`):
+  one pass sums them block by block (`rff_column_sum`), a second takes the
+  dots (`rff_dots`).
   """
   if freqs is None:
     x = x if centre is None else x - centre
     return kernel_matvec(x, x, jnp.ones(x.shape[0], x.dtype), sigma,
                          block=block)
+  if z is None and streams_rff(x, freqs):
+    rows = rff_rows(x, freqs)
+    total = rff_column_sum(x, freqs, rows=rows, centre=centre)
+    return rff_dots(x, freqs, (total,), rows=rows, centre=centre)[0]
   if z is None:
     z = rff_features(x, freqs, rows=rff_rows(x, freqs), centre=centre)
   return jnp.dot(z, jnp.sum(z, axis=0), precision=jax.lax.Precision.HIGHEST)
+
+
+def streams_rff(x: jax.Array, freqs: jax.Array) -> bool:
+  """Whether the RFF sums over all candidates stream their [N, D] features
+  (two passes, none held) instead of holding them: above
+  `memory.RFF_HOLD_BYTES` of features (1,000,000 x 2,048: 8 GB). A rule of
+  the shapes alone, so a pool's scores do not depend on the machine."""
+  from jax_al import memory  # pylint: disable=import-outside-toplevel
+  return x.shape[0] * 2 * freqs.shape[1] * x.dtype.itemsize > memory.RFF_HOLD_BYTES
+
+
+def rff_column_sum(x: jax.Array, freqs: jax.Array, *, rows: int,
+                   centre: jax.Array | None = None) -> jax.Array:
+  """[D] sum_i z(x_i - centre): the features of `rows` rows at a time summed
+  into one accumulator, the rows left after the full blocks last (a fixed
+  order of additions for given N and rows; not the whole-array reduction's)."""
+  n = x.shape[0]
+  b = min(rows, n)
+  full, rest = n // b, n % b
+
+  def body(i, acc):
+    return acc + jnp.sum(rff_map(_row_block(x, i * b, b, centre), freqs), axis=0)
+
+  acc = jax.lax.fori_loop(0, full, body, jnp.zeros((2 * freqs.shape[1],), x.dtype))
+  if rest:
+    acc = acc + jnp.sum(rff_map(_row_block(x, full * b, rest, centre), freqs), axis=0)
+  return acc
+
+
+def _rff_sums_streamed(x, l, freqs, l_count, block, centre):
+  """(s_u, s_l, z_l, m) over all candidates with their features streamed:
+  s_u [N] = sum_u z(x).z(u), s_l [N] = sum_l w_l z(x).z(l), z_l [D] the
+  labeled set's weighted feature sum, m its real rows. Two passes over the
+  candidates' features (`streams_rff`), the dots of both in the second."""
+  w, m = _l_weights(l, l_count)
+  z_l = rff_sum(l, w, freqs, block=block)
+  rows = rff_rows(x, freqs)
+  total = rff_column_sum(x, freqs, rows=rows, centre=centre)
+  s_u, s_l = rff_dots(x, freqs, (total, z_l), rows=rows, centre=centre)
+  return s_u, s_l, z_l, m
 
 
 def decrease_from_means(mean_l: jax.Array, mean_u: jax.Array,
@@ -562,7 +611,7 @@ def within_mean(sum_pp: jax.Array, n_p: jax.Array,
 def _self_features(x, freqs, batch, centre):
   """The candidates' RFF features, once for both sums, where the sum over
   all candidates needs them (RFF, batch None); else None."""
-  if freqs is None or batch is not None:
+  if freqs is None or batch is not None or streams_rff(x, freqs):
     return None
   return rff_features(x, freqs, rows=rff_rows(x, freqs), centre=centre)
 
@@ -589,6 +638,9 @@ def witness(x: jax.Array, l: jax.Array, sigma: jax.Array, *, l_count=None,
   """
   if centre is not None and (freqs is None or batch is not None):
     x, centre = x - centre, None
+  if freqs is not None and batch is None and streams_rff(x, freqs):
+    s_u, s_l, _, m = _rff_sums_streamed(x, l, freqs, l_count, block, centre)
+    return s_u / x.shape[0] - s_l / m
   z = _self_features(x, freqs, batch, centre)
   s_l, _, m = sums_to_l(x, l, sigma, l_count=l_count, block=block, freqs=freqs,
                         centre=centre, z=z)
@@ -619,6 +671,10 @@ def mmd2_decrease(x: jax.Array, l: jax.Array, sigma: jax.Array, *,
   """
   if centre is not None and (freqs is None or batch is not None):
     x, centre = x - centre, None
+  if freqs is not None and batch is None and streams_rff(x, freqs):
+    s_u, s_l, z_l, m = _rff_sums_streamed(x, l, freqs, l_count, block, centre)
+    kll, n = within_mean(jnp.dot(z_l, z_l), m, unbiased), x.shape[0]
+    return decrease_from_means(s_l / m, s_u / n, kll, jnp.sum(s_l) / (m * n), m, unbiased)
   z = _self_features(x, freqs, batch, centre)
   s_l, sum_ll, m = sums_to_l(x, l, sigma, l_count=l_count, block=block,
                              freqs=freqs, need_ll=True, centre=centre, z=z)
