@@ -47,6 +47,7 @@ def _programs(name, settings, n=N):
           um.select_indices.lower(*args, s=st, budget=n // 100).compile().memory_analysis())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, settings, held", [
     ("uncertainty_mmd", {}, 0),  # the users' method at its defaults
     # the bench's witness_rff; its [N, RFF] features are held whole (their sum
@@ -64,6 +65,7 @@ def test_selection_temp_memory_is_not_a_pool_copy(monkeypatch, name, settings, h
   assert sel_mem.temp_size_in_bytes < FIXED + held + pool / 2, sel_mem.temp_size_in_bytes
 
 
+@pytest.mark.slow
 def test_rff_features_above_the_hold_limit_are_streamed_not_held(monkeypatch):
   # The bench's witness_rff at 1,000,000 x 768 held its [N, 2,048] features,
   # 8 GB (peak RSS 11.7 GiB). Above memory.RFF_HOLD_BYTES they are summed in
@@ -76,6 +78,7 @@ def test_rff_features_above_the_hold_limit_are_streamed_not_held(monkeypatch):
   assert sel_mem.temp_size_in_bytes < FIXED + n * D * 4 / 2, sel_mem.temp_size_in_bytes
 
 
+@pytest.mark.slow
 def test_streamed_rff_sums_agree_with_the_held_ones(monkeypatch):
   x = jax.random.normal(jax.random.key(0), (5003, 32))
   l = jax.random.normal(jax.random.key(1), (300, 32)) + 0.3
@@ -106,6 +109,7 @@ def digits():
   return jnp.asarray(x)
 
 
+@pytest.mark.slow
 def test_chunked_minibatch_kmeans_is_bit_identical(digits):
   x = digits[:1100]
   centre = jnp.mean(x, axis=0)
@@ -118,6 +122,7 @@ def test_chunked_minibatch_kmeans_is_bit_identical(digits):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(whole), err_msg=f"chunk {chunk}")
 
 
+@pytest.mark.slow
 def test_chunked_map_batches_matches_vmap():
   x = jax.random.normal(jax.random.key(0), (10 * 7 + 3, 5))
 
@@ -132,6 +137,7 @@ def test_chunked_map_batches_matches_vmap():
       np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pool, rff_dim, rows", [
     ("digits", 256, (100, 500, 1797)),  # 1797 rows: one block
     # last blocks that would be 32 rows long, which XLA:CPU multiplies with
@@ -153,6 +159,7 @@ def test_blocked_rff_features_and_dots_are_bit_identical(digits, pool, rff_dim, 
     np.testing.assert_array_equal(np.asarray(dots), np.asarray(dot_all), err_msg=f"rows {r}")
 
 
+@pytest.mark.slow
 def test_median_from_sampled_rows_is_the_concatenated_median(digits):
   x, l = digits[:1500], digits[1500:1600]
   key = jax.random.key(5)
