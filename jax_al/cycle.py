@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from jax_al import rng, sharding, strategies, vmap_trials
+from jax_al import errors, rng, sharding, strategies, vmap_trials
 from jax_al.errors import TrainingError
 from jax_al.scores import bayes
 from jax_al.strategies.base import Requires, Samples
@@ -418,8 +418,15 @@ def select(exp: Experiment, trial: int, cycle: int, labeled: np.ndarray,
     p = pool(exp, state, labeled, subset, trial, cycle)
     t_feat = time.perf_counter() - t0
     t1 = time.perf_counter()
-    sel = exp.strategy.select(p, budget, keys(exp.config.seed, trial, cycle).select)
-    idx = np.asarray(sel.indices)
+    key = keys(exp.config.seed, trial, cycle).select
+
+    def pick():
+      sel = exp.strategy.select(p, budget, key)
+      return sel, np.asarray(sel.indices)
+
+    # A compiled selection can hold the main thread for minutes (a large
+    # pool): run it where a Ctrl-C is still answered at once.
+    sel, idx = errors.answering_signals(pick)
     t_sel = time.perf_counter() - t1
   if (len(idx) != budget or len(np.unique(idx)) != budget or idx.min() < 0
       or idx.max() >= len(subset)):

@@ -98,6 +98,7 @@ class _Signals:
 
   def __init__(self):
     self.depth, self.pending, self.delivered = 0, None, None
+    self.installed = 0  # handle_signals blocks active in the main thread
 
   def handler(self, signum, frame):
     del frame
@@ -127,6 +128,7 @@ class handle_signals:
     _SIGNALS.delivered = None
     if threading.current_thread() is threading.main_thread():
       self.old = {s: signal.signal(s, _SIGNALS.handler) for s in (signal.SIGINT, signal.SIGTERM)}
+      _SIGNALS.installed += 1
     return self
 
   def __exit__(self, *exc):
@@ -134,9 +136,49 @@ class handle_signals:
 
     _SIGNALS.delivered = None
     if self.old:
+      _SIGNALS.installed -= 1
       for s, h in self.old.items():
         signal.signal(s, h)
     return False
+
+
+def answering_signals(fn):
+  """fn(), with Ctrl-C and SIGTERM answered while it runs.
+
+  Python runs signal handlers in the main thread between bytecodes, and
+  reading a compiled program's result back (`np.asarray`) holds that thread
+  until the program ends: a selection of minutes would answer a Ctrl-C only
+  then. So where `handle_signals` is active and this is the main thread, fn
+  runs in a worker thread while the main thread sleeps, and a signal raises
+  Interrupted at once. The worker is then left to finish on its own (a
+  daemon thread; the commands end through `cli.exit_now`, whose `os._exit`
+  does not wait for it). Elsewhere, fn() runs as it is. fn's exception is
+  re-raised here.
+  """
+  import threading
+  import time
+
+  if not _SIGNALS.installed or threading.current_thread() is not threading.main_thread():
+    return fn()
+  box: dict = {}
+  done = threading.Event()
+
+  def work():
+    try:
+      box["value"] = fn()
+    except BaseException as e:  # pylint: disable=broad-except  # re-raised below
+      box["error"] = e
+    finally:
+      done.set()
+
+  threading.Thread(target=work, name="jax-al-answering-signals", daemon=True).start()
+  # Sleeps, not Thread.join or Event.wait: a signal that interrupts join()
+  # leaves the thread reported as stopped while it still runs (CPython 3.11).
+  while not done.is_set():
+    time.sleep(0.02)
+  if "error" in box:
+    raise box["error"]
+  return box["value"]
 
 
 class critical:

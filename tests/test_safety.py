@@ -265,3 +265,72 @@ def test_a_signal_lost_in_a_gc_callback_is_raised_after_the_next_commit():
   with errors.handle_signals():
     with errors.critical():
       pass
+
+
+def _long_program():
+  """A compiled program of a few seconds and the seconds it takes."""
+  import time
+
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  f = jax.jit(lambda x: jax.lax.fori_loop(0, 60, lambda i, a: jnp.tanh(a @ x), x))
+  x = jnp.full((1000, 1000), 1e-3)
+  np.asarray(f(x))  # compiled
+  t0 = time.perf_counter()
+  np.asarray(f(x))
+  return (lambda: np.asarray(f(x))), time.perf_counter() - t0
+
+
+@pytest.mark.slow
+def test_a_signal_during_a_compiled_selection_is_answered_at_once():
+  """Reading a compiled program's result back (np.asarray) holds the main
+  thread, and Python runs signal handlers only between bytecodes: a Ctrl-C
+  25 s into a 65 s selection of `run.py` was answered 43 s later.
+  `errors.answering_signals` (which `cycle.select` runs the strategy in)
+  answers it at once; outside `handle_signals` it is a plain call."""
+  import signal
+  import threading
+  import time
+
+  from jax_al import errors
+  read_back, seconds = _long_program()
+  took = {}
+  for how in ("plain", "answering"):
+    with errors.handle_signals():
+      threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+      t0 = time.perf_counter()
+      with pytest.raises(errors.Interrupted):
+        if how == "plain":
+          read_back()
+        else:
+          errors.answering_signals(read_back)
+        time.sleep(5 * seconds)  # a signal that was lost is still raised here
+      took[how] = time.perf_counter() - t0
+    time.sleep(seconds)  # the abandoned program ends
+  assert took["plain"] > 0.7 * seconds, (took, seconds)  # the problem is real here
+  assert took["answering"] < 0.2 + min(1.0, 0.5 * seconds), (took, seconds)
+  assert errors.answering_signals(lambda: 7) == 7  # no handlers: a plain call
+  with errors.handle_signals(), pytest.raises(ZeroDivisionError):
+    errors.answering_signals(lambda: 1 / 0)  # the worker's error, raised here
+
+
+def test_a_run_selects_where_a_signal_is_answered(tmp_path, monkeypatch):
+  """Under the commands' signal handlers, every cycle's strategy runs in
+  `errors.answering_signals`' worker thread (not the main thread)."""
+  import threading
+
+  from jax_al import errors, strategies
+  seen = []
+  select = strategies.get_strategy("random", tiny_digits_config().al).__class__.select
+
+  def spy(self, pool, budget, rng):
+    seen.append(threading.current_thread().name)
+    return select(self, pool, budget, rng)
+
+  monkeypatch.setattr(type(strategies.get_strategy("random", tiny_digits_config().al)),
+                      "select", spy)
+  with errors.handle_signals():
+    loop.run(tiny_digits_config("random"), tmp_path / "run", quiet=True)
+  assert seen == ["jax-al-answering-signals"], seen
