@@ -70,6 +70,7 @@ class Interrupted(KeyboardInterrupt):
     self.signal_name = signal.Signals(self.signum).name
     self.exit_code = 128 + self.signum
     self.outcome = None  # set by a run that --overwrite was replacing: what became of it
+    self.unfinished = False  # set by `answering_signals`: its worker still runs
     super().__init__(self.message())
 
   def message(self) -> str:
@@ -152,8 +153,8 @@ def answering_signals(fn):
   runs in a worker thread while the main thread sleeps, and a signal raises
   Interrupted at once. The worker is then left to finish on its own (a
   daemon thread; the commands end through `cli.exit_now`, whose `os._exit`
-  does not wait for it). Elsewhere, fn() runs as it is. fn's exception is
-  re-raised here.
+  does not wait for it), and the Interrupted says so (`unfinished`).
+  Elsewhere, fn() runs as it is. fn's exception is re-raised here.
   """
   import threading
   import time
@@ -174,8 +175,12 @@ def answering_signals(fn):
   threading.Thread(target=work, name="jax-al-answering-signals", daemon=True).start()
   # Sleeps, not Thread.join or Event.wait: a signal that interrupts join()
   # leaves the thread reported as stopped while it still runs (CPython 3.11).
-  while not done.is_set():
-    time.sleep(0.02)
+  try:
+    while not done.is_set():
+      time.sleep(0.02)
+  except Interrupted as e:
+    e.unfinished = not done.is_set()
+    raise
   if "error" in box:
     raise box["error"]
   return box["value"]

@@ -520,7 +520,8 @@ def run(argv) -> dict:
 def entry(argv) -> None:
   """`jax-al select ARGS`: exit 0 after writing the picks, 1 on bad input.
 
-  The command runs in a worker thread while the main thread waits for it,
+  The command runs in a worker thread while the main thread waits for it
+  (`errors.answering_signals`),
   so that Ctrl-C or SIGTERM answer at once (JAX holds the thread that runs
   a compiled selection until the program ends, which can be minutes on a
   large pool). A signal before the picks are written exits 128 + the
@@ -528,34 +529,17 @@ def entry(argv) -> None:
   waits for both files.
   """
   global _CANCELLED
-  from jax_al.errors import Interrupted, handle_signals
-
-  box: dict = {}
-  finished = threading.Event()
-
-  def work():
-    try:
-      box["doc"] = run(argv)
-    except BaseException as e:  # pylint: disable=broad-except  # re-raised in the main thread
-      box["error"] = e
-    finally:
-      finished.set()
+  from jax_al.errors import Interrupted, answering_signals, handle_signals
 
   with handle_signals():
     try:
-      threading.Thread(target=work, name="jax-al-select", daemon=True).start()
-      # Sleeps, not Thread.join: a signal that interrupts join() leaves the
-      # thread reported as stopped while it still runs (CPython 3.11).
-      while not finished.is_set():
-        time.sleep(0.05)
-      if "error" in box:
-        raise box["error"]
+      doc = answering_signals(lambda: run(argv))
     except Interrupted as e:
       with _GATE:  # the worker is not writing now, and will not start
         _CANCELLED = True
         done = "after writing the picks" if _WRITTEN else "before writing anything"
       print(f"interrupted by {e.signal_name} {done}", file=sys.stderr, flush=True)
-      if not finished.is_set():  # still computing: nothing of it is wanted, stop at once
+      if e.unfinished:  # still computing: nothing of it is wanted, stop at once
         # Die of the signal itself (the shell's 128 + N): exiting Python while
         # XLA runs in the worker thread aborts in its teardown instead.
         import signal
@@ -563,6 +547,5 @@ def entry(argv) -> None:
         signal.signal(e.signum, signal.SIG_DFL)
         os.kill(os.getpid(), e.signum)
       raise SystemExit(e.exit_code) from None
-  doc = box["doc"]
   print(f"{doc['budget']} picks by {doc['strategy']}: {doc['written'][0]} "
         f"(and {doc['written'][1]}) in {doc['timing']['total_s']:.1f} s")

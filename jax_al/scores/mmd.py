@@ -527,9 +527,7 @@ def sums_to_self(x: jax.Array, sigma: jax.Array, *, block: int = 1024,
     return kernel_matvec(x, x, jnp.ones(x.shape[0], x.dtype), sigma,
                          block=block)
   if z is None and streams_rff(x, freqs):
-    rows = rff_rows(x, freqs)
-    total = rff_column_sum(x, freqs, rows=rows, centre=centre)
-    return rff_dots(x, freqs, (total,), rows=rows, centre=centre)[0]
+    return _streamed_dots(x, freqs, centre)[0]
   if z is None:
     z = rff_features(x, freqs, rows=rff_rows(x, freqs), centre=centre)
   return jnp.dot(z, jnp.sum(z, axis=0), precision=jax.lax.Precision.HIGHEST)
@@ -562,16 +560,22 @@ def rff_column_sum(x: jax.Array, freqs: jax.Array, *, rows: int,
   return acc
 
 
-def _rff_sums_streamed(x, l, freqs, l_count, block, centre):
-  """(s_u, s_l, z_l, m) over all candidates with their features streamed:
-  s_u [N] = sum_u z(x).z(u), s_l [N] = sum_l w_l z(x).z(l), z_l [D] the
-  labeled set's weighted feature sum, m its real rows. Two passes over the
-  candidates' features (`streams_rff`), the dots of both in the second."""
-  w, m = _l_weights(l, l_count)
-  z_l = rff_sum(l, w, freqs, block=block)
+def _streamed_dots(x, freqs, centre, vecs=()):
+  """(s_u, *(z(x).v for v in vecs)), s_u [N] = sum_u z(x).z(u) over all
+  candidates, with their features streamed (`streams_rff`): one pass sums
+  them, a second takes every dot."""
   rows = rff_rows(x, freqs)
   total = rff_column_sum(x, freqs, rows=rows, centre=centre)
-  s_u, s_l = rff_dots(x, freqs, (total, z_l), rows=rows, centre=centre)
+  return rff_dots(x, freqs, (total, *vecs), rows=rows, centre=centre)
+
+
+def _rff_sums_streamed(x, l, freqs, l_count, block, centre):
+  """(s_u, s_l, z_l, m) over all candidates with their features streamed:
+  s_u as in `_streamed_dots`, s_l [N] = sum_l w_l z(x).z(l), z_l [D] the
+  labeled set's weighted feature sum, m its real rows."""
+  w, m = _l_weights(l, l_count)
+  z_l = rff_sum(l, w, freqs, block=block)
+  s_u, s_l = _streamed_dots(x, freqs, centre, (z_l,))
   return s_u, s_l, z_l, m
 
 
@@ -611,7 +615,7 @@ def within_mean(sum_pp: jax.Array, n_p: jax.Array,
 def _self_features(x, freqs, batch, centre):
   """The candidates' RFF features, once for both sums, where the sum over
   all candidates needs them (RFF, batch None); else None."""
-  if freqs is None or batch is not None or streams_rff(x, freqs):
+  if freqs is None or batch is not None:
     return None
   return rff_features(x, freqs, rows=rff_rows(x, freqs), centre=centre)
 
