@@ -353,9 +353,10 @@ def kmeans_chunk(batch: int, dim: int, n_init: int = 1) -> int:
 
 def _kmeans_shape(al, n_candidates: int, labeled_capacity: int, num_classes: int):
   """(rows, k, restarts vmapped at once) of the strategy's k-means."""
-  if al.strategy == "typiclust":  # labeled + candidates, about labeled + budget clusters
+  if al.strategy == "typiclust":  # labeled + candidates, labeled + budget clusters, capped
+    from jax_al.strategies import typiclust  # lazy: the strategies import this module
     rows = n_candidates + labeled_capacity
-    return rows, min(rows, labeled_capacity + al.budget), 1
+    return rows, typiclust.num_clusters(labeled_capacity, n_candidates, al.budget), 1
   k = al.k if al.k is not None else num_classes
   # Per-batch scope: every full minibatch (no padding, minibatch.layout); the
   # error histories of all of them are outputs, the rest is held `kmeans_chunk` at a time.

@@ -398,6 +398,57 @@ def test_typiclust_caps_clusters():
 # ---- block-wise distances --------------------------------------------------------
 
 
+def _knn_reference(x, groups, k):
+  """Count and distance sum of each point's k nearest group mates, float64."""
+  d = np.sqrt(((x[:, None].astype(np.float64) - x[None]) ** 2).sum(-1))
+  d[groups[:, None] != groups[None, :]] = np.inf
+  np.fill_diagonal(d, np.inf)
+  near = np.sort(d, axis=1)[:, :k]
+  found = np.isfinite(near)
+  return found.sum(1), np.where(found, near, 0).sum(1)
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 4096])
+def test_knn_within_groups_matches_brute_force(block):
+  rng = np.random.RandomState(0)
+  x = rng.randn(203, 5).astype(np.float32)
+  x[50:54] = x[10]  # exact duplicates: neighbours at distance 0
+  # Group sizes from 1 (no neighbour) through fewer than k + 1 to many, in
+  # no particular order of the rows.
+  groups = rng.permutation(np.repeat(np.arange(7), [1, 3, 6, 13, 40, 60, 80]))
+  groups[10], groups[50:54] = groups[52], groups[52]
+  k = 6
+  layout = distances.group_layout(groups, block)
+  count, total = distances.knn_dist_sums(
+      jnp.asarray(x), jnp.asarray(groups), jnp.asarray(layout.order),
+      jnp.asarray(layout.starts), k, layout.rows, layout.width)
+  ref_count, ref_total = _knn_reference(x[layout.order], groups[layout.order], k)
+  np.testing.assert_array_equal(np.asarray(count), ref_count)
+  np.testing.assert_allclose(np.asarray(total), ref_total, rtol=1e-5, atol=1e-5)
+  assert set(ref_count) == {0, 2, 5, 6}  # the cases above all occur
+
+
+def test_group_layout_spans_hold_every_group_mate():
+  rng = np.random.RandomState(1)
+  groups = rng.randint(0, 30, size=5000)
+  groups[:2500] = 3  # one group of half the pool
+  for block in (1, 64, 1024):
+    layout = distances.group_layout(groups, block)
+    g = groups[layout.order]
+    assert (np.diff(g) >= 0).all() and sorted(layout.order) == list(range(5000))
+    assert layout.width % 128 == 0 or layout.width == 5000
+    assert layout.rows * layout.width <= 8 * block * block or layout.rows <= 8
+    assert len(layout.starts) == -(-5000 // layout.rows)
+    for b, lo in enumerate(layout.starts):
+      top = min(b * layout.rows, 5000 - layout.rows)  # the last block overlaps
+      rows = g[top:top + layout.rows]
+      mates = np.flatnonzero(np.isin(g, rows))
+      assert lo <= mates.min() and mates.max() < lo + layout.width
+  # The large group bounds the span: blocks shrink so the matrix stays small.
+  assert distances.group_layout(groups, 64).rows < 64
+
+
+
 @pytest.mark.parametrize("block", [1, 7, 64, 4096])
 @pytest.mark.slow
 def test_blockwise_distances_match_brute_force(block):
@@ -408,13 +459,5 @@ def test_blockwise_distances_match_brute_force(block):
   np.testing.assert_allclose(
       distances.min_sq_dists(jnp.asarray(x), jnp.asarray(y), block),
       full.min(1), rtol=1e-5, atol=1e-5)
-  groups = rng.randint(0, 4, size=53)
-  got = np.asarray(distances.knn_sq_dists(jnp.asarray(x), 6, block,
-                                          jnp.asarray(groups)))
-  xx = ((x[:, None].astype(np.float64) - x[None]) ** 2).sum(-1)
-  xx[groups[:, None] != groups[None, :]] = np.inf
-  np.fill_diagonal(xx, np.inf)
-  np.testing.assert_allclose(got, np.sort(xx, axis=1)[:, :6], rtol=1e-5,
-                             atol=1e-5)
   assert distances.min_sq_dists(jnp.asarray(x), jnp.zeros((0, 5)),
                                 block).tolist() == [np.inf] * 53

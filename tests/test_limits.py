@@ -348,6 +348,26 @@ def test_draw_size_past_46341_no_longer_overflows():
 
 
 
+def test_typiclust_memory_estimate_counts_the_capped_clusters():
+  # 1,000,000 candidates, 10,000 labeled, a budget of 10,000: TypiClust
+  # clusters into MAX_CLUSTERS = 500, not labeled + budget = 20,000 (the
+  # estimate of 20,000 centres, 243 GB, refused a selection that fits).
+  from jax_al import memory
+  from jax_al.strategies import typiclust
+
+  c = tiny_digits_config("typiclust", al__budget=10_000)
+  ((field, value, need_of, what, *_), _) = [
+      e for e in memory.selection_needs(c, 1_000_000, 10_000, 768, 10)
+      if e[0].startswith("al.kmeans.")]
+  assert field == "al.kmeans.n_init" and f"x {typiclust.MAX_CLUSTERS} centres" in what
+  assert need_of(value) == 3 * 4 * (1_010_000 * typiclust.MAX_CLUSTERS + c.al.kmeans.max_iter)
+  # Below the cap it is labeled + budget.
+  small = tiny_digits_config("typiclust", al__budget=30)
+  ((*_, what, _, _, _), _) = [e for e in memory.selection_needs(small, 1_000, 40, 768, 10)
+                               if e[0].startswith("al.kmeans.")]
+  assert "of 1,040 points x 70 centres" in what
+
+
 def test_kernel_program_size_does_not_grow_with_columns_per_block():
   import jax
   import jax.numpy as jnp

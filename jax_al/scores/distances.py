@@ -1,9 +1,10 @@
 """Squared Euclidean distances, computed in blocks.
 
-Every function here is traceable (call it inside `jax.jit`); the ones taking
-`block` need it static. The largest distance matrix any of them materialises
-is `block x block`, so a pool of 50k points against a labeled set of 50k never
-allocates the 10 GB full matrix.
+Every function here but `group_layout` (host side, NumPy) is traceable
+(call it inside `jax.jit`); the ones taking `block` need it static. The
+largest distance matrix any of them materialises is `block x block`
+(`knn_dist_sums`: at most 8 x block^2 entries), so a pool of 50k points
+against a labeled set of 50k never allocates the 10 GB full matrix.
 
 Distances use the expansion |x|^2 + |y|^2 - 2 x.y, clipped at 0 because the
 subtraction can round below it. Matrix products run at HIGHEST precision:
@@ -14,8 +15,11 @@ one run to the next.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -117,51 +121,122 @@ def min_sq_dists(x: jax.Array, y: jax.Array, block: int,
   return jax.lax.map(row_block, _blocks(x, bx)).reshape(-1)[:n]
 
 
-def knn_sq_dists(x: jax.Array, k: int, block: int,
-                 groups: jax.Array | None = None) -> jax.Array:
-  """Squared distances from each point to its k nearest other points.
+class GroupLayout(NamedTuple):
+  """Where each block of a pool sorted by group finds its group mates.
+
+  order: [n] positions that sort the pool by group (stable).
+  rows: rows per block (at most n).
+  starts: [ceil(n / rows)] first sorted position of each block's columns.
+  width: columns every block reads from its start (at most n): the widest
+    span, from the first member of a block's first group to the last member
+    of its last group, rounded up to a multiple of 128.
+
+  Block b holds the sorted rows from min(b * rows, n - rows): the last block
+  overlaps the one before rather than being padded.
+  """
+  order: np.ndarray
+  rows: int
+  starts: np.ndarray
+  width: int
+
+
+def group_layout(groups: np.ndarray, block: int) -> GroupLayout:
+  """Sorts by group and sizes the blocks of `knn_dist_sums` (host side).
+
+  A block's columns hold its rows' group mates only, so the work is about
+  the sum over groups of size^2 rather than n^2. Blocks shrink (halving,
+  down to 8 rows) until `rows x width` is at most 8 x block^2 entries, which
+  bounds the distance matrix a block materialises; a group of most of the
+  pool still costs n^2 in all, but never an n x n matrix.
+  """
+  groups = np.asarray(groups)
+  n = groups.shape[0]
+  order = np.argsort(groups, kind="stable")
+  g = groups[order]
+  first = np.searchsorted(g, g, side="left")
+  last = np.searchsorted(g, g, side="right")
+  rows = max(1, min(block, n))
+  while True:
+    top = np.minimum(np.arange(0, n, rows), n - rows)
+    lo = first[top]
+    span = int((last[top + rows - 1] - lo).max(initial=1))
+    width = min(-(-max(span, 1) // 128) * 128, n)
+    if rows * width <= 8 * block * block or rows <= 8:
+      # A window of `width` from lo may pass the end: start it earlier.
+      starts = np.minimum(lo, n - width).astype(np.int32)
+      return GroupLayout(order, rows, starts, width)
+    rows = max(8, rows // 2)
+
+
+def knn_dist_sums(x: jax.Array, groups: jax.Array, layout_order: jax.Array,
+                  starts: jax.Array, k: int, rows: int, width: int
+                  ) -> tuple[jax.Array, jax.Array]:
+  """Per point, the number of its k nearest group mates and the sum of their
+  Euclidean distances, block by block in group order (`group_layout`).
 
   A point is never its own neighbour, but exact duplicates of it are (at
-  distance 0). With `groups`, only points of the same group count, which
-  gives nearest neighbours within each cluster in one pass. Each row block
-  scans the column blocks and merges them into a running top-k, so at most a
-  `block x (block + k)` matrix exists at a time.
+  distance 0). Each block of `rows` points gathers the `width` points from
+  its start in group order, which hold all its points' group mates, and
+  compares them as one `rows x width` matrix; no sorted copy of the pool is
+  made. The k-th smallest squared distance of each row is found by
+  bisection on its float32 bit pattern (non-negative floats order as their
+  bits): 31 passes of a compare and a count, where XLA's CPU `top_k` costs
+  about a sort per row (it was the whole cost at 20,000 points). The k
+  nearest are then the entries below that value plus as many copies of it as
+  are missing, so ties count as a sort would count them.
 
   Args:
-    x: [n, d] points.
+    x: [n, d] points, in any order.
+    groups: [n] int group ids of x.
+    layout_order, starts: `GroupLayout.order` and `.starts` of `groups`.
     k: static number of neighbours.
-    block: static block size.
-    groups: optional [n] int group ids.
+    rows, width: static `GroupLayout.rows` and `.width`.
 
   Returns:
-    [n, k] ascending squared distances; +inf where a point has fewer than k
-    other points (in its group).
+    In group order (position i is point layout_order[i]): ([n] int32
+    neighbour count, min(k, group size - 1); [n] sum of the distances to
+    those neighbours).
   """
   n = x.shape[0]
-  if groups is None:
-    groups = jnp.zeros((n,), jnp.int32)
-  b = min(block, n)
-  xs = _blocks(x, b)
-  x_sq = sq_norms(xs)
-  ids = _blocks(jnp.arange(n), b, fill=-1)  # -1 marks padding
-  gs = _blocks(groups.astype(jnp.int32), b)
+  sorted_groups = jnp.take(groups.astype(jnp.int32), layout_order)
+  inf_bits = jnp.int32(0x7F800000)
 
-  def row_block(row):
-    xb, xb_sq, ib, gb = row
+  def gather(lo, size):
+    pos = lo + jnp.arange(size)
+    pts = jnp.take(x, jax.lax.dynamic_slice_in_dim(layout_order, lo, size),
+                   axis=0).astype(jnp.float32)
+    return pts, sq_norms(pts), jax.lax.dynamic_slice_in_dim(sorted_groups, lo, size), pos
 
-    def col_step(best, col):
-      yb, yb_sq, jb, hb = col
-      xy = jnp.dot(xb, yb.T, precision=_HIGHEST)
-      d = jnp.maximum(xb_sq[:, None] + yb_sq[None, :] - 2 * xy, 0)
-      ok = ((jb[None, :] >= 0) & (ib[:, None] != jb[None, :])
-            & (gb[:, None] == hb[None, :]))
-      d = jnp.where(ok, d, jnp.inf)
-      neg, _ = jax.lax.top_k(-jnp.concatenate([best, d], axis=1), k)
-      return -neg, None
+  def one_block(b, out):
+    top = jnp.minimum(b * rows, n - rows)
+    xb, xb_sq, gb, ib = gather(top, rows)
+    yb, yb_sq, hb, jb = gather(starts[b], width)
+    xy = jnp.dot(xb, yb.T, precision=_HIGHEST)
+    dist = jnp.maximum(xb_sq[:, None] + yb_sq[None, :] - 2 * xy, 0)
+    ok = (hb[None, :] == gb[:, None]) & (jb[None, :] != ib[:, None])
+    dist = jnp.where(ok, dist, jnp.inf)
+    bits = jax.lax.bitcast_convert_type(dist, jnp.int32)
 
-    best0 = jnp.full((b, k), jnp.inf, x.dtype)
-    best, _ = jax.lax.scan(col_step, best0, (xs, x_sq, ids, gs))
-    return best
+    def bisect(_, bounds):
+      low, high = bounds
+      mid = low + (high - low) // 2
+      enough = jnp.sum(bits <= mid[:, None], axis=1) >= k
+      return jnp.where(enough, low, mid + 1), jnp.where(enough, mid, high)
 
-  out = jax.lax.map(row_block, (xs, x_sq, ids, gs))
-  return out.reshape(-1, k)[:n]
+    bounds = (jnp.zeros((rows,), jnp.int32), jnp.full((rows,), inf_bits))
+    _, kth_bits = jax.lax.fori_loop(0, 31, bisect, bounds)
+    kth = jax.lax.bitcast_convert_type(kth_bits, jnp.float32)
+    below = dist < kth[:, None]
+    n_below = jnp.sum(below, axis=1).astype(jnp.int32)
+    total = jnp.sum(jnp.where(below, jnp.sqrt(jnp.where(below, dist, 0.0)), 0.0),
+                    axis=1)
+    full = jnp.isfinite(kth)  # else fewer than k group mates: all are below
+    count = jnp.where(full, k, n_below)
+    total = total + jnp.where(full, (k - n_below) * jnp.sqrt(
+        jnp.where(full, kth, 0.0)), 0.0)
+    counts, totals = out
+    return (jax.lax.dynamic_update_slice_in_dim(counts, count, top, 0),
+            jax.lax.dynamic_update_slice_in_dim(totals, total, top, 0))
+
+  out = (jnp.zeros((n,), jnp.int32), jnp.zeros((n,), jnp.float32))
+  return jax.lax.fori_loop(0, starts.shape[0], one_block, out)

@@ -33,9 +33,9 @@ in the cases named.
   min(TYPICALITY_K, n - 1) nearest other candidates of a cluster of n; the
   authors use min(20, n // 2) (a 3-point cluster: 2 neighbours here, 1
   there). Why: one fixed-k neighbour search serves every cluster
-  (`distances.knn_sq_dists` returns the TYPICALITY_K nearest members of the
-  same cluster and marks the missing ones), so a small cluster simply uses
-  all its other members. Clusters of more than 40 candidates are unaffected.
+  (`distances.knn_dist_sums` counts and sums the TYPICALITY_K nearest
+  members of the same cluster, fewer where the cluster is smaller), so a
+  small cluster simply uses all its other members. Clusters of more than 40 candidates are unaffected.
 - Epsilon. Typicality is 1 / (mean distance + 1e-8) (`_EPS`); the authors
   add 1e-5. Why: it only guards the division for a candidate whose
   neighbours coincide with it (duplicated points). The two differ in the
@@ -75,20 +75,34 @@ def typicality(features: jax.Array, assignment: jax.Array, block: int
                ) -> jax.Array:
   """1 / mean distance to the TYPICALITY_K nearest others in the cluster.
 
+  The candidates' order by cluster is found on the host
+  (`distances.group_layout`), so each block of them is compared with its
+  own clusters' members only: about the sum of size^2 distances over the
+  clusters, not N^2, and no copy of the pool.
+
   Args:
     features: [N, d] candidates.
     assignment: [N] cluster ids.
-    block: static block size of the neighbour search.
+    block: block size of the neighbour search.
 
   Returns:
     [N] typicality; 0 for a candidate alone in its cluster (no neighbours).
     A cluster smaller than TYPICALITY_K + 1 uses all its other members.
   """
-  d2 = distances.knn_sq_dists(features, TYPICALITY_K, block, assignment)
-  found = jnp.isfinite(d2)
-  count = jnp.sum(found, axis=1)
-  total = jnp.sum(jnp.where(found, jnp.sqrt(jnp.where(found, d2, 0.0)), 0.0),
-                  axis=1)
+  layout = distances.group_layout(np.asarray(assignment), block)
+  order = jnp.asarray(layout.order)
+  typ_sorted = _sorted_typicality(features, assignment, order, layout.starts,
+                                  rows=layout.rows, width=layout.width)
+  return jnp.zeros_like(typ_sorted).at[order].set(typ_sorted)
+
+
+@functools.partial(jax.jit, static_argnames=("rows", "width"))
+def _sorted_typicality(features: jax.Array, assignment: jax.Array,
+                       order: jax.Array, starts: jax.Array, *, rows: int,
+                       width: int) -> jax.Array:
+  """Typicality in cluster order (position i is candidate order[i])."""
+  count, total = distances.knn_dist_sums(features, assignment, order, starts,
+                                         TYPICALITY_K, rows, width)
   mean = total / jnp.maximum(count, 1)
   return jnp.where(count > 0, 1.0 / (mean + _EPS), 0.0)
 
@@ -127,12 +141,13 @@ def round_robin_order(assignment: jax.Array, typ: jax.Array,
   return jnp.lexsort((rank_of_cluster[assignment], within))
 
 
-@functools.partial(
-    jax.jit, static_argnames=("k", "n_init", "max_iter", "tol", "block"))
 def typiclust_plan(features: jax.Array, labeled: jax.Array, rng: jax.Array, *,
                    k: int, n_init: int, max_iter: int, tol: float, block: int
                    ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """Clusters labeled + candidates and orders the candidates for picking.
+
+  Three compiled steps with the host between them: the k-means, the
+  typicality (whose blocks are sized from the clusters found) and the order.
 
   Args:
     features: [N, d] candidates.
@@ -140,12 +155,23 @@ def typiclust_plan(features: jax.Array, labeled: jax.Array, rng: jax.Array, *,
     rng: key for the k-means++ seeding.
     k: static number of clusters (`num_clusters`).
     n_init, max_iter, tol: static k-means settings.
-    block: static block size of the neighbour search.
+    block: block size of the neighbour search.
 
   Returns:
     ([N] pick order over candidate positions, [N] candidate cluster ids,
     [M] labeled cluster ids, [N] typicality).
   """
+  cand, lab = _clusters(features, labeled, rng, k=k, n_init=n_init,
+                        max_iter=max_iter, tol=tol)
+  typ = typicality(features, cand, block)
+  return _order(cand, typ, lab, k=k), cand, lab, typ
+
+
+@functools.partial(jax.jit, static_argnames=("k", "n_init", "max_iter", "tol"))
+def _clusters(features: jax.Array, labeled: jax.Array, rng: jax.Array, *,
+              k: int, n_init: int, max_iter: int, tol: float
+              ) -> tuple[jax.Array, jax.Array]:
+  """k-means++ on labeled + candidates: ([N] candidate, [M] labeled ids)."""
   n = features.shape[0]
   x = jnp.concatenate([labeled, features]).astype(jnp.float32)
   from ott.tools import k_means  # lazy: importing ott costs ~2 s at start-up
@@ -153,9 +179,10 @@ def typiclust_plan(features: jax.Array, labeled: jax.Array, rng: jax.Array, *,
                         max_iterations=max_iter, rng=rng)
   # Clip defensively: order and rank arithmetic index [k]-sized arrays.
   assign = jnp.clip(out.assignment.astype(jnp.int32), 0, k - 1)
-  lab, cand = assign[:x.shape[0] - n], assign[x.shape[0] - n:]
-  typ = typicality(x[x.shape[0] - n:], cand, block)
-  return round_robin_order(cand, typ, lab, k), cand, lab, typ
+  return assign[x.shape[0] - n:], assign[:x.shape[0] - n]
+
+
+_order = jax.jit(round_robin_order, static_argnames=("k",))
 
 
 @register("typiclust")
