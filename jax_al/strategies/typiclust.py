@@ -35,7 +35,8 @@ in the cases named.
   there). Why: one fixed-k neighbour search serves every cluster
   (`distances.knn_dist_sums` counts and sums the TYPICALITY_K nearest
   members of the same cluster, fewer where the cluster is smaller), so a
-  small cluster simply uses all its other members. Clusters of more than 40 candidates are unaffected.
+  small cluster simply uses all its other members. Clusters of more than 40
+  candidates are unaffected.
 - Epsilon. Typicality is 1 / (mean distance + 1e-8) (`_EPS`); the authors
   add 1e-5. Why: it only guards the division for a candidate whose
   neighbours coincide with it (duplicated points). The two differ in the
