@@ -198,14 +198,16 @@ def knn_dist_sums(x: jax.Array, groups: jax.Array, layout_order: jax.Array,
     those neighbours).
   """
   n = x.shape[0]
+  x = x.astype(jnp.float32)
+  x_sq = sq_norms(x)
   sorted_groups = jnp.take(groups.astype(jnp.int32), layout_order)
   inf_bits = jnp.int32(0x7F800000)
 
   def gather(lo, size):
-    pos = lo + jnp.arange(size)
-    pts = jnp.take(x, jax.lax.dynamic_slice_in_dim(layout_order, lo, size),
-                   axis=0).astype(jnp.float32)
-    return pts, sq_norms(pts), jax.lax.dynamic_slice_in_dim(sorted_groups, lo, size), pos
+    """Points lo .. lo + size in group order: rows, norms, groups, positions."""
+    ids = jax.lax.dynamic_slice_in_dim(layout_order, lo, size)
+    return (jnp.take(x, ids, axis=0), jnp.take(x_sq, ids),
+            jax.lax.dynamic_slice_in_dim(sorted_groups, lo, size), lo + jnp.arange(size))
 
   def one_block(b, out):
     top = jnp.minimum(b * rows, n - rows)
@@ -228,12 +230,10 @@ def knn_dist_sums(x: jax.Array, groups: jax.Array, layout_order: jax.Array,
     kth = jax.lax.bitcast_convert_type(kth_bits, jnp.float32)
     below = dist < kth[:, None]
     n_below = jnp.sum(below, axis=1).astype(jnp.int32)
-    total = jnp.sum(jnp.where(below, jnp.sqrt(jnp.where(below, dist, 0.0)), 0.0),
-                    axis=1)
+    total = jnp.sum(jnp.where(below, jnp.sqrt(dist), 0.0), axis=1)
     full = jnp.isfinite(kth)  # else fewer than k group mates: all are below
     count = jnp.where(full, k, n_below)
-    total = total + jnp.where(full, (k - n_below) * jnp.sqrt(
-        jnp.where(full, kth, 0.0)), 0.0)
+    total = total + jnp.where(full, (k - n_below) * jnp.sqrt(kth), 0.0)
     counts, totals = out
     return (jax.lax.dynamic_update_slice_in_dim(counts, count, top, 0),
             jax.lax.dynamic_update_slice_in_dim(totals, total, top, 0))

@@ -91,21 +91,19 @@ def typicality(features: jax.Array, assignment: jax.Array, block: int
     A cluster smaller than TYPICALITY_K + 1 uses all its other members.
   """
   layout = distances.group_layout(np.asarray(assignment), block)
-  order = jnp.asarray(layout.order)
-  typ_sorted = _sorted_typicality(features, assignment, order, layout.starts,
-                                  rows=layout.rows, width=layout.width)
-  return jnp.zeros_like(typ_sorted).at[order].set(typ_sorted)
+  return _typicality(features, assignment, layout.order, layout.starts,
+                     rows=layout.rows, width=layout.width)
 
 
 @functools.partial(jax.jit, static_argnames=("rows", "width"))
-def _sorted_typicality(features: jax.Array, assignment: jax.Array,
-                       order: jax.Array, starts: jax.Array, *, rows: int,
-                       width: int) -> jax.Array:
-  """Typicality in cluster order (position i is candidate order[i])."""
+def _typicality(features: jax.Array, assignment: jax.Array, order: jax.Array,
+                starts: jax.Array, *, rows: int, width: int) -> jax.Array:
+  """`typicality` given its `distances.group_layout`."""
   count, total = distances.knn_dist_sums(features, assignment, order, starts,
                                          TYPICALITY_K, rows, width)
   mean = total / jnp.maximum(count, 1)
-  return jnp.where(count > 0, 1.0 / (mean + _EPS), 0.0)
+  typ = jnp.where(count > 0, 1.0 / (mean + _EPS), 0.0)
+  return jnp.zeros_like(typ).at[order].set(typ)  # back to candidate order
 
 
 def round_robin_order(assignment: jax.Array, typ: jax.Array,
