@@ -415,10 +415,22 @@ def selection_needs(config, n_candidates: int, labeled_capacity: int, feature_di
     km = al.kmeans
     rows, k, batches = _kmeans_shape(al, n_candidates, labeled_capacity, num_classes)
 
-    def kmeans(n_init, max_iter):
-      # distances and assignments of every restart, and ott-jax's per-iteration
-      # error history ([max_iter] per restart and minibatch, kept in the loop state)
-      return 3 * f32 * n_init * (rows * k + batches * max_iter)
+    if name == "typiclust":  # kmeans.blocked_kmeans: restarts one after the other
+      from jax_al.scores import kmeans as kmeans_lib  # lazy, as above
+      block = min(kmeans_lib.assign_rows(k, d), rows)
+      trials = 2 + int(math.log(k))
+
+      def kmeans(n_init, max_iter):
+        # each restart's assignment and error history (the restarts' outputs);
+        # the running one's [N] vectors (norms, two assignments, distances,
+        # the seeding's trial distances, twice) and one assignment block
+        return f32 * (n_init * (rows + max_iter) + (6 + 2 * trials) * rows
+                      + 3 * block * k)
+    else:
+      def kmeans(n_init, max_iter):
+        # distances and assignments of every restart, and ott-jax's per-iteration
+        # error history ([max_iter] per restart and minibatch, kept in the loop state)
+        return 3 * f32 * n_init * (rows * k + batches * max_iter)
 
     what = (f"k-means with {km.n_init:,} restarts of {rows:,} points x {k} centres and "
             f"{km.max_iter:,} iterations at most")

@@ -101,6 +101,48 @@ def test_kmeans_inertia_matches_sklearn(init):
   assert float(out.error) == pytest.approx(direct, rel=1e-4)
 
 
+def _ott_kmeans_pp(x, rng, k, n_init, max_iter, tol):
+  from ott.tools import k_means
+  out = k_means.k_means(x, k, init="k-means++", n_init=n_init, tol=tol,
+                        max_iterations=max_iter, rng=rng)
+  return out.assignment.astype(jnp.int32), out.centroids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("labeled, k, settings, rows", [
+    (0, 10, {}, None),             # no labeled set: one part is empty
+    (100, 150, {}, None),          # each part in one block
+    (100, 150, {}, 64),            # 28 blocks, the last one overlapping
+    (300, 500, {}, 1000),          # TypiClust's cap, 2 blocks of candidates
+    (50, 60, {"n_init": 3}, 500),  # restarts: the lowest inertia kept
+    (50, 60, {"max_iter": 3}, None),  # stopped by the cap: assigned once more
+    (50, 60, {"tol": 10.0}, None),    # stopped by the tolerance
+])
+def test_blocked_kmeans_is_ott_kmeans_to_the_bit(labeled, k, settings, rows):
+  # TypiClust's committed results were made with ott-jax's k_means on the
+  # concatenated points; the blocked k-means must give its clusters.
+  x = digits()[0]
+  x = x[np.random.default_rng(0).permutation(len(x))]
+  kw = dict(n_init=1, max_iter=100, tol=1e-4) | settings
+  rng = jax.random.key(7)
+  want_a, want_c = jax.jit(_ott_kmeans_pp, static_argnums=(2, 3, 4, 5))(
+      jnp.asarray(x), rng, k, kw["n_init"], kw["max_iter"], kw["tol"])
+  rows = rows or kmeans.assign_rows(k, x.shape[1])
+  got = jax.jit(lambda a, b, r: kmeans.blocked_kmeans(
+      (a, b), r, k=k, rows=rows, **kw))(jnp.asarray(x[:labeled]),
+                                        jnp.asarray(x[labeled:]), rng)
+  np.testing.assert_array_equal(got.assignment, want_a)
+  np.testing.assert_array_equal(got.centroids, want_c)
+  direct = ((x - np.asarray(got.centroids)[np.asarray(got.assignment)])**2).sum()
+  assert float(got.error) == pytest.approx(direct, rel=1e-3)
+
+
+def test_blocked_kmeans_refuses_more_clusters_than_points():
+  with pytest.raises(ValueError, match="cannot cluster 5 points into 6"):
+    kmeans.blocked_kmeans((jnp.zeros((2, 3)), jnp.zeros((3, 3))),
+                          jax.random.key(0), k=6, rows=8)
+
+
 @pytest.mark.slow
 def test_cluster_margin_matches_numpy():
   rng = np.random.default_rng(0)
