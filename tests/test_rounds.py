@@ -467,6 +467,34 @@ def test_a_kill_at_every_phase_then_a_rerun_gives_the_uninterrupted_state(emb, t
   assert killed == sum(len(s[2]) for s in steps) == 11
 
 
+@pytest.mark.slow
+def test_a_signal_is_one_line_and_the_same_command_again_finishes(emb, tmp_path, monkeypatch):
+  # SIGTERM while `next` stages its round, Ctrl-C while `add` merges: one
+  # line each (no traceback), 143 and 130, and the rerun gives the state of
+  # the uninterrupted command.
+  monkeypatch.setenv("SOURCE_DATE_EPOCH", "1796000000")
+  cfg = fast_config(tmp_path)
+  ref = tmp_path / "ref" / "p"
+  rnd("init", ref, "--embeddings", emb / "embeddings.npz", "--config", cfg,
+      "--stop-set", 200)
+  labels = tmp_path / "r1.csv"
+  for cmd, args, at, sig, code in [("next", ["--budget", 12], "next:staged", "TERM", 143),
+                                   ("add", [labels], "add:checked", "INT", 130)]:
+    d = tmp_path / cmd / "p"
+    shutil.copytree(ref, d)
+    rnd(cmd, ref, *args)
+    if cmd == "next":
+      annotate(emb / "truth.csv", ref / "round_1" / "to_label.csv", labels)
+    r = _cli([cmd, d, *args], {store.KILL_ENV: f"{at}@{sig}"})
+    assert r.returncode == code, (cmd, r.returncode, r.stderr[-2000:])
+    assert r.stderr.splitlines()[-1] == (f"interrupted by SIG{sig}; rerun the same "
+                                         "command to finish it"), r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    rnd(cmd, d, *args)
+    assert state(d) == state(ref), cmd
+    assert not list(d.glob(".round_*.partial")), cmd
+
+
 # ---------------------------------------------------------------- kappa ----
 
 

@@ -460,10 +460,26 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv) -> None:
+  """Runs one subcommand. Ctrl-C and SIGTERM end it with one line and exit
+  codes 130 and 143; rerunning the same command finishes what it had begun
+  (a round folder is left in a state its next command resumes from)."""
+  from jax_al.errors import Interrupted, handle_signals
+
   args = parser().parse_args(argv)
-  try:
-    code = args.fn(args)
-  except JaxALError as e:
-    raise SystemExit(f"error: {e}") from None
+  with handle_signals():
+    try:
+      code = args.fn(args)
+    except Interrupted as e:
+      sys.stdout.flush()
+      print(f"interrupted by {e.signal_name}; rerun the same command to finish it",
+            file=sys.stderr, flush=True)
+      raise SystemExit(e.exit_code) from None
+    except KeyboardInterrupt:  # arrived before the handlers were installed
+      sys.stdout.flush()
+      print("interrupted by SIGINT; rerun the same command to finish it", file=sys.stderr,
+            flush=True)
+      raise SystemExit(130) from None
+    except JaxALError as e:
+      raise SystemExit(f"error: {e}") from None
   sys.stdout.flush()
   raise SystemExit(code)

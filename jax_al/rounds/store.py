@@ -35,14 +35,16 @@ LOCK = ".jax_al_round.lock"
 INIT_FILES = (POOL_CSV, HOLDOUT_CSV, LOCK)
 
 # Fault injection for the kill tests: the process kills itself (SIGKILL, no
-# cleanup) when it reaches the phase named by this variable.
+# cleanup) when it reaches the phase named by this variable; "PHASE@TERM" or
+# "PHASE@INT" sends itself that signal instead (what the command answers).
 KILL_ENV = "JAX_AL_ROUND_KILL_AT"
 
 
 def phase(name: str) -> None:
   """A named point between the steps of a command (see KILL_ENV)."""
-  if os.environ.get(KILL_ENV) == name:
-    os.kill(os.getpid(), signal.SIGKILL)
+  at, _, sig = os.environ.get(KILL_ENV, "").partition("@")
+  if at == name:
+    os.kill(os.getpid(), getattr(signal, f"SIG{sig}") if sig else signal.SIGKILL)
 
 
 def now() -> str:

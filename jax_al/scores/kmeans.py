@@ -1,7 +1,11 @@
-"""k-means on feature vectors: one set, or each minibatch of a set.
+"""k-means on feature vectors: one set, each minibatch of a set, or a set
+too large for ott-jax's copies (`blocked_kmeans`).
 
-A thin layer over `ott.tools.k_means.k_means` (Lloyd's algorithm); nothing
-here changes its updates. Its "random" initialisation draws k distinct
+`kmeans` and `minibatch_kmeans` are a thin layer over
+`ott.tools.k_means.k_means` (Lloyd's algorithm); nothing here changes its
+updates. `blocked_kmeans` is the same algorithm with k-means++ seeding,
+written out so that its assignment step runs in row blocks (TypiClust
+clusters a whole pool with it). Its "random" initialisation draws k distinct
 points of the set as the initial centres, the initialisation of the k-means
 cluster-margin + MMD method; it stops after `max_iter` Lloyd iterations,
 when no assignment changes, or when the squared Frobenius norm of the
