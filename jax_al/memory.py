@@ -421,10 +421,11 @@ def selection_needs(config, n_candidates: int, labeled_capacity: int, feature_di
       trials = 2 + int(math.log(k))
 
       def kmeans(n_init, max_iter):
-        # each restart's assignment and error history (the restarts' outputs);
-        # the running one's [N] vectors (norms, two assignments, distances,
-        # the seeding's trial distances, twice) and one assignment block
-        return f32 * (n_init * (rows + max_iter) + (6 + 2 * trials) * rows
+        # the concatenated labeled + candidates; each restart's assignment and
+        # error history (the restarts' outputs); the running one's [N] vectors
+        # (norms, two assignments, distances, the seeding's trial distances,
+        # twice) and one assignment block
+        return f32 * (rows * d + n_init * (rows + max_iter) + (6 + 2 * trials) * rows
                       + 3 * block * k)
     else:
       def kmeans(n_init, max_iter):

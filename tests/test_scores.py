@@ -108,29 +108,35 @@ def _ott_kmeans_pp(x, rng, k, n_init, max_iter, tol):
   return out.assignment.astype(jnp.int32), out.centroids
 
 
+def _real_valued(n, d, seed=0):
+  # Digits' pixels are small integers, whose products float32 holds exactly;
+  # real values show any difference in the order of additions.
+  r = np.random.default_rng(seed)
+  means = r.normal(size=(12, d))
+  return (means[r.integers(0, 12, n)] + r.normal(size=(n, d))).astype(np.float32)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("labeled, k, settings, rows", [
-    (0, 10, {}, None),             # no labeled set: one part is empty
-    (100, 150, {}, None),          # each part in one block
-    (100, 150, {}, 64),            # 28 blocks, the last one overlapping
-    (300, 500, {}, 1000),          # TypiClust's cap, 2 blocks of candidates
-    (50, 60, {"n_init": 3}, 500),  # restarts: the lowest inertia kept
-    (50, 60, {"max_iter": 3}, None),  # stopped by the cap: assigned once more
-    (50, 60, {"tol": 10.0}, None),    # stopped by the tolerance
+@pytest.mark.parametrize("pool, k, settings, rows", [
+    ("digits", 10, {}, None),             # one block
+    ("digits", 150, {}, 64),              # 29 blocks, the last one overlapping
+    ("digits", 60, {"n_init": 3}, 500),   # restarts: the lowest inertia kept
+    ("digits", 60, {"max_iter": 3}, None),  # stopped by the cap: assigned once more
+    ("digits", 60, {"tol": 10.0}, None),    # stopped by the tolerance
+    ("real", 500, {}, 777),               # TypiClust's cap, real values, 6 blocks
 ])
-def test_blocked_kmeans_is_ott_kmeans_to_the_bit(labeled, k, settings, rows):
-  # TypiClust's committed results were made with ott-jax's k_means on the
-  # concatenated points; the blocked k-means must give its clusters.
-  x = digits()[0]
+def test_blocked_kmeans_is_ott_kmeans_to_the_bit(pool, k, settings, rows):
+  # TypiClust's committed results were made with ott-jax's k_means; the
+  # blocked k-means must give its clusters.
+  x = digits()[0] if pool == "digits" else _real_valued(4000, 384)
   x = x[np.random.default_rng(0).permutation(len(x))]
   kw = dict(n_init=1, max_iter=100, tol=1e-4) | settings
   rng = jax.random.key(7)
   want_a, want_c = jax.jit(_ott_kmeans_pp, static_argnums=(2, 3, 4, 5))(
       jnp.asarray(x), rng, k, kw["n_init"], kw["max_iter"], kw["tol"])
   rows = rows or kmeans.assign_rows(k, x.shape[1])
-  got = jax.jit(lambda a, b, r: kmeans.blocked_kmeans(
-      (a, b), r, k=k, rows=rows, **kw))(jnp.asarray(x[:labeled]),
-                                        jnp.asarray(x[labeled:]), rng)
+  got = jax.jit(lambda a, r: kmeans.blocked_kmeans(a, r, k=k, rows=rows, **kw))(
+      jnp.asarray(x), rng)
   np.testing.assert_array_equal(got.assignment, want_a)
   np.testing.assert_array_equal(got.centroids, want_c)
   direct = ((x - np.asarray(got.centroids)[np.asarray(got.assignment)])**2).sum()
@@ -139,8 +145,7 @@ def test_blocked_kmeans_is_ott_kmeans_to_the_bit(labeled, k, settings, rows):
 
 def test_blocked_kmeans_refuses_more_clusters_than_points():
   with pytest.raises(ValueError, match="cannot cluster 5 points into 6"):
-    kmeans.blocked_kmeans((jnp.zeros((2, 3)), jnp.zeros((3, 3))),
-                          jax.random.key(0), k=6, rows=8)
+    kmeans.blocked_kmeans(jnp.zeros((5, 3)), jax.random.key(0), k=6, rows=8)
 
 
 @pytest.mark.slow

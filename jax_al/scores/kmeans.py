@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jax_al.scores import minibatch
 
@@ -115,8 +114,7 @@ class BlockedKMeans(NamedTuple):
   """`blocked_kmeans`'s result: the best restart's clustering.
 
   Attributes:
-    assignment: [n] int32 cluster ids of the points, in the order of the
-      parts passed.
+    assignment: [n] int32 cluster ids of the points.
     centroids: [k, d] centres.
     error: the lowest inertia its iterations recorded (what picks the
       restart).
@@ -134,11 +132,11 @@ def assign_rows(k: int, dim: int) -> int:
   return max(8, memory.PASS_BYTES // (4 * (3 * max(k, 1) + dim)))
 
 
-def blocked_kmeans(parts: tuple[jax.Array, ...], rng: jax.Array, *, k: int,
-                   n_init: int = 1, max_iter: int = 100, tol: float = 1e-4,
+def blocked_kmeans(x: jax.Array, rng: jax.Array, *, k: int, n_init: int = 1,
+                   max_iter: int = 100, tol: float = 1e-4,
                    rows: int) -> BlockedKMeans:
-  """k-means++ seeding and Lloyd's algorithm on the concatenation of `parts`,
-  which is never formed, with the assignment step in blocks of `rows` rows.
+  """k-means++ seeding and Lloyd's algorithm with the assignment step in
+  blocks of `rows` points.
 
   The algorithm is ott-jax 0.6's `k_means` with `init="k-means++"` and unit
   weights, step for step and draw for draw:
@@ -156,20 +154,23 @@ def blocked_kmeans(parts: tuple[jax.Array, ...], rng: jax.Array, *, k: int,
   - `n_init` restarts from `jax.random.split(rng, n_init)`, the one of the
     lowest recorded inertia kept (the first on ties).
 
-  What differs is memory: ott concatenates the points, keeps a weighted copy
-  of them ([n, d + 1]) and forms the [n, k] cost matrix of every
-  assignment (at 1,000,000 x 768 and k = 500: 14 GB in all); here only the
-  points, [n]-sized vectors and one [rows, k] block are held, and the
-  restarts run one after the other. When every part fits one block, the
-  arithmetic is ott's, operation for operation (its sums over the points
-  run in the same order: the centre sums are one scatter-add carried from
-  part to part), so on this CPU the clusters are ott's to the bit; with
-  several blocks only the products' blocking differs.
+  What differs is memory: ott keeps a weighted copy of the points ([n,
+  d + 1]) and forms the [n, k] cost matrix of every assignment (with the
+  concatenated labeled + candidates at 1,000,000 x 768 and k = 500: 14 GB
+  in all); here only [n]-sized vectors and one [rows, k] block are held
+  beside the points, and the restarts run one after the other. The
+  arithmetic is ott's, operation for operation and in the same shapes
+  where the order of additions depends on them: the seeding's [t, n]
+  products (XLA's CPU products round a row differently when its length
+  changes, so the points are one array, not parts), and the centre sums,
+  one scatter-add carried through the blocks in point order. An
+  assignment row does not depend on how many rows share its block, so on
+  this CPU the clusters are ott's to the bit.
 
   Call it inside `jax.jit` with k, n_init, max_iter, tol and rows static.
 
   Args:
-    parts: [n_i, d] float32 point sets; the points are their concatenation.
+    x: [n, d] float32 points.
     rng: key.
     k: number of clusters, 1 <= k <= n.
     n_init, max_iter, tol: restarts, the iteration cap and the absolute
@@ -179,145 +180,111 @@ def blocked_kmeans(parts: tuple[jax.Array, ...], rng: jax.Array, *, k: int,
   Returns:
     BlockedKMeans of the best restart.
   """
-  n = sum(int(p.shape[0]) for p in parts)
+  n = int(x.shape[0])
   if n < k:
     raise ValueError(f"cannot cluster {n} points into {k} clusters")
-  norms = tuple(jnp.sum(p ** 2, axis=-1) for p in parts)
-  offsets = np.cumsum([0] + [int(p.shape[0]) for p in parts])
-
-  def take(ix):  # rows of the (virtual) concatenation
-    out = jnp.zeros(ix.shape + parts[0].shape[1:], parts[0].dtype)
-    for p, lo, hi in zip(parts, offsets[:-1], offsets[1:]):
-      if hi > lo:
-        row = p[jnp.clip(ix - lo, 0, hi - lo - 1)]
-        inside = ((ix >= lo) & (ix < hi))[..., None]
-        out = jnp.where(inside, row, out)
-    return out
+  x_sq = jnp.sum(x ** 2, axis=-1)
 
   def one(key):
-    centroids = _kmeans_plus_plus(parts, norms, take, n, k, key)
-    return _lloyd(parts, norms, take, centroids, k, max_iter, tol, rows)
+    centroids = _kmeans_plus_plus(x, x_sq, k, key)
+    return _lloyd(x, x_sq, centroids, k, max_iter, tol, min(rows, n))
 
-  keys = jax.random.split(rng, n_init)
-  runs = jax.lax.map(one, keys)
+  runs = jax.lax.map(one, jax.random.split(rng, n_init))
   best = jnp.argmin(runs.error)
   return jax.tree_util.tree_map(lambda a: a[best], runs)
 
 
-def _costs(a: jax.Array, a_sq: jax.Array, parts, norms) -> jax.Array:
-  """[t, n] squared distances of t points to every point of the parts, in
-  the arithmetic of ott's squared-Euclidean cost: (|a|^2 + |x|^2) - 2 a.x."""
-  return jnp.concatenate(
-      [(a_sq[:, None] + nx[None, :]) + (-2.0 * jnp.dot(a, x.T, precision=_HIGHEST))
-       for x, nx in zip(parts, norms)], axis=1)
+def _costs(a: jax.Array, x: jax.Array, x_sq: jax.Array) -> jax.Array:
+  """[t, n] squared distances of t points to every point, in the arithmetic
+  of ott's squared-Euclidean cost: (|a|^2 + |x|^2) - 2 a.x."""
+  a_sq = jnp.sum(a ** 2, axis=-1)
+  return (a_sq[:, None] + x_sq[None, :]) + (-2.0 * jnp.dot(a, x.T, precision=_HIGHEST))
 
 
-def _kmeans_plus_plus(parts, norms, take, n: int, k: int, rng: jax.Array) -> jax.Array:
+def _kmeans_plus_plus(x: jax.Array, x_sq: jax.Array, k: int, rng: jax.Array) -> jax.Array:
   """[k, d] k-means++ centres, ott-jax's greedy seeding (see `blocked_kmeans`)."""
-  trials = 2 + int(math.log(k))
-  ixs_all = jnp.arange(n)
+  n, trials = x.shape[0], 2 + int(math.log(k))
+  every = jnp.arange(n)
   rng, next_rng = jax.random.split(rng, 2)
-  first = take(jnp.atleast_1d(jax.random.choice(rng, ixs_all, shape=())))
-  centroids = jnp.full((k, parts[0].shape[1]), jnp.inf).at[0].set(first[0])
-  dists = _costs(first, jnp.sum(first ** 2, axis=-1), parts, norms)[0]
+  first = x[jnp.atleast_1d(jax.random.choice(rng, every, shape=()))]
+  centroids = jnp.full((k, x.shape[1]), jnp.inf).at[0].set(first[0])
 
   def body(i, state):
     key, centroids, dists = state
     key, next_key = jax.random.split(key, 2)
-    ixs = jax.random.choice(key, ixs_all, shape=(trials,), p=dists, replace=True)
-    cand = take(ixs)
-    cand_dists = jnp.minimum(_costs(cand, jnp.sum(cand ** 2, axis=-1), parts, norms),
-                             dists)
+    cand = x[jax.random.choice(key, every, shape=(trials,), p=dists, replace=True)]
+    cand_dists = jnp.minimum(_costs(cand, x, x_sq), dists)
     best = jnp.argmin(cand_dists.sum(1))
     return next_key, centroids.at[i + 1].set(cand[best]), cand_dists[best]
 
-  _, centroids, _ = jax.lax.fori_loop(0, k - 1, body, (next_rng, centroids, dists))
-  return centroids
+  state = (next_rng, centroids, _costs(first, x, x_sq)[0])
+  return jax.lax.fori_loop(0, k - 1, body, state)[1]
 
 
-def _assign(parts, norms, centroids: jax.Array, rows: int):
+def _blocks(n: int, rows: int, fn, init):
+  """fn(i, start, carry) over the blocks of `rows` points; the last block
+  starts at n - rows, overlapping the one before."""
+  steps = -(-n // rows)
+
+  def step(i, carry):
+    return fn(i, jnp.minimum(i * rows, n - rows), carry)
+
+  return step(0, init) if steps == 1 else jax.lax.fori_loop(0, steps, step, init)
+
+
+def _assign(x, x_sq, centroids: jax.Array, rows: int):
   """([n] nearest centre, [n] its squared distance), `rows` points at a time."""
-  c_sq = jnp.sum(centroids ** 2, axis=-1)
-  out_a, out_d = [], []
-  for x, nx in zip(parts, norms):
-    m = int(x.shape[0])
-    if m == 0:
-      out_a.append(jnp.zeros((0,), jnp.int32))
-      out_d.append(jnp.zeros((0,), x.dtype))
-      continue
-    r = min(rows, m)
-    steps = -(-m // r)
+  n, c_sq = x.shape[0], jnp.sum(centroids ** 2, axis=-1)
 
-    def block(i, acc, x=x, nx=nx, m=m, r=r):
-      a_acc, d_acc = acc
-      start = jnp.minimum(i * r, m - r)  # the last block overlaps the one before
-      xb = jax.lax.dynamic_slice_in_dim(x, start, r)
-      nb = jax.lax.dynamic_slice_in_dim(nx, start, r)
-      cost = (nb[:, None] + c_sq[None, :]) + (-2.0 * jnp.dot(xb, centroids.T,
-                                                              precision=_HIGHEST))
-      a = jnp.argmin(cost, axis=1).astype(jnp.int32)
-      d = jnp.take_along_axis(cost, a[:, None], axis=1)[:, 0]
-      return (jax.lax.dynamic_update_slice_in_dim(a_acc, a, start, 0),
-              jax.lax.dynamic_update_slice_in_dim(d_acc, d, start, 0))
+  def block(i, start, acc):
+    del i  # an overlapped row is computed again, to the same values
+    xb = jax.lax.dynamic_slice_in_dim(x, start, rows)
+    nb = jax.lax.dynamic_slice_in_dim(x_sq, start, rows)
+    cost = (nb[:, None] + c_sq[None, :]) + (
+        -2.0 * jnp.dot(xb, centroids.T, precision=_HIGHEST))
+    a = jnp.argmin(cost, axis=1).astype(jnp.int32)
+    d = jnp.take_along_axis(cost, a[:, None], axis=1)[:, 0]
+    return (jax.lax.dynamic_update_slice_in_dim(acc[0], a, start, 0),
+            jax.lax.dynamic_update_slice_in_dim(acc[1], d, start, 0))
 
-    init = (jnp.zeros((m,), jnp.int32), jnp.zeros((m,), x.dtype))
-    a, d = (block(0, init) if steps == 1 else
-            jax.lax.fori_loop(0, steps, block, init))
-    out_a.append(a)
-    out_d.append(d)
-  return jnp.concatenate(out_a), jnp.concatenate(out_d)
+  return _blocks(n, rows, block, (jnp.zeros((n,), jnp.int32), jnp.zeros((n,), x.dtype)))
 
 
-def _centre_sums(parts, assignment: jax.Array, k: int, rows: int):
-  """([k, d] sums of each cluster's points, [k] counts). One scatter-add
-  carried through the parts and blocks in point order, so its additions
-  run in the order of a single `segment_sum` over all the points."""
-  d = parts[0].shape[1]
-  sums, counts = jnp.zeros((k, d), parts[0].dtype), jnp.zeros((k,), parts[0].dtype)
-  lo = 0
-  for x in parts:
-    m = int(x.shape[0])
-    ids = assignment[lo:lo + m]
-    lo += m
-    if m == 0:
-      continue
-    r = min(rows, m)
-    steps = -(-m // r)
+def _centre_sums(x, assignment: jax.Array, k: int, rows: int):
+  """([k, d] sums of each cluster's points, [k] counts): one scatter-add
+  carried through the blocks, so its additions run in the order of a single
+  `segment_sum` over all the points."""
+  n = x.shape[0]
 
-    def block(i, acc, x=x, ids=ids, m=m, r=r):
-      s, c = acc
-      start = jnp.minimum(i * r, m - r)
-      xb = jax.lax.dynamic_slice_in_dim(x, start, r)
-      ib = jax.lax.dynamic_slice_in_dim(ids, start, r)
-      # rows an overlapping last block already summed go to no cluster
-      ib = jnp.where(start + jnp.arange(r) >= i * r, ib, k)
-      return (s.at[ib].add(xb, mode="drop"),
-              c.at[ib].add(jnp.ones((r,), c.dtype), mode="drop"))
+  def block(i, start, acc):
+    xb = jax.lax.dynamic_slice_in_dim(x, start, rows)
+    ib = jax.lax.dynamic_slice_in_dim(assignment, start, rows)
+    # rows an overlapping last block already summed go to no cluster
+    ib = jnp.where(start + jnp.arange(rows) >= i * rows, ib, k)
+    return (acc[0].at[ib].add(xb, mode="drop"),
+            acc[1].at[ib].add(jnp.ones((rows,), x.dtype), mode="drop"))
 
-    sums, counts = (block(0, (sums, counts)) if steps == 1 else
-                    jax.lax.fori_loop(0, steps, block, (sums, counts)))
-  return sums, counts
+  return _blocks(n, rows, block, (jnp.zeros((k, x.shape[1]), x.dtype),
+                                  jnp.zeros((k,), x.dtype)))
 
 
-def _lloyd(parts, norms, take, centroids: jax.Array, k: int, max_iter: int,
-           tol: float, rows: int) -> BlockedKMeans:
+def _lloyd(x, x_sq, centroids: jax.Array, k: int, max_iter: int, tol: float,
+           rows: int) -> BlockedKMeans:
   """Lloyd's iterations from `centroids` (see `blocked_kmeans`)."""
-  n = sum(int(p.shape[0]) for p in parts)
+  n = x.shape[0]
 
   def update(centroids):
-    assignment, dist = _assign(parts, norms, centroids, rows)
-    sums, ws = _centre_sums(parts, assignment, k, rows)
+    assignment, dist = _assign(x, x_sq, centroids, rows)
+    sums, ws = _centre_sums(x, assignment, k, rows)
     ws = ws[:, None]
     # Empty cluster j takes the (j+1)-th farthest point (ott's reallocation).
     far = jnp.argsort(dist)[-k:][::-1]
     empty = ws <= 0.0
-    far_x = take(far)
-    new = (1 - empty) * sums + empty * far_x
-    moved = jax.ops.segment_sum(jnp.concatenate([empty * far_x, empty * 1.0], axis=1),
+    new = (1 - empty) * sums + empty * x[far]
+    moved = jax.ops.segment_sum(jnp.concatenate([empty * x[far], empty * 1.0], axis=1),
                                 assignment[far], num_segments=k)
-    new = new - moved[:, :-1]
     ws = ws - moved[:, -1:]
-    new = new * jnp.where(ws > 0.0, 1.0 / ws, 1.0)
+    new = (new - moved[:, :-1]) * jnp.where(ws > 0.0, 1.0 / ws, 1.0)
     return assignment, dist, new
 
   def cond(state):
@@ -328,8 +295,7 @@ def _lloyd(parts, norms, take, centroids: jax.Array, k: int, max_iter: int,
     it, centroids, _, old, _, errors = state
     assignment, dist, new = update(centroids)
     shift = jnp.linalg.norm(centroids - new, ord="fro") ** 2
-    return (it + 1, new, old, assignment, shift,
-            errors.at[it].set(jnp.sum(1.0 * dist)))
+    return (it + 1, new, old, assignment, shift, errors.at[it].set(jnp.sum(dist)))
 
   state = (jnp.int32(0), centroids, jnp.full((n,), -2, jnp.int32),
            jnp.full((n,), -1, jnp.int32), jnp.float32(jnp.inf),
@@ -338,9 +304,8 @@ def _lloyd(parts, norms, take, centroids: jax.Array, k: int, max_iter: int,
 
   def finalize(errors):
     # Stopped by the tolerance or the cap: one more assignment to the centres.
-    assignment, dist = _assign(parts, norms, centroids, rows)
-    last = jnp.sum(errors != -1) - 1
-    return assignment, errors.at[last].set(jnp.sum(1.0 * dist))
+    assignment, dist = _assign(x, x_sq, centroids, rows)
+    return assignment, errors.at[jnp.sum(errors != -1) - 1].set(jnp.sum(dist))
 
   assignment, errors = jax.lax.cond(jnp.all(prev == assignment),
                                     lambda e: (assignment, e), finalize, errors)
