@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jax_al.scores import minibatch
+from jax_al.scores import minibatch, mmd
 
 if TYPE_CHECKING:  # imported lazily at run time (see `kmeans`)
   from ott.tools import k_means as ott_k_means
@@ -163,9 +163,10 @@ def blocked_kmeans(x: jax.Array, rng: jax.Array, *, k: int, n_init: int = 1,
   where the order of additions depends on them: the seeding's [t, n]
   products (XLA's CPU products round a row differently when its length
   changes, so the points are one array, not parts), and the centre sums,
-  one scatter-add carried through the blocks in point order. An
-  assignment row does not depend on how many rows share its block, so on
-  this CPU the clusters are ott's to the bit.
+  one scatter-add carried through the blocks in point order. The
+  assignment's blocks are `mmd.blocked_rows`', which give each row the
+  whole array's products, so on this CPU the clusters are ott's to the
+  bit.
 
   Call it inside `jax.jit` with k, n_init, max_iter, tol and rows static.
 
@@ -194,11 +195,11 @@ def blocked_kmeans(x: jax.Array, rng: jax.Array, *, k: int, n_init: int = 1,
   return jax.tree_util.tree_map(lambda a: a[best], runs)
 
 
-def _costs(a: jax.Array, x: jax.Array, x_sq: jax.Array) -> jax.Array:
-  """[t, n] squared distances of t points to every point, in the arithmetic
-  of ott's squared-Euclidean cost: (|a|^2 + |x|^2) - 2 a.x."""
-  a_sq = jnp.sum(a ** 2, axis=-1)
-  return (a_sq[:, None] + x_sq[None, :]) + (-2.0 * jnp.dot(a, x.T, precision=_HIGHEST))
+def _costs(a: jax.Array, a_sq: jax.Array, y: jax.Array, y_sq: jax.Array) -> jax.Array:
+  """[t, m] squared distances of the rows of a to those of y, given their
+  squared norms, in the arithmetic of ott's squared-Euclidean cost:
+  (|a|^2 + |y|^2) - 2 a.y, not clipped at 0 (unlike `distances.sq_dists`)."""
+  return (a_sq[:, None] + y_sq[None, :]) + (-2.0 * jnp.dot(a, y.T, precision=_HIGHEST))
 
 
 def _kmeans_plus_plus(x: jax.Array, x_sq: jax.Array, k: int, rng: jax.Array) -> jax.Array:
@@ -213,50 +214,38 @@ def _kmeans_plus_plus(x: jax.Array, x_sq: jax.Array, k: int, rng: jax.Array) -> 
     key, centroids, dists = state
     key, next_key = jax.random.split(key, 2)
     cand = x[jax.random.choice(key, every, shape=(trials,), p=dists, replace=True)]
-    cand_dists = jnp.minimum(_costs(cand, x, x_sq), dists)
+    cand_dists = jnp.minimum(_costs(cand, jnp.sum(cand ** 2, axis=-1), x, x_sq), dists)
     best = jnp.argmin(cand_dists.sum(1))
     return next_key, centroids.at[i + 1].set(cand[best]), cand_dists[best]
 
-  state = (next_rng, centroids, _costs(first, x, x_sq)[0])
+  state = (next_rng, centroids, _costs(first, jnp.sum(first ** 2, axis=-1), x, x_sq)[0])
   return jax.lax.fori_loop(0, k - 1, body, state)[1]
 
 
-def _blocks(n: int, rows: int, fn, init):
-  """fn(i, start, carry) over the blocks of `rows` points; the last block
-  starts at n - rows, overlapping the one before."""
-  steps = -(-n // rows)
-
-  def step(i, carry):
-    return fn(i, jnp.minimum(i * rows, n - rows), carry)
-
-  return step(0, init) if steps == 1 else jax.lax.fori_loop(0, steps, step, init)
-
-
 def _assign(x, x_sq, centroids: jax.Array, rows: int):
-  """([n] nearest centre, [n] its squared distance), `rows` points at a time."""
-  n, c_sq = x.shape[0], jnp.sum(centroids ** 2, axis=-1)
+  """([n] nearest centre, [n] its squared distance), about `rows` points at a
+  time; each row's values are the whole array's (`mmd.blocked_rows`)."""
+  c_sq = jnp.sum(centroids ** 2, axis=-1)
 
-  def block(i, start, acc):
-    del i  # an overlapped row is computed again, to the same values
-    xb = jax.lax.dynamic_slice_in_dim(x, start, rows)
-    nb = jax.lax.dynamic_slice_in_dim(x_sq, start, rows)
-    cost = (nb[:, None] + c_sq[None, :]) + (
-        -2.0 * jnp.dot(xb, centroids.T, precision=_HIGHEST))
+  def block(start, b):
+    cost = _costs(jax.lax.dynamic_slice_in_dim(x, start, b),
+                  jax.lax.dynamic_slice_in_dim(x_sq, start, b), centroids, c_sq)
     a = jnp.argmin(cost, axis=1).astype(jnp.int32)
-    d = jnp.take_along_axis(cost, a[:, None], axis=1)[:, 0]
-    return (jax.lax.dynamic_update_slice_in_dim(acc[0], a, start, 0),
-            jax.lax.dynamic_update_slice_in_dim(acc[1], d, start, 0))
+    return a, jnp.take_along_axis(cost, a[:, None], axis=1)[:, 0]
 
-  return _blocks(n, rows, block, (jnp.zeros((n,), jnp.int32), jnp.zeros((n,), x.dtype)))
+  n = x.shape[0]
+  return mmd.blocked_rows(block, x, rows,
+                          (jnp.zeros((n,), jnp.int32), jnp.zeros((n,), x.dtype)))
 
 
 def _centre_sums(x, assignment: jax.Array, k: int, rows: int):
   """([k, d] sums of each cluster's points, [k] counts): one scatter-add
-  carried through the blocks, so its additions run in the order of a single
-  `segment_sum` over all the points."""
+  carried through blocks of `rows` points, so its additions run in the order
+  of a single `segment_sum` over all the points."""
   n = x.shape[0]
 
-  def block(i, start, acc):
+  def block(i, acc):
+    start = jnp.minimum(i * rows, n - rows)  # the last block overlaps the one before
     xb = jax.lax.dynamic_slice_in_dim(x, start, rows)
     ib = jax.lax.dynamic_slice_in_dim(assignment, start, rows)
     # rows an overlapping last block already summed go to no cluster
@@ -264,8 +253,9 @@ def _centre_sums(x, assignment: jax.Array, k: int, rows: int):
     return (acc[0].at[ib].add(xb, mode="drop"),
             acc[1].at[ib].add(jnp.ones((rows,), x.dtype), mode="drop"))
 
-  return _blocks(n, rows, block, (jnp.zeros((k, x.shape[1]), x.dtype),
-                                  jnp.zeros((k,), x.dtype)))
+  init = (jnp.zeros((k, x.shape[1]), x.dtype), jnp.zeros((k,), x.dtype))
+  steps = -(-n // rows)
+  return block(0, init) if steps == 1 else jax.lax.fori_loop(0, steps, block, init)
 
 
 def _lloyd(x, x_sq, centroids: jax.Array, k: int, max_iter: int, tol: float,
@@ -279,9 +269,9 @@ def _lloyd(x, x_sq, centroids: jax.Array, k: int, max_iter: int, tol: float,
     ws = ws[:, None]
     # Empty cluster j takes the (j+1)-th farthest point (ott's reallocation).
     far = jnp.argsort(dist)[-k:][::-1]
-    empty = ws <= 0.0
-    new = (1 - empty) * sums + empty * x[far]
-    moved = jax.ops.segment_sum(jnp.concatenate([empty * x[far], empty * 1.0], axis=1),
+    empty, far_x = ws <= 0.0, x[far]
+    new = (1 - empty) * sums + empty * far_x
+    moved = jax.ops.segment_sum(jnp.concatenate([empty * far_x, empty * 1.0], axis=1),
                                 assignment[far], num_segments=k)
     ws = ws - moved[:, -1:]
     new = (new - moved[:, :-1]) * jnp.where(ws > 0.0, 1.0 / ws, 1.0)

@@ -382,7 +382,7 @@ def _row_blocks(n: int, rows: int) -> tuple[int, int, int]:
   return b, full, last
 
 
-def _blocked_rows(fn, x: jax.Array, rows: int, out0):
+def blocked_rows(fn, x: jax.Array, rows: int, out0):
   """out0 (a tuple of [N, ...] zeros) with rows [s, s + b) set to fn(s, b)
   (a tuple of [b, ...]) for every block of `_row_blocks`."""
   n = x.shape[0]
@@ -408,7 +408,7 @@ def rff_features(x: jax.Array, freqs: jax.Array, *, rows: int,
   def block(start, b):
     return (rff_map(_row_block(x, start, b, centre), freqs),)
 
-  return _blocked_rows(block, x, rows,
+  return blocked_rows(block, x, rows,
                        (jnp.zeros((x.shape[0], 2 * freqs.shape[1]), x.dtype),))[0]
 
 
@@ -423,7 +423,7 @@ def rff_dots(x: jax.Array, freqs: jax.Array, vecs: tuple[jax.Array, ...], *,
     zb = rff_map(_row_block(x, start, b, centre), freqs)
     return tuple(jnp.dot(zb, v, precision=hi) for v in vecs)
 
-  return _blocked_rows(block, x, rows, tuple(jnp.zeros((x.shape[0],), x.dtype) for _ in vecs))
+  return blocked_rows(block, x, rows, tuple(jnp.zeros((x.shape[0],), x.dtype) for _ in vecs))
 
 
 # ------------------------------------------------------------- set MMD
