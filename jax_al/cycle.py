@@ -345,6 +345,18 @@ _CHECKED = ("features", "logits", "labeled_features", "labeled_logits", "sample_
             "predicted_loss")
 
 
+@jax.jit
+def _finite_and_top(checked: tuple, feats: tuple) -> tuple[jax.Array, jax.Array]:
+  """(whether every array of `checked` is finite, the largest |value| of
+  `feats`, 0 when it is empty) in one program per cycle's shapes: eagerly,
+  each `isfinite`, `all`, `abs` and `max` compiled a program of its own for
+  every new pool size."""
+  finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in checked]))
+  tops = [jnp.max(jnp.abs(f)) for f in feats if f.size]
+  top = jnp.max(jnp.stack(tops)) if tops else jnp.float32(0.0)
+  return finite, top
+
+
 def pool(exp: Experiment, state: TrainState, labeled: np.ndarray, subset: np.ndarray,
          trial: int, cycle: int) -> strategies.Pool:
   """The strategies' input: logits and features of the candidates and of the
@@ -363,17 +375,19 @@ def pool(exp: Experiment, state: TrainState, labeled: np.ndarray, subset: np.nda
   arrays: dict = {}
   for provide in providers(exp.strategy.requires):
     arrays.update(provide(where))
-  if not all(bool(jnp.all(jnp.isfinite(arrays[n]))) for n in _CHECKED if n in arrays):
+  need = exp.strategy.requires
+  feats = ([arrays[n] for n in ("features", "labeled_features") if n in arrays]
+           if need.features or need.labeled else [])
+  finite, top = _finite_and_top(tuple(arrays[n] for n in _CHECKED if n in arrays), tuple(feats))
+  if not bool(finite):
     raise TrainingError(f"cycle {cycle}: the model produced non-finite features or logits, "
                         "so no strategy can score the pool; the network diverged; "
                         f"{train_lib.divergence_fix(exp.config.train)}")
-  need = exp.strategy.requires
-  if need.features or need.labeled:
+  if feats:
     # Finite but huge features overflow the float32 distances the strategy
     # computes: NaN scores and repeated picks, not a selection.
     from jax_al import selection
-    feats = [arrays[n] for n in ("features", "labeled_features") if n in arrays]
-    top = max(float(jnp.max(jnp.abs(f))) if f.size else 0.0 for f in feats)
+    top = float(top)
     rows, dim = sum(int(f.shape[0]) for f in feats), int(feats[0].shape[-1])
     if top > selection.feature_limit(rows, dim):
       raise TrainingError(f"cycle {cycle}: the model's features reach {top:.3g}, so the "
