@@ -42,7 +42,11 @@
 #   7. ensemble: 5 members at 5,000 labeled as one vmapped program vs one member
 #      (goal < 2x one member's epoch)                                 (cap 40)
 #   8. acquisitions: every strategy's select at 45,000 x 512          (cap 25)
-#   9. selection_ref: the NumPy / scikit-learn references at 45,000, if time is left
+#   9. select_scale: jax_al.select at 1,000,000 x 768 (C = 10, 1 % labeled and
+#      picked): margin, entropy, the users' method and the RFF witness with the
+#      pool on the device, and margin and the users' method streamed from the
+#      host in blocks (jax_al.stream); time and peak device memory    (cap 90)
+#  10. selection_ref: the NumPy / scikit-learn references at 45,000, if time is left
 # protocol: jax_al.bench protocol on .device/cifar10-jpeg.tar.gz, bf16, cold
 # (--config.compile_cache_dir=off), with all the time left but a reserve; its
 # per-cycle records land in protocol.json and protocol/metrics.jsonl as each
@@ -206,6 +210,7 @@ if [ "$MODE" = speed ]; then
     ENS=(--model "${GPU_SH_MODEL:-mlp}" --width 0.25 --dtype bfloat16 --batch 32 --n-train 256
          --labeled 128 --repeats 1 --trials 5 --steps-per-call 2)
     ACQ=(--quick --repeats 1)
+    SEL_SCALE=(--sizes 2000 --dim 32 --classes 10 --strategies margin,margin_streamed)
   else
     M=(--models resnet18 --dtypes bfloat16)
     TRAIN=("${M[@]}" --sizes 20000 --repeats 3)
@@ -215,6 +220,8 @@ if [ "$MODE" = speed ]; then
     PROF=("${M[@]}" --sizes 5000 --repeats 1)
     ENS=(--model resnet18 --dtype bfloat16 --labeled 5000 --repeats 3 --trials 5)
     ACQ=(--repeats 3)
+    SEL_SCALE=(--sizes 1000000 --dim 768 --classes 10
+           --strategies margin,margin_streamed,entropy,users,users_streamed,witness_rff)
   fi
   # Parts 1, 3, 4, 6 share an on-disk compilation cache: the profile loads the
   # default step that part 1 compiled (each row's compile s is still cold:
@@ -236,6 +243,9 @@ if [ "$MODE" = speed ]; then
   # every strategy's selection cost at 45,000 x 512.
   part ensemble 40 "${XC[@]}" "${B[@]}" parallel "${ENS[@]}" --ensemble --json "$W/ensemble.json"
   part acquisitions 25 "${B[@]}" acquisitions "${ACQ[@]}" --json "$W/acquisitions.json"
+  # One process per cell; the synthetic pool is written to the machine's disk first.
+  part select_scale 90 "${B[@]}" select "${SEL_SCALE[@]}" --impls jax --timeout 120 \
+    --data-dir "$S/select_pools" --json "$W/select_scale.json"
   # The Perfetto trace (ui.perfetto.dev) comes back as its own file if small enough.
   TR=$(find "$S/profile" -name perfetto_trace.json.gz 2>/dev/null | head -1)
   if [ -n "$TR" ] && [ "$(stat -c %s "$TR")" -lt 15000000 ]; then

@@ -103,6 +103,19 @@ def _acquisitions(docs: dict) -> None:
         print(f"  {r['strategy']:26s} samples {r['samples']:3d}  {r['select_ms']:9.1f} ms")
 
 
+def _select_scale(docs: dict) -> None:
+  rows = [r for d in docs.values() if isinstance(d.get("select"), list) for r in d["select"]]
+  if not rows:
+    return
+  print(f"\nselect at scale (jax_al.select; * = first call, compilation included):")
+  for r in rows:
+    t, dev = r.get("time_s"), r.get("peak_device_bytes")
+    t = f"{t:8.3f} s{'*' if r.get('includes_compile') else ' '}" if t is not None else "       -  "
+    dev = f"device peak {dev / 2**30:6.2f} GiB" if dev is not None else ""
+    print(f"  {r['strategy']:17s} {r['n']:>9,} x {r['dim']} C={r['classes']:<3} "
+          f"{r.get('status', '?'):>9s} {t} {dev}")
+
+
 def _features(docs: dict) -> None:
   for d in docs.values():
     for r in d.get("features", []):
@@ -312,6 +325,7 @@ def main(folder: str) -> None:
   _torch(docs)
   _selection(docs)
   _acquisitions(docs)
+  _select_scale(docs)
   _profile(docs)
   _protocol(docs, out)
   _study(out)

@@ -1,7 +1,8 @@
 """`jax-al select`: the next rows to label, from a file of your model's outputs.
 
     jax-al select --pool POOL --strategy NAME --budget B --out picks.csv
-        [--labeled labeled.csv] [--seed S] [--config.al.<field>=value ...]
+        [--labeled labeled.csv] [--seed S] [--stream auto|on|off] [--stream-rows N]
+        [--config.al.<field>=value ...]
 
 POOL is one of
   .npz      arrays `features` [N, d], `logits` or `probs` [N, C], and
@@ -16,7 +17,8 @@ labeled.csv has the columns id,label: those pool rows are labeled (never
 picked; for the MMD terms and coreset they are the labeled set).
 
 Writes picks.csv (id,rank,score, best first) and picks.json beside it
-(strategy, settings, seed, sha256 of the inputs, timing). Bad input stops
+(strategy, settings, seed, sha256 of the inputs, timing, the streamed block
+size: `jax_al.stream`). Bad input stops
 with one line naming the file, the array or row, and the fix; nothing is
 written then, and no file jax-al did not write is replaced.
 """
@@ -38,6 +40,7 @@ import numpy as np
 
 POOL_ARRAYS = ("features", "logits", "probs", "ids", "sample_logits", "predicted_loss")
 PROG = "jax-al select"
+STREAM = {"auto": None, "on": True, "off": False}  # --stream: jax_al.select's stream=
 _WRITTEN = False  # set once this process wrote the picks (for the Ctrl-C line)
 # The writes of the picks and a Ctrl-C's "nothing written" exclude each other:
 # whoever takes the gate first decides (`entry` runs the selection in a thread).
@@ -73,6 +76,11 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--out", required=True, help="picks.csv to write (picks.json goes beside it)")
   p.add_argument("--labeled", help="CSV with columns id,label: the rows labeled already")
   p.add_argument("--seed", type=int, default=0, help="the strategy's random draws (default 0)")
+  p.add_argument("--stream", choices=STREAM, default="auto",
+                 help="keep the pool on the host and send it to the device in blocks: "
+                 "auto (default: when it does not fit the device), on, off")
+  p.add_argument("--stream-rows", type=int, default=None, metavar="N",
+                 help="pool rows per block when streaming (default: about 256 MB)")
   return p
 
 
@@ -439,6 +447,7 @@ def run(argv) -> dict:
     with warnings.catch_warnings(record=True) as said:
       warnings.simplefilter("always", selection.SlowSettingsWarning)
       picks = jax_al.select(args.strategy, labeled=mask, budget=args.budget, seed=args.seed,
+                            stream=STREAM[args.stream], stream_rows=args.stream_rows,
                             **arrays_given, **settings)
     for w in said:  # one line each, not Python's file:line form
       print(f"warning: {w.message}", file=sys.stderr)
@@ -465,6 +474,11 @@ def run(argv) -> dict:
                      "instead")) from None
   except ConfigError as e:
     field = str(e.field)
+    if "streamed from the host" in (e.fix or ""):
+      fix = e.fix.replace("stream=False", "--stream off")
+      raise InputError(f"--stream {args.stream}: {fix}") from None
+    if field in ("stream", "stream_rows"):
+      raise InputError(f"--stream-rows {args.stream_rows}: {e.fix}") from None
     if field in raws:
       raise InputError(f"flag --config.al.{field}={raws[field]}: {e.fix}") from None
     if field == "k" and e.value is None and not {"logits", "probs"} & set(arrays):
@@ -494,6 +508,7 @@ def run(argv) -> dict:
   doc = {"strategy": picks.strategy, "requested": args.strategy, "budget": args.budget,
          "seed": args.seed, "settings": picks.settings, "given": settings,
          "stats": picks.stats, "inputs": inputs, "picks": out_csv.name,
+         "stream_rows": picks.stream_rows,
          "timing": {"load_s": t_load - t0, "select_s": t_select - t_load,
                     "total_s": time.perf_counter() - t0},
          "jax_al": jax_al.__version__}

@@ -77,6 +77,8 @@ class Picks:
     stats: the strategy's statistics of this step (floats).
     strategy: the registered strategy that ran (a preset resolves to one).
     settings: every `config.al` field the selection ran with.
+    stream_rows: candidates per block when the pool was streamed from the
+      host (`jax_al.stream`), None when the device held it whole.
   """
 
   indices: np.ndarray
@@ -84,6 +86,7 @@ class Picks:
   stats: dict
   strategy: str
   settings: dict
+  stream_rows: int | None = None
 
 
 def al_config(strategy: str, budget: Any, settings: Mapping[str, Any]):
@@ -346,7 +349,9 @@ def _missing(name: str, strategy: str, what: str) -> DataError:
 
 
 def select(strategy: str, *, features, logits=None, probs=None, labeled=None, budget,
-           seed: int = 0, sample_logits=None, predicted_loss=None, **settings) -> Picks:
+           seed: int = 0, sample_logits=None, predicted_loss=None,
+           stream: bool | None = None, stream_rows: int | None = None,
+           **settings) -> Picks:
   """Picks `budget` pool rows to label next.
 
   Args:
@@ -364,6 +369,14 @@ def select(strategy: str, *, features, logits=None, probs=None, labeled=None, bu
     sample_logits: [S, N, C] logits under S stochastic passes (MC dropout)
       or ensemble members, for bald, variation_ratio and ensemble_*.
     predicted_loss: [N] losses predicted by a learning-loss module.
+    stream: keep the candidates on the host and send them to the device
+      `stream_rows` at a time (`jax_al.stream`): True, False (the device
+      holds them whole), or None (default): stream when they do not fit the
+      device's free memory. The strategies that read every candidate at each
+      step (coreset, badge, typiclust, the greedy or global-scope MMD)
+      cannot stream and say so.
+    stream_rows: candidates per block when streaming (None: about 256 MB
+      of them); a per-batch strategy rounds it to whole minibatches.
     **settings: `config.al` fields (see the module doc).
 
   Returns:
@@ -377,10 +390,18 @@ def select(strategy: str, *, features, logits=None, probs=None, labeled=None, bu
 
   from jax_al import config as config_lib
   from jax_al import rng, strategies
+  from jax_al import stream as stream_lib
   from jax_al.strategies.base import Samples
 
   al = al_config(strategy, budget, settings)
   config_lib.check_field("seed", seed)
+  if not (stream is None or stream is True or stream is False):
+    raise ConfigError("stream", stream, "pass True, False, or None to stream only a "
+                      "pool that does not fit the device")
+  if stream_rows is not None and (isinstance(stream_rows, bool) or not isinstance(
+      stream_rows, (int, np.integer)) or stream_rows < 1):
+    raise ConfigError("stream_rows", stream_rows, "use a whole number of rows >= 1, "
+                      "or None for blocks of about 256 MB")
   s = strategies.get_strategy(al.strategy, al)
   need = s.requires
   name = al.strategy
@@ -479,9 +500,23 @@ def select(strategy: str, *, features, logits=None, probs=None, labeled=None, bu
   sized = config_dict.ConfigDict({"al": al, "train": {"eval_batch_size": 0}})
   width = (d if use_x else 0) + num_classes
   held = (len(cand) + int(lab_x.shape[0])) * 4 * width + (0 if sl is None else sl.nbytes)
+  refusal = s.stream_refusal()
+  if stream is None:  # stream what the device cannot hold, where the strategy can
+    stream = refusal is None and held > memory.USABLE * memory.device_available()[0]
+  if stream and refusal is not None:
+    raise ConfigError(refusal.field.removeprefix("al."), refusal.value, f"{name} cannot select from a pool streamed from the "
+                      f"host ({refusal.why}); pass stream=False and a pool that fits the "
+                      "device, or choose a strategy that streams")
+  scored = len(cand)
+  if stream:
+    # The device holds one block, the labeled set and [N] score vectors.
+    row_bytes = 4 * width + (0 if sl is None else 4 * sl.shape[0] * sl.shape[2]) + 4 * (pl is not None)
+    rows_per = int(stream_rows) if stream_rows else max(1, stream_lib.BLOCK_BYTES // row_bytes)
+    scored = min(len(cand), rows_per)
+    held = (scored * row_bytes + int(lab_x.shape[0]) * 4 * width + len(cand) * 4 * 3)
   try:
     # mc_samples sizes the loop's own MC-dropout passes; here they come as sample_logits.
-    memory.check_selection(sized, len(cand), int(lab_x.shape[0]), d, num_classes, held,
+    memory.check_selection(sized, scored, int(lab_x.shape[0]), d, num_classes, held,
                            skip=("al.mc_samples",))
   except ConfigError as e:
     raise _as_setting(e, fix_too=True) from None
@@ -490,6 +525,16 @@ def select(strategy: str, *, features, logits=None, probs=None, labeled=None, bu
     import warnings
     warnings.warn(_api_names(slow), SlowSettingsWarning, stacklevel=2)
 
+  key = rng.stream(int(seed), 0, "select")
+  if stream:
+    host = stream_lib.HostPool(
+        features=x if use_x else np.zeros((n, 0), np.float32), logits=lg,
+        sample_logits=sl, predicted_loss=pl, rows=cand,
+        labeled_features=to_device(lab_x),
+        labeled_logits=(to_device(lab_lg) if lab_lg is not None
+                        else jnp.zeros((lab_x.shape[0], num_classes), jnp.float32)),
+        num_classes=num_classes, block_rows=rows_per)
+    return _picks(s.select_streamed(host, al.budget, key), cand, name, al, rows_per)
   take = None if rows is None else cand
   pool = strategies.Pool(
       features=(to_device(x, take) if use_x
@@ -502,10 +547,13 @@ def select(strategy: str, *, features, logits=None, probs=None, labeled=None, bu
       num_classes=num_classes,
       sample_logits=None if sl is None else to_device(sl, take, axis=1),
       predicted_loss=None if pl is None else to_device(pl, take))
-  sel = s.select(pool, al.budget, rng.stream(int(seed), 0, "select"))
+  return _picks(s.select(pool, al.budget, key), cand, name, al, None)
+
+
+def _picks(sel, cand: np.ndarray, name: str, al, stream_rows: int | None) -> Picks:
   idx = np.asarray(sel.indices, np.int64)
   scores = (np.full(idx.shape, np.nan, np.float32) if sel.scores is None
             else np.asarray(sel.scores, np.float32))
   return Picks(indices=cand[idx], scores=scores,
                stats={k: float(v) for k, v in sel.stats.items()},
-               strategy=name, settings=al.to_dict())
+               strategy=name, settings=al.to_dict(), stream_rows=stream_rows)

@@ -187,19 +187,21 @@ def test_select_scale_bench_compares_the_same_selection(tmp_path):
 
   out = tmp_path / "select.json"
   doc = main(["select", "--sizes", "600", "--dim", "16", "--classes", "5",
-              "--strategies", "margin,coreset,coreset_lazy", "--impls", "jax,numpy",
+              "--strategies", "margin,margin_streamed,coreset,coreset_lazy", "--impls", "jax,numpy",
               "--data-dir", str(tmp_path / "pools"), "--json", str(out)])
   rows = {(r["strategy"], r["impl"]): r for r in doc["select"]}
   assert set(rows) == {(s, i) for s in ("margin", "coreset") for i in ("jax", "numpy")} | {
-      ("coreset_lazy", "jax")}
+      ("coreset_lazy", "jax"), ("margin_streamed", "jax")}
   for r in rows.values():
     assert r["status"] == "ok", r
     assert r["picks"] == r["unique"] == 6 and r["labeled_picked"] == 0
     assert r["time_s"] > 0 and r["peak_rss_bytes"] > 0
   assert rows["coreset", "jax"]["flops"] == 2.0 * (600 - 10) * 16 * (10 + 6)
   # The lazy search is compared with NumPy's (dense) coreset: the same picks.
+  # So is the pool streamed from the host in blocks.
   assert {(r["strategy"], r["vs"], r["same_picks"]) for r in doc["ratios"]} == {
-      ("margin", "numpy", True), ("coreset", "numpy", True), ("coreset_lazy", "numpy", True)}
+      ("margin", "numpy", True), ("coreset", "numpy", True), ("coreset_lazy", "numpy", True),
+      ("margin_streamed", "numpy", True)}
   assert json.loads(out.read_text())["ratios"] == doc["ratios"]
   with pytest.raises(SystemExit, match="unknown value"):
     scale.main(["--strategies", "nope"])

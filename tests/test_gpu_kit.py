@@ -88,9 +88,11 @@ def test_speed_call_cut_by_its_deadline_keeps_its_rows(tmp_path):
 @pytest.mark.slow
 def test_speed_call_later_parts(tmp_path):
   """Features, selection (JAX only), the profile, whose trace comes back as
-  its own file, the ensemble's training cost and every acquisition's."""
+  its own file, the ensemble's training cost, every acquisition's, and
+  selection at scale with the pool on the device and streamed."""
   _, out, folder, _ = _run(tmp_path, "speed", timeout=360,
-                           GPU_SH_PARTS="features,selection,profile,ensemble,acquisitions")
+                           GPU_SH_PARTS="features,selection,profile,ensemble,acquisitions,"
+                           "select_scale")
   assert not (folder / "train_variants.json").exists()
   (f,) = _doc(folder, "features")["features"]
   assert f["images_per_s"] > 0
@@ -108,6 +110,11 @@ def test_speed_call_later_parts(tmp_path):
   summary = (out / "summary.txt").read_text()
   assert "selection (every variant" in summary and "profile (" in summary
   assert "ensemble of 5" in summary and "acquisition cost per selection" in summary
+  scale = {r["strategy"]: r for r in _doc(folder, "select_scale")["select"]}
+  assert set(scale) == {"margin", "margin_streamed"}
+  assert all(r["status"] == "ok" for r in scale.values()), scale
+  assert scale["margin"]["picks_sha256"] == scale["margin_streamed"]["picks_sha256"]
+  assert "select at scale" in summary and "margin_streamed" in summary
 
 
 @pytest.mark.slow

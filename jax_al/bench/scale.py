@@ -52,14 +52,19 @@ from jax_al import usage
 
 DEFAULTS = {"sizes": ("20000,100000,1000000", "2000,5000"), "dim": (768, 64),
             "classes": ("10,100", "10")}
-STRATEGIES = ("random", "margin", "entropy", "least_confidence", "coreset", "coreset_lazy",
-              "badge", "typiclust", "users", "witness", "witness_rff")
+STRATEGIES = ("random", "margin", "margin_streamed", "entropy", "least_confidence", "coreset",
+              "coreset_lazy", "badge", "typiclust", "users", "users_streamed", "witness",
+              "witness_rff")
 # Bench rows that are another strategy's selection under settings: (the
 # strategy or preset jax_al.select runs, its settings). The others' rows of
 # that strategy are their reference.
 VARIANTS = {"coreset_lazy": ("coreset", {"coreset_search": "lazy"}),
             # The whole-pool witness with random Fourier features (exact: N^2 kernels).
-            "witness_rff": ("witness", {"approx": "rff"})}
+            "witness_rff": ("witness", {"approx": "rff"}),
+            # The pool streamed from the host in blocks (jax_al.stream), as on a
+            # device that cannot hold it; on a CPU the overhead of the blocks.
+            "margin_streamed": ("margin", {"stream": True}),
+            "users_streamed": ("users", {"stream": True})}
 # Which implementations exist beside jax_al.select, per strategy.
 OTHERS = {"numpy": ("random", "margin", "entropy", "least_confidence", "coreset"),
           "skactiveml": ("margin", "entropy", "least_confidence", "coreset", "badge",
@@ -328,6 +333,9 @@ def run_cell(cell: dict) -> dict:
   else:
     out["time_s"], out["includes_compile"] = first, True
   peak = _peak_rss()
+  if impl == "jax":  # what the device held at most (None where the backend does not say)
+    from jax_al.bench import common
+    out["peak_device_bytes"] = common.memory()["peak_device_bytes"]
   picks = picks.astype(np.int64).reshape(-1)
   import hashlib
   out.update(status="ok", picks=len(picks),

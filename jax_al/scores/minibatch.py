@@ -71,7 +71,9 @@ def map_batches(fn: Callable[..., tuple[Any, Any]],
     arrays: arrays sharing the leading axis n, split along it.
     rng: key; minibatch i gets `jax.random.split(rng, num_batches)[i]`, so a
       Python loop over the minibatches with those keys gives the same
-      result (tested).
+      result (tested). Or those keys themselves, a [num_batches] key array:
+      a block of whole minibatches cut out of a larger pool then gets the
+      keys the whole pool's minibatches get (`jax_al.stream`).
     batch: minibatch size (static).
     min_size: see `layout` (static).
     chunk: if set, full minibatches run `chunk` at a time (a loop of
@@ -85,7 +87,13 @@ def map_batches(fn: Callable[..., tuple[Any, Any]],
   """
   n = arrays[0].shape[0]
   num_full, tail = layout(n, batch, min_size)
-  keys = jax.random.split(rng, num_full + (tail > 0))
+  count = num_full + (tail > 0)
+  if rng.ndim == 0:
+    keys = jax.random.split(rng, count)
+  elif rng.shape == (count,):
+    keys = rng
+  else:
+    raise ValueError(f"{count} minibatches but {rng.shape[0]} keys")
   points, batches = [], []
   if num_full:
     if chunk is None:

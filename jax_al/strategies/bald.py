@@ -29,6 +29,8 @@ from jax_al.strategies.base import Pool, Requires, Samples, ScoreStrategy, regis
 class BALD(ScoreStrategy):
   """Largest mutual information first; logs u_min, u_median, u_max of it."""
 
+  rowwise = True
+
   requires = Requires(samples=Samples.MC_DROPOUT)
 
   def score(self, pool: Pool, rng: jax.Array) -> jax.Array:

@@ -22,13 +22,16 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jax_al.errors import ConfigError
+
+if TYPE_CHECKING:
+  from jax_al.stream import HostPool
 
 PADS = ("bucket", "run")  # al.pad_labeled; see `Pool.labeled_rows`
 
@@ -131,6 +134,16 @@ class Pool:
     return jnp.zeros((rows, *lf.shape[1:]), lf.dtype).at[:lf.shape[0]].set(lf)
 
 
+class Refusal(NamedTuple):
+  """Why a strategy cannot select from a pool streamed from the host
+  (`Strategy.stream_refusal`): the `config.al` field (or "strategy") whose
+  value stops it, that value, and the reason."""
+
+  field: str
+  value: Any
+  why: str
+
+
 @dataclasses.dataclass
 class Selection:
   """Output of a selection step.
@@ -212,6 +225,16 @@ class Strategy(abc.ABC):
       strategy has an order; `stats` are floats logged to metrics.jsonl.
     """
 
+  def stream_refusal(self) -> Refusal | None:
+    """None when `select_streamed` can pick from a pool held on the host
+    (`jax_al.stream`) under these settings, else why not."""
+    return Refusal("strategy", self.name, "it reads every candidate at each step")
+
+  def select_streamed(self, host: HostPool, budget: int, rng: jax.Array) -> Selection:
+    """`select` on a pool held on the host, read a block of rows at a time;
+    for strategies whose `stream_refusal` is None."""
+    raise NotImplementedError(f"{self.name} does not stream: {self.stream_refusal()}")
+
 
 def score_stats(prefix: str, v: jax.Array) -> dict[str, jax.Array]:
   """`{prefix}_min`, `{prefix}_median`, `{prefix}_max` of a raw [N] score.
@@ -242,6 +265,10 @@ class ScoreStrategy(Strategy):
 
   stat: ClassVar[str] = "u"
   smallest_first: ClassVar[bool] = False
+  # Each candidate's score is a function of its own rows of the pool alone
+  # (not of other candidates, the labeled set or the key), so a pool held on
+  # the host can be scored a block of rows at a time (`jax_al.stream`).
+  rowwise: ClassVar[bool] = False
   requires: Requires = Requires(logits=True)
 
   @abc.abstractmethod
@@ -249,8 +276,26 @@ class ScoreStrategy(Strategy):
     """[N] raw score of every candidate, a deterministic function of
     (pool, rng); larger = picked first (smaller with `smallest_first`)."""
 
+  def stream_refusal(self) -> Refusal | None:
+    if self.rowwise:
+      return None
+    return super().stream_refusal()
+
+  def streamed_score(self, host: HostPool, rng: jax.Array) -> np.ndarray:
+    """[N] `score` of a pool held on the host; a rowwise score block by block."""
+    from jax_al import stream  # lazy: stream imports this module
+    return stream.rowwise(host, lambda p: self.score(p, rng))
+
+  def select_streamed(self, host: HostPool, budget: int, rng: jax.Array) -> Selection:
+    if self.stream_refusal() is not None:
+      return super().select_streamed(host, budget, rng)
+    return self._top(jnp.asarray(self.streamed_score(host, rng)), budget)
+
   def select(self, pool: Pool, budget: int, rng: jax.Array) -> Selection:
-    s = self.score(pool, rng)
+    return self._top(self.score(pool, rng), budget)
+
+  def _top(self, s: jax.Array, budget: int) -> Selection:
+    """The `budget` best of the raw scores s, with their values and stats."""
     # top_k's values are the picks' scores. They come back like its indices,
     # also when `s` is sharded over processes, which np.asarray(s) cannot fetch.
     vals, idx = jax.lax.top_k(-s if self.smallest_first else s, budget)

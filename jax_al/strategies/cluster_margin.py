@@ -41,6 +41,20 @@ class ClusterMargin(ScoreStrategy):
                int(pool.labeled_features.shape[0]))
     return super().select(pool, budget, rng)
 
+  def stream_refusal(self):
+    return self.uncertainty.stream_refusal()
+
+  def select_streamed(self, host, budget: int, rng: jax.Array) -> Selection:
+    self.check(host.size, budget, host.num_classes, int(host.labeled_features.shape[0]))
+    return super().select_streamed(host, budget, rng)
+
+  def streamed_score(self, host, rng: jax.Array):
+    k_u, _ = jax.random.split(rng)
+    if self.uncertainty.utility != "cluster_margin":
+      return self.uncertainty.streamed(host, k_u, None, None)
+    return self.uncertainty.streamed(host, k_u, host.mean(),
+                                     self.uncertainty.blocks(host, host.num_classes))
+
   def score(self, pool: Pool, rng: jax.Array) -> jax.Array:
     # The first half of the key, as `uncertainty_mmd` derives it for u.
     k_u, _ = jax.random.split(rng)

@@ -30,6 +30,8 @@ from jax_al.strategies.base import Pool, Requires, Samples, ScoreStrategy, regis
 class _Ensemble(ScoreStrategy):
   """Largest `fn` of the members' logits first; logs u_min, u_median, u_max of it."""
 
+  rowwise = True
+
   requires = Requires(samples=Samples.ENSEMBLE)
   fn = staticmethod(bayes.predictive_entropy)
 

@@ -23,6 +23,8 @@ def entropy_scores(logits: jax.Array) -> jax.Array:
 class Entropy(ScoreStrategy):
   """Largest entropy first; logs u_min, u_median, u_max of the entropy."""
 
+  rowwise = True
+
   def score(self, pool: Pool, rng: jax.Array) -> jax.Array:
     del rng  # deterministic: ties go to the lower position
     return entropy_scores(pool.logits)

@@ -33,6 +33,8 @@ from jax_al.strategies.base import Pool, Requires, ScoreStrategy, register
 class LearningLoss(ScoreStrategy):
   """Largest predicted loss first; logs u_min, u_median, u_max of it."""
 
+  rowwise = True
+
   requires = Requires(predicted_loss=True)
 
   def score(self, pool: Pool, rng: jax.Array) -> jax.Array:

@@ -19,6 +19,8 @@ def least_confidence_scores(logits: jax.Array) -> jax.Array:
 class LeastConfidence(ScoreStrategy):
   """Largest 1 - p(1st) first; logs u_min, u_median, u_max of it."""
 
+  rowwise = True
+
   def score(self, pool: Pool, rng: jax.Array) -> jax.Array:
     del rng  # deterministic: ties go to the lower position
     return least_confidence_scores(pool.logits)

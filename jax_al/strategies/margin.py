@@ -25,6 +25,8 @@ class Margin(ScoreStrategy):
   """Smallest gap first (top-k of the negated gap); logs margin_min,
   margin_median, margin_max of the gap itself."""
 
+  rowwise = True
+
   stat = "margin"
   smallest_first = True
 

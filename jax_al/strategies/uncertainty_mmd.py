@@ -75,11 +75,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax_al import stream
 from jax_al.errors import ConfigError
 from jax_al.scores import greedy
+from jax_al.scores import minibatch
 from jax_al.scores import mmd
 from jax_al.scores import normalize as norm_lib
-from jax_al.strategies.base import (PADS, Pool, Requires, Selection, Strategy, register,
+from jax_al.strategies.base import (PADS, Pool, Refusal, Requires, Selection, Strategy, register,
                                     score_stats)
 # Also exported from here: the uncertainty pieces lived in this module before
 # cluster_margin and this strategy shared them.
@@ -217,9 +219,7 @@ def select_indices(features: jax.Array, u: jax.Array, labeled: jax.Array,
     stats.update(mmd2_before=res.mmd2_before, mmd2_after=res.mmd2_after)
   else:
     t = mmd_term(features, centre, l, l_count, sigma, k_mmd, freqs, s)
-    score = u_norm + knobs.lam * knobs.sign * norm_lib.normalize_indexed(
-        t, knobs.normalize)
-    idx = jax.lax.top_k(score, budget)[1]
+    idx = jax.lax.top_k(_combined(u_norm, t, knobs), budget)[1]
   stats.update(score_stats("mmd", t), sigma=sigma)
   return idx, stats, {"t": t, "sigma": sigma}
 
@@ -368,6 +368,54 @@ class UncertaintyMMD(Strategy):
             "t": None if st.t is None else np.asarray(st.t),
             "sigma": None if st.sigma is None else float(st.sigma)}
 
+  def stream_refusal(self) -> Refusal | None:
+    refusal = self.uncertainty.stream_refusal()
+    if refusal is not None or not self.cfg.use_mmd:
+      return refusal
+    if self.cfg.mode == "greedy":
+      return Refusal("al.mode", "greedy", "the greedy picks read every candidate at each pick")
+    if self.cfg.mmd_scope != "batch":
+      return Refusal("al.mmd_scope", self.cfg.mmd_scope,
+                     "the global MMD term sums over every candidate")
+    return None
+
+  def select_streamed(self, host, budget: int, rng: jax.Array) -> Selection:
+    """`select` on a pool held on the host: the same program per block of
+    minibatches (`jax_al.stream`), the mean summed block by block."""
+    if self.stream_refusal() is not None:
+      return super().select_streamed(host, budget, rng)
+    m = int(host.labeled_features.shape[0])
+    self.check(host.size, budget, host.num_classes, m)
+    s = self.settings(host.num_classes)
+    d = host.features.shape[1]
+    labeled = self.padded_labeled(
+        Pool(jnp.zeros((0, d)), jnp.zeros((0, 0)), host.labeled_features,
+             host.labeled_logits, host.num_classes), s)
+    k_u, k_rest = jax.random.split(rng)
+    per_batch = s.use_mmd or self.uncertainty.utility == "cluster_margin"
+    centre = host.mean() if per_batch else None
+    blocks = self.uncertainty.blocks(host, host.num_classes) if per_batch else None
+    u = jnp.asarray(self.uncertainty.streamed(host, k_u, centre, blocks))
+    knobs, t, sigma = self.knobs(), None, None
+    if s.use_mmd:
+      k_sigma, k_rff, k_mmd = jax.random.split(k_rest, 3)
+      l, l_count = labeled - centre, jnp.int32(m)
+      sigma = (_streamed_sigma(host, centre, l, l_count, k_sigma) if s.median_sigma
+               else knobs.sigma)
+      freqs = (mmd.rff_frequencies(k_rff, d, s.rff_dim, sigma)
+               if s.approx == "rff" else None)
+      keys = jax.random.split(k_mmd, minibatch.num_batches(host.size, s.u.batch, s.u.k))
+      t = jnp.asarray(stream.per_batch(
+          host, blocks, keys,
+          lambda p, k: _block_term(p.features, centre, l, l_count, sigma, k, freqs, s=s)))
+    idx, stats = _streamed_top(u, t, knobs, budget=int(budget), use_mmd=s.use_mmd)
+    stats = {k: float(v) for k, v in stats.items()}
+    if sigma is not None:
+      stats["sigma"] = float(sigma)
+    scores = _pick_scores(u, t, knobs, idx, topk=s.use_mmd and s.mode == "topk",
+                          normalized=s.use_mmd)
+    return Selection(np.asarray(idx, np.int64), stats, np.asarray(scores))
+
   def select(self, pool: Pool, budget: int, rng: jax.Array) -> Selection:
     st = self.step(pool, budget, rng)
     s = self.settings(pool.num_classes)
@@ -386,4 +434,50 @@ def _pick_scores(u, t, knobs: Knobs, idx, *, topk: bool, normalized: bool):
   u_norm = norm_lib.normalize_indexed(u, knobs.normalize)
   if not topk:
     return u_norm[idx]
-  return (u_norm + knobs.lam * knobs.sign * norm_lib.normalize_indexed(t, knobs.normalize))[idx]
+  return _combined(u_norm, t, knobs)[idx]
+
+
+def _combined(u_norm: jax.Array, t: jax.Array, knobs: Knobs) -> jax.Array:
+  """The top-k mode's score norm(u) + lam * sign * norm(t)."""
+  return u_norm + knobs.lam * knobs.sign * norm_lib.normalize_indexed(t, knobs.normalize)
+
+
+# ---------------------------------------------- a pool held on the host
+
+@functools.partial(jax.jit, static_argnames=("s",))
+def _block_term(features, centre, l, l_count, sigma, keys, freqs, *, s: Settings):
+  """The raw MMD term of a block of whole minibatches (`jax_al.stream`)."""
+  return mmd_term(features, centre, l, l_count, sigma, keys, freqs, s)
+
+
+@functools.partial(jax.jit, static_argnames=("budget", "use_mmd"))
+def _streamed_top(u, t, knobs: Knobs, *, budget: int, use_mmd: bool):
+  """`select_indices`' picks from the streamed raw terms, with its stats."""
+  stats = score_stats("u", u)
+  if not use_mmd:
+    return jax.lax.top_k(u, budget)[1], stats
+  stats.update(score_stats("mmd", t))
+  u_norm = norm_lib.normalize_indexed(u, knobs.normalize)
+  return jax.lax.top_k(_combined(u_norm, t, knobs), budget)[1], stats
+
+
+_median_rows = jax.jit(mmd.median_rows, static_argnames=("n", "max_points"))
+
+
+@functools.partial(jax.jit, static_argnames=("n",))
+def _sigma_of_rows(xg, ids, ok, l, centre, *, n: int):
+  """`select_indices`' median bandwidth from the candidate rows it drew
+  (`xg`, gathered on the host) and the labeled ones."""
+  if ids is None:
+    return mmd.median_sigma_of(jnp.concatenate([xg - centre, l]), ids, ok)
+  pts = jnp.where((ids < n)[:, None], xg - centre, l[jnp.clip(ids - n, 0, l.shape[0] - 1)])
+  return mmd.median_sigma_of(pts, ids, ok)
+
+
+def _streamed_sigma(host, centre, l, l_count, key) -> jax.Array:
+  n, mb = host.size, l.shape[0]
+  weights = jnp.concatenate([jnp.ones(n), (jnp.arange(mb) < l_count) * 1.0])
+  ids, ok = _median_rows(n=n + mb, rng=key, weights=weights)
+  # All rows (a small pool) or the drawn ones; a labeled id reads row n - 1, unused.
+  rows = np.arange(n) if ids is None else np.minimum(np.asarray(ids), n - 1)
+  return _sigma_of_rows(host.features_of(rows), ids, ok, l, centre, n=n)

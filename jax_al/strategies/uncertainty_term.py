@@ -22,15 +22,20 @@ This module registers no strategy.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jax_al import memory
 from jax_al.errors import ConfigError
 from jax_al.scores import cluster_margin
-from jax_al.strategies.base import Pool, Requires
+from jax_al.scores import minibatch
+from jax_al.strategies.base import Pool, Refusal, Requires
+
+if TYPE_CHECKING:
+  from jax_al.stream import Block, HostPool
 
 UTILITIES = ("cluster_margin", "margin", "entropy", "least_confidence")
 SCOPES = ("batch", "global")  # al.u_scope (and al.mmd_scope)
@@ -50,15 +55,20 @@ class USettings(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=("s",))
-def uncertainty(features: jax.Array, rng: jax.Array, *,
-                s: USettings) -> jax.Array:
+def uncertainty(features: jax.Array, rng: jax.Array, centre: jax.Array | None = None,
+                *, s: USettings) -> jax.Array:
   """[N] raw cluster-margin uncertainty under the settings' scope.
 
   Jitted on its own, not inside the MMD selection: the k-means (vmapped over
   minibatches) is the slowest part to compile, and this way every MMD
   variant with the same uncertainty settings reuses one compilation.
+
+  `centre` None: the candidates' mean. A block of whole minibatches of a
+  pool held on the host (`jax_al.stream`) passes the pool's mean and, as
+  `rng`, the keys of its minibatches (per-batch scope only).
   """
-  centre = jnp.mean(features, axis=0)
+  if centre is None:
+    centre = jnp.mean(features, axis=0)
   kw = dict(k=s.k, transform=s.transform, init=s.init, n_init=s.n_init,
             max_iter=s.max_iter, tol=s.tol)
   if s.scope == "global":  # ott-jax's k-means of all points needs them centred at once
@@ -135,3 +145,34 @@ class UncertaintyTerm:
     if self.utility == "cluster_margin":
       return uncertainty(pool.features, rng, s=self.settings(pool.num_classes))
     return softmax_utility(pool.logits, kind=self.utility)
+
+  # ------------------------------------------------ a pool held on the host
+
+  def stream_refusal(self) -> Refusal | None:
+    """None when u can be computed a block of candidates at a time."""
+    if self.utility == "cluster_margin" and self.cfg.u_scope != "batch":
+      return Refusal("al.u_scope", self.cfg.u_scope,
+                     "the global k-means reads every candidate at each iteration")
+    return None
+
+  def blocks(self, host: HostPool, num_classes: int) -> list[Block]:
+    """The per-batch blocks of `host` (`stream.minibatch_blocks`), each
+    vmapping as many minibatches at once as the resident pass does."""
+    from jax_al import stream  # lazy: stream imports the strategies
+    s = self.settings(num_classes)
+    # The k-means' and the per-sample term's vmapped steps.
+    width = max(memory.kmeans_chunk(s.batch, host.features.shape[1], s.n_init),
+                memory.DRAW_CHUNK)
+    return stream.minibatch_blocks(host.size, s.batch, s.k, host.block_rows, width)
+
+  def streamed(self, host: HostPool, rng: jax.Array, centre: jax.Array | None,
+               blocks: list[Block] | None) -> np.ndarray:
+    """[N] raw u of a pool held on the host (`__call__`'s values, given
+    `centre`, the candidates' mean, and `blocks`, from `blocks`)."""
+    from jax_al import stream
+    if self.utility != "cluster_margin":
+      return stream.rowwise(host, lambda p: softmax_utility(p.logits, kind=self.utility))
+    s = self.settings(host.num_classes)
+    keys = jax.random.split(rng, minibatch.num_batches(host.size, s.batch, s.k))
+    return stream.per_batch(host, blocks, keys,
+                            lambda p, k: uncertainty(p.features, k, centre, s=s))
