@@ -478,7 +478,8 @@ def run(argv) -> dict:
       fix = e.fix.replace("stream=False", "--stream off")
       raise InputError(f"--stream {args.stream}: {fix}") from None
     if field in ("stream", "stream_rows"):
-      raise InputError(f"--stream-rows {args.stream_rows}: {e.fix}") from None
+      raise InputError(f"--stream-rows {args.stream_rows}: "
+                       f"{e.fix.replace('stream=False', '--stream off')}") from None
     if field in raws:
       raise InputError(f"flag --config.al.{field}={raws[field]}: {e.fix}") from None
     if field == "k" and e.value is None and not {"logits", "probs"} & set(arrays):

@@ -402,6 +402,9 @@ def select(strategy: str, *, features, logits=None, probs=None, labeled=None, bu
       stream_rows, (int, np.integer)) or stream_rows < 1):
     raise ConfigError("stream_rows", stream_rows, "use a whole number of rows >= 1, "
                       "or None for blocks of about 256 MB")
+  if stream_rows is not None and stream is False:
+    raise ConfigError("stream_rows", stream_rows, "it sizes the blocks of a streamed "
+                      "selection, and stream=False holds the pool whole; drop one of them")
   s = strategies.get_strategy(al.strategy, al)
   need = s.requires
   name = al.strategy

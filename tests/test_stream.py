@@ -139,12 +139,14 @@ def test_strategies_that_read_every_candidate_refuse_to_stream(digits, strategy,
 
 
 @pytest.mark.parametrize("bad", [{"stream": "yes"}, {"stream": 1}, {"stream_rows": 0},
-                                 {"stream_rows": 2.5}, {"stream_rows": True}])
+                                 {"stream_rows": 2.5}, {"stream_rows": True},
+                                 {"stream_rows": 100, "stream": False}])
 def test_bad_stream_settings_are_one_line(digits, bad):
   x, probs, labeled = digits
   with pytest.raises(ConfigError) as e:
     jax_al.select("margin", features=x, probs=probs, labeled=labeled, budget=5, **bad)
-  assert e.value.field == next(iter(bad)) and "\n" not in str(e.value)
+  field = "stream_rows" if "stream_rows" in bad else "stream"
+  assert e.value.field == field and "\n" not in str(e.value)
 
 
 def test_a_pool_the_device_cannot_hold_streams_by_itself(digits, blocks_sent, monkeypatch):
@@ -224,3 +226,9 @@ def test_jax_al_select_streams_a_pool_file(digits, tmp_path):
   assert msg.startswith("error: --stream on: coreset cannot select from a pool streamed")
   assert "--stream off" in msg and "\n" not in msg
   assert not (tmp_path / "c.csv").exists() and not (tmp_path / "c.json").exists()
+  for flags, says in [(["--stream-rows", "0"], "--stream-rows 0: use a whole number"),
+                      (["--stream", "off", "--stream-rows", "64"], "and --stream off holds")]:
+    with pytest.raises(SystemExit) as e:
+      select_files.run(base + ["--out", str(tmp_path / "c.csv"), *flags])
+    assert str(e.value).startswith("error: ") and says in str(e.value), str(e.value)
+    assert not (tmp_path / "c.csv").exists()
