@@ -201,7 +201,8 @@ HEAVY_FILES = ("test_gpu_kit.py", "test_study.py", "test_rounds.py", "test_train
                "test_reliability.py", "test_install.py", "test_sharding.py", "test_parallel.py",
                "test_labelstudio.py", "test_baselines.py", "test_uncertainty_mmd.py",
                "test_compiles.py", "test_scores.py", "test_learning_loss.py", "test_report.py",
-               "test_run.py", "test_select_cli.py", "test_bench.py", "test_fuzz.py")
+               "test_run.py", "test_select_cli.py", "test_stream.py", "test_bench.py",
+               "test_fuzz.py")
 
 
 def pytest_collection_modifyitems(config, items):
