@@ -507,14 +507,17 @@ def select(strategy: str, *, features, logits=None, probs=None, labeled=None, bu
   if stream is None:  # stream what the device cannot hold, where the strategy can
     stream = refusal is None and held > memory.USABLE * memory.device_available()[0]
   if stream and refusal is not None:
-    raise ConfigError(refusal.field.removeprefix("al."), refusal.value, f"{name} cannot select from a pool streamed from the "
-                      f"host ({refusal.why}); pass stream=False and a pool that fits the "
+    raise ConfigError(refusal.field.removeprefix("al."), refusal.value,
+                      f"{name} cannot select from a pool streamed from the host "
+                      f"({refusal.why}); pass stream=False and a pool that fits the "
                       "device, or choose a strategy that streams")
   scored = len(cand)
   if stream:
     # The device holds one block, the labeled set and [N] score vectors.
-    row_bytes = 4 * width + (0 if sl is None else 4 * sl.shape[0] * sl.shape[2]) + 4 * (pl is not None)
-    rows_per = int(stream_rows) if stream_rows else max(1, stream_lib.BLOCK_BYTES // row_bytes)
+    row_bytes = (4 * width + (0 if sl is None else 4 * sl.shape[0] * sl.shape[2])
+                 + 4 * (pl is not None))
+    rows_per = (int(stream_rows) if stream_rows
+                else max(1, stream_lib.BLOCK_BYTES // max(row_bytes, 1)))
     scored = min(len(cand), rows_per)
     held = (scored * row_bytes + int(lab_x.shape[0]) * 4 * width + len(cand) * 4 * 3)
   try:

@@ -122,6 +122,14 @@ def test_rowwise_strategies_stream_the_same_picks(digits, blocks_sent, strategy)
     assert blocks_sent and max(blocks_sent) == 256 and sum(blocks_sent) == (~labeled).sum()
 
 
+def test_random_streams_a_pool_of_features_alone(digits):
+  x, _, labeled = digits
+  whole = jax_al.select("random", features=x, labeled=labeled, budget=12, seed=2)
+  part = jax_al.select("random", features=x, labeled=labeled, budget=12, seed=2, stream=True)
+  np.testing.assert_array_equal(part.indices, whole.indices)
+  assert part.stream_rows is not None and not labeled[part.indices].any()
+
+
 @pytest.mark.parametrize("strategy,settings,field", [
     ("coreset", {}, "strategy"), ("badge", {}, "strategy"), ("typiclust", {}, "strategy"),
     ("users", {"mmd_scope": "global"}, "mmd_scope"),
