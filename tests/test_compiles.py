@@ -131,3 +131,28 @@ def test_coreset_compiles_once_and_picks_the_same(tiny_config, tmp_path):
   assert run("run") == 1  # labeled 20, 40, 60 padded to the capacity, 60
   assert run("bucket") == 2  # 20 and 40 are new shapes; 60 was compiled above
   assert _selected(tmp_path / "run") == _selected(tmp_path / "bucket")
+
+
+@pytest.mark.slow
+def test_the_median_bandwidth_compiles_once_for_every_pool_size():
+  """The median heuristic reads 1,024 sampled rows whatever the pool's size,
+  so its program is compiled once, while `select_indices` compiles per
+  candidate count (a labeled pool shrinks every cycle); its bandwidth is
+  `mmd.median_sigma` of the centred candidates and labeled rows."""
+  import numpy as np
+  from sklearn.datasets import load_digits
+
+  from jax_al.scores import mmd
+  x = load_digits().data.astype(np.float32)
+  x = jnp.asarray(np.concatenate([x, x[:, :1] * 0.5], axis=1))  # a d no other test uses: 65
+  key = jax.random.key(3)
+  before = umm._median_sigma_of._cache_size()
+  for m in (100, 140):
+    feats, labeled = x[m:], jnp.zeros((256, 65)).at[:m].set(x[:m])  # padded as select pads
+    sigma = umm.median_sigma(feats, labeled, jnp.int32(m), key)
+    c = jnp.mean(feats, axis=0)
+    pts = jnp.concatenate([feats - c, labeled - c])
+    w = jnp.concatenate([jnp.ones(len(feats)), (jnp.arange(256) < m) * 1.0])
+    want = mmd.median_sigma(pts, jax.random.split(key, 3)[0], weights=w)
+    np.testing.assert_allclose(float(sigma), float(want), rtol=1e-6)
+  assert umm._median_sigma_of._cache_size() - before == 1

@@ -93,8 +93,8 @@ MODES = ("topk", "greedy")
 APPROX = ("exact", "rff")
 
 __all__ = ["APPROX", "Knobs", "MODES", "PADS", "SCOPES", "Settings", "Step",
-           "USettings", "UTILITIES", "UncertaintyMMD", "labeled_bucket",
-           "mmd_term", "select_indices", "softmax_utility", "uncertainty"]
+           "USettings", "UTILITIES", "UncertaintyMMD", "labeled_bucket", "median_points",
+           "median_sigma", "mmd_term", "select_indices", "softmax_utility", "uncertainty"]
 
 
 class Settings(NamedTuple):
@@ -168,8 +168,9 @@ def select_indices(features: jax.Array, u: jax.Array, labeled: jax.Array,
     labeled: [Mb, d] labeled features, the first `l_count` real.
     l_count: int32 number of real labeled rows.
     rng: key.
-    knobs: traced settings.
-    s: static settings.
+    knobs: traced settings; `knobs.sigma` is the kernel bandwidth, which
+      with `Settings.median_sigma` the caller sets to `median_sigma`'s.
+    s: static settings (`median_sigma` is not read here).
     budget: static number of picks.
 
   Returns:
@@ -182,26 +183,13 @@ def select_indices(features: jax.Array, u: jax.Array, labeled: jax.Array,
   # only where a term needs it whole, never just to be sliced or sampled.
   centre = jnp.mean(features, axis=0)
   l = labeled - centre
-  n = features.shape[0]
   k_sigma, k_rff, k_mmd = jax.random.split(rng, 3)
   stats = score_stats("u", u)
   if not s.use_mmd:
     return jax.lax.top_k(u, budget)[1], stats, {}
 
+  del k_sigma  # the caller's median bandwidth (`median_sigma`) drew with it
   sigma = knobs.sigma
-  if s.median_sigma:
-    # The median heuristic over the rows of [x; l] (padding left out), from
-    # the rows it samples, not from a concatenated copy of the pool.
-    weights = jnp.concatenate(
-        [jnp.ones(n), (jnp.arange(l.shape[0]) < l_count) * 1.0])
-    ids, ok = mmd.median_rows(n + l.shape[0], k_sigma, weights=weights)
-    if ids is None:
-      pts = jnp.concatenate([features - centre, l])
-    else:
-      pts = jnp.where((ids < n)[:, None],
-                      features[jnp.minimum(ids, n - 1)] - centre,
-                      l[jnp.clip(ids - n, 0, l.shape[0] - 1)])
-    sigma = mmd.median_sigma_of(pts, ids, ok)
   freqs = (mmd.rff_frequencies(k_rff, features.shape[1], s.rff_dim, sigma)
            if s.approx == "rff" else None)
   u_norm = norm_lib.normalize_indexed(u, knobs.normalize)
@@ -222,6 +210,40 @@ def select_indices(features: jax.Array, u: jax.Array, labeled: jax.Array,
     idx = jax.lax.top_k(_combined(u_norm, t, knobs), budget)[1]
   stats.update(score_stats("mmd", t), sigma=sigma)
   return idx, stats, {"t": t, "sigma": sigma}
+
+
+def median_points(features: jax.Array, labeled: jax.Array, l_count: jax.Array,
+                  rng: jax.Array) -> tuple[jax.Array, jax.Array | None, jax.Array]:
+  """The rows of [x; l] the median heuristic reads (padding left out), from
+  the rows it samples, not from a concatenated copy of the pool: (points,
+  ids, ok) for `mmd.median_sigma_of`. x = features - their mean, l =
+  labeled - that mean; `rng` is `select_indices`' sigma key."""
+  centre = jnp.mean(features, axis=0)
+  l = labeled - centre
+  n = features.shape[0]
+  weights = jnp.concatenate([jnp.ones(n), (jnp.arange(l.shape[0]) < l_count) * 1.0])
+  ids, ok = mmd.median_rows(n + l.shape[0], rng, weights=weights)
+  if ids is None:
+    return jnp.concatenate([features - centre, l]), ids, ok
+  pts = jnp.where((ids < n)[:, None], features[jnp.minimum(ids, n - 1)] - centre,
+                  l[jnp.clip(ids - n, 0, l.shape[0] - 1)])
+  return pts, ids, ok
+
+
+# Two programs, not part of `select_indices`: the points' depends on the pool's
+# size, the median's only on theirs (1,024 x d), so one compilation of it
+# serves every cycle and every pool size (0.6 s of each select_indices
+# compilation before).
+_median_points = jax.jit(median_points)
+_median_sigma_of = jax.jit(mmd.median_sigma_of)
+
+
+def median_sigma(features: jax.Array, labeled: jax.Array, l_count: jax.Array,
+                 rng: jax.Array) -> jax.Array:
+  """The median heuristic's bandwidth over the candidates and the real
+  labeled rows, as `select_indices` uses it; `rng` is the selection's key."""
+  k_sigma = jax.random.split(rng, 3)[0]
+  return _median_sigma_of(*_median_points(features, labeled, l_count, k_sigma))
 
 
 class Step(NamedTuple):
@@ -338,8 +360,11 @@ class UncertaintyMMD(Strategy):
     labeled = self.padded_labeled(pool, s)
     k_u, k_rest = jax.random.split(rng)
     u = self.uncertainty(pool, k_u)
+    knobs = self.knobs()
+    if s.use_mmd and s.median_sigma:
+      knobs = knobs._replace(sigma=median_sigma(pool.features, labeled, jnp.int32(m), k_rest))
     idx, stats, terms = select_indices(pool.features, u, labeled, jnp.int32(m),
-                                       k_rest, self.knobs(), s=s,
+                                       k_rest, knobs, s=s._replace(median_sigma=False),
                                        budget=int(budget))
     return Step(np.asarray(idx, dtype=np.int64),
                 {k: float(v) for k, v in stats.items()}, u,
@@ -465,13 +490,12 @@ _median_rows = jax.jit(mmd.median_rows, static_argnames=("n", "max_points"))
 
 
 @functools.partial(jax.jit, static_argnames=("n",))
-def _sigma_of_rows(xg, ids, ok, l, centre, *, n: int):
-  """`select_indices`' median bandwidth from the candidate rows it drew
-  (`xg`, gathered on the host) and the labeled ones."""
+def _streamed_points(xg, ids, l, centre, *, n: int):
+  """`median_points` from the candidate rows it drew (`xg`, gathered on the
+  host) and the labeled ones."""
   if ids is None:
-    return mmd.median_sigma_of(jnp.concatenate([xg - centre, l]), ids, ok)
-  pts = jnp.where((ids < n)[:, None], xg - centre, l[jnp.clip(ids - n, 0, l.shape[0] - 1)])
-  return mmd.median_sigma_of(pts, ids, ok)
+    return jnp.concatenate([xg - centre, l])
+  return jnp.where((ids < n)[:, None], xg - centre, l[jnp.clip(ids - n, 0, l.shape[0] - 1)])
 
 
 def _streamed_sigma(host, centre, l, l_count, key) -> jax.Array:
@@ -480,4 +504,4 @@ def _streamed_sigma(host, centre, l, l_count, key) -> jax.Array:
   ids, ok = _median_rows(n=n + mb, rng=key, weights=weights)
   # All rows (a small pool) or the drawn ones; a labeled id reads row n - 1, unused.
   rows = np.arange(n) if ids is None else np.minimum(np.asarray(ids), n - 1)
-  return _sigma_of_rows(host.features_of(rows), ids, ok, l, centre, n=n)
+  return _median_sigma_of(_streamed_points(host.features_of(rows), ids, l, centre, n=n), ids, ok)
