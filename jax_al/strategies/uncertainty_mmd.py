@@ -41,7 +41,9 @@ cancellation in |a|^2 + |b|^2 - 2 a.b.
 
 Compilation. The selection is two jitted functions, the uncertainty and the
 rest, each compiled once per shape and settings (sharing the k-means
-compilation between MMD variants). The labeled features are zero-padded
+compilation between MMD variants), and, with the median bandwidth, two small
+ones before the rest: the sampled points (per pool size) and their median
+(once per feature dimension). The labeled features are zero-padded
 and masked. `al.pad_labeled = "bucket"` pads to a bucket (a power of two up
 to `al.block`, then a multiple of it), so the growing labeled set recompiles
 only when it crosses a bucket; with the CIFAR-10 protocol's +2,500 per
