@@ -87,24 +87,27 @@ class HostPool:
     n, b = self.size, max(1, self.block_rows)
     return [(a, min(a + b, n)) for a in range(0, n, b)]
 
-  def pool(self, start: int, stop: int) -> Pool:
-    """Candidates [start, stop) as a device `Pool` with the labeled set."""
+  def pool(self, start: int, stop: int,
+           arrays: tuple[str, ...] = ("features", "logits", "sample_logits",
+                                      "predicted_loss")) -> Pool:
+    """Candidates [start, stop) as a device `Pool` with the labeled set; of
+    the candidates' arrays only those named in `arrays` go to the device
+    (the others are empty)."""
     from jax_al.selection import to_device  # lazy: selection imports this module lazily
 
     take = self.rows[start:stop]
-    f = self.features
-    lg = self.logits
+    f, lg = self.features, self.logits
+    sl, pl = self.sample_logits, self.predicted_loss
+    empty = jnp.zeros((len(take), 0), jnp.float32)
     return Pool(
-        features=(to_device(f, take) if f.shape[1]
-                  else jnp.zeros((len(take), 0), jnp.float32)),
-        logits=(to_device(lg, take) if lg is not None
-                else jnp.zeros((len(take), 0), jnp.float32)),
+        features=to_device(f, take) if f.shape[1] and "features" in arrays else empty,
+        logits=to_device(lg, take) if lg is not None and "logits" in arrays else empty,
         labeled_features=self.labeled_features, labeled_logits=self.labeled_logits,
         num_classes=self.num_classes,
-        sample_logits=(None if self.sample_logits is None
-                       else to_device(self.sample_logits, take, axis=1)),
-        predicted_loss=(None if self.predicted_loss is None
-                        else to_device(self.predicted_loss, take)))
+        sample_logits=(to_device(sl, take, axis=1)
+                       if sl is not None and "sample_logits" in arrays else None),
+        predicted_loss=(to_device(pl, take)
+                        if pl is not None and "predicted_loss" in arrays else None))
 
   def features_of(self, positions: np.ndarray) -> jax.Array:
     """[len(positions), d] features of the candidates at these positions."""
@@ -113,10 +116,11 @@ class HostPool:
     return to_device(self.features, self.rows[np.asarray(positions, np.int64)])
 
   def mean(self) -> jax.Array:
-    """[d] mean of the candidates' features, summed block by block."""
+    """[d] mean of the candidates' features, summed block by block (only
+    the features go to the device)."""
     acc = jnp.zeros((self.features.shape[1],), jnp.float32)
     for a, b in self.blocks():
-      acc = _add_rows(acc, self.pool(a, b).features)
+      acc = _add_rows(acc, self.pool(a, b, arrays=("features",)).features)
     return acc / self.size
 
 
@@ -125,28 +129,34 @@ def _add_rows(acc: jax.Array, x: jax.Array) -> jax.Array:
   return acc + jnp.sum(x, axis=0)
 
 
-def _gather(n: int, parts) -> np.ndarray:
-  """[n] float32 host array from (start, stop, device values) parts.
+def _gather(n: int, parts) -> tuple[np.ndarray, ...]:
+  """[n] float32 host arrays from (start, stop, tuple of [stop - start]
+  device values) parts, one array per value.
 
   Two blocks are in flight at a time: the next block's transfer and scoring
   are dispatched (asynchronously) before the one before it is fetched, so
   they overlap, and the device never holds more than two blocks.
   """
-  out = np.empty((n,), np.float32)
-  pending = []
+  outs, pending = None, []
+
+  def fetch(a, b, vals):
+    nonlocal outs
+    outs = outs or tuple(np.empty((n,), np.float32) for _ in vals)
+    for o, v in zip(outs, vals):
+      o[a:b] = np.asarray(v)
+
   for part in parts:
     pending.append(part)
     if len(pending) > 1:
-      a, b, v = pending.pop(0)
-      out[a:b] = np.asarray(v)
-  for a, b, v in pending:
-    out[a:b] = np.asarray(v)
-  return out
+      fetch(*pending.pop(0))
+  for part in pending:
+    fetch(*part)
+  return outs
 
 
 def rowwise(host: HostPool, fn: Callable[[Pool], jax.Array]) -> np.ndarray:
   """[N] float32 host array of fn(block pool), block by block."""
-  return _gather(host.size, ((a, b, fn(host.pool(a, b))) for a, b in host.blocks()))
+  return _gather(host.size, ((a, b, (fn(host.pool(a, b)),)) for a, b in host.blocks()))[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,11 +195,14 @@ def minibatch_blocks(n: int, batch: int, min_size: int, block_rows: int,
   return out
 
 
-def per_batch(host: HostPool, blocks: list[Block], keys: jax.Array,
-              fn: Callable[[Pool, jax.Array], jax.Array]) -> np.ndarray:
-  """[N] float32 host array of fn(block pool, block keys), block by block
-  (an overlapping block writes its rows again, with the same values)."""
+def per_batch(host: HostPool, blocks: list[Block], keys: tuple[jax.Array, ...],
+              fn: Callable[..., tuple[jax.Array, ...]]) -> tuple[np.ndarray, ...]:
+  """[N] float32 host arrays of fn(block pool, *block keys) (a tuple of [b]
+  values, each block sent to the device once for all of them), block by
+  block; `keys` are [num_batches] key arrays, each sliced to the block's
+  minibatches. An overlapping block writes its rows again, with the same
+  values."""
   return _gather(host.size, (
       (blk.start, blk.stop,
-       fn(host.pool(blk.start, blk.stop), keys[blk.first:blk.first + blk.count]))
+       fn(host.pool(blk.start, blk.stop), *(k[blk.first:blk.first + blk.count] for k in keys)))
       for blk in blocks))

@@ -41,7 +41,7 @@ def blocks_sent(monkeypatch):
   sizes = []
   orig = stream.HostPool.pool
   monkeypatch.setattr(stream.HostPool, "pool",
-                      lambda self, a, b: (sizes.append(b - a), orig(self, a, b))[1])
+                      lambda self, a, b, **kw: (sizes.append(b - a), orig(self, a, b, **kw))[1])
   return sizes
 
 

@@ -80,7 +80,6 @@ import numpy as np
 from jax_al import stream
 from jax_al.errors import ConfigError
 from jax_al.scores import greedy
-from jax_al.scores import minibatch
 from jax_al.scores import mmd
 from jax_al.scores import normalize as norm_lib
 from jax_al.strategies.base import (PADS, Pool, Refusal, Requires, Selection, Strategy, register,
@@ -223,13 +222,23 @@ def median_points(features: jax.Array, labeled: jax.Array, l_count: jax.Array,
   centre = jnp.mean(features, axis=0)
   l = labeled - centre
   n = features.shape[0]
+  ids, ok = _median_ids(n, l, l_count, rng)
+  xg = features if ids is None else features[jnp.minimum(ids, n - 1)]
+  return _points_of_rows(xg, ids, l, centre, n), ids, ok
+
+
+def _median_ids(n: int, l: jax.Array, l_count: jax.Array, rng: jax.Array):
+  """`mmd.median_rows` over the rows of [x; l] (n candidates, then l's real rows)."""
   weights = jnp.concatenate([jnp.ones(n), (jnp.arange(l.shape[0]) < l_count) * 1.0])
-  ids, ok = mmd.median_rows(n + l.shape[0], rng, weights=weights)
+  return mmd.median_rows(n + l.shape[0], rng, weights=weights)
+
+
+def _points_of_rows(xg, ids, l, centre, n: int) -> jax.Array:
+  """The median's points from the candidate rows drawn (`xg`: x[min(ids, n -
+  1)], or all of x when ids is None) and the labeled ones."""
   if ids is None:
-    return jnp.concatenate([features - centre, l]), ids, ok
-  pts = jnp.where((ids < n)[:, None], features[jnp.minimum(ids, n - 1)] - centre,
-                  l[jnp.clip(ids - n, 0, l.shape[0] - 1)])
-  return pts, ids, ok
+    return jnp.concatenate([xg - centre, l])
+  return jnp.where((ids < n)[:, None], xg - centre, l[jnp.clip(ids - n, 0, l.shape[0] - 1)])
 
 
 # Two programs, not part of `select_indices`: the points' depends on the pool's
@@ -419,22 +428,29 @@ class UncertaintyMMD(Strategy):
         Pool(jnp.zeros((0, d)), jnp.zeros((0, 0)), host.labeled_features,
              host.labeled_logits, host.num_classes), s)
     k_u, k_rest = jax.random.split(rng)
+    knobs, t, sigma = self.knobs(), None, None
     per_batch = s.use_mmd or self.uncertainty.utility == "cluster_margin"
     centre = host.mean() if per_batch else None
     blocks = self.uncertainty.blocks(host, host.num_classes) if per_batch else None
-    u = jnp.asarray(self.uncertainty.streamed(host, k_u, centre, blocks))
-    knobs, t, sigma = self.knobs(), None, None
-    if s.use_mmd:
+    if not s.use_mmd:
+      u = self.uncertainty.streamed(host, k_u, centre, blocks)
+    else:
       k_sigma, k_rff, k_mmd = jax.random.split(k_rest, 3)
       l, l_count = labeled - centre, jnp.int32(m)
       sigma = (_streamed_sigma(host, centre, l, l_count, k_sigma) if s.median_sigma
                else knobs.sigma)
       freqs = (mmd.rff_frequencies(k_rff, d, s.rff_dim, sigma)
                if s.approx == "rff" else None)
-      keys = jax.random.split(k_mmd, minibatch.num_batches(host.size, s.u.batch, s.u.k))
-      t = jnp.asarray(stream.per_batch(
-          host, blocks, keys,
-          lambda p, k: _block_term(p.features, centre, l, l_count, sigma, k, freqs, s=s)))
+      keys_u, keys_t = (self.uncertainty.batch_keys(k, host.size, host.num_classes)
+                        for k in (k_u, k_mmd))
+
+      def both(p, ku, kt):  # u and t from one transfer of the block
+        return (self.uncertainty.of_block(p, ku, centre),
+                _block_term(p.features, centre, l, l_count, sigma, kt, freqs, s=s))
+
+      u, t = stream.per_batch(host, blocks, (keys_u, keys_t), both)
+      t = jnp.asarray(t)
+    u = jnp.asarray(u)
     idx, stats = _streamed_top(u, t, knobs, budget=int(budget), use_mmd=s.use_mmd)
     stats = {k: float(v) for k, v in stats.items()}
     if sigma is not None:
@@ -488,22 +504,14 @@ def _streamed_top(u, t, knobs: Knobs, *, budget: int, use_mmd: bool):
   return jax.lax.top_k(_combined(u_norm, t, knobs), budget)[1], stats
 
 
-_median_rows = jax.jit(mmd.median_rows, static_argnames=("n", "max_points"))
-
-
-@functools.partial(jax.jit, static_argnames=("n",))
-def _streamed_points(xg, ids, l, centre, *, n: int):
-  """`median_points` from the candidate rows it drew (`xg`, gathered on the
-  host) and the labeled ones."""
-  if ids is None:
-    return jnp.concatenate([xg - centre, l])
-  return jnp.where((ids < n)[:, None], xg - centre, l[jnp.clip(ids - n, 0, l.shape[0] - 1)])
+_streamed_ids = jax.jit(_median_ids, static_argnums=0)
+_streamed_points = jax.jit(_points_of_rows, static_argnums=4)
 
 
 def _streamed_sigma(host, centre, l, l_count, key) -> jax.Array:
-  n, mb = host.size, l.shape[0]
-  weights = jnp.concatenate([jnp.ones(n), (jnp.arange(mb) < l_count) * 1.0])
-  ids, ok = _median_rows(n=n + mb, rng=key, weights=weights)
+  """`median_sigma` with the drawn candidate rows gathered on the host."""
+  n = host.size
+  ids, ok = _streamed_ids(n, l, l_count, key)
   # All rows (a small pool) or the drawn ones; a labeled id reads row n - 1, unused.
   rows = np.arange(n) if ids is None else np.minimum(np.asarray(ids), n - 1)
-  return _median_sigma_of(_streamed_points(host.features_of(rows), ids, l, centre, n=n), ids, ok)
+  return _median_sigma_of(_streamed_points(host.features_of(rows), ids, l, centre, n), ids, ok)

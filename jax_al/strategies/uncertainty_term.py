@@ -165,14 +165,25 @@ class UncertaintyTerm:
                 memory.DRAW_CHUNK)
     return stream.minibatch_blocks(host.size, s.batch, s.k, host.block_rows, width)
 
+  def batch_keys(self, rng: jax.Array, n: int, num_classes: int) -> jax.Array:
+    """The keys of the n candidates' minibatches, as `uncertainty` splits `rng`."""
+    s = self.settings(num_classes)
+    return jax.random.split(rng, minibatch.num_batches(n, s.batch, s.k))
+
+  def of_block(self, block: Pool, keys: jax.Array, centre: jax.Array | None) -> jax.Array:
+    """[b] raw u of a block of whole minibatches with their keys (a softmax
+    utility reads only its rows' logits)."""
+    if self.utility != "cluster_margin":
+      return softmax_utility(block.logits, kind=self.utility)
+    return uncertainty(block.features, keys, centre, s=self.settings(block.num_classes))
+
   def streamed(self, host: HostPool, rng: jax.Array, centre: jax.Array | None,
                blocks: list[Block] | None) -> np.ndarray:
     """[N] raw u of a pool held on the host (`__call__`'s values, given
     `centre`, the candidates' mean, and `blocks`, from `blocks`)."""
     from jax_al import stream
     if self.utility != "cluster_margin":
-      return stream.rowwise(host, lambda p: softmax_utility(p.logits, kind=self.utility))
-    s = self.settings(host.num_classes)
-    keys = jax.random.split(rng, minibatch.num_batches(host.size, s.batch, s.k))
-    return stream.per_batch(host, blocks, keys,
-                            lambda p, k: uncertainty(p.features, k, centre, s=s))
+      return stream.rowwise(host, lambda p: self.of_block(p, None, None))
+    keys = self.batch_keys(rng, host.size, host.num_classes)
+    return stream.per_batch(host, blocks, (keys,),
+                            lambda p, k: (self.of_block(p, k, centre),))[0]
